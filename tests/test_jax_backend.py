@@ -1,0 +1,46 @@
+"""The builder is backend-agnostic: the mini model builds, runs and trains a step under KERAS_BACKEND=jax."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("jax")
+
+SCRIPT = r"""
+import json, numpy as np, keras
+from xablate.models import build_from_preset, summarize_model
+out = {"backend": keras.backend.backend()}
+for segments, act in [("depthwise", "none"), (1, "none"), (4, "relu"), (32, "elu"), (128, "none")]:
+    model = build_from_preset("mini", segments=segments, intermediate_act=act)
+    x = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype("float32")
+    y = np.asarray(model(x))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    loss = float(model.train_on_batch(x, np.arange(4)))
+    impls = sorted({l.implementation for l in summarize_model(model).separable_layers})
+    out[f"{segments}-{act}"] = [model.count_params(), list(y.shape), bool(np.isfinite(y).all()), loss, impls]
+print("RESULT" + json.dumps(out))
+"""
+
+
+def run_under(backend):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT"))
+    return json.loads(line[len("RESULT"):])
+
+
+def test_mini_builds_and_trains_under_jax_with_the_same_parameter_counts():
+    jax_result = run_under("jax")
+    assert jax_result.pop("backend") == "jax"
+    expected_params = {"depthwise-none": 737_034, "1-none": 5_468_226}
+    for key, (params, shape, finite, loss, impls) in jax_result.items():
+        assert shape == [4, 10] and finite, key
+        assert loss == loss and loss > 0, key  # a finite positive cross-entropy
+        if key in expected_params:
+            assert params == expected_params[key]
+    assert jax_result["4-relu"][4] == ["split"]
+    assert jax_result["128-none"][4] == ["depthwise_sum", "keras_separable", "split"]

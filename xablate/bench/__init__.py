@@ -1,0 +1,1 @@
+"""Throughput benchmarks behind `xablate bench` (results land in results/bench/)."""

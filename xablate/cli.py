@@ -1,0 +1,69 @@
+"""The `xablate` command: `xablate bench segments` (more subcommands arrive with later issues)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_BENCH_DIR = Path("results") / "bench"
+
+
+def _parse_segments(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"Received --segments={text!r}; allowed: comma-separated integers >= 1.")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"Received --segments={text!r}; allowed: comma-separated integers >= 1.")
+    return values
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"Received {text!r}; allowed: a number > 0.")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xablate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser("bench", help="throughput benchmarks, written under results/bench/")
+    suites = bench.add_subparsers(dest="suite", required=True)
+    seg = suites.add_parser("segments", help="train-step cost of the segment conv across the spectrum")
+    seg.add_argument("--channels", type=_positive(int), default=128, help="input = output channels (128)")
+    seg.add_argument("--size", type=_positive(int), default=32, help="image height = width (32)")
+    seg.add_argument("--batch", type=_positive(int), default=32, help="batch size (32)")
+    seg.add_argument("--images", type=_positive(int), default=512, help="images per epoch, for s/epoch (512)")
+    seg.add_argument("--steps", type=_positive(int), default=10, help="timed steps per cell, at most (10)")
+    seg.add_argument("--max-seconds", type=_positive(float), default=20.0,
+                     help="stop timing a cell after this long, once 2 steps are in (20)")
+    seg.add_argument("--segments", type=_parse_segments, default=None,
+                     help="comma-separated k to measure (default: powers of two from 1 to channels)")
+    seg.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "segments.csv", help="CSV to write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "bench" and args.suite == "segments":
+        from xablate.bench import segments
+
+        if args.segments and max(args.segments) > args.channels:
+            print(f"xablate: Received --segments={max(args.segments)} > --channels={args.channels}; "
+                  f"allowed: 1 .. channels.", file=sys.stderr)
+            return 2
+        if args.segments and any(args.channels % k for k in args.segments):
+            print(f"xablate: Received --segments={args.segments}; each must divide --channels={args.channels}.",
+                  file=sys.stderr)
+            return 2
+        segments.run(channels=args.channels, size=args.size, batch=args.batch, images=args.images,
+                     steps=args.steps, max_seconds=args.max_seconds, segments=args.segments, out=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""SegmentConv2D: spatial convolution over k channel segments -> optional activation -> pointwise conv.
+
+One layer covers Xception's whole spectrum: k = 1 is a regular 3x3 convolution followed by a 1x1,
+k = channels is a depthwise separable convolution, and anything between is an Inception-like grouped
+convolution. The weights are stored in `Conv2D(groups=k)` layout whatever the implementation, so a
+checkpoint does not depend on which implementation ran:
+
+    spatial_kernel:   (kh, kw, channels // k, channels)   output channel o reads segment o // (channels // k)
+    pointwise_kernel: (1, 1, channels, filters)
+
+`Conv2D(groups=k)` itself is 20-100x slower than the alternatives on CPU (Keras' TensorFlow backend sends
+grouped convolutions through XLA), so the spatial op is computed by one of several equivalent
+implementations, chosen per backend and k by `choose_implementation` from `xablate bench segments`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+IMPLEMENTATIONS = ("dense", "grouped", "split", "masked", "depthwise_sum", "depthwise")
+# With at most this many channels per segment, one depthwise conv (multiplier channels/k) plus a segment
+# sum beats k separate convolutions on TensorFlow CPU; with wider segments, split-and-concat wins (measured
+# with `xablate bench segments` at 128, 256 and 728 channels: results/bench/segments.csv).
+DEPTHWISE_SUM_MAX_SEGMENT_WIDTH = 2
+
+
+def choose_implementation(segments: int, channels: int, backend: str | None = None) -> str:
+    """The fastest known spatial implementation for k segments over `channels` on a backend."""
+    backend = backend or keras.backend.backend()
+    if segments == 1:
+        return "dense"
+    if segments == channels:
+        return "depthwise"
+    if backend == "torch":  # torch runs groups natively at normal speed
+        return "grouped"
+    return "depthwise_sum" if channels // segments <= DEPTHWISE_SUM_MAX_SEGMENT_WIDTH else "split"
+
+
+def _segment_blocks(kernel, segments: int):
+    """(kh, kw, g, C) grouped kernel -> (kh, kw, g_in, k, g_out) with segment j on axis 3."""
+    kh, kw, g, channels = kernel.shape
+    return ops.reshape(kernel, (kh, kw, g, segments, channels // segments))
+
+
+def spatial_grouped(x, kernel, segments, padding):
+    return ops.conv(x, kernel, padding=padding)
+
+
+def spatial_split(x, kernel, segments, padding):
+    inputs = ops.split(x, segments, axis=-1)
+    kernels = ops.split(kernel, segments, axis=-1)
+    return ops.concatenate([ops.conv(xi, ki, padding=padding) for xi, ki in zip(inputs, kernels)], axis=-1)
+
+
+def spatial_masked(x, kernel, segments, padding):
+    kh, kw, g, channels = kernel.shape
+    blocks = _segment_blocks(kernel, segments)  # (h, w, i, j, o)
+    eye = ops.eye(segments, dtype=kernel.dtype)
+    dense = ops.einsum("hwijo,jJ->hwjiJo", blocks, eye)  # block-diagonal (h, w, C_in, C_out)
+    return ops.conv(x, ops.reshape(dense, (kh, kw, channels, channels)), padding=padding)
+
+
+def spatial_depthwise_sum(x, kernel, segments, padding):
+    kh, kw, g, channels = kernel.shape
+    # Input channel j*g+i produces g outputs (one per output channel of its segment) ...
+    blocks = ops.transpose(_segment_blocks(kernel, segments), (0, 1, 3, 2, 4))  # (h, w, j, i, o)
+    y = ops.depthwise_conv(x, ops.reshape(blocks, (kh, kw, channels, g)), padding=padding)
+    # ... laid out as [j, i, o]; summing over i gives output channel j*g+o.
+    shape = ops.shape(y)
+    y = ops.reshape(y, (-1, shape[1], shape[2], segments, g, g))
+    return ops.reshape(ops.sum(y, axis=-2), (-1, shape[1], shape[2], channels))
+
+
+def spatial_depthwise(x, kernel, segments, padding):
+    kh, kw, _, channels = kernel.shape
+    return ops.depthwise_conv(x, ops.reshape(kernel, (kh, kw, channels, 1)), padding=padding)
+
+
+def spatial_dense(x, kernel, segments, padding):
+    return ops.conv(x, kernel, padding=padding)
+
+
+SPATIAL_OPS = {
+    "dense": spatial_dense,
+    "grouped": spatial_grouped,
+    "split": spatial_split,
+    "masked": spatial_masked,
+    "depthwise_sum": spatial_depthwise_sum,
+    "depthwise": spatial_depthwise,
+}
+
+
+@keras.saving.register_keras_serializable(package="xablate")
+class SegmentConv2D(keras.layers.Layer):
+    """Spatial convolution over `segments` channel groups, optional activation, then a 1x1 convolution.
+
+    Args:
+        filters: output channels of the pointwise convolution.
+        segments: number of channel segments of the spatial convolution; must divide the input channels
+            (1 = regular convolution, channels = depthwise).
+        kernel_size: spatial kernel size (int or pair), 3 in Xception.
+        intermediate_activation: None, or a Keras activation name applied between the spatial and the
+            pointwise op (the paper's Fig. 10 axis); adds no parameters.
+        implementation: "auto" (choose_implementation) or one of IMPLEMENTATIONS; all give the same result.
+        padding: "same" or "valid".
+        kernel_initializer, kernel_regularizer: applied to both kernels.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        segments: int,
+        kernel_size: int | tuple[int, int] = 3,
+        intermediate_activation: str | None = None,
+        implementation: str = "auto",
+        padding: str = "same",
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if implementation != "auto" and implementation not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"Received implementation={implementation!r}; allowed: 'auto', {', '.join(IMPLEMENTATIONS)}."
+            )
+        if padding not in ("same", "valid"):
+            raise ValueError(f"Received padding={padding!r}; allowed: 'same', 'valid'.")
+        self.filters = int(filters)
+        self.segments = int(segments)
+        self.kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.intermediate_activation = intermediate_activation
+        self.implementation = implementation
+        self.padding = padding
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self._activation = keras.activations.get(intermediate_activation) if intermediate_activation else None
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        if channels % self.segments:
+            raise ValueError(
+                f"Received segments={self.segments} for {channels} input channels in layer {self.name}; "
+                f"segments must divide the input channels."
+            )
+        self.channels = channels
+        self.resolved_implementation = (
+            choose_implementation(self.segments, channels) if self.implementation == "auto" else self.implementation
+        )
+        self._spatial = SPATIAL_OPS[self.resolved_implementation]
+        self.spatial_kernel = self.add_weight(
+            name="spatial_kernel",
+            shape=(*self.kernel_size, channels // self.segments, channels),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.pointwise_kernel = self.add_weight(
+            name="pointwise_kernel",
+            shape=(1, 1, channels, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+
+    def call(self, inputs):
+        x = self._spatial(inputs, self.spatial_kernel, self.segments, self.padding)
+        if self._activation is not None:
+            x = self._activation(x)
+        return ops.conv(x, self.pointwise_kernel, padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        height, width = input_shape[1:3]
+        if self.padding == "valid":
+            height = None if height is None else height - self.kernel_size[0] + 1
+            width = None if width is None else width - self.kernel_size[1] + 1
+        return (input_shape[0], height, width, self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "segments": self.segments,
+            "kernel_size": self.kernel_size,
+            "intermediate_activation": self.intermediate_activation,
+            "implementation": self.implementation,
+            "padding": self.padding,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+        }
