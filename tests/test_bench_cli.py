@@ -35,6 +35,9 @@ def test_bench_segments_writes_one_row_per_variant(tmp_path):
     auto = {int(r["segments"]): r["implementation"] for r in rows if r["variant"] == "xablate_auto"}
     assert auto == {1: "dense", 2: "split", 8: "depthwise"}
     assert "vs best alternative" in proc.stdout
+    summary = out.with_suffix(".md").read_text().splitlines()
+    assert len(summary) == 2 + 3  # header, rule, one line per k
+    assert summary[2].startswith("| 1 | ") and "(dense)" in summary[2]
 
 
 @pytest.mark.parametrize("args, message", [
