@@ -4,7 +4,7 @@ from xablate.models.presets import PRESETS, build_from_preset, preset_kwargs
 from xablate.models.segment_conv import SegmentConv2D, choose_implementation
 from xablate.models.segments import effective_segments
 from xablate.models.summary import ModelSummary, SeparableLayer, summarize_model
-from xablate.models.xception import build_xception
+from xablate.models.xception import build_xception, check_build_kwargs
 
 __all__ = [
     "PRESETS",
@@ -13,6 +13,7 @@ __all__ = [
     "SeparableLayer",
     "build_from_preset",
     "build_xception",
+    "check_build_kwargs",
     "choose_implementation",
     "effective_segments",
     "preset_kwargs",

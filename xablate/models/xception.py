@@ -270,3 +270,19 @@ def _head(x, *, include_top, pooling, classes, classifier_activation, dropout, a
     if pooling == "max":
         return layers.GlobalMaxPooling2D(name="global_max_pooling2d")(x)
     return x
+
+
+def check_build_kwargs(**kwargs) -> None:
+    """Validates builder arguments without building (fails like build_xception would, before any work)."""
+    import inspect
+
+    parameters = inspect.signature(build_xception).parameters
+    unknown = sorted(set(kwargs) - set(parameters))
+    if unknown:
+        raise ValueError(f"Received unknown model argument(s) {unknown}; allowed: {', '.join(parameters)}.")
+    merged = {name: p.default for name, p in parameters.items()} | kwargs
+    _validate(**{k: merged[k] for k in (
+        "input_shape", "classes", "include_top", "pooling", "stem", "width_multiplier", "middle_blocks",
+        "bn_momentum", "dropout", "weight_decay", "segment_rounding", "segment_impl")})
+    normalize_activation(merged["intermediate_act"])
+    validate_segments(merged["segments"])

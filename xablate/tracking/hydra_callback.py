@@ -1,0 +1,78 @@
+"""Hydra callback: one MLflow parent run per multirun, closed with a summary table of its children.
+
+`on_multirun_start` runs once, in the launcher's process, before any job: it opens the store and the study's
+experiment (so parallel jobs never create them concurrently), starts the parent run and writes its id to
+<sweep dir>/mlflow_parent_run_id, where every job — in this process or another (joblib, Ray, Slurm) — finds
+it. Hydra turns callback exceptions into warnings, so failures here are also printed loudly.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from xablate.tracking.store import PARENT_RUN_FILE, open_experiment, resolve_tracking_uri
+
+
+class MlflowSweepCallback(Callback):
+    def __init__(self) -> None:
+        self.parent = None  # (uri, run_id)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            uri = resolve_tracking_uri(config.tracking.uri)
+            client, experiment_id = open_experiment(uri, str(config.tracking.experiment))
+            sweep_dir = Path(str(config.hydra.sweep.dir))
+            overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
+            run = client.create_run(experiment_id, run_name=f"sweep {sweep_dir.name}", tags={
+                "xablate.role": "sweep",
+                "xablate.study": str(config.study),
+                "xablate.sweep_dir": str(sweep_dir.resolve()),
+                "xablate.overrides": " ".join(overrides),
+            })
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
+            self.parent = (uri, run.info.run_id)
+            print(f"[xablate] sweep parent run {run.info.run_id} in experiment '{config.tracking.experiment}' "
+                  f"({uri})", flush=True)
+        except Exception as error:  # Hydra would only warn; say it plainly, then let Hydra warn too
+            print(f"[xablate] could not start the sweep's parent run: {error!r}", file=sys.stderr, flush=True)
+            raise
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.parent is None:
+            return
+        from mlflow import MlflowClient
+
+        uri, parent_id = self.parent
+        client = MlflowClient(tracking_uri=uri)
+        children = client.search_runs(
+            [client.get_run(parent_id).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+            order_by=["attributes.start_time ASC"],
+        )
+        failed = any(child.info.status != "FINISHED" for child in children)
+        client.set_terminated(parent_id, status="FAILED" if failed or not children else "FINISHED")
+        print(summary_table(children), flush=True)
+        self.parent = None
+
+
+def summary_table(runs) -> str:
+    """One line per child run: variant, status, best/final validation accuracy, epochs, minutes."""
+    header = f"{'variant':<58} {'status':<9} {'best val acc':>12} {'final val acc':>13} {'epochs':>6} {'min':>6}"
+    lines = [header, "-" * len(header)]
+    for run in runs:
+        metrics, tags = run.data.metrics, run.data.tags
+        minutes = ((run.info.end_time or time.time() * 1000) - run.info.start_time) / 60000
+        best = metrics.get("best_val_accuracy")
+        final = metrics.get("val_accuracy")
+        lines.append(
+            f"{tags.get('xablate.variant', run.info.run_name):<58} {run.info.status:<9} "
+            f"{'-' if best is None else f'{best:.4f}':>12} {'-' if final is None else f'{final:.4f}':>13} "
+            f"{int(metrics.get('epochs_completed', 0)):>6} {minutes:>6.1f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""The MLflow store: which one, and creating its experiment safely when several processes start at once."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from xablate.paths import default_tracking_uri, project_root
+
+PARENT_RUN_FILE = "mlflow_parent_run_id"  # in a multirun's sweep dir, written by the Hydra callback
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else the project's SQLite store."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+@contextmanager
+def _store_lock(uri: str):
+    """Serialise store creation and experiment lookup: a new SQLite store created by several processes at
+    once fails in alembic, and mlflow.set_experiment is not process safe (mlflow#12259)."""
+    if uri.startswith("sqlite:///"):
+        lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".lock")
+    else:
+        lock_path = project_root() / ".mlflow-client.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
+    """A client on `uri` and the id of experiment `name`, created if missing.
+
+    With a SQLite store, artifacts go beside it, to <store folder>/mlartifacts/<experiment> (the project's
+    default store: <project>/mlartifacts/), not to wherever the command started; a server decides its own.
+    """
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return client, experiment.experiment_id
+        location = None
+        if uri.startswith("sqlite:///"):
+            location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / name).as_uri()
+        return client, client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout xablate runs from, or None outside git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

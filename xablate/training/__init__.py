@@ -1,0 +1,1 @@
+"""Training: recipes (optimizer + schedule + EMA) and the trainer that runs one job end to end."""

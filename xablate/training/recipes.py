@@ -1,0 +1,54 @@
+"""Training recipes from conf/optim/: optimizer, learning-rate schedule, Polyak/EMA averaging.
+
+Schedules (`schedule.kind`):
+    constant     — the learning rate throughout;
+    exponential  — × `factor` every `every_epochs` epochs or every `every_samples` images (staircase);
+    piecewise    — × `factor` at each fraction of training in `at_fractions` (e.g. [0.3, 0.7]).
+"""
+
+from __future__ import annotations
+
+import keras
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+SCHEDULES = ("constant", "exponential", "piecewise")
+
+
+def learning_rate(optim: dict, *, steps_per_epoch: int, epochs: int, batch_size: int):
+    """A float or a keras LearningRateSchedule for the recipe."""
+    lr = float(optim["learning_rate"])
+    schedule = optim.get("schedule") or {"kind": "constant"}
+    kind = schedule["kind"]
+    if kind == "constant":
+        return lr
+    if kind == "exponential":
+        if schedule.get("every_samples"):
+            decay_steps = max(1, round(schedule["every_samples"] / batch_size))
+        else:
+            decay_steps = max(1, round(schedule["every_epochs"] * steps_per_epoch))
+        return keras.optimizers.schedules.ExponentialDecay(lr, decay_steps, schedule["factor"], staircase=True)
+    if kind == "piecewise":
+        total = steps_per_epoch * epochs
+        boundaries = [max(1, int(f * total)) for f in schedule["at_fractions"]]
+        values = [lr * schedule["factor"] ** i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    raise ValueError(f"Received optim.schedule.kind={kind!r}; allowed: {', '.join(SCHEDULES)}.")
+
+
+def build_optimizer(optim: dict, *, steps_per_epoch: int, epochs: int, batch_size: int) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer, with EMA weights (Polyak averaging) when `ema_momentum` is set."""
+    lr = learning_rate(optim, steps_per_epoch=steps_per_epoch, epochs=epochs, batch_size=batch_size)
+    ema = {"use_ema": True, "ema_momentum": float(optim["ema_momentum"])} if optim.get("ema_momentum") else {}
+    name = optim["optimizer"]
+    if name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=optim.get("momentum", 0.0), **ema)
+    if name == "adam":
+        return keras.optimizers.Adam(lr, **ema)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(lr, momentum=optim.get("momentum", 0.0), **ema)
+    raise ValueError(f"Received optim.optimizer={name!r}; allowed: {', '.join(OPTIMIZERS)}.")
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    """The learning rate the optimizer applies at its current iteration."""
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))

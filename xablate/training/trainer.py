@@ -1,0 +1,195 @@
+"""One job, end to end: validate -> MLflow run -> data -> model -> fit -> artifacts -> FINISHED/FAILED.
+
+`train(cfg, context)` takes the plain composed config (run.py converts Hydra's once) and a RunContext with
+what Hydra knows about the job; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Param
+
+from xablate.config import AXES, flatten, variant_label
+from xablate.data import load_data
+from xablate.models import ModelSummary, build_xception, preset_kwargs, summarize_model
+from xablate.tracking.store import PARENT_RUN_FILE, git_commit, open_experiment, resolve_tracking_uri
+from xablate.training.callbacks import MlflowEpochLogger
+from xablate.training.recipes import build_optimizer
+from xablate.validation import validate_job_config
+
+
+@dataclass
+class RunContext:
+    """What the launcher knows about a job: where it writes, and which sweep it belongs to."""
+
+    output_dir: Path
+    sweep_dir: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    job_num: int | None = None
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    tracking_uri: str
+    status: str
+    history: list[dict[str, float]]
+    summary: ModelSummary | None
+
+
+def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
+    """Builder arguments: the preset < the recipe's dropout/weight decay < model.* overrides < the axes;
+    input shape and classes always come from the data."""
+    model_cfg = dict(cfg["model"])
+    preset = model_cfg.pop("preset")
+    recipe = {k: cfg["optim"][k] for k in ("weight_decay", "dropout") if cfg["optim"].get(k) is not None}
+    axes = {axis: cfg[axis] for axis in AXES}
+    kwargs = preset_kwargs(preset, **{**recipe, **model_cfg, **axes})
+    kwargs.update(input_shape=tuple(image_shape), classes=int(num_classes))
+    return kwargs
+
+
+def train(cfg: dict, context: RunContext) -> TrainResult:
+    """Trains the configured variant and records it as an MLflow run (nested under its sweep's parent)."""
+    validate_job_config(cfg)
+    uri = resolve_tracking_uri(cfg["tracking"]["uri"])
+    client, experiment_id = open_experiment(uri, cfg["tracking"]["experiment"])
+    label = variant_label(cfg)
+    tags = {
+        "xablate.variant": label,
+        "xablate.study": str(cfg["study"]),
+        "xablate.backend": keras.backend.backend(),
+        "xablate.device": _device(),
+        "xablate.overrides": " ".join(context.overrides),
+        **{f"xablate.{axis}": str(cfg[axis]) for axis in (*AXES, "seed")},
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if context.sweep_dir is not None:
+        tags["mlflow.parentRunId"] = (Path(context.sweep_dir) / PARENT_RUN_FILE).read_text().strip()
+    run_id = client.create_run(experiment_id, run_name=label, tags=tags).info.run_id
+    print(f"[xablate] MLflow run {run_id} ({label}) in experiment '{cfg['tracking']['experiment']}' at {uri}",
+          flush=True)
+    try:
+        history, summary = _fit(cfg, client, run_id, Path(context.output_dir))
+    except BaseException as error:
+        _record_failure(client, run_id, error, Path(context.output_dir))
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return TrainResult(run_id, uri, "FINISHED", history, summary)
+
+
+def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path):
+    output_dir.mkdir(parents=True, exist_ok=True)
+    seed, train_cfg = int(cfg["seed"]), cfg["train"]
+    keras.backend.clear_session()  # jobs sharing a process (basic launcher) start clean
+    keras.utils.set_random_seed(seed)
+
+    data = load_data(cfg["data"], batch_size=int(train_cfg["batch_size"]), seed=seed)
+    kwargs = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes)
+    model = build_xception(**kwargs)
+    summary = summarize_model(model)
+    _log_params(client, run_id, {
+        **flatten(cfg),
+        **{f"builder.{k}": v for k, v in kwargs.items()},
+        **summary.to_params(),
+        "data.num_classes": data.num_classes,
+        "data.train_size": data.train_size,
+        "data.validation_size": data.validation_size,
+    })
+    _write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    _write_and_log(client, run_id, output_dir / "model_summary.json", json.dumps(summary.to_dict(), indent=2))
+    _write_and_log(client, run_id, output_dir / "model_summary.txt", summary.format_table())
+
+    epochs = int(train_cfg["epochs"])
+    optimizer = build_optimizer(cfg["optim"], steps_per_epoch=data.steps_per_epoch, epochs=epochs,
+                                batch_size=data.batch_size)
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if data.num_classes > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics)
+
+    logger = MlflowEpochLogger(client, run_id, data.train_size)
+    callbacks = [logger]
+    if optimizer.use_ema:  # evaluate each epoch with the Polyak-averaged weights
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    start = time.perf_counter()
+    model.fit(data.train, validation_data=data.validation, epochs=epochs, callbacks=callbacks, shuffle=False,
+              verbose=train_cfg["verbose"])  # the pipeline shuffles
+    seconds = time.perf_counter() - start
+
+    history = logger.history
+    val_acc = [h["val_accuracy"] for h in history]
+    client.log_batch(run_id, metrics=[
+        _metric("best_val_accuracy", max(val_acc)),
+        _metric("best_epoch", int(val_acc.index(max(val_acc)))),
+        _metric("epochs_completed", len(history)),
+        _metric("train_seconds", seconds),
+    ])
+    _log_history_csv(client, run_id, output_dir / "history.csv", history)
+    if train_cfg["save_model"]:
+        model_path = output_dir / "model.keras"
+        model.save(model_path)
+        client.log_artifact(run_id, str(model_path))
+    return history, summary
+
+
+def _metric(key, value):
+    from mlflow.entities import Metric
+
+    return Metric(key, float(value), int(time.time() * 1000), 0)
+
+
+def _log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    items = [Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)) for k, v in params.items()]
+    for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+        client.log_batch(run_id, params=items[start:start + 100])
+
+
+def _write_and_log(client: MlflowClient, run_id: str, path: Path, text: str) -> None:
+    path.write_text(text)
+    client.log_artifact(run_id, str(path))
+
+
+def _log_history_csv(client, run_id, path: Path, history: list[dict[str, float]]) -> None:
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    client.log_artifact(run_id, str(path))
+
+
+def _record_failure(client: MlflowClient, run_id: str, error: BaseException, output_dir: Path) -> None:
+    """Never leave a run RUNNING: KILLED on interrupt, FAILED otherwise, with the reason and traceback."""
+    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+    try:
+        client.set_tag(run_id, "xablate.error", f"{type(error).__name__}: {error}"[:4000])
+        output_dir.mkdir(parents=True, exist_ok=True)
+        _write_and_log(client, run_id, output_dir / "traceback.txt", traceback.format_exc())
+    finally:
+        client.set_terminated(run_id, status=status)
+
+
+def _device() -> str:
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"{len(gpus)} GPU" if gpus else "CPU"
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return str(jax.devices()[0].platform).upper()
+    return "unknown"
