@@ -63,7 +63,7 @@ class MlflowSweepCallback(Callback):
 
 def summary_table(runs) -> str:
     """One line per child run: variant, status, best/final validation accuracy, epochs, minutes."""
-    header = f"{'variant':<58} {'status':<9} {'best val acc':>12} {'final val acc':>13} {'epochs':>6} {'min':>6}"
+    header = f"{'variant':<64} {'status':<9} {'best val acc':>12} {'final val acc':>13} {'epochs':>6} {'min':>6}"
     lines = [header, "-" * len(header)]
     for run in runs:
         metrics, tags = run.data.metrics, run.data.tags
@@ -71,7 +71,7 @@ def summary_table(runs) -> str:
         best = metrics.get("best_val_accuracy")
         final = metrics.get("val_accuracy")
         lines.append(
-            f"{tags.get('xablate.variant', run.info.run_name):<58} {run.info.status:<9} "
+            f"{tags.get('xablate.variant', run.info.run_name):<64} {run.info.status:<9} "
             f"{'-' if best is None else f'{best:.4f}':>12} {'-' if final is None else f'{final:.4f}':>13} "
             f"{int(metrics.get('epochs_completed', 0)):>6} {minutes:>6.1f}"
         )

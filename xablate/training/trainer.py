@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path):
         callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     start = time.perf_counter()
     model.fit(data.train, validation_data=data.validation, epochs=epochs, callbacks=callbacks, shuffle=False,
-              verbose=train_cfg["verbose"])  # the pipeline shuffles
+              verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
     seconds = time.perf_counter() - start
 
     history = logger.history
@@ -180,6 +181,13 @@ def _record_failure(client: MlflowClient, run_id: str, error: BaseException, out
         _write_and_log(client, run_id, output_dir / "traceback.txt", traceback.format_exc())
     finally:
         client.set_terminated(run_id, status=status)
+
+
+def _verbosity(setting) -> int:
+    """auto: Keras' progress bar on a terminal, one line per epoch in logs and pipes."""
+    if setting == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(setting)
 
 
 def _device() -> str:

@@ -1,0 +1,78 @@
+"""`python run.py -m intermediate_act=relu,elu,none` (under the debug config) leaves one parent run with three
+FINISHED children in one experiment, with params, per-epoch metrics and artifacts."""
+
+from mlflow import MlflowClient
+
+from helpers import run_py, runs_of, sqlite_uri
+
+EPOCH_METRICS = {"loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy",
+                 "learning_rate", "epoch_seconds", "images_per_second"}
+ARTIFACTS = {"config.yaml", "history.csv", "model.keras", "model_summary.json", "model_summary.txt"}
+
+
+def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    proc = run_py("-m", "intermediate_act=relu,elu,none", "debug=default", f"tracking.uri={uri}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    [parent] = runs_of(uri, "default", role="sweep")
+    children = runs_of(uri, "default", role="job")
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 3
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert [c.info.status for c in children] == ["FINISHED"] * 3
+    assert [c.data.params["intermediate_act"] for c in children] == ["relu", "elu", "none"]
+
+    # params differ in intermediate_act only
+    first = children[0].data.params
+    for child in children[1:]:
+        differing = {k for k in set(first) | set(child.data.params) if first.get(k) != child.data.params.get(k)}
+        assert differing == {"intermediate_act", "builder.intermediate_act"}
+    assert int(first["model.total_params"]) > 0 and first["segments.block2_sepconv1"] == "8"
+    assert first["train.epochs"] == "2" and first["data.source"] == "digits"
+
+    client = MlflowClient(uri)
+    for child in children:
+        assert EPOCH_METRICS <= set(child.data.metrics)
+        for key in EPOCH_METRICS:
+            history = client.get_metric_history(child.info.run_id, key)
+            assert sorted(m.step for m in history) == [0, 1], key
+        assert child.data.metrics["epochs_completed"] == 2
+        assert child.data.metrics["best_val_accuracy"] == max(
+            m.value for m in client.get_metric_history(child.info.run_id, "val_accuracy"))
+        assert {a.path for a in client.list_artifacts(child.info.run_id)} == ARTIFACTS
+        tags = child.data.tags
+        assert tags["xablate.variant"] == (
+            f"intermediate_act={tags['xablate.intermediate_act']},residual=True,segments=depthwise,seed=0")
+        assert tags["xablate.backend"] == "tensorflow" and tags["xablate.device"] == "CPU"
+        assert "intermediate_act=" in tags["xablate.overrides"]
+        assert len(tags.get("mlflow.source.git.commit", "")) in (0, 40)
+
+    # the end-of-sweep summary: one line per variant
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("intermediate_act=")]
+    assert [l.split()[0] for l in lines] == [c.data.tags["xablate.variant"] for c in children]
+    assert all(" FINISHED " in l for l in lines)
+
+
+def test_single_run_is_a_plain_run_and_prints_its_id(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    proc = run_py("debug=default", "segments=4", f"tracking.uri={uri}", "study=single", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    [run] = runs_of(uri, "single")
+    assert run.info.status == "FINISHED"
+    assert "mlflow.parentRunId" not in run.data.tags
+    assert f"[xablate] MLflow run {run.info.run_id}" in proc.stdout
+    assert run.data.params["segments.block4_sepconv1"] == "4"
+
+
+def test_a_failing_job_is_marked_failed_with_its_reason(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    # with exact rounding, k=16 does not divide the debug model's 8-channel first layer: the build finds out
+    proc = run_py("debug=default", "segments=16", "+model.segment_rounding=exact", f"tracking.uri={uri}",
+                  cwd=tmp_path)
+    assert proc.returncode != 0
+    [run] = runs_of(uri, "default")
+    assert run.info.status == "FAILED"
+    assert "segments=16, which does not divide the 8 input channels of layer block2_sepconv1" in run.data.tags["xablate.error"]
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
+    assert "traceback.txt" in artifacts
