@@ -109,11 +109,10 @@ def load_folder(cfg: dict) -> Splits:
     train = split("train")
     class_names = list(train.class_names)
     validation = split("test", class_names)
-    count = lambda ds: int(ds.cardinality().numpy())  # noqa: E731
     scale = lambda x, y: (x / 255.0, y)  # noqa: E731
     return Splits(
         train=train.map(scale), validation=validation.map(scale), num_classes=len(class_names), channels=3,
-        train_size=count(train), validation_size=count(validation), class_names=class_names,
+        train_size=_cardinality(train), validation_size=_cardinality(validation), class_names=class_names,
     )
 
 
@@ -130,10 +129,15 @@ def load_tfds(cfg: dict) -> Splits:
     return Splits(
         train=train.map(scale), validation=validation.map(scale),
         num_classes=info.features["label"].num_classes, channels=int(info.features["image"].shape[-1]),
-        train_size=info.splits[cfg["train_split"]].num_examples,
-        validation_size=info.splits[cfg["validation_split"]].num_examples,
+        train_size=_cardinality(train), validation_size=_cardinality(validation),
         class_names=list(info.features["label"].names),
     )
+
+
+def _cardinality(ds) -> int:
+    """Number of examples of a tf.data dataset, counted when tf.data does not know it."""
+    known = int(ds.cardinality())
+    return known if known >= 0 else int(ds.reduce(0, lambda n, _: n + 1))
 
 
 SOURCES: dict[str, Callable[[dict], Splits]] = {
