@@ -76,3 +76,17 @@ def test_a_failing_job_is_marked_failed_with_its_reason(tmp_path):
     assert "segments=16, which does not divide the 8 input channels of layer block2_sepconv1" in run.data.tags["xablate.error"]
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
     assert "traceback.txt" in artifacts
+
+
+def test_a_failed_job_fails_the_sweep_and_closes_its_parent(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    # exact rounding: k=4 divides every debug layer (8, 8, 16, 48, 64, 96 channels), k=16 does not
+    proc = run_py("-m", "segments=4,16", "+model.segment_rounding=exact", "debug=default", "train.epochs=1",
+                  f"tracking.uri={uri}", cwd=tmp_path)
+    assert proc.returncode != 0
+    [parent] = runs_of(uri, "default", role="sweep")
+    children = runs_of(uri, "default", role="job")
+    assert parent.info.status == "FAILED"
+    assert [(c.data.params["segments"], c.info.status) for c in children] == [("4", "FINISHED"), ("16", "FAILED")]
+    summary = [l for l in proc.stdout.splitlines() if l.startswith("intermediate_act=")]
+    assert [l.split()[1] for l in summary] == ["FINISHED", "FAILED"]

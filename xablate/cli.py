@@ -1,4 +1,4 @@
-"""The `xablate` command: `xablate bench segments` (more subcommands arrive with later issues)."""
+"""The `xablate` command: `figures` (results/ from the MLflow store), `bench segments`, `ui`."""
 
 from __future__ import annotations
 
@@ -44,11 +44,57 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--segments", type=_parse_segments, default=None,
                      help="comma-separated k to measure (default: powers of two from 1 to channels)")
     seg.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "segments.csv", help="CSV to write")
+    figures = commands.add_parser("figures", help="regenerate figures, tables and the verdict from the store")
+    figures.add_argument("--study", action="append", default=None,
+                         help="a study to regenerate (repeatable; default: fig9_residual, fig10_intermediate_act, "
+                              "spectrum)")
+    figures.add_argument("--out", type=Path, default=Path("results"), help="output folder (results/)")
+    figures.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or the project's store)")
+    figures.add_argument("--check", action="store_true", help="only list stale outputs; exit 1 if any")
+    ui = commands.add_parser("ui", help="the MLflow UI on 127.0.0.1 for the project's store")
+    ui.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or <project>/mlflow.db)")
+    ui.add_argument("--port", type=_positive(int), default=5000)
     return parser
+
+
+def run_ui(uri: str | None, port: int) -> int:
+    """Serves the MLflow UI for the store runs are logged to (sqlite stores: artifacts beside them)."""
+    import subprocess
+
+    from xablate.tracking.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(uri)
+    print(f"xablate: MLflow UI for {uri} at http://127.0.0.1:{port}", flush=True)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(port)]
+    return subprocess.call(command)
+
+
+def run_figures(args) -> int:
+    from xablate.analysis.report import STUDIES, regenerate, stale_outputs
+
+    studies = args.study or list(STUDIES)
+    unknown = [s for s in studies if s not in STUDIES]
+    if unknown:
+        print(f"xablate: Received --study={unknown[0]!r}; allowed: {', '.join(STUDIES)}.", file=sys.stderr)
+        return 2
+    stale = stale_outputs(args.uri, args.out) if args.out.exists() else []
+    for sidecar, missing in stale:
+        print(f"stale: {sidecar.with_suffix('')}.* misses {missing} run(s) now in the store")
+    if args.check:
+        print(f"{len(stale)} stale output(s)")
+        return 1 if stale else 0
+    for path in regenerate(args.uri, args.out, studies):
+        print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "ui":
+        return run_ui(args.uri, args.port)
+    if args.command == "figures":
+        return run_figures(args)
     if args.command == "bench" and args.suite == "segments":
         from xablate.bench import segments
 

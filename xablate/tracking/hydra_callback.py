@@ -4,10 +4,14 @@
 experiment (so parallel jobs never create them concurrently), starts the parent run and writes its id to
 <sweep dir>/mlflow_parent_run_id, where every job — in this process or another (joblib, Ray, Slurm) — finds
 it. Hydra turns callback exceptions into warnings, so failures here are also printed loudly.
+
+When a job raises, Hydra's basic sweeper re-raises after the batch and never calls `on_multirun_end`; an
+atexit hook then closes the parent (FAILED) and prints the summary, so no parent is left RUNNING.
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 import time
 from pathlib import Path
@@ -37,6 +41,7 @@ class MlflowSweepCallback(Callback):
             sweep_dir.mkdir(parents=True, exist_ok=True)
             (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
             self.parent = (uri, run.info.run_id)
+            atexit.register(self._close_parent)
             print(f"[xablate] sweep parent run {run.info.run_id} in experiment '{config.tracking.experiment}' "
                   f"({uri})", flush=True)
         except Exception as error:  # Hydra would only warn; say it plainly, then let Hydra warn too
@@ -44,6 +49,10 @@ class MlflowSweepCallback(Callback):
             raise
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        self._close_parent()
+
+    def _close_parent(self) -> None:
+        """Ends the parent run: FINISHED when every child finished, else FAILED; prints the summary."""
         if self.parent is None:
             return
         from mlflow import MlflowClient

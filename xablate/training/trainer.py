@@ -83,6 +83,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     print(f"[xablate] MLflow run {run_id} ({label}) in experiment '{cfg['tracking']['experiment']}' at {uri}",
           flush=True)
     try:
+        _log_params(client, run_id, flatten(cfg))
         history, summary = _fit(cfg, client, run_id, Path(context.output_dir))
     except BaseException as error:
         _record_failure(client, run_id, error, Path(context.output_dir))
@@ -102,7 +103,6 @@ def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path):
     model = build_xception(**kwargs)
     summary = summarize_model(model)
     _log_params(client, run_id, {
-        **flatten(cfg),
         **{f"builder.{k}": v for k, v in kwargs.items()},
         **summary.to_params(),
         "data.num_classes": data.num_classes,
