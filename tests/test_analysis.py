@@ -93,12 +93,12 @@ def test_spectrum_and_capacity_figures_plot_the_dataframe(store):
     stats_frame = spectrum_statistics(runs)
     fig = spectrum_figure(runs)
     top, bottom = fig.axes
-    np.testing.assert_allclose(top.get_lines()[0].get_ydata(), stats_frame["mean"])
+    np.testing.assert_allclose(top.containers[0].lines[0].get_ydata(), stats_frame["mean"])
     assert list(stats_frame["segments"]) == ["4", "depthwise"] and bottom.get_xscale() == "log"
     np.testing.assert_allclose(bottom.get_lines()[0].get_ydata(), stats_frame["total_params"] / 1e6)
     capacity = capacity_figure(runs)
     means = runs.groupby("variant")["final_val_accuracy"].mean()
-    plotted = sorted(line.get_ydata()[0] for line in capacity.axes[0].get_lines())
+    plotted = sorted(float(c.lines[0].get_ydata()[0]) for c in capacity.axes[0].containers)
     np.testing.assert_allclose(plotted, sorted(means.values))
 
 

@@ -86,7 +86,8 @@ def spectrum_figure(runs: pd.DataFrame, metric: str = "final_val_accuracy", titl
     stats = spectrum_statistics(runs, metric)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6), sharex=True, height_ratios=[3, 2])
     yerr = np.vstack([stats["mean"] - stats["low"], stats["high"] - stats["mean"]])
-    top.errorbar(stats["x"], stats["mean"], yerr=np.nan_to_num(yerr), marker="o", capsize=3)
+    top.errorbar(stats["x"].to_numpy(float), stats["mean"].to_numpy(float), yerr=np.nan_to_num(yerr), marker="o",
+                 capsize=3)
     top.set_ylabel(METRIC_LABELS.get(metric.replace("final_", "").replace("best_", ""), metric)
                    + (" (best epoch)" if metric.startswith("best_") else " (final epoch)"))
     bottom.plot(stats["x"], stats["total_params"] / 1e6, marker="s", label="parameters (millions)")
@@ -121,9 +122,10 @@ def capacity_figure(runs: pd.DataFrame, metric: str = "final_val_accuracy", titl
     colors = sns.color_palette(n_colors=max(1, len(stats)))
     yerr = np.nan_to_num(np.vstack([stats["mean"] - stats["low"], stats["high"] - stats["mean"]]))
     for panel, column, label in zip(panels, ["total_params", "flops"], ["parameters", "FLOPs per image"]):
-        for i, row in stats.reset_index(drop=True).iterrows():
-            panel.errorbar(row[column], row["mean"], yerr=yerr[:, i:i + 1], marker="o", capsize=3,
-                           color=colors[i], label=row["variant"])
+        xs, ys = stats[column].to_numpy(float), stats["mean"].to_numpy(float)
+        for i, variant in enumerate(stats["variant"]):
+            panel.errorbar(xs[i:i + 1], ys[i:i + 1], yerr=yerr[:, i:i + 1], marker="o", capsize=3,
+                           color=colors[i], label=variant)
         panel.set_xscale("log")
         panel.set_xlabel(label + " (log scale)")
     panels[0].set_ylabel(METRIC_LABELS.get(metric.replace("final_", "").replace("best_", ""), metric))
