@@ -14,7 +14,8 @@ from helpers import run_py, runs_of, sqlite_uri
 ])
 def test_experiment_runs_its_sweep(tmp_path, experiment, extra, axis, expected):
     uri = sqlite_uri(tmp_path)
-    proc = run_py("-m", f"experiment={experiment}", "debug=default", f"tracking.uri={uri}", *extra, cwd=tmp_path)
+    proc = run_py("-m", f"experiment={experiment}", "debug=default", "train.epochs=1", "train.save_model=false",
+                  f"tracking.uri={uri}", *extra, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     [parent] = runs_of(uri, experiment, role="sweep")
     children = runs_of(uri, experiment, role="job")

@@ -1,30 +1,58 @@
 """A bad setting fails before data loads or any MLflow run starts, naming the setting, value and allowed."""
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 
-from helpers import run_py, sqlite_uri
+from helpers import ROOT, run_py, sqlite_uri
+from xablate.training.trainer import RunContext, train
 
 CASES = [
     ("intermediate_act=swishy", "Received intermediate_act='swishy'; allowed: none"),
     ("segments=0", 'Received segments=0; allowed: an integer >= 1 or "depthwise"'),
     ("segments=2.5", "Received segments=2.5 (float)"),
-    ("model=huge", "Could not find 'model/huge'"),
+    ("segments=-4", "Received segments=-4; allowed"),
+    ("residual=maybe", "Received residual='maybe'; allowed: true, false"),
     ("+model.preset_size=3", "Received unknown model argument(s) ['preset_size']"),
+    ("model.preset=huge", "Received model.preset='huge'; allowed: xception, mini, debug"),
     ("data.source=mnist", "Received data.source='mnist'; allowed: digits, cifar10, cifar100, folder, tfds"),
     ("optim.optimizer=lamb", "Received optim.optimizer='lamb'; allowed: sgd, adam, rmsprop"),
+    ("optim.learning_rate=0", "Received optim.learning_rate=0; allowed: a number > 0"),
     ("train.epochs=0", "Received train.epochs=0; allowed: an integer >= 1"),
     ("train.batch_size=-8", "Received train.batch_size=-8; allowed: an integer >= 1"),
     ("data=folder data.path=/no/such/folder", "Received data.path='/no/such/folder'; allowed: a folder holding"),
+    ("model=xception", "Received input_shape=(16, 16, 3); stem='imagenet' needs height and width >= 71"),
 ]
+
+
+def no_runs(uri) -> bool:
+    client = MlflowClient(uri)
+    return all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())
 
 
 @pytest.mark.parametrize("override, message", CASES)
 def test_bad_setting_fails_before_any_run(tmp_path, override, message):
     uri = sqlite_uri(tmp_path)
-    proc = run_py("debug=default", f"tracking.uri={uri}", *override.split(), cwd=tmp_path, timeout=300)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["debug=default", f"tracking.uri={uri}", *override.split()])
+    with pytest.raises(ValueError) as error:
+        train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=tmp_path / "out"))
+    assert message in str(error.value)
+    assert no_runs(uri)
+
+
+def test_unknown_group_option_is_refused_by_hydra():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with pytest.raises(HydraException, match="Could not find 'model/huge'"):
+            compose("config", overrides=["model=huge"])
+
+
+@pytest.mark.parametrize("override, message", [CASES[1], CASES[10]])
+def test_the_command_exits_non_zero_with_the_message(tmp_path, override, message):
+    uri = sqlite_uri(tmp_path)
+    proc = run_py("debug=default", f"tracking.uri={uri}", override, cwd=tmp_path, timeout=300)
     assert proc.returncode != 0
     assert message in proc.stderr
-    client = MlflowClient(uri)
-    experiments = client.search_experiments()
-    assert sum(len(client.search_runs([e.experiment_id])) for e in experiments) == 0
+    assert no_runs(uri)

@@ -88,8 +88,11 @@ def spectrum_claims(runs: pd.DataFrame) -> list[dict]:
         verdict = REPRODUCED
     else:
         verdict = INCONCLUSIVE
-    evidence = f"peak at segments={peak} (mean {means.max():.4f}); " if len(means) else ""
-    evidence += "; ".join(_evidence(f"k={s} - depthwise", d) for s, d in diffs.items())
+    if not len(means):
+        evidence = "no finished runs"
+    else:
+        evidence = f"peak at segments={peak} (mean {means.max():.4f}); " + "; ".join(
+            _evidence(f"k={s} - depthwise", d) for s, d in diffs.items())
     return [{"study": "spectrum", "claim": "the spectrum peaks at the depthwise end (Xception's hypothesis)",
              "verdict": verdict, "evidence": evidence}]
 
