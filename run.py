@@ -1,6 +1,8 @@
 """Hydra entry point: compose conf/, turn the config into plain Python once, and call xablate's trainer."""
 
 import os
+import signal
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 
@@ -10,15 +12,21 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 
+def _interrupt_on_sigterm(signum, frame):
+    # Slurm time limits, `kill` and worker shutdown send SIGTERM: end the run as KILLED, not left RUNNING.
+    raise KeyboardInterrupt(f"received signal {signum}")
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from xablate.training.trainer import RunContext, train
 
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     context = RunContext(
-        output_dir=hydra_cfg.runtime.output_dir,
-        sweep_dir=hydra_cfg.sweep.dir if multirun else None,
+        output_dir=Path(hydra_cfg.runtime.output_dir),
+        sweep_dir=Path(hydra_cfg.runtime.cwd, hydra_cfg.sweep.dir) if multirun else None,
         overrides=list(hydra_cfg.overrides.task),
         job_num=hydra_cfg.job.num if multirun else None,
     )

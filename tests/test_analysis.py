@@ -13,8 +13,8 @@ import pytest
 from scipy import stats
 
 from helpers import ROOT, run_py, sqlite_uri
-from xablate.analysis import (capacity_figure, curves_figure, history_frame, mean_ci, paired_difference,
-                              runs_frame, spectrum_figure, variant_table, verdict_table)
+from xablate.analysis import (capacity_figure, comparable_runs, curves_figure, history_frame, mean_ci,
+                              paired_difference, runs_frame, spectrum_figure, variant_table, verdict_table)
 from xablate.analysis.figures import curve_statistics, spectrum_statistics
 from xablate.analysis.report import regenerate, stale_outputs
 from xablate.analysis.store import RUN_COLUMNS
@@ -107,7 +107,7 @@ def test_table_ci_and_paired_difference_by_hand(store):
     runs = runs_frame(uri, study="fig9_residual")
     table = variant_table(runs, "residual", True)
     assert list(table["variant"]) == ["residual=True", "residual=False"]
-    assert list(table["seeds"]) == [2, 2] and list(table["failed"]) == [0, 0]
+    assert list(table["seeds"]) == [2, 2] and list(table["failed"]) == [0, 0] and list(table["running"]) == [0, 0]
     with_res = runs[runs["residual"]].sort_values("seed")["final_val_accuracy"].to_numpy()
     without = runs[~runs["residual"].astype(bool)].sort_values("seed")["final_val_accuracy"].to_numpy()
     half = stats.t.ppf(0.975, 1) * with_res.std(ddof=1) / math.sqrt(2)
@@ -116,6 +116,18 @@ def test_table_ci_and_paired_difference_by_hand(store):
     diffs = without - with_res
     assert table.loc[1, "diff_mean"] == pytest.approx(diffs.mean())
     assert table.loc[1, "paired_seeds"] == 2
+
+
+def test_comparable_runs_keeps_the_main_configuration_and_one_run_per_seed():
+    t = pd.Timestamp
+    runs = pd.DataFrame([
+        {"run_id": "a", "variant": "v", "seed": 0, "status": "FINISHED", "config_id": "main", "start_time": t(1)},
+        {"run_id": "b", "variant": "v", "seed": 0, "status": "FINISHED", "config_id": "main", "start_time": t(2)},
+        {"run_id": "c", "variant": "v", "seed": 1, "status": "FINISHED", "config_id": "main", "start_time": t(3)},
+        {"run_id": "d", "variant": "v", "seed": 1, "status": "FAILED", "config_id": "main", "start_time": t(4)},
+        {"run_id": "e", "variant": "v", "seed": 0, "status": "FINISHED", "config_id": "smoke", "start_time": t(5)},
+    ])
+    assert comparable_runs(runs)["run_id"].tolist() == ["b", "c"]
 
 
 def test_stats_against_hand_computation():
@@ -168,14 +180,22 @@ def test_figures_command_writes_outputs_with_sidecars_and_finds_stale_ones(store
         assert {f"{study}/{study}.png", f"{study}/{study}.pdf", f"{study}/table.csv", f"{study}/table.md",
                 f"{study}/table.tex", f"{study}/capacity.png"} <= names
     sidecar = json.loads((out / "fig9_residual" / "table.json").read_text())
-    assert sidecar["tracking_uri"] == uri and len(sidecar["run_ids"]) == 4
+    assert sidecar["tracking_uri"] == uri and list(sidecar["runs"].values()) == ["FINISHED"] * 4
     verdict = pd.read_csv(out / "verdict.csv")
     assert len(verdict) == 5 and set(verdict["verdict"]) <= {"reproduced", "contradicted", "inconclusive"}
     assert stale_outputs(uri, out) == []
 
-    # one more run in fig9: its outputs (and the verdict) go stale; the CLI says so and regenerates
-    proc = run_py("-m", "experiment=fig9_residual", "debug=default", "residual=true", "seed=5",
+    # a smoke run with other settings (1 epoch) in the same study is not comparable: nothing goes stale
+    proc = run_py("-m", "experiment=fig9_residual", "debug=default", "residual=true", "seed=0",
                   "train.epochs=1", "train.save_model=false", f"tracking.uri={uri}", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert stale_outputs(uri, out) == []
+    assert len(runs_frame(uri, study="fig9_residual")) == 5 and len(comparable_runs(
+        runs_frame(uri, study="fig9_residual"))) == 4
+
+    # one more comparable run in fig9: its outputs (and the verdict) go stale; the CLI says so and regenerates
+    proc = run_py("-m", "experiment=fig9_residual", "debug=default", "residual=true", "seed=5",
+                  "train.save_model=false", f"tracking.uri={uri}", cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     stale = {p.relative_to(out).as_posix() for p, _ in stale_outputs(uri, out)}
     assert stale == {"fig9_residual/fig9_residual.json", "fig9_residual/capacity.json",
@@ -188,7 +208,7 @@ def test_figures_command_writes_outputs_with_sidecars_and_finds_stale_ones(store
                            capture_output=True, text=True, timeout=300)
     assert regen.returncode == 0, regen.stderr[-2000:]
     assert stale_outputs(uri, out) == []
-    assert len(json.loads((out / "fig9_residual" / "table.json").read_text())["run_ids"]) == 5
+    assert len(json.loads((out / "fig9_residual" / "table.json").read_text())["runs"]) == 5
 
 
 @pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "notebooks").glob("*.py")))

@@ -24,6 +24,15 @@ CASES = [
     ("train.batch_size=-8", "Received train.batch_size=-8; allowed: an integer >= 1"),
     ("data=folder data.path=/no/such/folder", "Received data.path='/no/such/folder'; allowed: a folder holding"),
     ("model=xception", "Received input_shape=(16, 16, 3); stem='imagenet' needs height and width >= 71"),
+    ("seed=-1", "Received seed=-1; allowed: an integer from 0 to 4294967295"),
+    ("optim.dropout=1.5", "Received optim.dropout=1.5; allowed: 0.0 <= optim.dropout < 1.0"),
+    ("optim=paper_imagenet optim.schedule.every_epochs=null",
+     "allowed: an exponential schedule needs every_epochs > 0 or every_samples > 0"),
+    ("optim=seed optim.schedule.at_fractions=[0.7,0.3]", "Received optim.schedule.at_fractions=[0.7, 0.3]"),
+    ("data.validation_fraction=0", "Received data.validation_fraction=0; allowed: 0.0 < data.validation_fraction"),
+    ("train.verbose=loud", "Received train.verbose='loud'; allowed: auto, 0, 1, 2"),
+    ("+model.segments=4", "Received model.segments=4; allowed: not set here — segments comes from the top-level key"),
+    ("+model.bn_momentum=fast", "Received a model setting of the wrong type"),
 ]
 
 

@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_BENCH_DIR = Path("results") / "bench"
+from xablate.paths import project_root
+
+DEFAULT_RESULTS_DIR = project_root() / "results"
+DEFAULT_BENCH_DIR = DEFAULT_RESULTS_DIR / "bench"
 
 
 def _parse_segments(text: str) -> list[int]:
@@ -48,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--study", action="append", default=None,
                          help="a study to regenerate (repeatable; default: fig9_residual, fig10_intermediate_act, "
                               "spectrum)")
-    figures.add_argument("--out", type=Path, default=Path("results"), help="output folder (results/)")
+    figures.add_argument("--out", type=Path, default=DEFAULT_RESULTS_DIR, help="output folder (<project>/results)")
     figures.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or the project's store)")
     figures.add_argument("--check", action="store_true", help="only list stale outputs; exit 1 if any")
     ui = commands.add_parser("ui", help="the MLflow UI on 127.0.0.1 for the project's store")
@@ -79,8 +82,8 @@ def run_figures(args) -> int:
         print(f"xablate: Received --study={unknown[0]!r}; allowed: {', '.join(STUDIES)}.", file=sys.stderr)
         return 2
     stale = stale_outputs(args.uri, args.out) if args.out.exists() else []
-    for sidecar, missing in stale:
-        print(f"stale: {sidecar.with_suffix('')}.* misses {missing} run(s) now in the store")
+    for sidecar, reason in stale:
+        print(f"stale: {sidecar.with_suffix('')}.* ({reason})")
     if args.check:
         print(f"{len(stale)} stale output(s)")
         return 1 if stale else 0

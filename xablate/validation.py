@@ -5,11 +5,19 @@ Every message names the setting, the value received and what is allowed.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+from xablate.config import AXES
+from xablate.data.pipeline import CACHE_MODES
 from xablate.data.sources import SOURCES
 from xablate.models import PRESETS, check_build_kwargs
+from xablate.models.segments import validate_segments
+from xablate.models.xception import normalize_activation
 from xablate.training.recipes import OPTIMIZERS, SCHEDULES
+
+VERBOSITY = ("auto", 0, 1, 2)
+SEED_LIMIT = 2**32  # numpy's and TensorFlow's seeds are 32-bit
 
 
 def _positive_int(name: str, value) -> None:
@@ -17,49 +25,107 @@ def _positive_int(name: str, value) -> None:
         raise ValueError(f"Received {name}={value!r}; allowed: an integer >= 1.")
 
 
+def _number(name: str, value, low: float, high: float, *, low_open=False, high_open=True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        bounds = f"{low} {'<' if low_open else '<='} {name} {'<' if high_open else '<='} {high}"
+        raise ValueError(f"Received {name}={value!r}; allowed: {bounds}.")
+
+
+def normalize_axes(cfg: dict) -> dict:
+    """A copy of the config with the axes in canonical form (intermediate_act "none" or a name; segments an
+    int or "depthwise"), so that tags, params and the analysis compare like with like."""
+    cfg = copy.deepcopy(cfg)
+    cfg["intermediate_act"] = normalize_activation(cfg["intermediate_act"]) or "none"
+    cfg["segments"] = validate_segments(cfg["segments"])
+    return cfg
+
+
 def validate_job_config(cfg: dict) -> None:
     """Raises ValueError for the first bad setting in a composed job config."""
     if not isinstance(cfg.get("residual"), bool):
         raise ValueError(f"Received residual={cfg.get('residual')!r}; allowed: true, false.")
-    if isinstance(cfg.get("seed"), bool) or not isinstance(cfg.get("seed"), int):
-        raise ValueError(f"Received seed={cfg.get('seed')!r}; allowed: an integer.")
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"Received seed={seed!r}; allowed: an integer from 0 to {SEED_LIMIT - 1}.")
     if not str(cfg.get("study") or "").strip():
         raise ValueError(f"Received study={cfg.get('study')!r}; allowed: a non-empty name.")
 
     train = cfg["train"]
     _positive_int("train.epochs", train["epochs"])
     _positive_int("train.batch_size", train["batch_size"])
+    if train.get("verbose", "auto") not in VERBOSITY:
+        raise ValueError(f"Received train.verbose={train['verbose']!r}; allowed: auto, 0, 1, 2.")
 
-    data = cfg["data"]
+    _validate_data(cfg["data"])
+    _validate_optim(cfg["optim"])
+
+    model = dict(cfg["model"])
+    preset = model.pop("preset")
+    if preset not in PRESETS:
+        raise ValueError(f"Received model.preset={preset!r}; allowed: {', '.join(PRESETS)}.")
+    for key in (*AXES, "input_shape", "classes"):
+        if key in model:
+            where = "the top-level key" if key in AXES else "the data (data.image_size and the source's classes)"
+            raise ValueError(f"Received model.{key}={model[key]!r}; allowed: not set here — {key} comes from "
+                             f"{where}.")
+    recipe = {k: cfg["optim"][k] for k in ("weight_decay", "dropout") if cfg["optim"].get(k) is not None}
+    size = cfg["data"]["image_size"]
+    try:
+        check_build_kwargs(**{
+            **PRESETS[preset], **recipe, **model, **{axis: cfg[axis] for axis in AXES},
+            "input_shape": (size, size, 3),
+        })
+    except TypeError as error:  # a non-numeric value where the builder compares numbers
+        raise ValueError(f"Received a model setting of the wrong type ({error}); model: {model}.") from None
+
+
+def _validate_data(data: dict) -> None:
     if data["source"] not in SOURCES:
         raise ValueError(f"Received data.source={data['source']!r}; allowed: {', '.join(SOURCES)}.")
     _positive_int("data.image_size", data["image_size"])
     for key in ("limit_train", "limit_val"):
         if data.get(key) is not None:
             _positive_int(f"data.{key}", data[key])
+    if data.get("cache", "auto") not in CACHE_MODES:
+        raise ValueError(f"Received data.cache={data['cache']!r}; allowed: {', '.join(CACHE_MODES)}.")
+    if data["source"] == "digits":
+        _number("data.validation_fraction", data["validation_fraction"], 0.0, 1.0, low_open=True)
     if data["source"] == "folder":
         _check_folder(data["path"])
 
-    optim = cfg["optim"]
+
+def _validate_optim(optim: dict) -> None:
     if optim["optimizer"] not in OPTIMIZERS:
         raise ValueError(f"Received optim.optimizer={optim['optimizer']!r}; allowed: {', '.join(OPTIMIZERS)}.")
-    if not (isinstance(optim["learning_rate"], (int, float)) and optim["learning_rate"] > 0):
-        raise ValueError(f"Received optim.learning_rate={optim['learning_rate']!r}; allowed: a number > 0.")
-    kind = (optim.get("schedule") or {}).get("kind", "constant")
+    lr = optim["learning_rate"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
+        raise ValueError(f"Received optim.learning_rate={lr!r}; allowed: a number > 0.")
+    if optim.get("momentum") is not None:
+        _number("optim.momentum", optim["momentum"], 0.0, 1.0)
+    if optim.get("ema_momentum") is not None:
+        _number("optim.ema_momentum", optim["ema_momentum"], 0.0, 1.0, low_open=True)
+    for key in ("weight_decay", "dropout"):
+        if optim.get(key) is not None:
+            _number(f"optim.{key}", optim[key], 0.0, 1.0)
+    schedule = optim.get("schedule") or {"kind": "constant"}
+    kind = schedule.get("kind", "constant")
     if kind not in SCHEDULES:
         raise ValueError(f"Received optim.schedule.kind={kind!r}; allowed: {', '.join(SCHEDULES)}.")
-
-    model = dict(cfg["model"])
-    preset = model.pop("preset")
-    if preset not in PRESETS:
-        raise ValueError(f"Received model.preset={preset!r}; allowed: {', '.join(PRESETS)}.")
-    model.pop("input_shape", None)  # the data decides these
-    model.pop("classes", None)
-    check_build_kwargs(**{
-        **PRESETS[preset], **model,
-        "residual": cfg["residual"], "intermediate_act": cfg["intermediate_act"], "segments": cfg["segments"],
-        "input_shape": (data["image_size"], data["image_size"], 3),
-    })
+    if kind in ("exponential", "piecewise"):
+        _number("optim.schedule.factor", schedule.get("factor"), 0.0, 1.0, low_open=True, high_open=False)
+    if kind == "exponential":
+        every = schedule.get("every_samples") or schedule.get("every_epochs")
+        if not (isinstance(every, (int, float)) and not isinstance(every, bool) and every > 0):
+            raise ValueError(f"Received optim.schedule={schedule!r}; allowed: an exponential schedule needs "
+                             f"every_epochs > 0 or every_samples > 0.")
+    if kind == "piecewise":
+        fractions = schedule.get("at_fractions")
+        if (not isinstance(fractions, list) or not fractions or fractions != sorted(fractions)
+                or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions)):
+            raise ValueError(f"Received optim.schedule.at_fractions={fractions!r}; allowed: increasing fractions "
+                             f"of training between 0 and 1, e.g. [0.3, 0.7].")
 
 
 def _check_folder(path) -> None:

@@ -8,12 +8,13 @@
 
 from xablate.analysis.figures import capacity_figure, curves_figure, spectrum_figure
 from xablate.analysis.stats import mean_ci, paired_difference
-from xablate.analysis.store import history_frame, runs_frame
+from xablate.analysis.store import comparable_runs, history_frame, runs_frame
 from xablate.analysis.tables import variant_table
 from xablate.analysis.verdicts import verdict_table
 
 __all__ = [
     "capacity_figure",
+    "comparable_runs",
     "curves_figure",
     "history_frame",
     "mean_ci",

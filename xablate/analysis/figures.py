@@ -61,7 +61,7 @@ def curves_figure(history: pd.DataFrame, axis: str, metrics=("val_accuracy", "lo
 
 
 def segment_position(segments: str, max_segments: int) -> float:
-    """Where a requested segments value sits on the log axis; depthwise at the widest layer's channels."""
+    """Where a requested segments value sits on the log axis; depthwise one step (x2) past the largest k."""
     return float(max_segments) if segments == "depthwise" else float(segments)
 
 
@@ -71,12 +71,13 @@ def spectrum_statistics(runs: pd.DataFrame, metric: str = "final_val_accuracy") 
     numeric = [int(s) for s in finished["segments"].unique() if s != "depthwise"]
     top = max([*numeric, 1]) * 2
     rows = []
+    columns = ["segments", "x", "mean", "low", "high", "n", "total_params", "flops"]
     for segments, group in finished.groupby("segments"):
         ci = mean_ci(group[metric].tolist())
         rows.append({"segments": segments, "x": segment_position(segments, top), "mean": ci.mean, "low": ci.low,
                      "high": ci.high, "n": ci.n, "total_params": group["total_params"].iloc[0],
                      "flops": group["flops"].iloc[0]})
-    return pd.DataFrame(rows).sort_values("x").reset_index(drop=True)
+    return pd.DataFrame(rows, columns=columns).sort_values("x").reset_index(drop=True)
 
 
 def spectrum_figure(runs: pd.DataFrame, metric: str = "final_val_accuracy", title: str = "") -> plt.Figure:
@@ -97,7 +98,8 @@ def spectrum_figure(runs: pd.DataFrame, metric: str = "final_val_accuracy", titl
     bottom.legend(fontsize=7)
     bottom.set_xscale("log", base=2)
     bottom.set_xticks(stats["x"], [str(s) for s in stats["segments"]])
-    bottom.set_xlabel("segments of every spatial convolution (1 = regular conv, depthwise = one per channel)")
+    bottom.set_xlabel("requested segments k (1 = regular conv, depthwise = one per channel; each layer uses "
+                      "the divisor of its channels nearest to k)", fontsize=8)
     if title:
         top.set_title(title)
     fig.tight_layout()
@@ -107,11 +109,12 @@ def spectrum_figure(runs: pd.DataFrame, metric: str = "final_val_accuracy", titl
 def capacity_statistics(runs: pd.DataFrame, metric: str = "final_val_accuracy") -> pd.DataFrame:
     finished = runs[runs["status"] == "FINISHED"]
     rows = []
+    columns = ["variant", "mean", "low", "high", "n", "total_params", "flops"]
     for variant, group in finished.groupby("variant", sort=True):
         ci = mean_ci(group[metric].tolist())
         rows.append({"variant": variant, "mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n,
                      "total_params": group["total_params"].iloc[0], "flops": group["flops"].iloc[0]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def capacity_figure(runs: pd.DataFrame, metric: str = "final_val_accuracy", title: str = "") -> plt.Figure:

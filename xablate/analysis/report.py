@@ -1,7 +1,8 @@
 """Writes a study's figures and tables, and the verdict, with provenance sidecars; finds stale outputs.
 
-Every output file `<name>.<ext>` gets `<name>.json` beside it: the tracking URI, the query and the run ids it
-was drawn from. An output is stale when the store now holds runs its sidecar does not list.
+Every output file `<name>.<ext>` gets `<name>.json` beside it: the tracking URI (relative to the project
+when the store lives in it), the query, and the runs it was drawn from with their status. An output is stale
+when the same query now selects other runs, or the same runs with another status (a RUNNING run finished).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from xablate.analysis.figures import capacity_figure, curves_figure, spectrum_figure
-from xablate.analysis.store import history_frame, runs_frame
+from xablate.analysis.store import comparable_runs, history_frame, runs_frame
+from xablate.paths import project_root
 from xablate.analysis.tables import to_latex, to_markdown, variant_table
 from xablate.analysis.verdicts import verdict_table
 from xablate.tracking.store import resolve_tracking_uri
@@ -40,27 +42,49 @@ STUDIES = {
 VERDICT = "verdict"
 
 
-def _sidecar(path: Path, uri: str, query: dict, run_ids: list[str]) -> None:
+def portable_uri(uri: str) -> str:
+    """A SQLite store inside the project is recorded relative to it, so a clone elsewhere finds it."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if path.is_relative_to(project_root()):
+            return f"sqlite:///{path.relative_to(project_root()).as_posix()}"
+    return uri
+
+
+def local_uri(recorded: str) -> str:
+    """The inverse of portable_uri on this machine."""
+    if recorded.startswith("sqlite:///") and not recorded.startswith("sqlite:////"):
+        return f"sqlite:///{project_root() / recorded[len('sqlite:///'):]}"
+    return recorded
+
+
+def selected_runs(uri: str, study: str) -> pd.DataFrame:
+    """The runs a study's outputs are drawn from (comparable_runs of the study's experiment)."""
+    return comparable_runs(runs_frame(uri, study=study))
+
+
+def _sidecar(path: Path, uri: str, query: dict, runs: pd.DataFrame) -> None:
     path.with_suffix(".json").write_text(json.dumps({
-        "output": path.name, "tracking_uri": uri, "query": query, "run_ids": sorted(run_ids),
+        "output": path.name, "tracking_uri": portable_uri(uri), "query": query,
+        "runs": dict(sorted(zip(runs["run_id"], runs["status"]))),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2))
 
 
-def _save_figure(fig, path: Path, uri, query, run_ids) -> list[Path]:
+def _save_figure(fig, path: Path, uri, query, runs) -> list[Path]:
     paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
     for p in paths:
         fig.savefig(p, dpi=150, bbox_inches="tight")
     plt.close(fig)
-    _sidecar(path, uri, query, run_ids)
+    _sidecar(path, uri, query, runs)
     return paths
 
 
-def _save_table(table: pd.DataFrame, path: Path, uri, query, run_ids) -> list[Path]:
+def _save_table(table: pd.DataFrame, path: Path, uri, query, runs) -> list[Path]:
     table.to_csv(path.with_suffix(".csv"), index=False)
     path.with_suffix(".md").write_text(to_markdown(table))
     path.with_suffix(".tex").write_text(to_latex(table))
-    _sidecar(path, uri, query, run_ids)
+    _sidecar(path, uri, query, runs)
     return [path.with_suffix(s) for s in (".csv", ".md", ".tex")]
 
 
@@ -68,38 +92,38 @@ def write_study(uri: str | None, study: str, out: Path) -> list[Path]:
     """Figures and table of one study into `out/<study>/`; returns the files written."""
     uri = resolve_tracking_uri(uri)
     spec = STUDIES[study]
-    runs = runs_frame(uri, study=study)
-    if runs.empty:
+    runs = selected_runs(uri, study)
+    finished = runs[runs["status"] == "FINISHED"]
+    if finished.empty:
+        print(f"xablate: study {study!r} has no finished runs in {uri}; nothing written for it")
         return []
     history = history_frame(uri, runs)
-    run_ids = runs["run_id"].tolist()
     query = {"study": study}
     folder = Path(out) / study
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    finished = runs[runs["status"] == "FINISHED"]
     if spec.figure == "curves":
         order = [spec.baseline] + [v for v in dict.fromkeys(runs[spec.axis]) if v != spec.baseline]
         fig = curves_figure(history[history["run_id"].isin(finished["run_id"])], spec.axis, title=spec.title,
                             order=[v for v in order if v in set(finished[spec.axis])])
-        written += _save_figure(fig, folder / study, uri, query, run_ids)
+        written += _save_figure(fig, folder / study, uri, query, runs)
     else:
-        written += _save_figure(spectrum_figure(runs, title=spec.title), folder / study, uri, query, run_ids)
+        written += _save_figure(spectrum_figure(runs, title=spec.title), folder / study, uri, query, runs)
     written += _save_figure(capacity_figure(runs, title=f"{spec.title}: accuracy vs capacity"),
-                            folder / "capacity", uri, query, run_ids)
+                            folder / "capacity", uri, query, runs)
     table = variant_table(runs, spec.axis, spec.baseline)
-    written += _save_table(table, folder / "table", uri, query, run_ids)
+    written += _save_table(table, folder / "table", uri, query, runs)
     return written
 
 
 def write_verdict(uri: str | None, out: Path, studies=tuple(STUDIES)) -> list[Path]:
     uri = resolve_tracking_uri(uri)
-    frames, run_ids = {}, []
+    frames, used = {}, []
     for study in studies:
-        runs = runs_frame(uri, study=study)
+        runs = selected_runs(uri, study)
         if not runs.empty:
             frames[study] = (runs, history_frame(uri, runs, metrics=["val_accuracy"]))
-            run_ids += runs["run_id"].tolist()
+            used.append(runs)
     table = verdict_table(frames)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,28 +132,37 @@ def write_verdict(uri: str | None, out: Path, studies=tuple(STUDIES)) -> list[Pa
     lines = ["| study | claim | verdict | evidence |", "|---|---|---|---|"]
     lines += [f"| {r.study} | {r.claim} | **{r.verdict}** | {r.evidence} |" for r in table.itertuples()]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    _sidecar(path, uri, {"studies": list(frames)}, run_ids)
+    _sidecar(path, uri, {"studies": list(frames)}, pd.concat(used) if used else runs_frame(uri, study="-"))
     return [path.with_suffix(".csv"), path.with_suffix(".md")]
 
 
-def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, int]]:
-    """Sidecars under `out` whose query now matches runs they do not include: (sidecar, missing run count)."""
+def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
+    """Outputs under `out` whose query now selects other runs, or the same runs in another status:
+    (sidecar, reason)."""
     stale = []
     for sidecar in sorted(Path(out).rglob("*.json")):
         try:
             meta = json.loads(sidecar.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if "run_ids" not in meta or "query" not in meta:
+        if "runs" not in meta or "query" not in meta:
             continue
-        store = uri or meta["tracking_uri"]
+        store = resolve_tracking_uri(uri) if uri else local_uri(meta["tracking_uri"])
+        if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists():
+            stale.append((sidecar, f"its store {store} is not on this machine"))
+            continue
         studies = meta["query"].get("studies") or [meta["query"].get("study")]
-        current = set()
+        current = {}
         for study in studies:
-            current |= set(runs_frame(store, study=study)["run_id"])
-        missing = current - set(meta["run_ids"])
-        if missing:
-            stale.append((sidecar, len(missing)))
+            runs = selected_runs(store, study)
+            current.update(zip(runs["run_id"], runs["status"]))
+        recorded = meta["runs"]
+        added = set(current) - set(recorded)
+        changed = {r for r in set(current) & set(recorded) if current[r] != recorded[r]}
+        gone = set(recorded) - set(current)
+        if added or changed or gone:
+            stale.append((sidecar, f"{len(added)} new, {len(changed)} changed status, {len(gone)} no longer "
+                                   f"selected run(s)"))
     return stale
 
 

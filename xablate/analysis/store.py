@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pandas as pd
 from mlflow import MlflowClient
 
@@ -9,10 +12,38 @@ from xablate.tracking.store import resolve_tracking_uri
 
 AXES = ["residual", "intermediate_act", "segments"]
 RUN_COLUMNS = [
-    "run_id", "study", "sweep", "variant", *AXES, "seed", "status", "outcome",
+    "run_id", "study", "sweep", "variant", *AXES, "seed", "status", "outcome", "config_id",
     "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss", "epochs",
     "total_params", "mult_adds", "flops", "images_per_second", "start_time",
 ]
+
+
+# Params that describe what was trained apart from the variant and seed (the composed config's model/data/
+# optim/train groups), minus values derived from the axes or the data and settings that cannot change results.
+_CONFIG_GROUPS = ("model.", "data.", "optim.", "train.")
+_NOT_CONFIG = {"model.total_params", "model.trainable_params", "model.mult_adds", "model.flops",
+               "data.num_classes", "data.train_size", "data.validation_size", "train.verbose", "train.save_model",
+               "data.cache", "data.cache_dir"}
+
+
+def config_id(params: dict[str, str]) -> str:
+    """A short hash of a run's configuration apart from its axes and seed: runs with equal ids are comparable."""
+    items = sorted((k, v) for k, v in params.items() if k.startswith(_CONFIG_GROUPS) and k not in _NOT_CONFIG)
+    return hashlib.sha1(json.dumps(items).encode()).hexdigest()[:10]
+
+
+def comparable_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs a study's figures and tables use: those of its main configuration (the config_id with the most
+    FINISHED runs, ties to the newest) — so smoke tests (debug=default) and other settings in the same
+    experiment do not mix in — and per (variant, seed) one run: the newest FINISHED one, else the newest."""
+    if runs.empty:
+        return runs
+    ranked = runs.assign(_finished=runs["status"] == "FINISHED")
+    score = ranked.groupby("config_id").agg(finished=("_finished", "sum"), newest=("start_time", "max"))
+    main = score.sort_values(["finished", "newest"]).index[-1]
+    chosen = ranked[ranked["config_id"] == main].sort_values(["_finished", "start_time"])
+    chosen = chosen.drop_duplicates(["variant", "seed"], keep="last").sort_values("start_time")
+    return chosen.drop(columns="_finished").reset_index(drop=True)
 
 
 def _study_filter(client: MlflowClient, study: str | None) -> list[str]:
@@ -39,7 +70,9 @@ def _row(run) -> dict:
         "segments": params.get("segments"),
         "seed": _number(params.get("seed"), int),
         "status": run.info.status,
-        "outcome": tags.get("xablate.outcome", {"FINISHED": "finished"}.get(run.info.status, "failed")),
+        "outcome": tags.get("xablate.outcome", {"FINISHED": "finished", "RUNNING": "running",
+                                                 "SCHEDULED": "running"}.get(run.info.status, "failed")),
+        "config_id": config_id(params),
         "final_val_accuracy": metrics.get("val_accuracy"),
         "best_val_accuracy": metrics.get("best_val_accuracy"),
         "final_val_loss": metrics.get("val_loss"),

@@ -10,7 +10,7 @@ import pandas as pd
 from xablate.analysis.stats import PAIRED_TEST, mean_ci, paired_difference
 
 TABLE_COLUMNS = [
-    "variant", "seeds", "failed", "final_mean", "final_low", "final_high", "best_mean", "best_low", "best_high",
+    "variant", "seeds", "failed", "running", "final_mean", "final_low", "final_high", "best_mean", "best_low", "best_high",
     "diff_mean", "diff_low", "diff_high", "p_value", "paired_seeds",
 ]
 
@@ -36,7 +36,9 @@ def variant_table(runs: pd.DataFrame, axis: str, baseline, metric: str = "final_
         finished = group[group["status"] == "FINISHED"]
         final = mean_ci(finished["final_val_accuracy"].tolist())
         best = mean_ci(finished["best_val_accuracy"].tolist())
-        row = {"variant": f"{axis}={value}", "seeds": len(finished), "failed": len(group) - len(finished),
+        running = int(group["status"].isin(["RUNNING", "SCHEDULED"]).sum())
+        row = {"variant": f"{axis}={value}", "seeds": len(finished),
+               "failed": len(group) - len(finished) - running, "running": running,
                "final_mean": final.mean, "final_low": final.low, "final_high": final.high,
                "best_mean": best.mean, "best_low": best.low, "best_high": best.high,
                "diff_mean": math.nan, "diff_low": math.nan, "diff_high": math.nan, "p_value": math.nan,

@@ -53,6 +53,18 @@ def augmentation_layers(aug: dict, seed: int) -> list:
     return layers
 
 
+CACHE_MODES = ("auto", "memory", "none")
+AUTO_CACHE_BYTES = 2 * 1024**3  # resized float32 images kept in memory up to this size
+
+
+def should_cache(mode: str, count: int, size: int, channels: int) -> bool:
+    """auto: cache the resized images in memory when they fit in AUTO_CACHE_BYTES (CIFAR, digits, small
+    folders), stream them otherwise (an ImageNet-sized folder at 299x299 would need terabytes)."""
+    if mode == "auto":
+        return count * size * size * channels * 4 <= AUTO_CACHE_BYTES
+    return mode == "memory"
+
+
 def _dataset(split, limit):
     import tensorflow as tf
 
@@ -70,17 +82,19 @@ def load_data(cfg: dict, *, batch_size: int, seed: int) -> ImageData:
     validation_size = min(splits.validation_size, cfg["limit_val"] or splits.validation_size)
     autotune = tf.data.AUTOTUNE
 
-    def prepare(ds):
+    def prepare(ds, count):
         resize = lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (size, size)), y)  # noqa: E731
-        return ds.map(resize, num_parallel_calls=autotune).cache()
+        ds = ds.map(resize, num_parallel_calls=autotune)
+        return ds.cache() if should_cache(cfg.get("cache", "auto"), count, size, splits.channels) else ds
 
-    train = prepare(_dataset(splits.train, cfg["limit_train"]))
+    train = prepare(_dataset(splits.train, cfg["limit_train"]), train_size)
     train = train.shuffle(min(train_size, 10_000), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     augment = cfg.get("augment") or {}
     if augment.get("enabled"):
         pipeline = _augmenter(augment, seed)
-        train = train.map(lambda x, y: (pipeline(x, training=True), y), num_parallel_calls=autotune)
-    validation = prepare(_dataset(splits.validation, cfg["limit_val"])).batch(batch_size)
+        # sequential: the layers' seeded generators then draw in the same order on every run
+        train = train.map(lambda x, y: (pipeline(x, training=True), y))
+    validation = prepare(_dataset(splits.validation, cfg["limit_val"]), validation_size).batch(batch_size)
     return ImageData(
         train=train.prefetch(autotune),
         validation=validation.prefetch(autotune),

@@ -101,9 +101,11 @@ def load_folder(cfg: dict) -> Splits:
     size = (cfg["image_size"], cfg["image_size"])
 
     def split(name, class_names=None):
+        # Files come sorted by class; one fixed shuffle (seed 0, the same for every variant) mixes them so that
+        # data.limit_* and the pipeline's bounded shuffle buffer see every class.
         return keras.utils.image_dataset_from_directory(
             root / name, labels="inferred", label_mode="int", class_names=class_names, image_size=size,
-            batch_size=None, shuffle=False, color_mode="rgb", verbose=False,
+            batch_size=None, shuffle=True, seed=0, color_mode="rgb", verbose=False,
         )
 
     train = split("train")

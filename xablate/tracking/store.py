@@ -16,8 +16,15 @@ PARENT_RUN_FILE = "mlflow_parent_run_id"  # in a multirun's sweep dir, written b
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
-    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else the project's SQLite store."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else the project's SQLite store.
+
+    A relative SQLite path (sqlite:///runs.db) is made absolute here, once, so that jobs started in other
+    directories and the artifact folder beside the store all agree on one file.
+    """
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    return uri
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from xablate.models import ModelSummary, build_xception, preset_kwargs, summariz
 from xablate.tracking.store import PARENT_RUN_FILE, git_commit, open_experiment, resolve_tracking_uri
 from xablate.training.callbacks import MlflowEpochLogger
 from xablate.training.recipes import build_optimizer
-from xablate.validation import validate_job_config
+from xablate.validation import normalize_axes, validate_job_config
 
 
 @dataclass
@@ -63,6 +63,7 @@ def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes:
 def train(cfg: dict, context: RunContext) -> TrainResult:
     """Trains the configured variant and records it as an MLflow run (nested under its sweep's parent)."""
     validate_job_config(cfg)
+    cfg = normalize_axes(cfg)
     uri = resolve_tracking_uri(cfg["tracking"]["uri"])
     client, experiment_id = open_experiment(uri, cfg["tracking"]["experiment"])
     label = variant_label(cfg)
@@ -78,7 +79,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     if commit:
         tags["mlflow.source.git.commit"] = commit
     if context.sweep_dir is not None:
-        tags["mlflow.parentRunId"] = (Path(context.sweep_dir) / PARENT_RUN_FILE).read_text().strip()
+        tags["mlflow.parentRunId"] = _parent_run_id(Path(context.sweep_dir))
     run_id = client.create_run(experiment_id, run_name=label, tags=tags).info.run_id
     print(f"[xablate] MLflow run {run_id} ({label}) in experiment '{cfg['tracking']['experiment']}' at {uri}",
           flush=True)
@@ -90,6 +91,17 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         raise
     client.set_terminated(run_id, status="FINISHED")
     return TrainResult(run_id, uri, "FINISHED", history, summary)
+
+
+def _parent_run_id(sweep_dir: Path) -> str:
+    marker = sweep_dir / PARENT_RUN_FILE
+    if not marker.exists():
+        raise RuntimeError(
+            f"This job belongs to the sweep in {sweep_dir}, but the sweep's MLflow parent run was not created "
+            f"({marker} is missing): see the '[xablate] could not start the sweep's parent run' message above, "
+            f"and check that conf/config.yaml still lists the mlflow_sweep callback."
+        )
+    return marker.read_text().strip()
 
 
 def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path):
