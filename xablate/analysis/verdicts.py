@@ -77,7 +77,7 @@ def spectrum_claims(runs: pd.DataFrame) -> list[dict]:
     finished = runs[runs["status"] == "FINISHED"]
     means = finished.groupby("segments")["final_val_accuracy"].mean()
     peak = means.idxmax() if len(means) else "–"
-    others = [s for s in means.index if s != "depthwise"]
+    others = sorted((s for s in means.index if s != "depthwise"), key=int)
     diffs = {s: _beats(runs, "segments", s, "depthwise", "final_val_accuracy") for s in others}
     decisions = [decide(d) for d in diffs.values()]
     if "depthwise" not in means.index or not diffs:
