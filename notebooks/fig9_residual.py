@@ -19,14 +19,14 @@
 # %%
 import os
 
-from xablate.analysis import history_frame, runs_frame, variant_table, verdict_table
-from xablate.analysis.report import STUDIES
+from xablate.analysis import history_frame, variant_table, verdict_table
+from xablate.analysis.report import STUDIES, selected_runs, study_figures
 from xablate.analysis.tables import to_markdown
 
 STUDY = "fig9_residual"
 spec = STUDIES[STUDY]
 uri = os.environ.get("MLFLOW_TRACKING_URI")
-runs = runs_frame(uri, study=STUDY)
+runs = selected_runs(uri, STUDY)  # the study's main configuration, one run per variant and seed
 history = history_frame(uri, runs)
 print(f"{len(runs)} runs, {runs['status'].value_counts().to_dict()}")
 runs[["variant", "seed", "status", "final_val_accuracy", "best_val_accuracy", "total_params", "flops"]]
@@ -35,14 +35,11 @@ runs[["variant", "seed", "status", "final_val_accuracy", "best_val_accuracy", "t
 # ## Figure
 
 # %%
-from xablate.analysis import capacity_figure, curves_figure, spectrum_figure
+figures = study_figures(STUDY, runs, history)  # the same figures `xablate figures` writes
+figures[STUDY]
 
-finished = runs[runs["status"] == "FINISHED"]
-if spec.figure == "curves":
-    figure = curves_figure(history[history["run_id"].isin(finished["run_id"])], spec.axis, title=spec.title)
-else:
-    figure = spectrum_figure(runs, title=spec.title)
-capacity = capacity_figure(runs, title="accuracy vs capacity")
+# %%
+figures["capacity"]
 
 # %% [markdown]
 # ## Table: mean ± 95 % CI over seeds, paired difference from the baseline

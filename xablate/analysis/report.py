@@ -88,6 +88,20 @@ def _save_table(table: pd.DataFrame, path: Path, uri, query, runs) -> list[Path]
     return [path.with_suffix(s) for s in (".csv", ".md", ".tex")]
 
 
+def study_figures(study: str, runs: pd.DataFrame, history: pd.DataFrame) -> dict:
+    """A study's figures by output name: its main figure (Fig. 9/10 curves over FINISHED runs, baseline
+    first, or the spectrum) and the capacity figure. Used by `xablate figures` and the notebooks alike."""
+    spec = STUDIES[study]
+    finished = runs[runs["status"] == "FINISHED"]
+    if spec.figure == "curves":
+        order = [spec.baseline] + [v for v in dict.fromkeys(runs[spec.axis]) if v != spec.baseline]
+        main = curves_figure(history[history["run_id"].isin(finished["run_id"])], spec.axis, title=spec.title,
+                             order=[v for v in order if v in set(finished[spec.axis])])
+    else:
+        main = spectrum_figure(runs, title=spec.title)
+    return {study: main, "capacity": capacity_figure(runs, title=f"{spec.title}: accuracy vs capacity")}
+
+
 def write_study(uri: str | None, study: str, out: Path) -> list[Path]:
     """Figures and table of one study into `out/<study>/`; returns the files written."""
     uri = resolve_tracking_uri(uri)
@@ -102,15 +116,8 @@ def write_study(uri: str | None, study: str, out: Path) -> list[Path]:
     folder = Path(out) / study
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    if spec.figure == "curves":
-        order = [spec.baseline] + [v for v in dict.fromkeys(runs[spec.axis]) if v != spec.baseline]
-        fig = curves_figure(history[history["run_id"].isin(finished["run_id"])], spec.axis, title=spec.title,
-                            order=[v for v in order if v in set(finished[spec.axis])])
-        written += _save_figure(fig, folder / study, uri, query, runs)
-    else:
-        written += _save_figure(spectrum_figure(runs, title=spec.title), folder / study, uri, query, runs)
-    written += _save_figure(capacity_figure(runs, title=f"{spec.title}: accuracy vs capacity"),
-                            folder / "capacity", uri, query, runs)
+    for name, fig in study_figures(study, runs, history).items():
+        written += _save_figure(fig, folder / name, uri, query, runs)
     table = variant_table(runs, spec.axis, spec.baseline)
     written += _save_table(table, folder / "table", uri, query, runs)
     return written

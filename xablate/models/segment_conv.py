@@ -77,12 +77,8 @@ def spatial_depthwise(x, kernel, segments, padding):
     return ops.depthwise_conv(x, ops.reshape(kernel, (kh, kw, channels, 1)), padding=padding)
 
 
-def spatial_dense(x, kernel, segments, padding):
-    return ops.conv(x, kernel, padding=padding)
-
-
 SPATIAL_OPS = {
-    "dense": spatial_dense,
+    "dense": spatial_grouped,  # k = 1: the same call is a regular convolution
     "grouped": spatial_grouped,
     "split": spatial_split,
     "masked": spatial_masked,

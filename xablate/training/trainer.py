@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Param
+from mlflow.entities import Metric, Param
 
 from xablate.config import AXES, flatten, variant_label
 from xablate.data import load_data
@@ -159,8 +159,6 @@ def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path):
 
 
 def _metric(key, value):
-    from mlflow.entities import Metric
-
     return Metric(key, float(value), int(time.time() * 1000), 0)
 
 
