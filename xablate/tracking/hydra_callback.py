@@ -19,12 +19,14 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from xablate.tracking.store import PARENT_RUN_FILE, open_experiment, resolve_tracking_uri
+from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
+from xablate.tracking.store import PARENT_RUN_FILE, SKIPPED_DIR, open_experiment, resolve_tracking_uri
 
 
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent = None  # (uri, run_id)
+        self.skipped_dir = Path(".")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         try:
@@ -33,6 +35,7 @@ class MlflowSweepCallback(Callback):
             sweep_dir = Path(str(config.hydra.sweep.dir))
             overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
             run = client.create_run(experiment_id, run_name=f"sweep {sweep_dir.name}", tags={
+                **owner_tags(),
                 "xablate.role": "sweep",
                 "xablate.study": str(config.study),
                 "xablate.sweep_dir": str(sweep_dir.resolve()),
@@ -40,6 +43,8 @@ class MlflowSweepCallback(Callback):
             })
             sweep_dir.mkdir(parents=True, exist_ok=True)
             (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
+            self.skipped_dir = sweep_dir / SKIPPED_DIR
+            close_dead_parents(client, experiment_id, float(config.tracking.stale_after_seconds))
             self.parent = (uri, run.info.run_id)
             atexit.register(self._close_parent)
             print(f"[xablate] sweep parent run {run.info.run_id} in experiment '{config.tracking.experiment}' "
@@ -64,23 +69,45 @@ class MlflowSweepCallback(Callback):
             filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
             order_by=["attributes.start_time ASC"],
         )
-        failed = any(child.info.status != "FINISHED" for child in children)
-        client.set_terminated(parent_id, status="FAILED" if failed or not children else "FINISHED")
-        print(summary_table(children), flush=True)
+        skipped = [client.get_run(path.read_text().strip()) for path in sorted(self.skipped_dir.glob("*"))]
+        failed = [child for child in children if child.info.status != "FINISHED"]
+        client.set_terminated(parent_id, status="FAILED" if failed or not (children or skipped) else "FINISHED")
+        print(summary_table(children, skipped), flush=True)
+        if failed:
+            print(f"[xablate] {len(failed)} of {len(children)} job(s) did not finish: "
+                  + ", ".join(f"{run.data.tags.get('xablate.variant', run.info.run_name)} ({_status(run)})"
+                              for run in failed), file=sys.stderr, flush=True)
         self.parent = None
 
 
-def summary_table(runs) -> str:
-    """One line per child run: variant, status, best/final validation accuracy, epochs, minutes."""
+def close_dead_parents(client, experiment_id: str, stale_after_seconds: float) -> None:
+    """Sweep parents left RUNNING by a killed launcher (SIGKILL skips atexit) are closed as KILLED."""
+    for run in client.search_runs([experiment_id], filter_string="tags.`xablate.role` = 'sweep' and "
+                                  "attributes.status = 'RUNNING'", max_results=1000):
+        if not owner_alive(run, stale_after_seconds):
+            client.set_terminated(run.info.run_id, status="KILLED")
+
+
+def _status(run) -> str:
+    if run.info.status == "FAILED" and run.data.tags.get(OUTCOME_TAG) == "diverged":
+        return "DIVERGED"
+    return run.info.status
+
+
+def summary_table(runs, skipped=()) -> str:
+    """One line per child run (and per variant skipped because the study already had it): variant, status,
+    best/final validation accuracy, epochs, minutes."""
     header = f"{'variant':<64} {'status':<9} {'best val acc':>12} {'final val acc':>13} {'epochs':>6} {'min':>6}"
     lines = [header, "-" * len(header)]
-    for run in runs:
+    skipped_ids = {run.info.run_id for run in skipped}
+    for run in [*runs, *skipped]:
         metrics, tags = run.data.metrics, run.data.tags
         minutes = ((run.info.end_time or time.time() * 1000) - run.info.start_time) / 60000
         best = metrics.get("best_val_accuracy")
         final = metrics.get("val_accuracy")
         lines.append(
-            f"{tags.get('xablate.variant', run.info.run_name):<64} {run.info.status:<9} "
+            f"{tags.get('xablate.variant', run.info.run_name):<64} "
+            f"{('skipped' if run.info.run_id in skipped_ids else _status(run)):<9} "
             f"{'-' if best is None else f'{best:.4f}':>12} {'-' if final is None else f'{final:.4f}':>13} "
             f"{int(metrics.get('epochs_completed', 0)):>6} {minutes:>6.1f}"
         )

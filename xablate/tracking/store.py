@@ -13,6 +13,8 @@ from mlflow import MlflowClient
 from xablate.paths import default_tracking_uri, project_root
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"  # in a multirun's sweep dir, written by the Hydra callback
+SKIPPED_DIR = "skipped_runs"  # in a multirun's sweep dir: one file per skipped job, holding the run id
+REACHABLE_TIMEOUT_SECONDS = 10
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -25,6 +27,38 @@ def resolve_tracking_uri(configured: str | None) -> str:
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
     return uri
+
+
+def check_reachable(uri: str) -> None:
+    """Fails fast, before any data loads, when the tracking store cannot be used: an HTTP server that does
+    not answer, or a SQLite file whose folder cannot be created or written."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=REACHABLE_TIMEOUT_SECONDS):
+                return
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise ValueError(
+                f"Received tracking.uri={uri!r}; allowed: a reachable MLflow server (GET {uri.rstrip('/')}/health "
+                f"failed: {getattr(error, 'reason', error)}), a sqlite:/// path, or null for the project store."
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"Received tracking.uri={uri!r}; allowed: a SQLite file in a folder that can be "
+                             f"created ({error.strerror}: {folder}).") from None
+        if not os.access(folder, os.W_OK):
+            raise ValueError(f"Received tracking.uri={uri!r}; allowed: a SQLite file in a writable folder "
+                             f"({folder} is not writable).")
+    elif "://" in uri and not uri.startswith(("file://", "databricks")):
+        scheme = uri.split("://", 1)[0]
+        if scheme not in ("postgresql", "mysql", "mssql") and not scheme.startswith(("postgresql+", "mysql+")):
+            raise ValueError(f"Received tracking.uri={uri!r}; allowed: http(s)://<MLflow server>, sqlite:///<file>, "
+                             f"a database URI (postgresql://, mysql://) or null for the project store.")
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Keras callbacks of a job: per-epoch metrics to MLflow with step=epoch."""
+"""Keras callbacks of a job: per-epoch metrics to MLflow with step=epoch, after the epoch's checkpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import keras
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+from xablate.training.checkpoint import CheckpointState, EpochCheckpoint
+from xablate.training.divergence import DivergenceGuard
 from xablate.training.recipes import current_learning_rate
 
 
@@ -16,12 +18,19 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
     `epoch_seconds` is the whole epoch (training and validation); `images_per_second` counts the training
     part only (up to the validation pass), so it is comparable with `xablate bench` throughputs.
+
+    With a checkpoint, each epoch is saved *before* its metrics are logged, and the saved state carries the
+    metrics too: a kill between the two is repaired on resume (`log_missing_steps`), so every step is logged
+    exactly once. A diverged epoch is logged but not checkpointed.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, train_size: int):
+    def __init__(self, client: MlflowClient, run_id: str, train_size: int, *,
+                 checkpoint: EpochCheckpoint | None = None, guard: DivergenceGuard | None = None,
+                 history: list[dict[str, float]] | None = None):
         super().__init__()
         self.client, self.run_id, self.train_size = client, run_id, train_size
-        self.history: list[dict[str, float]] = []
+        self.checkpoint, self.guard = checkpoint, guard
+        self.history: list[dict[str, float]] = list(history or [])
         self._epoch_start = self._train_end = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -41,5 +50,24 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         values["epoch_seconds"] = seconds
         values["images_per_second"] = self.train_size / train_seconds
         self.history.append({"epoch": epoch, **values})
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, epoch) for k, v in sorted(values.items())])
+        if self.checkpoint is not None and (self.guard is None or self.guard.diverged is None):
+            reference = self.guard.reference_loss if self.guard is not None else None
+            self.checkpoint.save(self.model, CheckpointState(self.run_id, epoch, self.history, reference))
+        log_epochs(self.client, self.run_id, [self.history[-1]])
+
+
+def log_epochs(client: MlflowClient, run_id: str, rows: list[dict[str, float]]) -> None:
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, int(row["epoch"])) for row in rows for k, v in sorted(row.items())
+               if k != "epoch"]
+    for start in range(0, len(metrics), 1000):  # MLflow accepts at most 1000 metrics per batch
+        client.log_batch(run_id, metrics=metrics[start:start + 1000])
+
+
+def log_missing_steps(client: MlflowClient, run_id: str, history: list[dict[str, float]]) -> int:
+    """Logs the checkpointed epochs whose metrics never reached MLflow; returns how many."""
+    logged = {m.step for m in client.get_metric_history(run_id, "loss")}
+    missing = [row for row in history if int(row["epoch"]) not in logged]
+    if missing:
+        log_epochs(client, run_id, missing)
+    return len(missing)

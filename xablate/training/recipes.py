@@ -35,10 +35,14 @@ def learning_rate(optim: dict, *, steps_per_epoch: int, epochs: int, batch_size:
     raise ValueError(f"Received optim.schedule.kind={kind!r}; allowed: {', '.join(SCHEDULES)}.")
 
 
-def build_optimizer(optim: dict, *, steps_per_epoch: int, epochs: int, batch_size: int) -> keras.optimizers.Optimizer:
-    """The recipe's optimizer, with EMA weights (Polyak averaging) when `ema_momentum` is set."""
+def build_optimizer(optim: dict, *, steps_per_epoch: int, epochs: int, batch_size: int,
+                    gradient_accumulation_steps: int | None = None) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer, with EMA weights (Polyak averaging) when `ema_momentum` is set, and gradients
+    accumulated over `gradient_accumulation_steps` batches when given (>= 2)."""
     lr = learning_rate(optim, steps_per_epoch=steps_per_epoch, epochs=epochs, batch_size=batch_size)
     ema = {"use_ema": True, "ema_momentum": float(optim["ema_momentum"])} if optim.get("ema_momentum") else {}
+    if gradient_accumulation_steps:
+        ema["gradient_accumulation_steps"] = int(gradient_accumulation_steps)
     name = optim["optimizer"]
     if name == "sgd":
         return keras.optimizers.SGD(lr, momentum=optim.get("momentum", 0.0), **ema)

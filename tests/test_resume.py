@@ -1,0 +1,85 @@
+"""A sweep killed with SIGKILL mid-training, rerun with the same command, loses nothing and repeats nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from mlflow import MlflowClient
+
+from helpers import ROOT, runs_of, sqlite_uri
+
+EPOCHS = 4
+
+
+def sweep_command(uri):
+    return [sys.executable, str(ROOT / "run.py"), "-m", "residual=true,false", "debug=default",
+            f"train.epochs={EPOCHS}", "study=resume", f"tracking.uri={uri}"]
+
+
+def clean_env():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+        env.pop(inherited, None)
+    return env
+
+
+def wait_for_second_variant_mid_training(uri, proc, sweep_root, timeout=300):
+    """Returns once the second variant's run has logged at least one epoch but not all of them."""
+    deadline = time.time() + timeout
+    # the store is first opened by the sweep (a second process creating it at the same time would race)
+    while not list(sweep_root.glob("*/mlflow_parent_run_id")):
+        assert proc.poll() is None and time.time() < deadline, "the sweep did not start"
+        time.sleep(0.1)
+    client = MlflowClient(uri)
+    while time.time() < deadline:
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        runs = runs_of(uri, "resume", role="job")
+        if len(runs) == 2:
+            steps = [m.step for m in client.get_metric_history(runs[1].info.run_id, "loss")]
+            if 1 <= len(steps) < EPOCHS:
+                return runs[1].info.run_id, steps
+        time.sleep(0.05)
+    raise AssertionError("the second variant never reached mid-training")
+
+
+def test_sigkilled_sweep_resumes_without_duplicate_or_missing_steps(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    proc = subprocess.Popen(sweep_command(uri), cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        killed_run, steps_before = wait_for_second_variant_mid_training(uri, proc, tmp_path / "multirun" / "resume")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert MlflowClient(uri).get_run(killed_run).info.status == "RUNNING"  # SIGKILL leaves it as it was
+
+    rerun = subprocess.run(sweep_command(uri), cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    jobs = runs_of(uri, "resume", role="job")
+    assert [r.info.status for r in jobs] == ["FINISHED", "FINISHED"]
+    assert sorted(r.data.tags["xablate.residual"] for r in jobs) == ["False", "True"]
+    first, second = jobs
+    assert f"skipping intermediate_act=none,residual=True,segments=depthwise,seed=0: run {first.info.run_id} " \
+           f"already FINISHED" in rerun.stdout
+    assert second.info.run_id == killed_run
+    assert f"resuming MLflow run {killed_run}" in rerun.stdout
+    assert second.data.tags["xablate.resumes"] == "1"
+    client = MlflowClient(uri)
+    for run in jobs:
+        for key in ("loss", "val_accuracy", "learning_rate", "epoch_seconds"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert sorted(steps) == list(range(EPOCHS)), (run.data.tags["xablate.variant"], key, steps)
+    assert second.data.metrics["epochs_completed"] == EPOCHS
+    # the resumed run continued after its checkpoint rather than starting again from epoch 0
+    assert "restored the checkpoint of epoch" in rerun.stdout
+    # the killed sweep's parent was closed, the rerun's parent finished with the resumed child
+    parents = runs_of(uri, "resume", role="sweep")
+    assert [p.info.status for p in parents] == ["KILLED", "FINISHED"]
+    assert second.data.tags["mlflow.parentRunId"] == parents[1].info.run_id
+    assert second.data.tags["xablate.previous_parent"] == parents[0].info.run_id
+    assert "skipped" in rerun.stdout  # the rerun's summary table lists the skipped variant
+    assert not list((tmp_path / "checkpoints").rglob("*.weights.h5"))  # finished runs leave no checkpoint

@@ -1,0 +1,103 @@
+"""What to do with a job whose identity the study has seen before: skip it, resume it, or start it.
+
+    FINISHED                          -> skip (a result; `force=true` starts a new run)
+    FAILED with outcome=diverged      -> skip (divergence is a result too)
+    RUNNING, owner alive              -> skip (another process is training it right now)
+    RUNNING, owner dead; KILLED;
+    FAILED by an error                -> resume that run: same run id, from its last epoch checkpoint
+
+A run's owner is recorded as tags (host, pid) and a heartbeat tag refreshed while it trains. On the same
+host a dead pid is certain; from another host a run counts as dead when its heartbeat is older than
+`tracking.stale_after_seconds`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+HOST_TAG, PID_TAG, HEARTBEAT_TAG = "xablate.host", "xablate.pid", "xablate.heartbeat"
+IDENTITY_TAG, OUTCOME_TAG = "xablate.identity", "xablate.outcome"
+
+
+@dataclass
+class Plan:
+    action: str            # "new", "skip" or "resume"
+    run: Run | None = None
+    reason: str = ""
+
+
+def owner_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), HEARTBEAT_TAG: str(int(time.time()))}
+
+
+def owner_alive(run: Run, stale_after_seconds: float) -> bool:
+    """Whether the process that marked this run RUNNING may still be training it."""
+    tags = run.data.tags
+    if tags.get(HOST_TAG) == socket.gethostname() and tags.get(PID_TAG, "").isdigit():
+        pid = int(tags[PID_TAG])
+        if pid == os.getpid():
+            return False  # this very process: a previous job of the basic launcher that did not close it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    heartbeat = tags.get(HEARTBEAT_TAG)
+    last = int(heartbeat) if heartbeat and heartbeat.isdigit() else run.info.start_time // 1000
+    return time.time() - last < stale_after_seconds
+
+
+def job_runs(client: MlflowClient, experiment_id: str, identity: str) -> list[Run]:
+    """The study's runs with this identity, newest first (sweep parents carry no identity)."""
+    return client.search_runs([experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` = '{identity}'",
+                              order_by=["attributes.start_time DESC"], max_results=1000)
+
+
+def plan_run(client: MlflowClient, experiment_id: str, identity: str, *, force: bool,
+             stale_after_seconds: float) -> Plan:
+    runs = job_runs(client, experiment_id, identity)
+    if force or not runs:
+        return Plan("new")
+    for run in runs:  # a finished or diverged run anywhere in the history is the result
+        if run.info.status == "FINISHED":
+            return Plan("skip", run, "already FINISHED")
+        if run.info.status == "FAILED" and run.data.tags.get(OUTCOME_TAG) == "diverged":
+            return Plan("skip", run, "diverged (a result; force=true trains it again)")
+    latest = runs[0]
+    if latest.info.status == "RUNNING" and owner_alive(latest, stale_after_seconds):
+        owner = f"{latest.data.tags.get(HOST_TAG)}:{latest.data.tags.get(PID_TAG)}"
+        return Plan("skip", latest, f"RUNNING in process {owner}")
+    return Plan("resume", latest, f"{latest.info.status}, resumed from its last checkpoint")
+
+
+class Heartbeat:
+    """Refreshes the run's heartbeat tag every `seconds` from a daemon thread while training runs."""
+
+    def __init__(self, client: MlflowClient, run_id: str, seconds: float):
+        self.client, self.run_id, self.seconds = client, run_id, seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="xablate-heartbeat", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self):
+        while not self._stop.wait(self.seconds):
+            try:
+                self.client.set_tag(self.run_id, HEARTBEAT_TAG, str(int(time.time())))
+            except Exception:  # a missed beat only makes the run look older; training goes on
+                pass
