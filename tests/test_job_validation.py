@@ -1,5 +1,7 @@
 """A bad setting fails before data loads or any MLflow run starts, naming the setting, value and allowed."""
 
+import time
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -33,7 +35,40 @@ CASES = [
     ("train.verbose=loud", "Received train.verbose='loud'; allowed: auto, 0, 1, 2"),
     ("+model.segments=4", "Received model.segments=4; allowed: not set here — segments comes from the top-level key"),
     ("+model.bn_momentum=fast", "Received a model setting of the wrong type"),
+    ("segments=many", "Received segments='many'; allowed: an integer >= 1 or \"depthwise\""),
+    ("segments=4096", "Received segments=4096; allowed: 1 to 96 (the widest separable layer's input channels"),
+    ("segments=3 +model.segment_rounding=exact", "Received segments=3, which does not divide the 8 input channels of layer block2_sepconv1"),
+    ("force=maybe", "Received force='maybe'; allowed: true, false"),
+    ("train.diverge_factor=0.5", "Received train.diverge_factor=0.5; allowed: a number > 1, or null"),
+    ("train.checkpoint=sometimes", "Received train.checkpoint='sometimes'; allowed: true, false"),
+    ("tracking.heartbeat_seconds=0", "Received tracking.heartbeat_seconds=0; allowed: 0 < tracking.heartbeat_seconds"),
+    ("tracking.uri=ftp://example.org/store", "Received tracking.uri='ftp://example.org/store'; allowed: http(s)://"),
 ]
+
+# a folder source: (how the folder is broken, the message)
+FOLDER_CASES = [
+    ("empty", "test/<class>/ folders hold images"),
+    ("text file", "allowed: only images (.jpg, .jpeg, .png, .bmp, .gif) under train/<class>/, found "),
+    ("corrupt image", "allowed: readable images, but "),
+]
+
+
+def broken_folder(root, how):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            if not (how == "empty" and split == "test"):
+                Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "ok.png")
+    if how == "text file":
+        (root / "train" / "b" / "notes.txt").write_text("not an image")
+        return root / "train" / "b" / "notes.txt"
+    if how == "corrupt image":
+        (root / "train" / "a" / "broken.jpg").write_bytes(b"\xff\xd8 truncated, not a JPEG")
+        return root / "train" / "a" / "broken.jpg"
+    return root / "test"
 
 
 def no_runs(uri) -> bool:
@@ -52,10 +87,37 @@ def test_bad_setting_fails_before_any_run(tmp_path, override, message):
     assert no_runs(uri)
 
 
-def test_unknown_group_option_is_refused_by_hydra():
+def train_composed(tmp_path, overrides):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        with pytest.raises(HydraException, match="Could not find 'model/huge'"):
-            compose("config", overrides=["model=huge"])
+        cfg = compose("config", overrides=["debug=default", *overrides])
+    return train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=tmp_path / "out"))
+
+
+@pytest.mark.parametrize("how, message", FOLDER_CASES)
+def test_a_broken_image_folder_is_named_before_any_run(tmp_path, how, message):
+    uri = sqlite_uri(tmp_path)
+    culprit = broken_folder(tmp_path / "images", how)
+    with pytest.raises(ValueError) as error:
+        train_composed(tmp_path, [f"tracking.uri={uri}", "data=folder", f"data.path={tmp_path / 'images'}"])
+    assert message in str(error.value)
+    assert str(culprit) in str(error.value)
+    assert not (tmp_path / "mlflow.db").exists() or no_runs(uri)
+
+
+def test_an_unreachable_tracking_server_fails_fast(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as error:
+        train_composed(tmp_path, ["tracking.uri=http://127.0.0.1:9"])
+    assert "Received tracking.uri='http://127.0.0.1:9'; allowed: a reachable MLflow server" in str(error.value)
+    assert time.perf_counter() - start < 15  # not MLflow's minutes of HTTP retries
+
+
+@pytest.mark.parametrize("group, name", [("model", "huge"), ("experiment", "fig11_nothing"), ("optim", "lion"),
+                                         ("data", "imagenet22k")])
+def test_unknown_group_option_is_refused_by_hydra(group, name):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with pytest.raises(HydraException, match=f"Could not find '{group}/{name}'"):
+            compose("config", overrides=[f"{group}={name}"])
 
 
 @pytest.mark.parametrize("override, message", [CASES[1], CASES[10]])

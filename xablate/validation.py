@@ -57,6 +57,18 @@ def validate_job_config(cfg: dict) -> None:
     _positive_int("train.batch_size", train["batch_size"])
     if train.get("verbose", "auto") not in VERBOSITY:
         raise ValueError(f"Received train.verbose={train['verbose']!r}; allowed: auto, 0, 1, 2.")
+    factor = train.get("diverge_factor")
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 1):
+        raise ValueError(f"Received train.diverge_factor={factor!r}; allowed: a number > 1, or null to stop only "
+                         f"on a NaN/inf loss.")
+    for key, value in (("force", cfg.get("force", False)), ("train.checkpoint", train.get("checkpoint", True)),
+                       ("train.oom_retry", train.get("oom_retry", True)),
+                       ("train.save_model", train.get("save_model", True))):
+        if not isinstance(value, bool):
+            raise ValueError(f"Received {key}={value!r}; allowed: true, false.")
+    tracking = cfg["tracking"]
+    for key in ("heartbeat_seconds", "stale_after_seconds"):
+        _number(f"tracking.{key}", tracking.get(key, 60), 0, float("inf"), low_open=True)
 
     _validate_data(cfg["data"])
     _validate_optim(cfg["optim"])
@@ -129,6 +141,11 @@ def _validate_optim(optim: dict) -> None:
 
 
 def _check_folder(path) -> None:
+    """The folder layout, and every file in it an image (headers read, not decoded); names the first bad file."""
+    from PIL import Image, UnidentifiedImageError
+
+    from xablate.data.sources import IMAGE_EXTENSIONS
+
     root = Path(str(path)).expanduser()
     for split in ("train", "test"):
         folder = root / split
@@ -137,3 +154,18 @@ def _check_folder(path) -> None:
                 f"Received data.path={str(path)!r}; allowed: a folder holding train/<class>/ and test/<class>/ "
                 f"image folders ({folder} does not exist)."
             )
+        classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        files = [f for d in classes for f in sorted(d.rglob("*")) if f.is_file() and not f.name.startswith(".")]
+        if not files:
+            raise ValueError(f"Received data.path={str(path)!r}; allowed: a folder whose {split}/<class>/ folders "
+                             f"hold images ({folder} has {len(classes)} class folder(s) and no image files).")
+        for file in files:
+            if file.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise ValueError(f"Received data.path={str(path)!r}; allowed: only images "
+                                 f"({', '.join(IMAGE_EXTENSIONS)}) under {split}/<class>/, found {file}.")
+            try:
+                with Image.open(file) as image:
+                    image.size  # noqa: B018 - reading the header is the check
+            except (UnidentifiedImageError, OSError) as error:
+                raise ValueError(f"Received data.path={str(path)!r}; allowed: readable images, but {file} is not "
+                                 f"one ({type(error).__name__}).") from None

@@ -8,6 +8,7 @@ import json
 import pandas as pd
 from mlflow import MlflowClient
 
+from xablate.tracking.identity import is_semantic
 from xablate.tracking.store import resolve_tracking_uri
 
 AXES = ["residual", "intermediate_act", "segments"]
@@ -21,14 +22,14 @@ RUN_COLUMNS = [
 # Params that describe what was trained apart from the variant and seed (the composed config's model/data/
 # optim/train groups), minus values derived from the axes or the data and settings that cannot change results.
 _CONFIG_GROUPS = ("model.", "data.", "optim.", "train.")
-_NOT_CONFIG = {"model.total_params", "model.trainable_params", "model.mult_adds", "model.flops",
-               "data.num_classes", "data.train_size", "data.validation_size", "train.verbose", "train.save_model",
-               "data.cache", "data.cache_dir"}
+_DERIVED = {"model.total_params", "model.trainable_params", "model.mult_adds", "model.flops",
+            "data.num_classes", "data.train_size", "data.validation_size"}
 
 
 def config_id(params: dict[str, str]) -> str:
     """A short hash of a run's configuration apart from its axes and seed: runs with equal ids are comparable."""
-    items = sorted((k, v) for k, v in params.items() if k.startswith(_CONFIG_GROUPS) and k not in _NOT_CONFIG)
+    items = sorted((k, v) for k, v in params.items()
+                   if k.startswith(_CONFIG_GROUPS) and k not in _DERIVED and is_semantic(k))
     return hashlib.sha1(json.dumps(items).encode()).hexdigest()[:10]
 
 

@@ -285,4 +285,24 @@ def check_build_kwargs(**kwargs) -> None:
         "input_shape", "classes", "include_top", "pooling", "stem", "width_multiplier", "middle_blocks",
         "bn_momentum", "dropout", "weight_decay", "segment_rounding", "segment_impl")})
     normalize_activation(merged["intermediate_act"])
-    validate_segments(merged["segments"])
+    segments = validate_segments(merged["segments"])
+    if segments == DEPTHWISE:
+        return
+    layers_in = separable_inputs(merged["width_multiplier"], merged["middle_blocks"])
+    widest = max(channels for _, channels in layers_in)
+    if segments > widest:
+        raise ValueError(f"Received segments={segments}; allowed: 1 to {widest} (the widest separable layer's input "
+                         f"channels in this model) or \"depthwise\".")
+    for name, channels in layers_in:
+        effective_segments(segments, channels, rounding=merged["segment_rounding"], layer=name)
+
+
+def separable_inputs(width_multiplier: float, middle_blocks: int) -> list[tuple[str, int]]:
+    """(layer name, input channels) of every separable conv, in order, without building the model."""
+    channels = scale_width(STEM_WIDTHS[-1], width_multiplier)
+    result = []
+    for index, spec in enumerate([*ENTRY_FLOW, *([MIDDLE_BLOCK] * middle_blocks), *EXIT_FLOW], start=2):
+        for j, width in enumerate(spec.widths, start=1):
+            result.append((f"block{index}_sepconv{j}", channels))
+            channels = scale_width(width, width_multiplier)
+    return result

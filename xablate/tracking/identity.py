@@ -24,6 +24,7 @@ NON_SEMANTIC = (
     "train.verbose",
     "train.save_model",
     "train.checkpoint",
+    "train.checkpoint_dir",
     "train.oom_retry",
     "train.jit_compile",  # XLA compiles the same computation
     "data.cache",
@@ -31,8 +32,9 @@ NON_SEMANTIC = (
 )
 
 
-def _excluded(key: str) -> bool:
-    return any(key == prefix or key.startswith(prefix + ".") for prefix in NON_SEMANTIC)
+def is_semantic(key: str) -> bool:
+    """Whether a flattened config key can change a run's result."""
+    return not any(key == prefix or key.startswith(prefix + ".") for prefix in NON_SEMANTIC)
 
 
 def param_value(value: Any) -> str:
@@ -42,7 +44,7 @@ def param_value(value: Any) -> str:
 
 def semantic_config(cfg: Mapping[str, Any]) -> dict[str, str]:
     """The flattened config that decides a run's result, values as they are logged as params."""
-    return {key: param_value(value) for key, value in sorted(flatten(cfg).items()) if not _excluded(key)}
+    return {key: param_value(value) for key, value in sorted(flatten(cfg).items()) if is_semantic(key)}
 
 
 def run_identity(cfg: Mapping[str, Any], backend: str) -> str:
