@@ -1,4 +1,5 @@
-"""The `xablate` command: `figures` (results/ from the MLflow store), `bench segments`, `ui`."""
+"""The `xablate` command: `status` (a study's grid against the store), `figures` (results/ from the MLflow
+store), `bench segments`, `ui`."""
 
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--out", type=Path, default=DEFAULT_RESULTS_DIR, help="output folder (<project>/results)")
     figures.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or the project's store)")
     figures.add_argument("--check", action="store_true", help="only list stale outputs; exit 1 if any")
+    status = commands.add_parser(
+        "status", help="which cells of a study's grid are done, failed, diverged, running or missing",
+        description="Expands a study's grid as `python run.py -m` would and reports every cell from the store. "
+                    "Arguments after the options are the run.py overrides of the sweep, e.g. "
+                    "`xablate status --study spectrum debug=default seed=0,1`.")
+    status.add_argument("--study", action="append", default=None,
+                        help="an experiment from experiments/ (repeatable; default: all of them)")
+    status.add_argument("overrides", nargs="*", help="run.py overrides, sweeps included (a=1,2)")
     ui = commands.add_parser("ui", help="the MLflow UI on 127.0.0.1 for the project's store")
     ui.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or <project>/mlflow.db)")
     ui.add_argument("--port", type=_positive(int), default=5000)
@@ -71,6 +80,34 @@ def run_ui(uri: str | None, port: int) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(port)]
     return subprocess.call(command)
+
+
+def run_status(args) -> int:
+    """Prints each study's matrix; exit 0 when every cell is done or diverged, 1 when some are not."""
+    from xablate.analysis.status import TO_RUN, format_status, study_status
+
+    experiments = sorted(p.stem for p in (project_root() / "experiments").glob("*.yaml"))
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(args.overrides)
+    # a sweep of its own (or an experiment/study named in the overrides) is one grid; nothing: every study
+    own_grid = any(o.is_sweep_override() or o.get_key_element() in ("experiment", "study") for o in parsed)
+    studies = args.study or ([None] if own_grid else experiments)
+    unknown = [s for s in studies if s is not None and s not in experiments]
+    if unknown:
+        print(f"xablate: Received --study={unknown[0]!r}; allowed: {', '.join(experiments)}.", file=sys.stderr)
+        return 2
+    incomplete = False
+    for study in studies:
+        arguments = ([f"experiment={study}"] if study else []) + list(args.overrides)
+        try:
+            status = study_status(arguments)
+        except Exception as error:  # a bad override: say which, as run.py would
+            print(f"xablate: {' '.join(arguments)}: {error}", file=sys.stderr)
+            return 2
+        print(format_status(status), flush=True)
+        incomplete |= bool(status.cells["state"].isin([*TO_RUN, "running"]).any())
+    return 1 if incomplete else 0
 
 
 def run_figures(args) -> int:
@@ -98,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_ui(args.uri, args.port)
     if args.command == "figures":
         return run_figures(args)
+    if args.command == "status":
+        return run_status(args)
     if args.command == "bench" and args.suite == "segments":
         from xablate.bench import segments
 

@@ -62,21 +62,37 @@ def job_runs(client: MlflowClient, experiment_id: str, identity: str) -> list[Ru
                               order_by=["attributes.start_time DESC"], max_results=1000)
 
 
-def plan_run(client: MlflowClient, experiment_id: str, identity: str, *, force: bool,
-             stale_after_seconds: float) -> Plan:
-    runs = job_runs(client, experiment_id, identity)
-    if force or not runs:
-        return Plan("new")
+def variant_state(runs: list[Run], stale_after_seconds: float) -> tuple[str, Run | None]:
+    """done / diverged / running / failed / missing for the runs of one identity (newest first), and the run
+    that decides it. `failed` covers FAILED by an error, KILLED, and RUNNING with a dead owner: resumable."""
+    if not runs:
+        return "missing", None
     for run in runs:  # a finished or diverged run anywhere in the history is the result
         if run.info.status == "FINISHED":
-            return Plan("skip", run, "already FINISHED")
+            return "done", run
         if run.info.status == "FAILED" and run.data.tags.get(OUTCOME_TAG) == "diverged":
-            return Plan("skip", run, "diverged (a result; force=true trains it again)")
+            return "diverged", run
     latest = runs[0]
-    if latest.info.status == "RUNNING" and owner_alive(latest, stale_after_seconds):
-        owner = f"{latest.data.tags.get(HOST_TAG)}:{latest.data.tags.get(PID_TAG)}"
-        return Plan("skip", latest, f"RUNNING in process {owner}")
-    return Plan("resume", latest, f"{latest.info.status}, resumed from its last checkpoint")
+    if latest.info.status in ("RUNNING", "SCHEDULED") and owner_alive(latest, stale_after_seconds):
+        return "running", latest
+    return "failed", latest
+
+
+def plan_run(client: MlflowClient, experiment_id: str, identity: str, *, force: bool,
+             stale_after_seconds: float) -> Plan:
+    if force:
+        return Plan("new")
+    state, run = variant_state(job_runs(client, experiment_id, identity), stale_after_seconds)
+    if state == "missing":
+        return Plan("new")
+    if state == "done":
+        return Plan("skip", run, "already FINISHED")
+    if state == "diverged":
+        return Plan("skip", run, "diverged (a result; force=true trains it again)")
+    if state == "running":
+        owner = f"{run.data.tags.get(HOST_TAG)}:{run.data.tags.get(PID_TAG)}"
+        return Plan("skip", run, f"RUNNING in process {owner}")
+    return Plan("resume", run, f"{run.info.status}, resumed from its last checkpoint")
 
 
 class Heartbeat:

@@ -1,0 +1,108 @@
+"""Failure by cause: divergence is a recorded result, an error is FAILED with its traceback, an OOM retries
+with half the batch; `xablate status` reports a store holding all of them cell by cell."""
+
+import pytest
+import tensorflow as tf
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from helpers import ROOT, run_py, runs_of
+from xablate.analysis import runs_frame
+from xablate.analysis.status import study_status
+from xablate.cli import main as xablate_main
+from xablate.training.trainer import RunContext, train
+
+GRID = ["experiment=fig9_residual", "debug=default", "seed=0"]
+LR_SWEEP = "optim.learning_rate=0.001,1e9"
+
+
+def train_in_process(tmp_path, overrides, callbacks=()):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return train(OmegaConf.to_container(cfg, resolve=True),
+                 RunContext(output_dir=tmp_path / "job", callbacks=list(callbacks)))
+
+
+def raising_callback(error):
+    import keras
+
+    class Raise(keras.callbacks.Callback):
+        calls = 0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            Raise.calls += 1
+            if Raise.calls == 1:
+                raise error
+
+    return Raise()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A fig9 store: residual=true swept over a sane and a huge learning rate (done, diverged), then
+    residual=false at the sane rate failing on an error (failed); residual=false at the huge rate is missing."""
+    root = tmp_path_factory.mktemp("failures")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    sweep = run_py("-m", *GRID, "residual=true", LR_SWEEP, f"tracking.uri={uri}", cwd=root, timeout=600)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train_in_process(root, [*GRID, "residual=false", "optim.learning_rate=0.001", f"tracking.uri={uri}"],
+                         [raising_callback(RuntimeError("disk on fire"))])
+    return root, uri, sweep
+
+
+def test_a_huge_learning_rate_diverges_and_the_other_variant_finishes(store):
+    root, uri, sweep = store
+    assert sweep.returncode != 0  # a failed job makes the multirun fail ...
+    sane, huge = runs_of(uri, "fig9_residual", role="job")[:2]
+    assert sane.info.status == "FINISHED"  # ... but not the other jobs
+    assert sane.data.params["optim.learning_rate"] == "0.001"
+    assert huge.info.status == "FAILED"
+    assert huge.data.tags["xablate.outcome"] == "diverged"
+    assert huge.data.tags["xablate.diverged_epoch"] == "0"
+    assert "training diverged at epoch 0" in huge.data.tags["xablate.error"]
+    assert "DIVERGED" in sweep.stdout and "1 of 2 job(s) did not finish" in sweep.stderr
+    assert runs_of(uri, "fig9_residual", role="sweep")[0].info.status == "FAILED"
+    frame = runs_frame(uri, study="fig9_residual").set_index("run_id")
+    assert frame.loc[huge.info.run_id, "outcome"] == "diverged"  # a result, not missing data
+    assert frame.loc[sane.info.run_id, "outcome"] == "finished"
+
+
+def test_an_error_is_failed_with_its_traceback(store):
+    root, uri, _ = store
+    failed = runs_of(uri, "fig9_residual", role="job")[2]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["xablate.error"] == "RuntimeError: disk on fire"
+    assert "xablate.outcome" not in failed.data.tags
+    artifacts = [a.path for a in MlflowClient(uri).list_artifacts(failed.info.run_id)]
+    assert "traceback.txt" in artifacts
+
+
+def test_status_reports_done_diverged_failed_and_missing_cells(store, capsys):
+    root, uri, _ = store
+    arguments = [*GRID, LR_SWEEP, f"tracking.uri={uri}"]
+    status = study_status(arguments)
+    cells = {(r.residual, r["optim.learning_rate"]): r.state for _, r in status.cells.iterrows()}
+    assert cells == {("True", "0.001"): "done", ("True", "1000000000.0"): "diverged",
+                     ("False", "0.001"): "failed", ("False", "1000000000.0"): "missing"}
+    assert status.counts() == {"done": 1, "diverged": 1, "running": 0, "failed": 1, "missing": 1}
+    assert status.commands() == [f"python run.py -m experiment=fig9_residual debug=default seed=0 "
+                                 f"tracking.uri={uri} residual=False optim.learning_rate=0.001,1000000000.0"]
+    assert xablate_main(["status", "--study", "fig9_residual", "debug=default", "seed=0", LR_SWEEP,
+                         f"tracking.uri={uri}"]) == 1  # incomplete
+    out = capsys.readouterr().out
+    assert "done: 1  diverged: 1  running: 0  failed: 1  missing: 1" in out
+    assert "disk on fire" in out
+
+
+def test_out_of_memory_retries_once_with_half_the_batch(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [32,16,16,64]")
+    result = train_in_process(tmp_path, ["debug=default", f"tracking.uri={uri}"], [raising_callback(oom)])
+    run = MlflowClient(uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["xablate.oom_retry"] == ("out of memory at batch 32 (ResourceExhaustedError); retried "
+                                                  "with batch 16 x 2 gradient accumulation steps")
+    assert run.data.params["train.batch_size"] == "32"  # the effective batch, as configured
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(result.run_id, "loss")]
+    assert steps == [0, 1]

@@ -1,0 +1,144 @@
+"""`xablate status`: a study's expected grid against the store, cell by cell, and what is left to run.
+
+The grid is exactly what `python run.py -m <the same arguments>` would launch: Hydra's basic sweeper expands
+the experiment's `hydra.sweeper.params` together with the command-line sweeps. Each cell's config is composed
+as that job's would be, so its run identity matches the runs the sweep logs; the store then says whether the
+cell is done, diverged, running, failed (resumable) or missing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from xablate.paths import project_root
+from xablate.tracking.identity import run_identity
+from xablate.tracking.previous_runs import IDENTITY_TAG, variant_state
+from xablate.tracking.store import resolve_tracking_uri
+from xablate.validation import normalize_axes, validate_job_config
+
+STATES = ("done", "diverged", "running", "failed", "missing")
+TO_RUN = ("failed", "missing")  # a rerun resumes the failed cells and trains the missing ones
+
+
+@dataclass
+class StudyStatus:
+    study: str
+    uri: str
+    base: list[str]          # the arguments every job shares
+    sweep_keys: list[str]    # the keys the grid varies, in Hydra's order
+    cells: pd.DataFrame      # one row per job: the sweep keys' values, state, run_id, reason
+
+    def counts(self) -> dict[str, int]:
+        return {state: int((self.cells["state"] == state).sum()) for state in STATES}
+
+    def commands(self) -> list[str]:
+        """`python run.py -m …` commands that run only the cells still to run (grouped on the last key)."""
+        todo = self.cells[self.cells["state"].isin(TO_RUN)]
+        if todo.empty:
+            return []
+        if len(todo) == len(self.cells):  # nothing to skip: the whole sweep
+            args = [*self.base, *(f"{k}={','.join(dict.fromkeys(self.cells[k]))}" for k in self.sweep_keys)]
+            return ["python run.py -m " + " ".join(shlex.quote(a) for a in args)]
+        # one sub-grid per combination of the other keys, then merge those that need the same last-key values
+        head, last = self.sweep_keys[:-1], self.sweep_keys[-1]
+        merged: dict[tuple, list[str]] = {}
+        for values, group in (todo.groupby(head, sort=False) if head else [((), todo)]):
+            values = values if isinstance(values, tuple) else (values,)
+            key = (values[:-1], tuple(group[last]))
+            merged.setdefault(key, []).extend(values[-1:])
+        commands = []
+        for (fixed, last_values), merged_values in merged.items():
+            pairs = list(zip(head, [*fixed, ",".join(merged_values)])) if head else []
+            args = [*self.base, *(f"{k}={v}" for k, v in pairs), f"{last}={','.join(last_values)}"]
+            commands.append("python run.py -m " + " ".join(shlex.quote(a) for a in args))
+        return commands
+
+
+def grid_jobs(arguments: list[str]) -> tuple[list[str], list[str], list[list[str]]]:
+    """(shared arguments, swept keys, one override list per job) for `run.py -m <arguments>`."""
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(arguments)
+    base = [a for a, o in zip(arguments, parsed) if not o.is_sweep_override()]
+    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=base, return_hydra_config=True)
+    declared = cfg.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(declared, resolve=False) if declared is not None else {}
+    sweeps = [f"{k}={v}" for k, v in params.items()] + list(arguments)
+    overrides = parser.parse_overrides(sweeps)
+    jobs = BasicSweeper.split_arguments(overrides, None)[0]
+    keys = []
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_sweep_override() and key not in keys:
+            keys.append(key)
+        elif not override.is_sweep_override() and key in keys:
+            keys.remove(key)  # a later plain value replaces an earlier sweep
+    return base, keys, jobs
+
+
+def study_status(arguments: list[str], *, backend: str | None = None) -> StudyStatus:
+    """The completeness of `python run.py -m <arguments>` in its store."""
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
+    base, keys, jobs = grid_jobs(arguments)
+    rows, identities = [], []
+    uri = experiment = stale = None
+    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+        for job in jobs:
+            cfg = OmegaConf.to_container(compose("config", overrides=job), resolve=True)
+            validate_job_config(cfg)
+            cfg = normalize_axes(cfg)
+            if uri is None:
+                uri = resolve_tracking_uri(cfg["tracking"]["uri"])
+                experiment, stale = str(cfg["tracking"]["experiment"]), float(cfg["tracking"]["stale_after_seconds"])
+            values = dict(o.split("=", 1) for o in job)
+            rows.append({key: values[key] for key in keys})
+            identities.append(run_identity(cfg, backend))
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = []
+    if found is not None:
+        runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` != ''",
+                                  order_by=["attributes.start_time DESC"], max_results=50_000)
+    by_identity: dict[str, list] = {}
+    for run in runs:
+        by_identity.setdefault(run.data.tags[IDENTITY_TAG], []).append(run)
+    for row, identity in zip(rows, identities):
+        state, run = variant_state(by_identity.get(identity, []), stale)
+        row.update(state=state, run_id=run.info.run_id if run else "",
+                   reason=(run.data.tags.get("xablate.error", "") if run and state in ("failed", "diverged") else ""))
+    return StudyStatus(experiment, uri, base, keys, pd.DataFrame(rows, columns=[*keys, "state", "run_id", "reason"]))
+
+
+def format_status(status: StudyStatus) -> str:
+    """The grid as a matrix (rows: all swept keys but the last; columns: the last), counts and commands."""
+    cells = status.cells
+    lines = [f"study {status.study!r} in {status.uri}: {len(cells)} cells"]
+    if status.sweep_keys:
+        *rows, column = status.sweep_keys
+        if rows:
+            matrix = cells.pivot_table(index=rows, columns=column, values="state", aggfunc="first", sort=False)
+        else:
+            matrix = cells.set_index(column)[["state"]].T
+        lines.append(matrix.to_string())
+    counts = status.counts()
+    lines.append("  ".join(f"{state}: {n}" for state, n in counts.items()))
+    for row in cells[cells["state"].isin(("failed", "diverged"))].itertuples(index=False):
+        lines.append(f"  {row.state} {row.run_id}: {row.reason[:160]}")
+    commands = status.commands()
+    if commands:
+        lines.append("to run what is missing (failed cells resume):")
+        lines.extend(f"  {command}" for command in commands)
+    else:
+        lines.append("nothing left to run")
+    return "\n".join(lines)
