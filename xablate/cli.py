@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--segments", type=_parse_segments, default=None,
                      help="comma-separated k to measure (default: powers of two from 1 to channels)")
     seg.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "segments.csv", help="CSV to write")
+    store = suites.add_parser("store", help="parallel writers on one SQLite store: errors and lost points")
+    store.add_argument("--writers", type=_parse_segments, default=[1, 4, 16],
+                       help="comma-separated writer process counts (1,4,16)")
+    store.add_argument("--epochs", type=_positive(int), default=200, help="metric batches per writer (200)")
+    store.add_argument("--folder", type=Path, default=None, help="where the stores go (a temporary folder)")
+    store.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "store.csv", help="CSV to write")
     figures = commands.add_parser("figures", help="regenerate figures, tables and the verdict from the store")
     figures.add_argument("--study", action="append", default=None,
                          help="a study to regenerate (repeatable; default: fig9_residual, fig10_intermediate_act, "
@@ -137,6 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_figures(args)
     if args.command == "status":
         return run_status(args)
+    if args.command == "bench" and args.suite == "store":
+        import tempfile
+
+        from xablate.bench import store
+
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = store.run(folder=args.folder or Path(scratch), writers=args.writers, epochs=args.epochs,
+                             out=args.out)
+        return 1 if any(r["errors"] or r["metric_points"] != r["expected_points"] for r in rows) else 0
     if args.command == "bench" and args.suite == "segments":
         from xablate.bench import segments
 
