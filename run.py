@@ -5,6 +5,9 @@ import signal
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
+# several jobs may share one GPU (joblib workers, small variants): take memory as needed, not all of it
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
@@ -19,11 +22,18 @@ def _interrupt_on_sigterm(signum, frame):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from xablate.training.trainer import RunContext, train
+    from xablate.backend import select_backend
+    from xablate.launch import assign_gpu
 
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    select_backend(str(cfg.backend))  # before Keras is imported
+    if multirun:
+        assign_gpu(hydra_cfg.job.num, str(hydra_cfg.launcher.get("_target_", "")))
+
+    from xablate.training.trainer import RunContext, train
+
     context = RunContext(
         output_dir=Path(hydra_cfg.runtime.output_dir),
         sweep_dir=Path(hydra_cfg.runtime.cwd, hydra_cfg.sweep.dir) if multirun else None,

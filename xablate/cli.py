@@ -1,5 +1,5 @@
 """The `xablate` command: `status` (a study's grid against the store), `figures` (results/ from the MLflow
-store), `bench segments`, `ui`."""
+store), `bench segments|store|harness`, `ui`."""
 
 from __future__ import annotations
 
@@ -32,6 +32,28 @@ def _positive(kind):
     return parse
 
 
+def _int_at_least(option: str, minimum: int, why: str = ""):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"Received {option}={text!r}; allowed: an integer >= {minimum}{why}.")
+        return value
+    return parse
+
+
+def _parse_suites(text: str) -> list[str]:
+    from xablate.bench.harness import SUITES
+
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values or any(v not in SUITES for v in values):
+        raise argparse.ArgumentTypeError(f"Received --only={text!r}; allowed: a comma-separated subset of "
+                                         f"{','.join(SUITES)}.")
+    return [s for s in SUITES if s in values]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xablate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--epochs", type=_positive(int), default=200, help="metric batches per writer (200)")
     store.add_argument("--folder", type=Path, default=None, help="where the stores go (a temporary folder)")
     store.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "store.csv", help="CSV to write")
+    harness = suites.add_parser(
+        "harness", help="xablate's cost over plain Keras: run vs bare fit, builder parity, input pipeline, backends",
+        description="Measures, in one process: a real xablate run vs a bare model.fit of the same model and data "
+                    "(and the fixed per-run costs), build_xception() vs keras.applications.Xception, the augmented "
+                    "tf.data pipeline vs in-memory arrays, and every installed Keras backend. Arguments after the "
+                    "options are run.py overrides for the measured run (default: model=mini data=digits).")
+    harness.add_argument("--epochs", type=_int_at_least("--epochs", 2, " (the first epoch traces the model; steady "
+                                                        "state is the epochs after it)"), default=3,
+                         help="epochs per training measurement (3)")
+    harness.add_argument("--rounds", type=_int_at_least("--rounds", 1), default=2,
+                         help="alternating bare/run rounds of the overhead measurement (2)")
+    harness.add_argument("--steps", type=_int_at_least("--steps", 1), default=10,
+                         help="timed train steps per model in the builder parity (10)")
+    harness.add_argument("--parity-size", type=_int_at_least("--parity-size", 71, " (keras.applications.Xception's "
+                                                             "minimum input)"), default=71,
+                         help="image height = width of the builder parity (71)")
+    harness.add_argument("--parity-batch", type=_int_at_least("--parity-batch", 1), default=8,
+                         help="batch size of the builder parity (8)")
+    harness.add_argument("--only", type=_parse_suites, default=None,
+                         help="comma-separated measurements to run: overhead,parity,pipeline,backends (all)")
+    harness.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR,
+                         help="folder for the CSVs and harness.md (<project>/results/bench)")
+    harness.add_argument("overrides", nargs="*", help="run.py overrides of the measured run, e.g. model=debug")
     figures = commands.add_parser("figures", help="regenerate figures, tables and the verdict from the store")
     figures.add_argument("--study", action="append", default=None,
                          help="a study to regenerate (repeatable; default: fig9_residual, fig10_intermediate_act, "
@@ -116,6 +161,20 @@ def run_status(args) -> int:
     return 1 if incomplete else 0
 
 
+def run_bench_harness(args, argv: list[str] | None) -> int:
+    from xablate.bench import harness
+
+    try:
+        harness.check_overrides(args.overrides)
+    except Exception as error:  # a bad override or value: say which, before anything is measured
+        print(f"xablate: {' '.join(args.overrides) or '(no overrides)'}: {error}", file=sys.stderr)
+        return 2
+    command = "xablate " + " ".join(argv if argv is not None else sys.argv[1:])
+    return harness.run(out=args.out, epochs=args.epochs, rounds=args.rounds, steps=args.steps,
+                       parity_size=args.parity_size, parity_batch=args.parity_batch,
+                       suites=args.only or list(harness.SUITES), overrides=args.overrides, command=command)
+
+
 def run_figures(args) -> int:
     from xablate.analysis.report import STUDIES, regenerate, stale_outputs
 
@@ -152,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = store.run(folder=args.folder or Path(scratch), writers=args.writers, epochs=args.epochs,
                              out=args.out)
         return 1 if any(r["errors"] or r["metric_points"] != r["expected_points"] for r in rows) else 0
+    if args.command == "bench" and args.suite == "harness":
+        return run_bench_harness(args, argv)
     if args.command == "bench" and args.suite == "segments":
         from xablate.bench import segments
 

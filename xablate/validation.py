@@ -9,11 +9,13 @@ import copy
 from pathlib import Path
 
 from xablate.config import AXES
-from xablate.data.pipeline import CACHE_MODES
+from xablate.backend import BACKENDS
+from xablate.data.pipeline import ARRAY_SOURCES, CACHE_MODES, PIPELINES, choose_pipeline
 from xablate.data.sources import SOURCES
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.segments import validate_segments
 from xablate.models.xception import normalize_activation
+from xablate.training.devices import PRECISIONS
 from xablate.training.recipes import OPTIMIZERS, SCHEDULES
 
 VERBOSITY = ("auto", 0, 1, 2)
@@ -61,7 +63,14 @@ def validate_job_config(cfg: dict) -> None:
     if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 1):
         raise ValueError(f"Received train.diverge_factor={factor!r}; allowed: a number > 1, or null to stop only "
                          f"on a NaN/inf loss.")
+    if cfg.get("backend", "tensorflow") not in BACKENDS:
+        raise ValueError(f"Received backend={cfg['backend']!r}; allowed: {', '.join(BACKENDS)}.")
+    if train.get("precision", "fp32") not in PRECISIONS:
+        raise ValueError(f"Received train.precision={train['precision']!r}; allowed: {', '.join(PRECISIONS)}.")
+    if train.get("jit_compile", "auto") not in ("auto", True, False):
+        raise ValueError(f"Received train.jit_compile={train['jit_compile']!r}; allowed: auto, true, false.")
     for key, value in (("force", cfg.get("force", False)), ("train.checkpoint", train.get("checkpoint", True)),
+                       ("train.data_parallel", train.get("data_parallel", False)),
                        ("train.oom_retry", train.get("oom_retry", True)),
                        ("train.save_model", train.get("save_model", True))):
         if not isinstance(value, bool):
@@ -100,6 +109,13 @@ def _validate_data(data: dict) -> None:
     for key in ("limit_train", "limit_val"):
         if data.get(key) is not None:
             _positive_int(f"data.{key}", data[key])
+    pipeline = data.get("pipeline", "auto")
+    if pipeline not in PIPELINES:
+        raise ValueError(f"Received data.pipeline={pipeline!r}; allowed: {', '.join(PIPELINES)}.")
+    if choose_pipeline(data) == "memory" and data["source"] not in ARRAY_SOURCES:
+        why = "" if pipeline == "memory" else " (TensorFlow is not installed, so auto means memory)"
+        raise ValueError(f"Received data.pipeline={pipeline!r} with data.source={data['source']!r}{why}; allowed: "
+                         f"the in-memory pipeline reads {', '.join(ARRAY_SOURCES)}; {data['source']} needs tf_data.")
     if data.get("cache", "auto") not in CACHE_MODES:
         raise ValueError(f"Received data.cache={data['cache']!r}; allowed: {', '.join(CACHE_MODES)}.")
     if data["source"] == "digits":

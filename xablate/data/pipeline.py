@@ -1,4 +1,5 @@
-"""The tf.data input pipeline: resize once and cache, shuffle, batch, augment (training only), prefetch."""
+"""The input pipeline: tf.data (resize once and cache, shuffle, batch, augment training batches, prefetch), or
+in memory without TensorFlow for array sources (xablate.data.memory)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,27 @@ def augmentation_layers(aug: dict, seed: int) -> list:
 
 
 CACHE_MODES = ("auto", "memory", "none")
+PIPELINES = ("auto", "tf_data", "memory")
+ARRAY_SOURCES = ("digits", "cifar10", "cifar100")  # sources that load into numpy arrays
+
+
+def tensorflow_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def choose_pipeline(cfg: dict) -> str:
+    """tf_data or memory, from `data.pipeline`. auto: tf_data on the TensorFlow backend; on other backends the
+    in-memory path for array sources (no TensorFlow needed) and tf_data for folders and TFDS."""
+    setting = cfg.get("pipeline", "auto")
+    if setting == "auto":
+        import keras
+
+        if keras.backend.backend() == "tensorflow" or cfg["source"] not in ARRAY_SOURCES:
+            return "tf_data" if tensorflow_available() else "memory"
+        return "memory"
+    return setting
 AUTO_CACHE_BYTES = 2 * 1024**3  # resized float32 images kept in memory up to this size
 
 
@@ -73,10 +95,12 @@ def _dataset(split, limit):
 
 
 def load_data(cfg: dict, *, batch_size: int, seed: int) -> ImageData:
-    """Train/validation tf.data pipelines for the configured source (see conf/data/)."""
+    """Train/validation pipelines for the configured source (see conf/data/)."""
+    splits: Splits = SOURCES[cfg["source"]](cfg)
+    if choose_pipeline(cfg) == "memory":
+        return _in_memory(cfg, splits, batch_size=batch_size, seed=seed)
     import tensorflow as tf
 
-    splits: Splits = SOURCES[cfg["source"]](cfg)
     size = int(cfg["image_size"])
     train_size = min(splits.train_size, cfg["limit_train"] or splits.train_size)
     validation_size = min(splits.validation_size, cfg["limit_val"] or splits.validation_size)
@@ -102,6 +126,27 @@ def load_data(cfg: dict, *, batch_size: int, seed: int) -> ImageData:
         image_shape=(size, size, splits.channels),
         train_size=train_size,
         validation_size=validation_size,
+        batch_size=batch_size,
+        class_names=splits.class_names,
+    )
+
+
+def _in_memory(cfg: dict, splits: Splits, *, batch_size: int, seed: int) -> ImageData:
+    from xablate.data.memory import array_batches, resize_images
+
+    size = int(cfg["image_size"])
+    (x_train, y_train), (x_val, y_val) = splits.train, splits.validation
+    x_train, y_train = x_train[:cfg["limit_train"] or None], y_train[:cfg["limit_train"] or None]
+    x_val, y_val = x_val[:cfg["limit_val"] or None], y_val[:cfg["limit_val"] or None]
+    augment = cfg.get("augment") or {}
+    pipeline = _augmenter(augment, seed) if augment.get("enabled") else None
+    return ImageData(
+        train=array_batches(resize_images(x_train, size), y_train, batch_size, seed=seed, augment=pipeline),
+        validation=array_batches(resize_images(x_val, size), y_val, batch_size),
+        num_classes=splits.num_classes,
+        image_shape=(size, size, splits.channels),
+        train_size=len(x_train),
+        validation_size=len(x_val),
         batch_size=batch_size,
         class_names=splits.class_names,
     )

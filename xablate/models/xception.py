@@ -263,8 +263,10 @@ def _head(x, *, include_top, pooling, classes, classifier_activation, dropout, a
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = layers.Dropout(dropout, name="dropout")(x)
+        # under a mixed precision policy the classifier computes in float32 (stable softmax, float32 metrics)
+        mixed = keras.config.dtype_policy().name.startswith("mixed")
         return layers.Dense(classes, activation=classifier_activation, kernel_regularizer=axes.regularizer,
-                            name="predictions")(x)
+                            name="predictions", dtype="float32" if mixed else None)(x)
     if pooling == "avg":
         return layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
     if pooling == "max":

@@ -80,9 +80,13 @@ class EpochCheckpoint:
 
 
 def advance_shuffle(dataset, epochs: int) -> None:
-    """Starts `epochs` iterations of a tf.data dataset without reading from them, so that a reshuffling
-    dataset resumed at epoch `epochs` yields the same order as the uninterrupted run would."""
-    if epochs <= 0 or not hasattr(dataset, "_variant_tensor"):  # not a tf.data dataset
+    """Moves a reshuffling dataset on by `epochs` epochs, so that a run resumed at epoch `epochs` sees the
+    order the uninterrupted run would: the in-memory pipeline reseeds; a tf.data dataset starts (and drops)
+    `epochs` iterations, each of which draws the next shuffle seed."""
+    if epochs <= 0:
         return
-    for _ in range(epochs):
-        iter(dataset)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epochs)
+    elif hasattr(dataset, "_variant_tensor"):
+        for _ in range(epochs):
+            iter(dataset)

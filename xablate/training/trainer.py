@@ -33,6 +33,7 @@ from xablate.training.callbacks import MlflowEpochLogger, log_missing_steps
 from xablate.training.checkpoint import EpochCheckpoint, advance_shuffle, checkpoint_root
 from xablate.training.divergence import DivergenceGuard, RunDiverged
 from xablate.training.memory import halved_batch, is_out_of_memory
+from xablate.training.devices import distribution_scope, set_precision
 from xablate.training.recipes import build_optimizer
 from xablate.validation import normalize_axes, validate_job_config
 
@@ -77,6 +78,10 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     """
     validate_job_config(cfg)
     cfg = normalize_axes(cfg)
+    if cfg["backend"] != keras.backend.backend():
+        raise ValueError(f"Received backend={cfg['backend']!r}, but Keras in this process runs on "
+                         f"{keras.backend.backend()!r}: start the job through run.py (which sets KERAS_BACKEND "
+                         f"before Keras loads) or set KERAS_BACKEND={cfg['backend']} yourself.")
     uri = resolve_tracking_uri(cfg["tracking"]["uri"])
     check_reachable(uri)
     client, experiment_id = open_experiment(uri, cfg["tracking"]["experiment"])
@@ -196,6 +201,18 @@ def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path, checkpo
     keras.utils.set_random_seed(seed)
 
     data = load_data(cfg["data"], batch_size=batch_size, seed=seed)
+    set_precision(train_cfg["precision"])
+    try:
+        with distribution_scope(train_cfg["data_parallel"]) as replicas:
+            return _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation,
+                                 replicas)
+    finally:
+        set_precision("fp32")  # the policy is global: later jobs and callers start from float32
+
+
+def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation, replicas):
+    """Builds, compiles, restores and fits inside the distribution scope (variables are created here)."""
+    train_cfg = cfg["train"]
     kwargs = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes)
     model = build_xception(**kwargs)
     summary = summarize_model(model)
@@ -205,6 +222,7 @@ def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path, checkpo
         "data.num_classes": data.num_classes,
         "data.train_size": data.train_size,
         "data.validation_size": data.validation_size,
+        "train.replicas": replicas,
     })
     _write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     _write_and_log(client, run_id, output_dir / "model_summary.json", json.dumps(summary.to_dict(), indent=2))
@@ -218,7 +236,8 @@ def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path, checkpo
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if data.num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics)
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics,
+                  jit_compile=train_cfg["jit_compile"])
 
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None:

@@ -1,0 +1,81 @@
+"""A 2-variant debug sweep through each of Hydra's launchers (our ready configs over the plugins): one
+parent, two FINISHED children, in one store; the Ray one against a local Ray instance the test starts."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import run_py, runs_of, sqlite_uri
+
+
+def assert_one_parent_two_finished_children(uri, study):
+    parents = runs_of(uri, study, role="sweep")
+    children = runs_of(uri, study, role="job")
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert sorted(c.data.tags["xablate.residual"] for c in children) == ["False", "True"]
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert all(c.data.metrics["epochs_completed"] == 2 for c in children)
+    return children
+
+
+def sweep(tmp_path, study, *launcher, env=None):
+    uri = sqlite_uri(tmp_path)
+    proc = run_py("-m", *launcher, "residual=true,false", "debug=default", f"study={study}", f"tracking.uri={uri}",
+                  cwd=tmp_path, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return uri, proc
+
+
+def test_joblib_parallel_launcher(tmp_path):
+    uri, proc = sweep(tmp_path, "joblib", "hydra/launcher=parallel")
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+    children = assert_one_parent_two_finished_children(uri, "joblib")
+    assert len({c.data.tags["xablate.pid"] for c in children}) == 2  # two worker processes
+
+
+def test_submitit_local_launcher(tmp_path):
+    uri, proc = sweep(tmp_path, "submitit", "hydra/launcher=slurm_local")
+    assert "Submitit 'local' sweep output dir" in proc.stdout + proc.stderr
+    children = assert_one_parent_two_finished_children(uri, "submitit")
+    assert len({c.data.tags["xablate.pid"] for c in children}) == 2
+    assert list(Path(tmp_path, "multirun", "submitit").glob("*/.submitit/*"))  # submitit's own job folders
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# a throwaway single-machine instance: no token authentication (a real cluster keeps its own settings)
+RAY_ENV = {"RAY_AUTH_MODE": "disabled"}
+
+
+@pytest.fixture
+def ray_instance(tmp_path):
+    """`ray start --head` on this machine, stopped after the test: the launcher joins it by address."""
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    port = free_port()
+    start = subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                            "--disable-usage-stats", "--node-ip-address=127.0.0.1"], capture_output=True, text=True,
+                           timeout=180, env={**os.environ, **RAY_ENV})
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_ray_launcher_against_a_local_ray_instance(tmp_path, ray_instance):
+    uri, proc = sweep(tmp_path, "ray", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_instance}",
+                      env=RAY_ENV)
+    output = proc.stdout + proc.stderr
+    assert "Ray Launcher is launching 2 jobs" in output
+    assert f"Initializing ray with config: {{'address': '{ray_instance}'" in output
+    assert_one_parent_two_finished_children(uri, "ray")

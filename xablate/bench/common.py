@@ -1,0 +1,82 @@
+"""What the `xablate bench harness` measurements share: the epoch clock and the trainer's compile."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import keras
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """The training part of each epoch (epoch begin -> validation begins, else epoch end), timed exactly as
+    xablate.training.callbacks.MlflowEpochLogger times `images_per_second`, in wall seconds and in CPU seconds
+    of the whole process; and the whole epoch up to this callback's `on_epoch_end` (after the callbacks listed
+    before it, e.g. a run's checkpoint and MLflow logging).
+
+    CPU seconds are the noise-robust companion of wall time on a shared machine: other processes' load
+    stretches wall time (this process waits for a core) but not the work this process does.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.train_seconds: list[float] = []
+        self.train_cpu_seconds: list[float] = []
+        self.epoch_seconds: list[float] = []
+        self._start = self._cpu_start = 0.0
+        self._train_end: tuple[float, float] | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
+        self._train_end = None
+
+    def on_test_begin(self, logs=None):
+        if self._train_end is None:
+            self._train_end = (time.perf_counter(), time.process_time())
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        wall, cpu = self._train_end or (now, time.process_time())
+        self.train_seconds.append(wall - self._start)
+        self.train_cpu_seconds.append(cpu - self._cpu_start)
+        self.epoch_seconds.append(now - self._start)
+
+    def images_per_second(self, images: int) -> list[float]:
+        return [images / s for s in self.train_seconds]
+
+    def images_per_cpu_second(self, images: int) -> list[float]:
+        return [images / s for s in self.train_cpu_seconds]
+
+
+def steady(values: list[float]) -> float:
+    """Median of the epochs after the first (the first traces and compiles the train step)."""
+    return statistics.median(values[1:]) if len(values) > 1 else float("nan")
+
+
+def fastest(values: list[float]) -> float:
+    """Best of the epochs after the first: load from other processes only ever slows an epoch down."""
+    return max(values[1:]) if len(values) > 1 else float("nan")
+
+
+def joined(values: list[float]) -> str:
+    """Per-epoch values as one CSV cell."""
+    return ";".join(f"{v:.1f}" for v in values)
+
+
+def split(cell: str) -> list[float]:
+    return [float(v) for v in cell.split(";") if v]
+
+
+def compile_like_trainer(model, optim: dict, *, batch_size: int, train_size: int, num_classes: int,
+                         epochs: int, jit_compile="auto") -> None:
+    """The optimizer, loss, metrics and XLA setting xablate.training.trainer gives the model."""
+    from xablate.training.recipes import build_optimizer
+
+    optimizer = build_optimizer(optim, steps_per_epoch=math.ceil(train_size / batch_size), epochs=epochs,
+                                batch_size=batch_size)
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics,
+                  jit_compile=jit_compile)

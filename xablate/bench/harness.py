@@ -1,0 +1,94 @@
+"""`xablate bench harness`: what xablate costs on top of plain Keras, measured side by side in one process.
+
+    overhead  a real run (trainer.train: MLflow, checkpoints, guard) vs bare `model.fit` of the same model on the
+              same data, alternating rounds; fixed per-run costs (start-up of `python run.py`, MLflow calls)
+    parity    build_xception() defaults vs keras.applications.Xception(weights=None)
+    pipeline  the augmented tf.data pipeline vs the same images as in-memory arrays; each layer's cost alone
+    backends  the run's model under every installed Keras backend (one subprocess each)
+
+Each writes a CSV under the output folder (report.FILES); harness.md summarises every CSV there.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import tempfile
+from pathlib import Path
+
+from xablate.bench import backends, overhead, parity, pipeline, report
+
+SUITES = ("overhead", "parity", "pipeline", "backends")
+
+
+def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, parity_batch: int,
+        suites: list[str], overrides: list[str], command: str, echo=print) -> int:
+    """Measures `suites`, writes their CSVs and harness.md into `out`, prints the summary; 1 if a backend
+    failed, else 0 (a missed target is a finding, not a failure)."""
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
+        folder = Path(scratch)
+        cfg = overhead.compose(overhead.run_overrides(folder / "mlflow.db", epochs, overrides))
+        if "overhead" in suites:
+            rows, last = overhead.throughput(cfg, rounds=rounds, folder=folder, echo=echo)
+            report.write_csv(rows, out / report.FILES["overhead"])
+            costs = overhead.fixed_costs(epochs, overrides, last, folder)
+            for row in costs:
+                echo(f"cost     {row['measurement']:26s} {row['seconds']:8.3f} s")
+            report.write_csv(costs, out / report.FILES["fixed"])
+        if "parity" in suites:
+            report.write_csv(parity.measure(size=parity_size, batch=parity_batch, steps=steps, echo=echo),
+                             out / report.FILES["parity"])
+        if "pipeline" in suites:
+            report.write_csv(pipeline.measure(cfg, epochs=epochs, echo=echo), out / report.FILES["pipeline"])
+        if "backends" in suites:
+            rows = _backends(cfg, epochs, folder / "backends", echo)
+            failed = any(r["status"].startswith("failed") for r in rows)
+            report.write_csv(rows, out / report.FILES["backends"])
+    header = _header(command, suites)
+    text = report.markdown(out, header=header, cpus=os.cpu_count() or 1)
+    (out / report.SUMMARY).write_text(text)
+    echo("")
+    echo("\n".join(report.summary_table(report.read_all(out))))
+    echo(f"\nwrote {', '.join(report.FILES[k] for k in _written(suites))} and {report.SUMMARY} in {out}")
+    return 1 if failed else 0
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Raises, naming the problem, when the overrides do not compose into a valid job config."""
+    from xablate.validation import validate_job_config
+
+    validate_job_config(overhead.compose(overhead.run_overrides(Path("/nonexistent/mlflow.db"), 2, overrides)))
+
+
+def _backends(cfg: dict, epochs: int, folder: Path, echo) -> list[dict]:
+    from xablate.training.trainer import builder_kwargs
+
+    x, y = pipeline.in_memory_arrays(cfg)
+    builder = builder_kwargs(cfg, image_shape=tuple(x.shape[1:]), num_classes=int(pipeline.load(cfg).num_classes))
+    return backends.measure(builder={**builder, "input_shape": list(builder["input_shape"])}, optim=cfg["optim"],
+                            jit_compile=cfg["train"].get("jit_compile", "auto"), arrays=(x, y),
+                            batch_size=int(cfg["train"]["batch_size"]), epochs=epochs, seed=int(cfg["seed"]),
+                            folder=folder, echo=echo)
+
+
+def _written(suites: list[str]) -> list[str]:
+    return [k for k in report.FILES if k in suites or (k == "fixed" and "overhead" in suites)]
+
+
+def _header(command: str, suites: list[str]) -> str:
+    import keras
+
+    versions = f"Keras {keras.__version__} ({keras.backend.backend()} backend"
+    try:
+        import tensorflow as tf
+
+        versions += f", TensorFlow {tf.__version__})"
+    except ImportError:
+        versions += ")"
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    others = [s for s in SUITES if s not in suites]
+    note = (f" This run measured {', '.join(suites)}; {', '.join(others)}, where shown, come from an earlier "
+            f"run's CSVs in this folder." if others else "")
+    return (f"`{command}` on {os.cpu_count()} CPU core(s), {versions}, {when}. Ratios compare measurements "
+            f"taken in the same run; the machine may be shared, so compare ratios, not absolute speeds.{note}")

@@ -1,0 +1,69 @@
+"""Builder parity: `build_xception()` with its defaults against `keras.applications.Xception(weights=None)`,
+train images/s on the same random batch, at an input size a CPU affords.
+
+Both models are built, compiled and traced in one session, then their timed steps alternate (A B A B ...), so
+load from elsewhere on a shared machine falls on both alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import keras
+import numpy as np
+
+PARITY_TARGET = 0.98
+KERAS_MIN_SIZE = 71  # keras.applications.Xception refuses smaller inputs
+MODELS = ("keras_applications", "xablate")
+
+
+def _build(which: str, size: int, classes: int):
+    from xablate.models import build_xception
+
+    if which == "xablate":
+        return build_xception(input_shape=(size, size, 3), classes=classes)
+    return keras.applications.Xception(weights=None, input_shape=(size, size, 3), classes=classes)
+
+
+def measure(*, size: int, batch: int, steps: int, classes: int = 10, warmup: int = 2, seed: int = 0,
+            echo=print) -> list[dict]:
+    """One row per model; the xablate row carries its ratio to keras.applications (images/s, median step)."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(batch, size, size, 3)).astype("float32")
+    y = rng.integers(0, classes, size=(batch,))
+    models = {}
+    for which in MODELS:
+        model = _build(which, size, classes)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy())
+        start = time.perf_counter()
+        for _ in range(warmup):  # the first traces and compiles the step
+            model.train_on_batch(x, y)
+        echo(f"parity   {which:18s} built and warmed up in {time.perf_counter() - start:.1f} s")
+        models[which] = model
+    times = {which: [] for which in MODELS}
+    for _ in range(steps):
+        for which, model in models.items():
+            t0 = time.perf_counter()
+            model.train_on_batch(x, y)
+            times[which].append(time.perf_counter() - t0)
+    rows = []
+    for which, model in models.items():
+        median, fastest = statistics.median(times[which]), min(times[which])
+        rows.append({
+            "model": which, "parameters": model.count_params(), "layers": len(model.layers), "input_size": size,
+            "classes": classes, "batch": batch, "steps_timed": steps,
+            "median_seconds_per_step": round(median, 6), "min_seconds_per_step": round(fastest, 6),
+            "images_per_second": round(batch / median, 3), "images_per_second_fastest": round(batch / fastest, 3),
+            "ratio": "", "ratio_fastest": "", "target": "", "meets_target": "",
+        })
+    base, ours = rows
+    ratio = ours["images_per_second"] / base["images_per_second"]
+    ours.update(ratio=round(ratio, 4), target=PARITY_TARGET, meets_target=ratio >= PARITY_TARGET,
+                ratio_fastest=round(ours["images_per_second_fastest"] / base["images_per_second_fastest"], 4))
+    for row in rows:
+        echo(f"parity   {row['model']:18s} {row['images_per_second']:7.1f} images/s "
+             f"({row['parameters']:,} parameters)")
+    return rows

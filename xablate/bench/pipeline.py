@@ -1,0 +1,105 @@
+"""Input pipeline: the run's model trained from the augmented tf.data pipeline, from the same pipeline without
+augmentation, and from the same images as in-memory numpy arrays; plus each pipeline iterated alone (no
+model), one augmentation layer at a time, to show where the time goes."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import keras
+import numpy as np
+
+from xablate.bench.common import EpochTimer, joined, steady
+from xablate.bench.overhead import build_like_trainer, compile_like
+
+PIPELINE_TARGET = 0.9
+AUGMENT_KEYS = ("rotation_degrees", "shift", "shear", "zoom", "horizontal_flip", "brightness")
+
+
+def with_augment(cfg: dict, enabled: bool, only: str | None = None) -> dict:
+    """`cfg` with data.augment enabled or not; `only`: that one augmentation layer (the others off)."""
+    cfg = copy.deepcopy(cfg)
+    if "pipeline" in cfg["data"]:  # the tf.data sides are tf.data whatever the backend would pick
+        cfg["data"]["pipeline"] = "tf_data"
+    augment = cfg["data"].setdefault("augment", {})
+    augment["enabled"] = enabled
+    if only is not None:
+        for key in AUGMENT_KEYS:
+            if key != only:
+                augment[key] = None
+    return cfg
+
+
+def load(cfg: dict):
+    from xablate.data import load_data
+
+    return load_data(cfg["data"], batch_size=int(cfg["train"]["batch_size"]), seed=int(cfg["seed"]))
+
+
+def in_memory_arrays(cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The training images exactly as the pipeline feeds them (resized, not augmented), as numpy arrays."""
+    batches = list(load(with_augment(cfg, False)).train.as_numpy_iterator())
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def train_from(source: str, cfg: dict, epochs: int, arrays) -> dict:
+    """Trains the run's model for `epochs` from `source`; images/s of each epoch's training part."""
+    keras.backend.clear_session()
+    data = load(with_augment(cfg, source == "tf_data_augmented"))
+    model = build_like_trainer(cfg, data)
+    compile_like(model, cfg, data, epochs)
+    timer = EpochTimer()
+    if source == "in_memory":
+        model.fit(*arrays, batch_size=int(cfg["train"]["batch_size"]), epochs=epochs, shuffle=True,
+                  callbacks=[timer], verbose=0)
+    else:
+        model.fit(data.train, epochs=epochs, shuffle=False, callbacks=[timer], verbose=0)
+    return {"images": data.train_size, "ips": timer.images_per_second(data.train_size),
+            "cpu_ips": timer.images_per_cpu_second(data.train_size)}
+
+
+def iterate_only(cfg: dict, passes: int) -> dict:
+    """Images/s of the training dataset alone, iterated without a model: the first pass fills the cache."""
+    data = load(cfg)
+    ips, cpu_ips = [], []
+    for _ in range(passes):
+        start, cpu = time.perf_counter(), time.process_time()
+        for _batch in data.train:
+            pass
+        ips.append(data.train_size / (time.perf_counter() - start))
+        cpu_ips.append(data.train_size / (time.process_time() - cpu))
+    return {"images": data.train_size, "ips": ips, "cpu_ips": cpu_ips}
+
+
+def measure(cfg: dict, *, epochs: int, echo=print) -> list[dict]:
+    arrays = in_memory_arrays(cfg)
+    rows, trained = [], {}
+    for source in ("in_memory", "tf_data", "tf_data_augmented"):
+        trained[source] = train_from(source, cfg, epochs, arrays)
+        rows.append(_row(source, "train", trained[source], trained["in_memory"],
+                         PIPELINE_TARGET if source == "tf_data_augmented" else None))
+        echo(f"pipeline {source:18s} {steady(trained[source]['ips']):7.1f} images/s (training)")
+    aug = cfg["data"].get("augment") or {}
+    layers = [key for key in AUGMENT_KEYS if aug.get(key)]
+    for name, variant in [("tf_data", with_augment(cfg, False)), ("tf_data_augmented", with_augment(cfg, True)),
+                          *[(f"augment_{key}", with_augment(cfg, True, only=key)) for key in layers]]:
+        measured = iterate_only(variant, passes=max(epochs, 2))
+        rows.append(_row(name, "iterate_only", measured, None, None))
+        echo(f"pipeline {name:26s} {steady(measured['ips']):9.1f} images/s (iterated alone)")
+    return rows
+
+
+def _row(source: str, mode: str, measured: dict, base: dict | None, target: float | None) -> dict:
+    ips, cpu = steady(measured["ips"]), steady(measured["cpu_ips"])
+    compared = base is not None and source != "in_memory"
+    ratio = ips / steady(base["ips"]) if compared else None
+    return {
+        "source": source, "mode": mode, "images": measured["images"], "epochs": len(measured["ips"]),
+        "steady_images_per_second": round(ips, 2), "epoch_images_per_second": joined(measured["ips"]),
+        "images_per_cpu_second": round(cpu, 2),
+        "ratio_vs_in_memory": "" if ratio is None else round(ratio, 4),
+        "ratio_cpu_vs_in_memory": round(cpu / steady(base["cpu_ips"]), 4) if compared else "",
+        "target": "" if target is None else target,
+        "meets_target": "" if target is None or ratio is None else ratio >= target,
+    }

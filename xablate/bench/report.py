@@ -1,0 +1,190 @@
+"""CSV files of `xablate bench harness` and the Markdown summary built from them (results/bench/harness.md)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+FILES = {
+    "overhead": "harness_overhead.csv",
+    "fixed": "harness_fixed_costs.csv",
+    "parity": "builder_parity.csv",
+    "pipeline": "input_pipeline.csv",
+    "backends": "backends.csv",
+}
+SUMMARY = "harness.md"
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_all(folder: Path) -> dict[str, list[dict]]:
+    """Every harness CSV present in `folder`, as lists of string dicts."""
+    tables = {}
+    for kind, name in FILES.items():
+        if (folder / name).exists():
+            with (folder / name).open() as f:
+                tables[kind] = list(csv.DictReader(f))
+    return tables
+
+
+def _met(row: dict) -> str:
+    return {"True": "met", "False": "**missed**"}.get(row.get("meets_target", ""), "–")
+
+
+def _num(value, digits: int = 1) -> str:
+    return f"{float(value):,.{digits}f}" if value not in ("", None) else "–"
+
+
+
+def _target(row: dict) -> str:
+    return f"≥ {float(row['target']):g}" if row.get("target") else "–"
+
+
+def _line(label: str, ours: dict, base: dict, ips_key: str, ratio_key: str, digits: int = 1,
+          fastest: str = "", cpu: str = "") -> str:
+    return (f"| {label} | {_num(ours[ips_key], digits)} | {_num(base[ips_key], digits)} | "
+            f"{_num(ours[ratio_key], 3)} | {_target(ours)} | {_met(ours)} | {_num(fastest, 3)} | {_num(cpu, 3)} |")
+
+
+def summary_table(tables: dict[str, list[dict]]) -> list[str]:
+    """The ratio table: one line per comparison, measured vs its baseline (images/s), against its target; the
+    ratio of the fastest epochs/steps and of images per CPU-second beside it, where measured."""
+    lines = ["| comparison | measured | baseline | ratio | target | | ratio, fastest | ratio, CPU |",
+             "|---|---:|---:|---:|---:|---|---:|---:|"]
+    if "overhead" in tables:
+        rows = tables["overhead"]
+        for round_ in dict.fromkeys(r["round"] for r in rows):
+            at = {r["side"]: r for r in rows if r["round"] == round_}
+            bare, ours = at["bare"], at["harness"]
+            if round_ == "all":
+                label = (f"harness overhead: training images/s of a real run vs bare `model.fit`, same model and "
+                         f"data (median of {ours['steady_epochs']} steady epochs per side, rounds pooled)")
+            else:
+                label = f"… round {round_} ({'bare' if bare['order'] == '1' else 'run'} first)"
+            lines.append(_line(label, ours, bare, "steady_images_per_second", "ratio", fastest=ours["ratio_fastest"],
+                               cpu=ours["ratio_cpu"]))
+        pooled = {r["side"]: r for r in rows if r["round"] == "all"}
+        bare_s, ours_s = float(pooled["bare"]["steady_epoch_seconds"]), float(pooled["harness"]["steady_epoch_seconds"])
+        lines.append(f"| … whole epoch in seconds (training + validation + the run's checkpoint and MLflow log) | "
+                     f"{ours_s:.2f} s | {bare_s:.2f} s | {bare_s / ours_s:.3f} | – | – | – | – |")
+    if "parity" in tables:
+        base, ours = tables["parity"]
+        label = (f"builder parity: `build_xception()` vs `keras.applications.Xception(weights=None)`, train "
+                 f"images/s at {ours['input_size']}×{ours['input_size']}×3, {ours['classes']} classes, batch "
+                 f"{ours['batch']} (median of {ours['steps_timed']} alternating steps)")
+        lines.append(_line(label, ours, base, "images_per_second", "ratio", digits=2, fastest=ours["ratio_fastest"]))
+    if "pipeline" in tables:
+        train = {r["source"]: r for r in tables["pipeline"] if r["mode"] == "train"}
+        base = train["in_memory"]
+        for source, label in [("tf_data_augmented", "input pipeline: augmented tf.data vs the same images as "
+                                                     "in-memory arrays, training images/s"),
+                              ("tf_data", "… tf.data without augmentation vs in-memory arrays")]:
+            row = train[source]
+            lines.append(_line(label, row, base, "steady_images_per_second", "ratio_vs_in_memory",
+                               cpu=row["ratio_cpu_vs_in_memory"]))
+    if "backends" in tables:
+        rows = {r["backend"]: r for r in tables["backends"]}
+        base = rows.get("tensorflow")
+        for name, row in rows.items():
+            if name == "tensorflow" or row["status"] != "ok" or base is None or base["status"] != "ok":
+                continue
+            cpu = float(row["images_per_cpu_second"]) / float(base["images_per_cpu_second"])
+            lines.append(_line(f"backend {name} vs tensorflow: training images/s from in-memory arrays", row, base,
+                               "steady_images_per_second", "ratio_vs_tensorflow", cpu=cpu))
+    return lines
+
+
+def fixed_table(rows: list[dict]) -> list[str]:
+    lines = ["| cost | seconds | what |", "|---|---:|---|"]
+    lines += [f"| `{r['measurement']}` | {float(r['seconds']):.3f} | {r['detail']} |" for r in rows]
+    return lines
+
+
+def backends_table(rows: list[dict]) -> list[str]:
+    lines = ["| backend | status | version | steady images/s | images per CPU-second | first epoch images/s | "
+             "vs tensorflow |", "|---|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['backend']} | {r['status']} | {r['version'] or '–'} | {_num(r['steady_images_per_second'])} | "
+              f"{_num(r['images_per_cpu_second'])} | {_num(r['first_epoch_images_per_second'])} | "
+              f"{_num(r['ratio_vs_tensorflow'], 3)} |" for r in rows]
+    return lines
+
+
+def pipeline_table(rows: list[dict]) -> list[str]:
+    lines = ["| pipeline iterated alone (no model) | steady images/s | images per CPU-second | per pass |",
+             "|---|---:|---:|---|"]
+    lines += [f"| `{r['source']}` | {_num(r['steady_images_per_second'])} | {_num(r['images_per_cpu_second'])} | "
+              f"{r['epoch_images_per_second']} |" for r in rows if r["mode"] == "iterate_only"]
+    return lines
+
+
+def pipeline_explanation(rows: list[dict], cpus: int) -> str:
+    """Where the augmented pipeline's time goes, from the rows' own numbers."""
+    train = {r["source"]: r for r in rows if r["mode"] == "train"}
+    alone = {r["source"]: r for r in rows if r["mode"] == "iterate_only"}
+
+    def ips(row):
+        return float(row["steady_images_per_second"])
+
+    def cpu_ms(row):  # CPU milliseconds per image
+        return 1000 / float(row["images_per_cpu_second"])
+
+    model, augmented, aug_alone = train["in_memory"], train["tf_data_augmented"], alone["tf_data_augmented"]
+    serial = 1 / (1 / ips(model) + 1 / ips(aug_alone))
+    layers = {k[len("augment_"):]: ips(v) for k, v in alone.items() if k.startswith("augment_")}
+    slowest = sorted(layers.items(), key=lambda kv: kv[1])[:2]
+    text = (f"Iterated alone, the augmented pipeline delivers {ips(aug_alone):,.0f} images/s and the plain one "
+            f"{ips(alone['tf_data']):,.0f}; the model trains at {ips(model):,.0f} images/s from memory. The "
+            f"augmentation map runs on the same {cpus} CPU core(s) as the train step: prefetch overlaps the two only "
+            f"as far as a core is idle. Done one after the other they would give 1 / (1/{ips(model):,.0f} + "
+            f"1/{ips(aug_alone):,.0f}) = {serial:,.0f} images/s; measured {ips(augmented):,.0f}. In CPU time per "
+            f"image: training from memory {cpu_ms(model):.2f} ms, augmentation alone {cpu_ms(aug_alone):.2f} ms, "
+            f"training from the augmented pipeline {cpu_ms(augmented):.2f} ms.")
+    if slowest:
+        text += " Slowest augmentation layers alone: " + ", ".join(f"`{k}` {v:,.0f} images/s" for k, v in slowest) + "."
+    return text
+
+
+def overhead_explanation(tables: dict[str, list[dict]]) -> str:
+    fixed = {r["measurement"]: float(r["seconds"]) for r in tables.get("fixed", [])}
+    parts = []
+    if "run_end_of_epoch" in fixed and "mlflow_log_epoch" in fixed:
+        parts.append(f"Outside the timed training part, each epoch of a run ends with its checkpoint and MLflow "
+                     f"log: {fixed['run_end_of_epoch']:.3f} s per epoch in the measured run, of which one epoch's "
+                     f"MLflow `log_batch` is {fixed['mlflow_log_epoch']:.3f} s.")
+    if "run_py_to_first_epoch" in fixed and "imports" in fixed:
+        parts.append(f"A `python run.py` process reaches its first epoch {fixed['run_py_to_first_epoch']:.1f} s "
+                     f"after it starts ({fixed['imports']:.1f} s of it importing TensorFlow/Keras and MLflow), and its "
+                     f"first epoch is {fixed.get('run_py_first_epoch_extra', float('nan')):.1f} s longer than the "
+                     f"next ones (tracing and compiling the steps); MLflow calls cost "
+                     f"{fixed.get('mlflow_per_run', float('nan')):.2f} s per run.")
+    return " ".join(parts)
+
+
+def markdown(folder: Path, *, header: str, cpus: int) -> str:
+    tables = read_all(folder)
+    out = ["# `xablate bench harness`", "", header, "", *summary_table(tables), ""]
+    if "overhead" in tables and "fixed" in tables:
+        out += [overhead_explanation(tables), ""]
+    if "fixed" in tables:
+        out += ["## Fixed per-run costs", "", *fixed_table(tables["fixed"]), ""]
+    if "pipeline" in tables:
+        out += ["## Input pipeline", "", *pipeline_table(tables["pipeline"]), "",
+                pipeline_explanation(tables["pipeline"], cpus), ""]
+    if "backends" in tables:
+        out += ["## Keras backends", "", *backends_table(tables["backends"]), ""]
+    if "parity" in tables:
+        base, ours = tables["parity"]
+        out += ["## Builder parity", "",
+                f"Parameters: `build_xception()` {int(ours['parameters']):,}, keras.applications.Xception "
+                f"{int(base['parameters']):,}. Fastest step instead of median: ratio {_num(ours['ratio_fastest'], 3)}.",
+                ""]
+    out += ["## Segment convolution", "",
+            "The train-step cost of the segment convolution across the spectrum has its own benchmark, "
+            "[`xablate bench segments`](segments.md); it is not rerun here.", ""]
+    return "\n".join(out)
