@@ -1,0 +1,98 @@
+"""The same training under JAX without TensorFlow, data parallelism over 2 logical CPUs, and mixed precision."""
+
+import subprocess
+import sys
+import textwrap
+
+from mlflow import MlflowClient
+
+from helpers import ROOT, runs_of, sqlite_uri
+
+# Runs run.py as `python run.py ...` would, after making `import tensorflow` fail, as on the GPU machine.
+WITHOUT_TENSORFLOW = textwrap.dedent("""
+    import runpy, sys
+
+    class NoTensorFlow:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked: this machine has no TensorFlow)")
+
+    sys.meta_path.insert(0, NoTensorFlow())
+    sys.argv = [sys.argv[1], *sys.argv[2:]]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    finally:
+        print("tensorflow imported:", "tensorflow" in sys.modules)
+""")
+
+
+def test_jax_backend_trains_without_tensorflow(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, str(ROOT / "run.py"), "backend=jax", "debug=default",
+         "study=jax", f"tracking.uri={uri}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tensorflow imported: False" in proc.stdout
+    (run,) = runs_of(uri, "jax", role="job")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["xablate.backend"] == "jax"
+    assert run.data.params["backend"] == "jax"
+    assert run.data.params["data.pipeline"] == "auto"
+    assert int(run.data.params["model.total_params"]) > 0
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_accuracy")]
+    assert steps == [0, 1]
+
+
+MIRRORED = textwrap.dedent("""
+    import sys
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[1])
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from xablate.training.trainer import RunContext, train
+
+    with initialize_config_dir(config_dir=sys.argv[1] + "/conf", version_base="1.3"):
+        cfg = compose("config", overrides=["debug=default", "train.data_parallel=true", "study=mirrored",
+                                           "tracking.uri=" + sys.argv[2]])
+    result = train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=sys.argv[3]))
+    print("status", result.status)
+""")
+
+
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, str(ROOT), uri, str(tmp_path / "out")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin",
+                                                                           "HOME": str(tmp_path),
+                                                                           "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "status FINISHED" in proc.stdout
+    (run,) = runs_of(uri, "mirrored", role="job")
+    assert run.data.params["train.replicas"] == "2"
+    assert run.data.params["train.batch_size"] == "32"  # global: 16 per replica
+    assert run.data.metrics["epochs_completed"] == 2
+
+
+def test_mixed_bfloat16_with_xla(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import keras
+    from xablate.training.trainer import RunContext, train
+
+    uri = sqlite_uri(tmp_path)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["debug=default", "train.precision=bf16", "train.jit_compile=true",
+                                           "study=bf16", f"tracking.uri={uri}"])
+    result = train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=tmp_path / "out"))
+    assert result.status == "FINISHED"
+    assert all(row["loss"] == row["loss"] for row in result.history)  # finite, not NaN
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after the run
+    run = MlflowClient(uri).get_run(result.run_id)
+    assert run.data.params["train.precision"] == "bf16"

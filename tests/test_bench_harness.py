@@ -1,0 +1,150 @@
+"""`xablate bench harness` through the installed console script, run tiny: the CSVs it writes, their rows and
+the ratios recomputed from their own numbers (timings themselves are not asserted)."""
+
+import csv
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+XABLATE = str(Path(sys.executable).parent / "xablate")
+pytestmark = pytest.mark.skipif(not Path(XABLATE).exists(), reason="xablate is not installed (pip install -e .)")
+
+# the debug config (tiny model, 16x16 digits, 128 training images) keeps every measurement short
+OVERRIDES = ["debug=default"]
+# keras.applications.Xception: 20,861,480 parameters without its top (shared/DESIGN.md) + a 2048 -> 10 classifier
+XCEPTION_10_CLASSES = 20_861_480 + 2048 * 10 + 10
+
+
+def rows(folder: Path, name: str) -> list[dict]:
+    with (folder / name).open() as f:
+        return list(csv.DictReader(f))
+
+
+def debug_model_parameters() -> int:
+    """The measured run's model, built here from the same composed config (digits: 16x16x1, 10 classes)."""
+    import keras
+
+    from xablate.bench.overhead import compose, run_overrides
+    from xablate.models import build_xception
+    from xablate.training.trainer import builder_kwargs
+
+    cfg = compose(run_overrides(Path("/nonexistent/mlflow.db"), 2, OVERRIDES))
+    keras.backend.clear_session()
+    return build_xception(**builder_kwargs(cfg, image_shape=(16, 16, 1), num_classes=10)).count_params()
+
+
+@pytest.mark.slow
+def test_bench_harness_tiny_writes_every_table(tmp_path):
+    proc = subprocess.run(
+        [XABLATE, "bench", "harness", "--epochs", "2", "--rounds", "1", "--steps", "1", "--parity-batch", "1",
+         "--out", str(tmp_path), *OVERRIDES],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| comparison | measured | baseline | ratio | target |" in proc.stdout
+
+    overhead = rows(tmp_path, "harness_overhead.csv")
+    assert list(overhead[0]) == [
+        "round", "side", "order", "images", "epochs", "steady_epochs", "first_epoch_images_per_second",
+        "epoch_images_per_second", "steady_images_per_second", "fastest_images_per_second",
+        "images_per_cpu_second", "steady_epoch_seconds", "ratio", "ratio_fastest", "ratio_cpu", "target",
+        "meets_target",
+    ]
+    assert [(r["round"], r["side"]) for r in overhead] == [("1", "bare"), ("1", "harness"), ("all", "bare"),
+                                                            ("all", "harness")]
+    for r in overhead:
+        assert int(r["images"]) == 128  # debug: data.limit_train=128
+        assert int(r["steady_epochs"]) == 1
+        if r["round"] == "1":
+            per_epoch = [float(v) for v in r["epoch_images_per_second"].split(";")]
+            assert len(per_epoch) == int(r["epochs"]) == 2
+            assert float(r["steady_images_per_second"]) == pytest.approx(per_epoch[1], abs=0.051)
+    for round_ in ("1", "all"):
+        bare, run = [r for r in overhead if r["round"] == round_]
+        assert bare["ratio"] == bare["target"] == ""
+        for ratio, column in (("ratio", "steady_images_per_second"), ("ratio_fastest", "fastest_images_per_second"),
+                              ("ratio_cpu", "images_per_cpu_second")):
+            assert float(run[ratio]) == pytest.approx(float(run[column]) / float(bare[column]), rel=1e-3)
+        assert float(run["target"]) == 0.97
+        assert run["meets_target"] == str(float(run["ratio"]) >= 0.97)
+
+    costs = {r["measurement"]: r for r in rows(tmp_path, "harness_fixed_costs.csv")}
+    assert list(costs) == [
+        "imports", "run_py_wall", "run_py_epochs", "run_py_outside_epochs", "run_py_to_mlflow_run",
+        "run_py_to_first_epoch", "run_py_first_epoch_extra", "run_end_of_epoch", "mlflow_create_store",
+        "mlflow_plan", "mlflow_create_run", "mlflow_log_params", "mlflow_heartbeat", "mlflow_log_epoch",
+        "mlflow_log_artifacts", "mlflow_finish", "mlflow_per_run",
+    ]
+    seconds = {k: float(r["seconds"]) for k, r in costs.items()}
+    assert seconds["run_py_outside_epochs"] == pytest.approx(seconds["run_py_wall"] - seconds["run_py_epochs"],
+                                                             abs=0.002)
+    assert 0 < seconds["imports"] < seconds["run_py_to_mlflow_run"] < seconds["run_py_to_first_epoch"] \
+        < seconds["run_py_wall"]
+    per_run = sum(seconds[k] for k in ("mlflow_plan", "mlflow_create_run", "mlflow_log_params", "mlflow_heartbeat",
+                                       "mlflow_log_artifacts", "mlflow_finish")) + 2 * seconds["mlflow_log_epoch"]
+    assert seconds["mlflow_per_run"] == pytest.approx(per_run, abs=0.005)
+    assert "for 2 epochs" in costs["mlflow_per_run"]["detail"]
+    assert "4 artifacts: config.yaml" in costs["mlflow_log_artifacts"]["detail"]
+
+    parity = rows(tmp_path, "builder_parity.csv")
+    assert [r["model"] for r in parity] == ["keras_applications", "xablate"]
+    keras_app, ours = parity
+    assert int(keras_app["parameters"]) == int(ours["parameters"]) == XCEPTION_10_CLASSES == 20_881_970
+    assert int(keras_app["layers"]) == int(ours["layers"])
+    assert (int(ours["input_size"]), int(ours["batch"]), int(ours["steps_timed"])) == (71, 1, 1)
+    assert float(ours["ratio"]) == pytest.approx(float(ours["images_per_second"]) / float(keras_app["images_per_second"]),
+                                                 rel=1e-3)
+    assert float(ours["target"]) == 0.98 and keras_app["ratio"] == ""
+
+    pipeline = rows(tmp_path, "input_pipeline.csv")
+    train = {r["source"]: r for r in pipeline if r["mode"] == "train"}
+    alone = [r["source"] for r in pipeline if r["mode"] == "iterate_only"]
+    assert list(train) == ["in_memory", "tf_data", "tf_data_augmented"]
+    assert alone == ["tf_data", "tf_data_augmented", "augment_rotation_degrees", "augment_shift", "augment_shear",
+                     "augment_zoom", "augment_horizontal_flip", "augment_brightness"]
+    assert {int(r["images"]) for r in pipeline} == {128}
+    for source in ("tf_data", "tf_data_augmented"):
+        assert float(train[source]["ratio_vs_in_memory"]) == pytest.approx(
+            float(train[source]["steady_images_per_second"]) / float(train["in_memory"]["steady_images_per_second"]),
+            rel=1e-3)
+    assert float(train["tf_data_augmented"]["target"]) == 0.9 and train["tf_data"]["target"] == ""
+
+    backends = {r["backend"]: r for r in rows(tmp_path, "backends.csv")}
+    assert list(backends) == ["tensorflow", "jax", "torch"]
+    expected = {"tensorflow": True, "jax": importlib.util.find_spec("jax") is not None,
+                "torch": importlib.util.find_spec("torch") is not None}
+    parameters = debug_model_parameters()
+    for name, row in backends.items():
+        if expected[name]:
+            assert row["status"] == "ok", row
+            assert row["version"].startswith(f"{name} ")
+            assert int(row["parameters"]) == parameters
+            assert int(row["images"]) == 128 and int(row["epochs"]) == 2
+        else:
+            assert row["status"] == "not installed"
+    assert float(backends["tensorflow"]["ratio_vs_tensorflow"]) == 1.0
+
+    summary = (tmp_path / "harness.md").read_text()
+    assert "| harness overhead: training images/s of a real run vs bare `model.fit`" in summary
+    assert "| builder parity: `build_xception()` vs `keras.applications.Xception(weights=None)`" in summary
+    assert "| input pipeline: augmented tf.data vs the same images as in-memory arrays" in summary
+    assert "## Fixed per-run costs" in summary and "[`xablate bench segments`](segments.md)" in summary
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "1"], "Received --epochs='1'; allowed: an integer >= 2"),
+    (["--rounds", "x"], "Received --rounds='x'; allowed: an integer >= 1"),
+    (["--parity-size", "32"], "Received --parity-size='32'; allowed: an integer >= 71"),
+    (["--only", "overhead,gpu"], "Received --only='overhead,gpu'; allowed: a comma-separated subset of "
+                                 "overhead,parity,pipeline,backends"),
+    (["segments=0"], "segments=0"),
+])
+def test_bench_harness_rejects_bad_input_before_measuring(args, message, tmp_path):
+    proc = subprocess.run([XABLATE, "bench", "harness", "--out", str(tmp_path / "out"), *args],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr
+    assert not (tmp_path / "out").exists()
