@@ -23,7 +23,13 @@ def test_default_config_holds_the_contract():
     assert {k: cfg[k] for k in ("residual", "intermediate_act", "segments", "seed")} == {
         "residual": True, "intermediate_act": "none", "segments": "depthwise", "seed": 0}
     assert cfg["model"] == {"preset": "mini"} and cfg["data"]["source"] == "digits"
-    assert cfg["tracking"] == {"uri": None, "experiment": "default"}
+    assert cfg["tracking"] == {"uri": None, "experiment": "default", "heartbeat_seconds": 60,
+                               "stale_after_seconds": 600}
+    assert (cfg["backend"], cfg["force"]) == ("tensorflow", False)
+    assert {k: cfg["train"][k] for k in ("diverge_factor", "checkpoint", "oom_retry", "precision", "jit_compile",
+                                         "data_parallel")} == {
+        "diverge_factor": 10.0, "checkpoint": True, "oom_retry": True, "precision": "fp32", "jit_compile": "auto",
+        "data_parallel": False}
     validate_job_config(cfg)
 
 
@@ -32,7 +38,11 @@ def test_every_group_option_composes_and_validates(group, option, tmp_path):
     size = ["data.image_size=71"] if option == "xception" else []  # the stock stem needs >= 71x71
     cfg = composed(f"{group}={option}", "debug=default", f"++data.path={tmp_path}", *size)
     if cfg["data"]["source"] == "folder":
-        (tmp_path / "train").mkdir(), (tmp_path / "test").mkdir()
+        from PIL import Image
+
+        for split in ("train", "test"):
+            (tmp_path / split / "cat").mkdir(parents=True)
+            Image.new("RGB", (4, 4)).save(tmp_path / split / "cat" / "0.png")
     validate_job_config(cfg)
     assert cfg["train"]["epochs"] == 2
     assert cfg["model"]["preset"] == (option if group == "model" else "debug")  # the command line wins

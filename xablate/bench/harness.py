@@ -25,7 +25,7 @@ def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, pa
         suites: list[str], overrides: list[str], command: str, echo=print) -> int:
     """Measures `suites`, writes their CSVs and harness.md into `out`, prints the summary; 1 if a backend
     failed, else 0 (a missed target is a finding, not a failure)."""
-    failed = False
+    failed, load_before = False, _load()
     with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
         folder = Path(scratch)
         cfg = overhead.compose(overhead.run_overrides(folder / "mlflow.db", epochs, overrides))
@@ -45,7 +45,7 @@ def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, pa
             rows = _backends(cfg, epochs, folder / "backends", echo)
             failed = any(r["status"].startswith("failed") for r in rows)
             report.write_csv(rows, out / report.FILES["backends"])
-    header = _header(command, suites)
+    header = _header(command, suites, load_before, _load())
     text = report.markdown(out, header=header, cpus=os.cpu_count() or 1)
     (out / report.SUMMARY).write_text(text)
     echo("")
@@ -76,7 +76,14 @@ def _written(suites: list[str]) -> list[str]:
     return [k for k in report.FILES if k in suites or (k == "fixed" and "overhead" in suites)]
 
 
-def _header(command: str, suites: list[str]) -> str:
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _header(command: str, suites: list[str], load_before: float | None, load_after: float | None) -> str:
     import keras
 
     versions = f"Keras {keras.__version__} ({keras.backend.backend()} backend"
@@ -90,5 +97,7 @@ def _header(command: str, suites: list[str]) -> str:
     others = [s for s in SUITES if s not in suites]
     note = (f" This run measured {', '.join(suites)}; {', '.join(others)}, where shown, come from an earlier "
             f"run's CSVs in this folder." if others else "")
-    return (f"`{command}` on {os.cpu_count()} CPU core(s), {versions}, {when}. Ratios compare measurements "
-            f"taken in the same run; the machine may be shared, so compare ratios, not absolute speeds.{note}")
+    load = (f" (load average {load_before:.1f} at the start, {load_after:.1f} at the end)"
+            if load_before is not None and load_after is not None else "")
+    return (f"`{command}` on {os.cpu_count()} CPU core(s){load}, {versions}, {when}. Ratios compare measurements "
+            f"taken in the same run; on a shared machine compare ratios, not absolute speeds.{note}")

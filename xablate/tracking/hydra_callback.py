@@ -46,7 +46,7 @@ class MlflowSweepCallback(Callback):
             self.skipped_dir = sweep_dir / SKIPPED_DIR
             close_dead_parents(client, experiment_id, float(config.tracking.stale_after_seconds))
             self.parent = (uri, run.info.run_id)
-            atexit.register(self._close_parent)
+            atexit.register(self._close_parent, jobs_raised=True)
             print(f"[xablate] sweep parent run {run.info.run_id} in experiment '{config.tracking.experiment}' "
                   f"({uri})", flush=True)
         except Exception as error:  # Hydra would only warn; say it plainly, then let Hydra warn too
@@ -56,8 +56,11 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         self._close_parent()
 
-    def _close_parent(self) -> None:
-        """Ends the parent run: FINISHED when every child finished, else FAILED; prints the summary."""
+    def _close_parent(self, jobs_raised: bool = False) -> None:
+        """Ends the parent run: FINISHED when every child finished, else FAILED; prints the summary.
+
+        `jobs_raised`: called at exit because a job raised (Hydra skips on_multirun_end then), possibly before
+        its run existed (a refused setting), so the sweep failed whatever its children say."""
         if self.parent is None:
             return
         from mlflow import MlflowClient
@@ -71,8 +74,12 @@ class MlflowSweepCallback(Callback):
         )
         skipped = [client.get_run(path.read_text().strip()) for path in sorted(self.skipped_dir.glob("*"))]
         failed = [child for child in children if child.info.status != "FINISHED"]
-        client.set_terminated(parent_id, status="FAILED" if failed or not (children or skipped) else "FINISHED")
+        ok = not failed and not jobs_raised and (children or skipped)
+        client.set_terminated(parent_id, status="FINISHED" if ok else "FAILED")
         print(summary_table(children, skipped), flush=True)
+        if jobs_raised and not failed:
+            print("[xablate] a job failed before its run started (see its error above)", file=sys.stderr,
+                  flush=True)
         if failed:
             print(f"[xablate] {len(failed)} of {len(children)} job(s) did not finish: "
                   + ", ".join(f"{run.data.tags.get('xablate.variant', run.info.run_name)} ({_status(run)})"
