@@ -1,27 +1,38 @@
-"""Each study in experiments/ runs under the debug config with its own sweep."""
+"""Each study in experiments/ expands to its own grid (as Hydra's sweeper would), and one runs end to end."""
 
 import pytest
 
 from helpers import run_py, runs_of, sqlite_uri
+from xablate.analysis.status import grid_jobs
+
+SEEDS = ["0", "1", "2"]
 
 
-@pytest.mark.parametrize("experiment, extra, axis, expected", [
-    # fig9 with its own seeds: 2 variants x 3 seeds
-    ("fig9_residual", [], "residual", ["True", "False"]),
-    # fig10 and the spectrum with one seed (a command-line override beats the sweep's seeds)
-    ("fig10_intermediate_act", ["seed=0"], "intermediate_act", ["none", "elu", "relu"]),
-    ("spectrum", ["seed=0"], "segments", ["1", "2", "4", "8", "16", "32", "depthwise"]),
+@pytest.mark.parametrize("experiment, axis, values", [
+    ("fig9_residual", "residual", ["True", "False"]),
+    ("fig10_intermediate_act", "intermediate_act", ["none", "elu", "relu"]),
+    ("spectrum", "segments", ["1", "2", "4", "8", "16", "32", "depthwise"]),
 ])
-def test_experiment_runs_its_sweep(tmp_path, experiment, extra, axis, expected):
+def test_experiment_expands_to_its_grid(experiment, axis, values):
+    base, keys, jobs = grid_jobs([f"experiment={experiment}", "debug=default"])
+    assert keys == [axis, "seed"]
+    assert [dict(o.split("=", 1) for o in job) for job in jobs] == [
+        {axis: value, "seed": seed, "experiment": experiment, "debug": "default"}
+        for value in values for seed in SEEDS]
+    # a command-line value beats the experiment's sweep of that key
+    _, keys, jobs = grid_jobs([f"experiment={experiment}", "seed=0"])
+    assert keys == [axis] and len(jobs) == len(values)
+
+
+def test_an_experiment_runs_its_sweep_end_to_end(tmp_path):
     uri = sqlite_uri(tmp_path)
-    proc = run_py("-m", f"experiment={experiment}", "debug=default", "train.epochs=1", "train.save_model=false",
-                  f"tracking.uri={uri}", *extra, cwd=tmp_path)
+    proc = run_py("-m", "experiment=fig9_residual", "debug=default", "seed=0,1", "train.epochs=1",
+                  "train.save_model=false", f"tracking.uri={uri}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    [parent] = runs_of(uri, experiment, role="sweep")
-    children = runs_of(uri, experiment, role="job")
+    [parent] = runs_of(uri, "fig9_residual", role="sweep")
+    children = runs_of(uri, "fig9_residual", role="job")
     assert parent.info.status == "FINISHED"
     assert all(c.info.status == "FINISHED" for c in children)
-    seeds = ["0"] if extra else ["0", "1", "2"]
-    assert sorted((c.data.params[axis], c.data.params["seed"]) for c in children) == sorted(
-        (value, seed) for value in expected for seed in seeds)
-    assert {c.data.tags["xablate.study"] for c in children} == {experiment}
+    assert sorted((c.data.params["residual"], c.data.params["seed"]) for c in children) == [
+        ("False", "0"), ("False", "1"), ("True", "0"), ("True", "1")]
+    assert {c.data.tags["xablate.study"] for c in children} == {"fig9_residual"}
