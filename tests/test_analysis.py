@@ -108,6 +108,7 @@ def test_table_ci_and_paired_difference_by_hand(store):
     table = variant_table(runs, "residual", True)
     assert list(table["variant"]) == ["residual=True", "residual=False"]
     assert list(table["seeds"]) == [2, 2] and list(table["failed"]) == [0, 0] and list(table["running"]) == [0, 0]
+    assert list(table["diverged"]) == [0, 0]
     with_res = runs[runs["residual"]].sort_values("seed")["final_val_accuracy"].to_numpy()
     without = runs[~runs["residual"].astype(bool)].sort_values("seed")["final_val_accuracy"].to_numpy()
     half = stats.t.ppf(0.975, 1) * with_res.std(ddof=1) / math.sqrt(2)

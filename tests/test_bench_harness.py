@@ -36,17 +36,28 @@ def debug_model_parameters() -> int:
     return build_xception(**builder_kwargs(cfg, image_shape=(16, 16, 1), num_classes=10)).count_params()
 
 
-@pytest.mark.slow
-def test_bench_harness_tiny_writes_every_table(tmp_path):
-    proc = subprocess.run(
-        [XABLATE, "bench", "harness", "--epochs", "2", "--rounds", "1", "--steps", "1", "--parity-batch", "1",
-         "--out", str(tmp_path), *OVERRIDES],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| comparison | measured | baseline | ratio | target |" in proc.stdout
+TINY = ["--epochs", "2", "--rounds", "1", "--steps", "1", "--parity-batch", "1"]
+# two halves at once (--only), so that the tiny run fits a test's time on a 2-core machine
+HALVES = {"overhead_parity": "overhead,parity", "pipeline_backends": "pipeline,backends"}
 
-    overhead = rows(tmp_path, "harness_overhead.csv")
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Folders of one tiny `xablate bench harness`, measured as two concurrent --only halves."""
+    root = tmp_path_factory.mktemp("harness")
+    procs = {name: subprocess.Popen([XABLATE, "bench", "harness", *TINY, "--only", only, "--out", str(root / name),
+                                     *OVERRIDES], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, only in HALVES.items()}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, stderr[-3000:]
+        assert "| comparison | measured | baseline | ratio | target |" in stdout
+    return {name: root / name for name in HALVES}
+
+
+@pytest.mark.slow
+def test_overhead_rows_and_ratios(tiny):
+    overhead = rows(tiny["overhead_parity"], "harness_overhead.csv")
     assert list(overhead[0]) == [
         "round", "side", "order", "images", "epochs", "steady_epochs", "first_epoch_images_per_second",
         "epoch_images_per_second", "steady_images_per_second", "fastest_images_per_second",
@@ -71,7 +82,10 @@ def test_bench_harness_tiny_writes_every_table(tmp_path):
         assert float(run["target"]) == 0.97
         assert run["meets_target"] == str(float(run["ratio"]) >= 0.97)
 
-    costs = {r["measurement"]: r for r in rows(tmp_path, "harness_fixed_costs.csv")}
+
+@pytest.mark.slow
+def test_fixed_costs_add_up(tiny):
+    costs = {r["measurement"]: r for r in rows(tiny["overhead_parity"], "harness_fixed_costs.csv")}
     assert list(costs) == [
         "imports", "run_py_wall", "run_py_epochs", "run_py_outside_epochs", "run_py_to_mlflow_run",
         "run_py_to_first_epoch", "run_py_first_epoch_extra", "run_end_of_epoch", "mlflow_create_store",
@@ -89,17 +103,23 @@ def test_bench_harness_tiny_writes_every_table(tmp_path):
     assert "for 2 epochs" in costs["mlflow_per_run"]["detail"]
     assert "4 artifacts: config.yaml" in costs["mlflow_log_artifacts"]["detail"]
 
-    parity = rows(tmp_path, "builder_parity.csv")
+
+@pytest.mark.slow
+def test_builder_parity_same_parameters_both_sides(tiny):
+    parity = rows(tiny["overhead_parity"], "builder_parity.csv")
     assert [r["model"] for r in parity] == ["keras_applications", "xablate"]
     keras_app, ours = parity
     assert int(keras_app["parameters"]) == int(ours["parameters"]) == XCEPTION_10_CLASSES == 20_881_970
     assert int(keras_app["layers"]) == int(ours["layers"])
     assert (int(ours["input_size"]), int(ours["batch"]), int(ours["steps_timed"])) == (71, 1, 1)
-    assert float(ours["ratio"]) == pytest.approx(float(ours["images_per_second"]) / float(keras_app["images_per_second"]),
-                                                 rel=1e-3)
+    assert float(ours["ratio"]) == pytest.approx(
+        float(ours["images_per_second"]) / float(keras_app["images_per_second"]), rel=1e-3)
     assert float(ours["target"]) == 0.98 and keras_app["ratio"] == ""
 
-    pipeline = rows(tmp_path, "input_pipeline.csv")
+
+@pytest.mark.slow
+def test_input_pipeline_rows(tiny):
+    pipeline = rows(tiny["pipeline_backends"], "input_pipeline.csv")
     train = {r["source"]: r for r in pipeline if r["mode"] == "train"}
     alone = [r["source"] for r in pipeline if r["mode"] == "iterate_only"]
     assert list(train) == ["in_memory", "tf_data", "tf_data_augmented"]
@@ -112,13 +132,15 @@ def test_bench_harness_tiny_writes_every_table(tmp_path):
             rel=1e-3)
     assert float(train["tf_data_augmented"]["target"]) == 0.9 and train["tf_data"]["target"] == ""
 
-    backends = {r["backend"]: r for r in rows(tmp_path, "backends.csv")}
+
+@pytest.mark.slow
+def test_one_row_per_backend(tiny):
+    backends = {r["backend"]: r for r in rows(tiny["pipeline_backends"], "backends.csv")}
     assert list(backends) == ["tensorflow", "jax", "torch"]
-    expected = {"tensorflow": True, "jax": importlib.util.find_spec("jax") is not None,
-                "torch": importlib.util.find_spec("torch") is not None}
+    installed = {name: name == "tensorflow" or importlib.util.find_spec(name) is not None for name in backends}
     parameters = debug_model_parameters()
     for name, row in backends.items():
-        if expected[name]:
+        if installed[name]:
             assert row["status"] == "ok", row
             assert row["version"].startswith(f"{name} ")
             assert int(row["parameters"]) == parameters
@@ -127,11 +149,19 @@ def test_bench_harness_tiny_writes_every_table(tmp_path):
             assert row["status"] == "not installed"
     assert float(backends["tensorflow"]["ratio_vs_tensorflow"]) == 1.0
 
-    summary = (tmp_path / "harness.md").read_text()
-    assert "| harness overhead: training images/s of a real run vs bare `model.fit`" in summary
-    assert "| builder parity: `build_xception()` vs `keras.applications.Xception(weights=None)`" in summary
-    assert "| input pipeline: augmented tf.data vs the same images as in-memory arrays" in summary
-    assert "## Fixed per-run costs" in summary and "[`xablate bench segments`](segments.md)" in summary
+
+@pytest.mark.slow
+def test_summary_has_each_measured_section(tiny):
+    first = (tiny["overhead_parity"] / "harness.md").read_text()
+    second = (tiny["pipeline_backends"] / "harness.md").read_text()
+    assert "| harness overhead: training images/s of a real run vs bare `model.fit`" in first
+    assert "| builder parity: `build_xception()` vs `keras.applications.Xception(weights=None)`" in first
+    assert "## Fixed per-run costs" in first and "## Input pipeline" not in first
+    assert "| input pipeline: augmented tf.data vs the same images as in-memory arrays" in second
+    assert "## Keras backends" in second and "harness overhead" not in second
+    assert "This run measured pipeline, backends" in second
+    for text in (first, second):
+        assert "[`xablate bench segments`](segments.md)" in text
 
 
 @pytest.mark.parametrize("args, message", [

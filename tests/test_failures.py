@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from helpers import ROOT, run_py, runs_of
 from xablate.analysis import runs_frame
 from xablate.analysis.status import study_status
+from xablate.analysis.tables import variant_table
 from xablate.cli import main as xablate_main
 from xablate.training.trainer import RunContext, train
 
@@ -66,6 +67,9 @@ def test_a_huge_learning_rate_diverges_and_the_other_variant_finishes(store):
     frame = runs_frame(uri, study="fig9_residual").set_index("run_id")
     assert frame.loc[huge.info.run_id, "outcome"] == "diverged"  # a result, not missing data
     assert frame.loc[sane.info.run_id, "outcome"] == "finished"
+    table = variant_table(frame, "residual", True).set_index("variant")  # diverged counted apart from failed
+    assert table.loc["residual=True", ["seeds", "diverged", "failed"]].tolist() == [1, 1, 0]
+    assert table.loc["residual=False", ["seeds", "diverged", "failed"]].tolist() == [0, 0, 1]
 
 
 def test_an_error_is_failed_with_its_traceback(store):

@@ -1,4 +1,4 @@
-"""Per-study tables: per variant mean +- 95 % CI over seeds, failures, and the paired difference from the
+"""Per-study tables: per variant mean +- 95 % CI over seeds, divergences and failures, and the paired difference from the
 study's baseline (same seed paired), as a DataFrame and as CSV / Markdown / LaTeX text."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pandas as pd
 from xablate.analysis.stats import PAIRED_TEST, mean_ci, paired_difference
 
 TABLE_COLUMNS = [
-    "variant", "seeds", "failed", "running", "final_mean", "final_low", "final_high", "best_mean", "best_low", "best_high",
+    "variant", "seeds", "diverged", "failed", "running", "final_mean", "final_low", "final_high", "best_mean", "best_low", "best_high",
     "diff_mean", "diff_low", "diff_high", "p_value", "paired_seeds",
 ]
 
@@ -37,8 +37,9 @@ def variant_table(runs: pd.DataFrame, axis: str, baseline, metric: str = "final_
         final = mean_ci(finished["final_val_accuracy"].tolist())
         best = mean_ci(finished["best_val_accuracy"].tolist())
         running = int(group["status"].isin(["RUNNING", "SCHEDULED"]).sum())
-        row = {"variant": f"{axis}={value}", "seeds": len(finished),
-               "failed": len(group) - len(finished) - running, "running": running,
+        diverged = int((group["outcome"] == "diverged").sum())  # a result of the variant, not a crash
+        row = {"variant": f"{axis}={value}", "seeds": len(finished), "diverged": diverged,
+               "failed": len(group) - len(finished) - running - diverged, "running": running,
                "final_mean": final.mean, "final_low": final.low, "final_high": final.high,
                "best_mean": best.mean, "best_low": best.low, "best_high": best.high,
                "diff_mean": math.nan, "diff_low": math.nan, "diff_high": math.nan, "p_value": math.nan,
@@ -67,6 +68,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "variant": table["variant"],
         "seeds": table["seeds"],
+        "diverged": table["diverged"],
         "failed": table["failed"],
         "final val acc (mean ± 95 % CI)": [_fmt(*r) for r in table[["final_mean", "final_low", "final_high"]].values],
         "best val acc (mean ± 95 % CI)": [_fmt(*r) for r in table[["best_mean", "best_low", "best_high"]].values],
