@@ -37,30 +37,27 @@ def debug_model_parameters() -> int:
 
 
 TINY = ["--epochs", "2", "--rounds", "1", "--steps", "1", "--parity-batch", "1"]
-# two halves at once (--only), so that the tiny run fits a test's time on a 2-core machine
-HALVES = {"overhead_parity": "overhead,parity", "pipeline_backends": "pipeline,backends"}
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """Folders of one tiny `xablate bench harness`, measured as two concurrent --only halves."""
-    root = tmp_path_factory.mktemp("harness")
-    procs = {name: subprocess.Popen([XABLATE, "bench", "harness", *TINY, "--only", only, "--out", str(root / name),
-                                     *OVERRIDES], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, only in HALVES.items()}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=900)
-        assert proc.returncode == 0, stderr[-3000:]
-        assert "| comparison | measured | baseline | ratio | target |" in stdout
-    return {name: root / name for name in HALVES}
+    """The folder of one tiny `xablate bench harness` run (every measurement, the debug config)."""
+    out = tmp_path_factory.mktemp("harness")
+    proc = subprocess.run([XABLATE, "bench", "harness", *TINY, "--out", str(out), *OVERRIDES],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| comparison | measured | baseline | ratio | target |" in proc.stdout
+    return out
 
 
 @pytest.mark.slow
 def test_overhead_rows_and_ratios(tiny):
-    overhead = rows(tiny["overhead_parity"], "harness_overhead.csv")
+    overhead = rows(tiny, "harness_overhead.csv")
     assert list(overhead[0]) == [
         "round", "side", "order", "images", "epochs", "steady_epochs", "first_epoch_images_per_second",
-        "epoch_images_per_second", "steady_images_per_second", "fastest_images_per_second",
+        "epoch_images_per_second", "epoch_images_per_cpu_second", "epoch_first_batch_delay_seconds",
+        "steady_images_per_second",
+        "fastest_images_per_second",
         "images_per_cpu_second", "steady_epoch_seconds", "ratio", "ratio_fastest", "ratio_cpu", "target",
         "meets_target",
     ]
@@ -73,6 +70,9 @@ def test_overhead_rows_and_ratios(tiny):
             per_epoch = [float(v) for v in r["epoch_images_per_second"].split(";")]
             assert len(per_epoch) == int(r["epochs"]) == 2
             assert float(r["steady_images_per_second"]) == pytest.approx(per_epoch[1], abs=0.051)
+            per_cpu_second = [float(v) for v in r["epoch_images_per_cpu_second"].split(";")]
+            assert float(r["images_per_cpu_second"]) == pytest.approx(per_cpu_second[1], abs=0.051)
+            assert len(r["epoch_first_batch_delay_seconds"].split(";")) == 2
     for round_ in ("1", "all"):
         bare, run = [r for r in overhead if r["round"] == round_]
         assert bare["ratio"] == bare["target"] == ""
@@ -85,7 +85,7 @@ def test_overhead_rows_and_ratios(tiny):
 
 @pytest.mark.slow
 def test_fixed_costs_add_up(tiny):
-    costs = {r["measurement"]: r for r in rows(tiny["overhead_parity"], "harness_fixed_costs.csv")}
+    costs = {r["measurement"]: r for r in rows(tiny, "harness_fixed_costs.csv")}
     assert list(costs) == [
         "imports", "run_py_wall", "run_py_epochs", "run_py_outside_epochs", "run_py_to_mlflow_run",
         "run_py_to_first_epoch", "run_py_first_epoch_extra", "run_end_of_epoch", "mlflow_create_store",
@@ -106,7 +106,7 @@ def test_fixed_costs_add_up(tiny):
 
 @pytest.mark.slow
 def test_builder_parity_same_parameters_both_sides(tiny):
-    parity = rows(tiny["overhead_parity"], "builder_parity.csv")
+    parity = rows(tiny, "builder_parity.csv")
     assert [r["model"] for r in parity] == ["keras_applications", "xablate"]
     keras_app, ours = parity
     assert int(keras_app["parameters"]) == int(ours["parameters"]) == XCEPTION_10_CLASSES == 20_881_970
@@ -119,7 +119,7 @@ def test_builder_parity_same_parameters_both_sides(tiny):
 
 @pytest.mark.slow
 def test_input_pipeline_rows(tiny):
-    pipeline = rows(tiny["pipeline_backends"], "input_pipeline.csv")
+    pipeline = rows(tiny, "input_pipeline.csv")
     train = {r["source"]: r for r in pipeline if r["mode"] == "train"}
     alone = [r["source"] for r in pipeline if r["mode"] == "iterate_only"]
     assert list(train) == ["in_memory", "tf_data", "tf_data_augmented"]
@@ -135,7 +135,7 @@ def test_input_pipeline_rows(tiny):
 
 @pytest.mark.slow
 def test_one_row_per_backend(tiny):
-    backends = {r["backend"]: r for r in rows(tiny["pipeline_backends"], "backends.csv")}
+    backends = {r["backend"]: r for r in rows(tiny, "backends.csv")}
     assert list(backends) == ["tensorflow", "jax", "torch"]
     installed = {name: name == "tensorflow" or importlib.util.find_spec(name) is not None for name in backends}
     parameters = debug_model_parameters()
@@ -151,17 +151,18 @@ def test_one_row_per_backend(tiny):
 
 
 @pytest.mark.slow
-def test_summary_has_each_measured_section(tiny):
-    first = (tiny["overhead_parity"] / "harness.md").read_text()
-    second = (tiny["pipeline_backends"] / "harness.md").read_text()
-    assert "| harness overhead: training images/s of a real run vs bare `model.fit`" in first
-    assert "| builder parity: `build_xception()` vs `keras.applications.Xception(weights=None)`" in first
-    assert "## Fixed per-run costs" in first and "## Input pipeline" not in first
-    assert "| input pipeline: augmented tf.data vs the same images as in-memory arrays" in second
-    assert "## Keras backends" in second and "harness overhead" not in second
-    assert "This run measured pipeline, backends" in second
-    for text in (first, second):
-        assert "[`xablate bench segments`](segments.md)" in text
+def test_summary_has_every_section(tiny):
+    summary = (tiny / "harness.md").read_text()
+    lines = ["| harness overhead: training images/s of a real run vs bare `model.fit`",
+             "| builder parity: `build_xception()` vs `keras.applications.Xception(weights=None)`",
+             "| input pipeline: augmented tf.data vs the same images as in-memory arrays",
+             "## Fixed per-run costs", "## Input pipeline", "## Keras backends",
+             "[`xablate bench segments`](segments.md)"]
+    if importlib.util.find_spec("jax") is not None:
+        lines.append("| backend jax vs tensorflow: training images/s from in-memory arrays |")
+    for line in lines:
+        assert line in summary
+    assert "This run measured" not in summary  # every measurement is from this run
 
 
 @pytest.mark.parametrize("args, message", [

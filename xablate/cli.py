@@ -45,7 +45,7 @@ def _int_at_least(option: str, minimum: int, why: str = ""):
 
 
 def _parse_suites(text: str) -> list[str]:
-    from xablate.bench.harness import SUITES
+    from xablate.bench import HARNESS_SUITES as SUITES
 
     values = [v.strip() for v in text.split(",") if v.strip()]
     if not values or any(v not in SUITES for v in values):
@@ -78,13 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "store.csv", help="CSV to write")
     harness = suites.add_parser(
         "harness", help="xablate's cost over plain Keras: run vs bare fit, builder parity, input pipeline, backends",
-        description="Measures, in one process: a real xablate run vs a bare model.fit of the same model and data "
-                    "(and the fixed per-run costs), build_xception() vs keras.applications.Xception, the augmented "
-                    "tf.data pipeline vs in-memory arrays, and every installed Keras backend. Arguments after the "
-                    "options are run.py overrides for the measured run (default: model=mini data=digits).")
+        description="Measures side by side in one process: a real xablate run vs a bare model.fit of the same "
+                    "model and data, build_xception() vs keras.applications.Xception, the augmented tf.data "
+                    "pipeline vs in-memory arrays; in subprocesses: the start-up of python run.py and every "
+                    "installed Keras backend. Arguments after the options are run.py overrides for the measured "
+                    "run (default: model=mini data=digits).")
     harness.add_argument("--epochs", type=_int_at_least("--epochs", 2, " (the first epoch traces the model; steady "
-                                                        "state is the epochs after it)"), default=3,
-                         help="epochs per training measurement (3)")
+                                                        "state is the epochs after it)"), default=4,
+                         help="epochs of each overhead side and of each input pipeline source (4)")
     harness.add_argument("--rounds", type=_int_at_least("--rounds", 1), default=2,
                          help="alternating bare/run rounds of the overhead measurement (2)")
     harness.add_argument("--steps", type=_int_at_least("--steps", 1), default=10,
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="image height = width of the builder parity (71)")
     harness.add_argument("--parity-batch", type=_int_at_least("--parity-batch", 1), default=8,
                          help="batch size of the builder parity (8)")
+    harness.add_argument("--backend-epochs", type=_int_at_least("--backend-epochs", 2), default=2,
+                         help="epochs per Keras backend, the first of which compiles (2)")
     harness.add_argument("--only", type=_parse_suites, default=None,
                          help="comma-separated measurements to run: overhead,parity,pipeline,backends (all)")
     harness.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR,
@@ -172,7 +175,8 @@ def run_bench_harness(args, argv: list[str] | None) -> int:
     command = "xablate " + " ".join(argv if argv is not None else sys.argv[1:])
     return harness.run(out=args.out, epochs=args.epochs, rounds=args.rounds, steps=args.steps,
                        parity_size=args.parity_size, parity_batch=args.parity_batch,
-                       suites=args.only or list(harness.SUITES), overrides=args.overrides, command=command)
+                       backend_epochs=args.backend_epochs, suites=args.only or list(harness.SUITES),
+                       overrides=args.overrides, command=command)
 
 
 def run_figures(args) -> int:

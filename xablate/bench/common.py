@@ -16,7 +16,8 @@ class EpochTimer(keras.callbacks.Callback):
     before it, e.g. a run's checkpoint and MLflow logging).
 
     CPU seconds are the noise-robust companion of wall time on a shared machine: other processes' load
-    stretches wall time (this process waits for a core) but not the work this process does.
+    stretches wall time (this process waits for a core) but not the work this process does. The delay from an
+    epoch's start to its first batch is kept too: Keras' fit loop sometimes idles there for seconds.
     """
 
     def __init__(self):
@@ -24,12 +25,19 @@ class EpochTimer(keras.callbacks.Callback):
         self.train_seconds: list[float] = []
         self.train_cpu_seconds: list[float] = []
         self.epoch_seconds: list[float] = []
+        self.first_batch_delay: list[float] = []
         self._start = self._cpu_start = 0.0
         self._train_end: tuple[float, float] | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start, self._cpu_start = time.perf_counter(), time.process_time()
         self._train_end = None
+        self._first_batch = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._first_batch:
+            self.first_batch_delay.append(time.perf_counter() - self._start)
+            self._first_batch = False
 
     def on_test_begin(self, logs=None):
         if self._train_end is None:
@@ -54,14 +62,9 @@ def steady(values: list[float]) -> float:
     return statistics.median(values[1:]) if len(values) > 1 else float("nan")
 
 
-def fastest(values: list[float]) -> float:
-    """Best of the epochs after the first: load from other processes only ever slows an epoch down."""
-    return max(values[1:]) if len(values) > 1 else float("nan")
-
-
-def joined(values: list[float]) -> str:
+def joined(values: list[float], digits: int = 1) -> str:
     """Per-epoch values as one CSV cell."""
-    return ";".join(f"{v:.1f}" for v in values)
+    return ";".join(f"{v:.{digits}f}" for v in values)
 
 
 def split(cell: str) -> list[float]:

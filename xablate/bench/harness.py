@@ -14,25 +14,25 @@ from __future__ import annotations
 import datetime
 import os
 import tempfile
+import time
 from pathlib import Path
 
+from xablate.bench import HARNESS_SUITES as SUITES
 from xablate.bench import backends, overhead, parity, pipeline, report
-
-SUITES = ("overhead", "parity", "pipeline", "backends")
 
 
 def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, parity_batch: int,
-        suites: list[str], overrides: list[str], command: str, echo=print) -> int:
+        backend_epochs: int, suites: list[str], overrides: list[str], command: str, echo=print) -> int:
     """Measures `suites`, writes their CSVs and harness.md into `out`, prints the summary; 1 if a backend
     failed, else 0 (a missed target is a finding, not a failure)."""
-    failed, load_before = False, _load()
+    failed, load_before, start = False, _load(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
         folder = Path(scratch)
         cfg = overhead.compose(overhead.run_overrides(folder / "mlflow.db", epochs, overrides))
         if "overhead" in suites:
             rows, last = overhead.throughput(cfg, rounds=rounds, folder=folder, echo=echo)
             report.write_csv(rows, out / report.FILES["overhead"])
-            costs = overhead.fixed_costs(epochs, overrides, last, folder)
+            costs = overhead.fixed_costs(overrides, last, folder)
             for row in costs:
                 echo(f"cost     {row['measurement']:26s} {row['seconds']:8.3f} s")
             report.write_csv(costs, out / report.FILES["fixed"])
@@ -42,15 +42,16 @@ def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, pa
         if "pipeline" in suites:
             report.write_csv(pipeline.measure(cfg, epochs=epochs, echo=echo), out / report.FILES["pipeline"])
         if "backends" in suites:
-            rows = _backends(cfg, epochs, folder / "backends", echo)
+            rows = _backends(cfg, backend_epochs, folder / "backends", echo)
             failed = any(r["status"].startswith("failed") for r in rows)
             report.write_csv(rows, out / report.FILES["backends"])
-    header = _header(command, suites, load_before, _load())
+    header = _header(command, suites, load_before, _load(), time.perf_counter() - start)
     text = report.markdown(out, header=header, cpus=os.cpu_count() or 1)
     (out / report.SUMMARY).write_text(text)
     echo("")
     echo("\n".join(report.summary_table(report.read_all(out))))
-    echo(f"\nwrote {', '.join(report.FILES[k] for k in _written(suites))} and {report.SUMMARY} in {out}")
+    echo(f"\nwrote {', '.join(report.FILES[k] for k in _written(suites))} and {report.SUMMARY} in {out} "
+         f"({time.perf_counter() - start:.0f} s)")
     return 1 if failed else 0
 
 
@@ -83,7 +84,8 @@ def _load() -> float | None:
         return None
 
 
-def _header(command: str, suites: list[str], load_before: float | None, load_after: float | None) -> str:
+def _header(command: str, suites: list[str], load_before: float | None, load_after: float | None,
+            seconds: float) -> str:
     import keras
 
     versions = f"Keras {keras.__version__} ({keras.backend.backend()} backend"
@@ -99,5 +101,6 @@ def _header(command: str, suites: list[str], load_before: float | None, load_aft
             f"run's CSVs in this folder." if others else "")
     load = (f" (load average {load_before:.1f} at the start, {load_after:.1f} at the end)"
             if load_before is not None and load_after is not None else "")
-    return (f"`{command}` on {os.cpu_count()} CPU core(s){load}, {versions}, {when}. Ratios compare measurements "
+    return (f"`{command}` on {os.cpu_count()} CPU core(s){load}, {versions}, {when}; it took {seconds / 60:.1f} "
+            f"minutes. Ratios compare measurements "
             f"taken in the same run; on a shared machine compare ratios, not absolute speeds.{note}")

@@ -30,6 +30,7 @@ OVERHEAD_TARGET = 0.97
 BASE_OVERRIDES = ["model=mini", "data=digits", "train.verbose=0", "train.save_model=false", "study=bench",
                   "force=true"]
 FINAL_METRICS = ("epochs_completed", "train_seconds", "best_val_accuracy", "best_epoch")
+RUN_PY_EPOCHS = 2  # the subprocess measures start-up: a first epoch (tracing) and one more to compare it with
 
 
 def compose(overrides: list[str]) -> dict:
@@ -74,7 +75,8 @@ def bare_side(cfg: dict) -> dict:
     model.fit(data.train, validation_data=data.validation, epochs=epochs, callbacks=[timer], shuffle=False,
               verbose=0)
     return {"images": data.train_size, "ips": timer.images_per_second(data.train_size),
-            "cpu_ips": timer.images_per_cpu_second(data.train_size), "epoch_seconds": timer.epoch_seconds}
+            "cpu_ips": timer.images_per_cpu_second(data.train_size), "epoch_seconds": timer.epoch_seconds,
+            "first_batch_delay": timer.first_batch_delay}
 
 
 def harness_side(cfg: dict, output_dir: Path) -> dict:
@@ -91,7 +93,7 @@ def harness_side(cfg: dict, output_dir: Path) -> dict:
 
     images = int(client.get_run(result.run_id).data.params["data.train_size"])
     return {"images": images, "ips": logged("images_per_second"), "cpu_ips": timer.images_per_cpu_second(images),
-            "epoch_seconds": timer.epoch_seconds,
+            "epoch_seconds": timer.epoch_seconds, "first_batch_delay": timer.first_batch_delay,
             "end_of_epoch": [mine - own for mine, own in zip(timer.epoch_seconds, logged("epoch_seconds"))],
             "run_id": result.run_id, "uri": result.tracking_uri, "output_dir": output_dir}
 
@@ -122,12 +124,13 @@ def throughput(cfg: dict, *, rounds: int, folder: Path, echo=print) -> tuple[lis
             rows.append(_row(str(round_), side, order.index(side) + 1, measured[side], stats))
     stats = {side: _stats(pooled[side]) for side in SIDES}
     for side in SIDES:
-        rows.append(_row("all", side, "", {"images": rows[0]["images"], "ips": []}, stats))
+        rows.append(_row("all", side, "", {"images": rows[0]["images"], "ips": [], "cpu_ips": []}, stats))
     return rows, last
 
 
 def _stats(series: dict[str, list[float]]) -> dict[str, float]:
-    """Over steady epochs: median and best images/s, median images per CPU-second, median epoch seconds."""
+    """Over steady epochs: median and best images/s (load from elsewhere only ever slows an epoch down),
+    median images per CPU-second, median epoch seconds."""
     return {"steady": statistics.median(series["ips"]), "fastest": max(series["ips"]),
             "cpu": statistics.median(series["cpu_ips"]), "epoch_seconds": statistics.median(series["epoch_seconds"]),
             "steady_epochs": len(series["ips"])}
@@ -146,6 +149,8 @@ def _row(round_: str, side: str, order, measured: dict, stats: dict[str, dict]) 
         "epochs": len(measured["ips"]) or "", "steady_epochs": own["steady_epochs"],
         "first_epoch_images_per_second": round(measured["ips"][0], 1) if measured["ips"] else "",
         "epoch_images_per_second": joined(measured["ips"]),
+        "epoch_images_per_cpu_second": joined(measured.get("cpu_ips", [])),
+        "epoch_first_batch_delay_seconds": joined(measured.get("first_batch_delay", []), digits=3),
         "steady_images_per_second": round(own["steady"], 2),
         "fastest_images_per_second": round(own["fastest"], 2),
         "images_per_cpu_second": round(own["cpu"], 2),
@@ -175,7 +180,7 @@ def import_seconds() -> float:
     return float(next(line for line in proc.stdout.splitlines() if line.startswith("SECONDS")).split()[1])
 
 
-def run_py_costs(epochs: int, extra: list[str], folder: Path) -> list[dict]:
+def run_py_costs(extra: list[str], folder: Path, epochs: int = RUN_PY_EPOCHS) -> list[dict]:
     """`python run.py` with the measured run's overrides, as a subprocess on a fresh store: its wall time, what
     of it lies outside the epochs, and when its MLflow run and its first epoch started, from its own records."""
     store = folder / "run_py.db"
@@ -269,12 +274,12 @@ def end_of_epoch_cost(harness: dict) -> dict:
                  "in the measured run: epoch end to after its checkpoint save and MLflow log (median, later epochs)")
 
 
-def fixed_costs(epochs: int, extra: list[str], harness: dict, folder: Path) -> list[dict]:
+def fixed_costs(extra: list[str], harness: dict, folder: Path) -> list[dict]:
     """Per-run costs outside the training steps; `harness` is a measured in-process run (throughput())."""
     return [
         _cost("imports", import_seconds(), "fresh interpreter: import xablate.training.trainer "
               "(TensorFlow/Keras, MLflow)"),
-        *run_py_costs(epochs, extra, folder),
+        *run_py_costs(extra, folder),
         end_of_epoch_cost(harness),
         *mlflow_costs(harness, folder),
     ]

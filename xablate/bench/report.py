@@ -13,6 +13,7 @@ FILES = {
     "backends": "backends.csv",
 }
 SUMMARY = "harness.md"
+STALL_SECONDS = 0.5  # an epoch whose first batch starts later than this stalled in Keras' fit loop
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -78,7 +79,8 @@ def summary_table(tables: dict[str, list[dict]]) -> list[str]:
         label = (f"builder parity: `build_xception()` vs `keras.applications.Xception(weights=None)`, train "
                  f"images/s at {ours['input_size']}×{ours['input_size']}×3, {ours['classes']} classes, batch "
                  f"{ours['batch']} (median of {ours['steps_timed']} alternating steps)")
-        lines.append(_line(label, ours, base, "images_per_second", "ratio", digits=2, fastest=ours["ratio_fastest"]))
+        lines.append(_line(label, ours, base, "images_per_second", "ratio", digits=2, fastest=ours["ratio_fastest"],
+                           cpu=ours["ratio_cpu"]))
     if "pipeline" in tables:
         train = {r["source"]: r for r in tables["pipeline"] if r["mode"] == "train"}
         base = train["in_memory"]
@@ -138,21 +140,54 @@ def pipeline_explanation(rows: list[dict], cpus: int) -> str:
     serial = 1 / (1 / ips(model) + 1 / ips(aug_alone))
     layers = {k[len("augment_"):]: ips(v) for k, v in alone.items() if k.startswith("augment_")}
     slowest = sorted(layers.items(), key=lambda kv: kv[1])[:2]
+    extra = cpu_ms(augmented) - cpu_ms(model)
+    plain_extra = cpu_ms(train["tf_data"]) - cpu_ms(model)
+    rest = extra - cpu_ms(aug_alone) - plain_extra
     text = (f"Iterated alone, the augmented pipeline delivers {ips(aug_alone):,.0f} images/s and the plain one "
-            f"{ips(alone['tf_data']):,.0f}; the model trains at {ips(model):,.0f} images/s from memory. The "
-            f"augmentation map runs on the same {cpus} CPU core(s) as the train step: prefetch overlaps the two only "
-            f"as far as a core is idle. Done one after the other they would give 1 / (1/{ips(model):,.0f} + "
-            f"1/{ips(aug_alone):,.0f}) = {serial:,.0f} images/s; measured {ips(augmented):,.0f}. In CPU time per "
-            f"image: training from memory {cpu_ms(model):.2f} ms, augmentation alone {cpu_ms(aug_alone):.2f} ms, "
-            f"training from the augmented pipeline {cpu_ms(augmented):.2f} ms.")
+            f"{ips(alone['tf_data']):,.0f}; the model trains at {ips(model):,.0f} images/s from memory. Done one "
+            f"after the other, augmentation and training would give "
+            f"1 / (1/{ips(model):,.0f} + 1/{ips(aug_alone):,.0f}) = {serial:,.0f} images/s; prefetch runs them at once, which helps only as far as one of the {cpus} "
+            f"core(s) would otherwise idle; measured {ips(augmented):,.0f}. In CPU time per image, training from "
+            f"the augmented pipeline costs {cpu_ms(augmented):.2f} ms against {cpu_ms(model):.2f} ms from memory "
+            f"({extra:+.2f} ms): the augmentation itself {cpu_ms(aug_alone):.2f} ms (iterated alone), the cached "
+            f"tf.data path {plain_extra:+.2f} ms (plain tf.data vs memory), and {rest:+.2f} ms that neither part shows "
+            f"alone: the price of running both at once on the same cores, as far as this measures.")
     if slowest:
         text += " Slowest augmentation layers alone: " + ", ".join(f"`{k}` {v:,.0f} images/s" for k, v in slowest) + "."
     return text
 
 
+def noise_floor(rows: list[dict]) -> str:
+    """How far apart repeated measurements of the same thing lie in this run: the bare `model.fit` across
+    rounds, and per steady epoch the cores the process kept busy (images/s / images per CPU-second)."""
+    per_round = [r for r in rows if r["round"] != "all"]
+    bare = [float(r["steady_images_per_second"]) for r in per_round if r["side"] == "bare"]
+    cores, cpu = [], []
+    for r in per_round:
+        wall, work = r["epoch_images_per_second"].split(";")[1:], r["epoch_images_per_cpu_second"].split(";")[1:]
+        cores += [float(w) / float(c) for w, c in zip(wall, work)]
+        cpu += [float(c) for c in work]
+    text = ""
+    if len(bare) > 1:
+        text = (f"Noise floor: the same bare `model.fit` measured {len(bare)} times in this run gave "
+                f"{min(bare):,.0f}–{max(bare):,.0f} images/s ({max(bare) / min(bare) - 1:.0%} apart). ")
+    delays = [float(v) for r in per_round for v in r["epoch_first_batch_delay_seconds"].split(";")[1:]]
+    stalled = [d for d in delays if d > STALL_SECONDS]
+    if delays:
+        text += (f"{len(stalled)} of {len(delays)} steady epochs waited more than {STALL_SECONDS:g} s between the "
+                 f"epoch's start and its first batch" + (f" (up to {max(stalled):.1f} s, the process idle)"
+                                                          if stalled else "") + ". ")
+    if cores:
+        text += (f"Over the steady epochs of both sides the process kept {min(cores):.2f}–{max(cores):.2f} cores "
+                 f"busy (images/s ÷ images per CPU-second) while the work per image moved less "
+                 f"({min(cpu):,.0f}–{max(cpu):,.0f} images per CPU-second): wall-clock images/s follow how many "
+                 f"cores the process gets, so the CPU-time ratio is the steadier measure of the harness's own cost.")
+    return text
+
+
 def overhead_explanation(tables: dict[str, list[dict]]) -> str:
     fixed = {r["measurement"]: float(r["seconds"]) for r in tables.get("fixed", [])}
-    parts = []
+    parts = [noise_floor(tables["overhead"])] if "overhead" in tables else []
     if "run_end_of_epoch" in fixed and "mlflow_log_epoch" in fixed:
         parts.append(f"Outside the timed training part, each epoch of a run ends with its checkpoint and MLflow "
                      f"log: {fixed['run_end_of_epoch']:.3f} s per epoch in the measured run, of which one epoch's "
@@ -163,7 +198,7 @@ def overhead_explanation(tables: dict[str, list[dict]]) -> str:
                      f"first epoch is {fixed.get('run_py_first_epoch_extra', float('nan')):.1f} s longer than the "
                      f"next ones (tracing and compiling the steps); MLflow calls cost "
                      f"{fixed.get('mlflow_per_run', float('nan')):.2f} s per run.")
-    return " ".join(parts)
+    return " ".join(p for p in parts if p)
 
 
 def markdown(folder: Path, *, header: str, cpus: int) -> str:
