@@ -42,6 +42,8 @@ CASES = [
     ("train.diverge_factor=0.5", "Received train.diverge_factor=0.5; allowed: a number > 1, or null"),
     ("train.checkpoint=sometimes", "Received train.checkpoint='sometimes'; allowed: true, false"),
     ("tracking.heartbeat_seconds=0", "Received tracking.heartbeat_seconds=0; allowed: 0 < tracking.heartbeat_seconds"),
+    ("train.checkpoint_dir=/etc/hostname/checkpoints",
+     "Received train.checkpoint_dir='/etc/hostname/checkpoints'; allowed: null (beside the store), or a folder"),
     ("tracking.uri=ftp://example.org/store", "Received tracking.uri='ftp://example.org/store'; allowed: http(s)://"),
 ]
 

@@ -13,14 +13,18 @@ DEFAULT_RESULTS_DIR = project_root() / "results"
 DEFAULT_BENCH_DIR = DEFAULT_RESULTS_DIR / "bench"
 
 
-def _parse_segments(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"Received --segments={text!r}; allowed: comma-separated integers >= 1.")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"Received --segments={text!r}; allowed: comma-separated integers >= 1.")
-    return values
+def _int_list(option: str):
+    """A parser of comma-separated integers >= 1 whose error names `option`."""
+    def parse(text: str) -> list[int]:
+        message = f"Received {option}={text!r}; allowed: comma-separated integers >= 1."
+        try:
+            values = [int(v) for v in text.split(",") if v]
+        except ValueError:
+            raise argparse.ArgumentTypeError(message)
+        if not values or min(values) < 1:
+            raise argparse.ArgumentTypeError(message)
+        return values
+    return parse
 
 
 def _positive(kind):
@@ -67,11 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--steps", type=_positive(int), default=10, help="timed steps per cell, at most (10)")
     seg.add_argument("--max-seconds", type=_positive(float), default=20.0,
                      help="stop timing a cell after this long, once 2 steps are in (20)")
-    seg.add_argument("--segments", type=_parse_segments, default=None,
+    seg.add_argument("--segments", type=_int_list("--segments"), default=None,
                      help="comma-separated k to measure (default: powers of two from 1 to channels)")
     seg.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "segments.csv", help="CSV to write")
     store = suites.add_parser("store", help="parallel writers on one SQLite store: errors and lost points")
-    store.add_argument("--writers", type=_parse_segments, default=[1, 4, 16],
+    store.add_argument("--writers", type=_int_list("--writers"), default=[1, 4, 16],
                        help="comma-separated writer process counts (1,4,16)")
     store.add_argument("--epochs", type=_positive(int), default=200, help="metric batches per writer (200)")
     store.add_argument("--folder", type=Path, default=None, help="where the stores go (a temporary folder)")

@@ -6,6 +6,7 @@ Every message names the setting, the value received and what is allowed.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 from xablate.config import AXES
@@ -75,6 +76,7 @@ def validate_job_config(cfg: dict) -> None:
                        ("train.save_model", train.get("save_model", True))):
         if not isinstance(value, bool):
             raise ValueError(f"Received {key}={value!r}; allowed: true, false.")
+    _check_checkpoint_dir(train.get("checkpoint_dir"))
     tracking = cfg["tracking"]
     for key in ("heartbeat_seconds", "stale_after_seconds"):
         _number(f"tracking.{key}", tracking.get(key, 60), 0, float("inf"), low_open=True)
@@ -154,6 +156,20 @@ def _validate_optim(optim: dict) -> None:
                 or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions)):
             raise ValueError(f"Received optim.schedule.at_fractions={fractions!r}; allowed: increasing fractions "
                              f"of training between 0 and 1, e.g. [0.3, 0.7].")
+
+
+def _check_checkpoint_dir(configured) -> None:
+    """null, or a folder that exists or can be created (its nearest existing ancestor is a writable folder)."""
+    if configured is None:
+        return
+    allowed = "null (beside the store), or a folder that can be created and written"
+    if not isinstance(configured, str) or not configured.strip():
+        raise ValueError(f"Received train.checkpoint_dir={configured!r}; allowed: {allowed}.")
+    folder = Path(configured).expanduser().resolve()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ValueError(f"Received train.checkpoint_dir={configured!r}; allowed: {allowed} ({existing} is not a "
+                         f"writable folder).")
 
 
 def _check_folder(path) -> None:

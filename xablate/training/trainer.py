@@ -25,7 +25,7 @@ from mlflow.entities import Metric, Param
 from xablate.config import AXES, flatten, variant_label
 from xablate.data import load_data
 from xablate.models import ModelSummary, build_xception, preset_kwargs, summarize_model
-from xablate.tracking.identity import run_identity
+from xablate.tracking.identity import param_value, run_identity
 from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, owner_tags, plan_run
 from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
                                     resolve_tracking_uri)
@@ -278,7 +278,7 @@ def _metric(key, value):
 
 
 def _log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
-    items = [Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)) for k, v in params.items()]
+    items = [Param(k, param_value(v)) for k, v in params.items()]
     for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
         client.log_batch(run_id, params=items[start:start + 100])
 
