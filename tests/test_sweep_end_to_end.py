@@ -1,12 +1,15 @@
 """`python run.py -m intermediate_act=relu,elu,none` (under the debug config) leaves one parent run with three
 FINISHED children in one experiment, with params, per-epoch metrics and artifacts."""
 
+import json
+
 from mlflow import MlflowClient
 
 from helpers import run_py, runs_of, sqlite_uri
 
 EPOCH_METRICS = {"loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy",
                  "learning_rate", "epoch_seconds", "images_per_second"}
+TEST_METRICS = {"test_accuracy", "test_loss", "test_top5_accuracy"}
 ARTIFACTS = {"config.yaml", "history.csv", "model.keras", "model_summary.json", "model_summary.txt"}
 
 
@@ -28,6 +31,7 @@ def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(tmp_p
     for child in children[1:]:
         differing = {k for k in set(first) | set(child.data.params) if first.get(k) != child.data.params.get(k)}
         assert differing == {"intermediate_act", "builder.intermediate_act"}
+    assert parent.info.run_name == "default: act" and parent.data.tags["xablate.sweep_keys"] == "intermediate_act"
     assert int(first["model.total_params"]) > 0 and first["segments.block2_sepconv1"] == "8"
     assert first["train.epochs"] == "2" and first["data.source"] == "digits"
 
@@ -41,16 +45,21 @@ def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(tmp_p
         assert child.data.metrics["best_val_accuracy"] == max(
             m.value for m in client.get_metric_history(child.info.run_id, "val_accuracy"))
         assert {a.path for a in client.list_artifacts(child.info.run_id)} == ARTIFACTS
+        assert TEST_METRICS <= set(child.data.metrics)  # the reported number: final weights on the test split
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "test_accuracy")] == [1]
+        assert int(child.data.params["data.test_size"]) == 359 and child.data.params["train.steps_per_epoch"] == "4"
         tags = child.data.tags
-        assert tags["xablate.variant"] == (
-            f"intermediate_act={tags['xablate.intermediate_act']},residual=True,segments=depthwise,seed=0")
+        act = tags["xablate.intermediate_act"]
+        assert tags["xablate.variant"] == f"intermediate_act={act}"  # only what the sweep varies
+        assert json.loads(tags["xablate.axes"]) == {"intermediate_act": act}
+        assert child.info.run_name == f"act={act} · seed 0"
         assert tags["xablate.backend"] == "tensorflow" and tags["xablate.device"] == "CPU"
         assert "intermediate_act=" in tags["xablate.overrides"]
         assert len(tags.get("mlflow.source.git.commit", "")) in (0, 40)
 
-    # the end-of-sweep summary: one line per variant
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("intermediate_act=")]
-    assert [l.split()[0] for l in lines] == [c.data.tags["xablate.variant"] for c in children]
+    # the end-of-sweep summary: one line per variant, by run name
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("act=")]
+    assert [l.split(" FINISHED")[0].strip() for l in lines] == [c.info.run_name for c in children]
     assert all(" FINISHED " in l for l in lines)
 
 
@@ -77,6 +86,6 @@ def test_a_failed_job_fails_the_sweep_and_closes_its_parent(tmp_path):
     children = runs_of(uri, "default", role="job")
     assert parent.info.status == "FAILED"
     assert [(c.data.params["segments"], c.info.status) for c in children] == [("4", "FINISHED")]
-    summary = [l for l in proc.stdout.splitlines() if l.startswith("intermediate_act=")]
-    assert [l.split()[1] for l in summary] == ["FINISHED"]
+    summary = [l for l in proc.stdout.splitlines() if l.startswith("k=")]
+    assert len(summary) == 1 and summary[0].startswith("k=4 · seed 0") and " FINISHED " in summary[0]
     assert "a job failed before its run started" in proc.stderr

@@ -1,5 +1,5 @@
-"""The `xablate` command: `status` (a study's grid against the store), `figures` (results/ from the MLflow
-store), `bench segments|store|harness`, `ui`."""
+"""The `xablate` command: `figures` (results/ from the MLflow store, for any study or sweep), `status` (a study's
+grid against the store), `plan` (seeds needed for a target effect), `bench segments|store|harness`, `ui`."""
 
 from __future__ import annotations
 
@@ -108,11 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     harness.add_argument("overrides", nargs="*", help="run.py overrides of the measured run, e.g. model=debug")
     figures = commands.add_parser("figures", help="regenerate figures, tables and the verdict from the store")
     figures.add_argument("--study", action="append", default=None,
-                         help="a study to regenerate (repeatable; default: fig9_residual, fig10_intermediate_act, "
-                              "spectrum)")
+                         help="a study to draw (repeatable; default: every study in the store with a finished run)")
+    figures.add_argument("--sweep", default=None, help="draw only this sweep (its parent run id) of its study")
     figures.add_argument("--out", type=Path, default=DEFAULT_RESULTS_DIR, help="output folder (<project>/results)")
     figures.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or the project's store)")
     figures.add_argument("--check", action="store_true", help="only list stale outputs; exit 1 if any")
+    plan = commands.add_parser(
+        "plan", help="seeds per variant needed to detect a given effect, from a study's runs so far",
+        description="Reads a study's runs, estimates the spread of each comparison's paired differences and prints "
+                    "the seeds per variant needed for the target minimum detectable effect (80 %% power, two-sided "
+                    "alpha 0.05), the command that adds them and its estimated time. Arguments after the options "
+                    "are the run.py overrides the study was run with (e.g. debug=default).")
+    plan.add_argument("--study", required=True, help="the study (an MLflow experiment of the store)")
+    plan.add_argument("--mde", type=_positive(float), required=True,
+                      help="target minimum detectable effect, in the metric's units (0.01 = one accuracy point)")
+    plan.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or the project's store)")
+    plan.add_argument("overrides", nargs="*", help="run.py overrides of the study's runs")
     status = commands.add_parser(
         "status", help="which cells of a study's grid are done, failed, diverged, running or missing",
         description="Expands a study's grid as `python run.py -m` would and reports every cell from the store. "
@@ -184,12 +195,14 @@ def run_bench_harness(args, argv: list[str] | None) -> int:
 
 
 def run_figures(args) -> int:
-    from xablate.analysis.report import STUDIES, regenerate, stale_outputs
+    from xablate.analysis.report import regenerate, stale_outputs, write_study
+    from xablate.analysis.store import runs_frame, studies_in_store
+    from xablate.tracking.store import resolve_tracking_uri
 
-    studies = args.study or list(STUDIES)
-    unknown = [s for s in studies if s not in STUDIES]
-    if unknown:
-        print(f"xablate: Received --study={unknown[0]!r}; allowed: {', '.join(STUDIES)}.", file=sys.stderr)
+    try:
+        uri = resolve_tracking_uri(args.uri)
+    except ValueError as error:
+        print(f"xablate: {error}", file=sys.stderr)
         return 2
     stale = stale_outputs(args.uri, args.out) if args.out.exists() else []
     for sidecar, reason in stale:
@@ -197,8 +210,48 @@ def run_figures(args) -> int:
     if args.check:
         print(f"{len(stale)} stale output(s)")
         return 1 if stale else 0
-    for path in regenerate(args.uri, args.out, studies):
+    if args.sweep:
+        runs = runs_frame(uri, sweep=args.sweep)
+        if runs.empty:
+            print(f"xablate: Received --sweep={args.sweep!r}; allowed: the run id of a sweep's parent run in {uri} "
+                  f"(it has no child runs there).", file=sys.stderr)
+            return 2
+        for path in write_study(uri, str(runs["study"].iloc[0]), args.out, sweep=args.sweep):
+            print(f"wrote {path}")
+        return 0
+    in_store = studies_in_store(uri)
+    unknown = [s for s in args.study or [] if s not in in_store]
+    if unknown:
+        print(f"xablate: Received --study={unknown[0]!r}; allowed: a study with finished runs in {uri}: "
+              f"{', '.join(in_store) or '(none yet)'}.", file=sys.stderr)
+        return 2
+    if not in_store:
+        print(f"xablate: no study in {uri} has a finished run yet; nothing written")
+        return 0
+    for path in regenerate(uri, args.out, args.study or in_store):
         print(f"wrote {path}")
+    return 0
+
+
+def run_plan(args) -> int:
+    from xablate.analysis.plan import format_plan, plan_seeds
+    from xablate.analysis.report import selected_runs
+    from xablate.analysis.store import history_frame, studies_in_store
+    from xablate.studies import declared_studies
+    from xablate.tracking.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.uri)
+    in_store = studies_in_store(uri)
+    if args.study not in in_store:
+        print(f"xablate: Received --study={args.study!r}; allowed: a study with finished runs in {uri}: "
+              f"{', '.join(in_store) or '(none yet)'}.", file=sys.stderr)
+        return 2
+    selection = selected_runs(uri, args.study)
+    history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+    arguments = ([f"experiment={args.study}"] if args.study in declared_studies() else
+                 [f"study={args.study}", *(f"{a}={','.join(map(str, dict.fromkeys(selection.runs[a])))}"
+                                           for a in selection.axes)]) + list(args.overrides)
+    print(format_plan(plan_seeds(selection, history, args.mde, arguments)))
     return 0
 
 
@@ -210,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_figures(args)
     if args.command == "status":
         return run_status(args)
+    if args.command == "plan":
+        return run_plan(args)
     if args.command == "bench" and args.suite == "store":
         import tempfile
 

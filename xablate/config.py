@@ -1,10 +1,20 @@
-"""Plain-dict helpers for a job's config (the Hydra config becomes plain Python once, in run.py)."""
+"""Plain-dict helpers for a job's config (the Hydra config becomes plain Python once, in run.py), and the
+names a run is shown by.
+
+An *axis* is any config key a sweep varies (`intermediate_act`, `optim.learning_rate`, `+model.kernel_size`);
+`seed` and `data.split_seed` are replicates, never axes. The three top-level keys of the paper's ablations go
+to the model builder (`MODEL_AXES`); any other builder argument is swept as `model.<argument>`.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-AXES = ("residual", "intermediate_act", "segments")
+MODEL_AXES = ("residual", "intermediate_act", "segments")
+AXES = MODEL_AXES  # the builder's ablation arguments that are top-level config keys
+REPLICATE_KEYS = ("seed", "data.split_seed")  # what varies between replicates of one variant
+# Short names for run names in MLflow's narrow columns; any other key is shown by its last component.
+SHORT_NAMES = {"intermediate_act": "act", "segments": "k", "learning_rate": "lr", "residual": "residual"}
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -19,7 +29,20 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def variant_label(cfg: Mapping[str, Any]) -> str:
-    """The human name of a variant: its ablation axes and seed, e.g. intermediate_act=elu,residual=True,…"""
-    keys = sorted(AXES) + ["seed"]
-    return ",".join(f"{k}={cfg[k]}" for k in keys)
+def axis_values(cfg: Mapping[str, Any], keys: list[str], overrides: list[str] = ()) -> dict[str, Any]:
+    """The job's value of each swept key (replicates left out): from the config, or for a config group (e.g.
+    `model=mini,debug`) the option its override chose."""
+    flat = flatten(cfg)
+    chosen = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in overrides if "=" in o}
+    return {key: flat[key] if key in flat else chosen.get(key) for key in keys if key not in REPLICATE_KEYS}
+
+
+def variant_label(axes: Mapping[str, Any]) -> str:
+    """The full name of a variant: its axes, e.g. `intermediate_act=elu`; `baseline` when nothing is swept."""
+    return ",".join(f"{key}={value}" for key, value in axes.items()) or "baseline"
+
+
+def run_name(axes: Mapping[str, Any], seed: int) -> str:
+    """A short run name that shows what varies first: `act=elu · seed 0`, `k=16 · seed 2`."""
+    parts = [f"{SHORT_NAMES.get(key, key.rsplit('.', 1)[-1])}={value}" for key, value in axes.items()]
+    return " · ".join([*parts, f"seed {seed}"])

@@ -16,6 +16,7 @@ from xablate.data.sources import SOURCES
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.segments import validate_segments
 from xablate.models.xception import normalize_activation
+from xablate.studies import parse_study
 from xablate.training.devices import PRECISIONS
 from xablate.training.recipes import OPTIMIZERS, SCHEDULES
 
@@ -55,8 +56,15 @@ def validate_job_config(cfg: dict) -> None:
     if not str(cfg.get("study") or "").strip():
         raise ValueError(f"Received study={cfg.get('study')!r}; allowed: a non-empty name.")
 
+    if cfg.get("analysis") is not None:  # a study file's analysis block: checked where it is read
+        parse_study(str(cfg["study"]), {"analysis": cfg["analysis"]}, where=f"study {cfg['study']!r}")
+
     train = cfg["train"]
     _positive_int("train.epochs", train["epochs"])
+    precise = train.get("precise_bn_batches", 0)
+    if isinstance(precise, bool) or not isinstance(precise, int) or precise < 0:
+        raise ValueError(f"Received train.precise_bn_batches={precise!r}; allowed: an integer >= 0 (0: Keras' moving "
+                         f"averages).")
     _positive_int("train.batch_size", train["batch_size"])
     if train.get("verbose", "auto") not in VERBOSITY:
         raise ValueError(f"Received train.verbose={train['verbose']!r}; allowed: auto, 0, 1, 2.")
@@ -108,9 +116,14 @@ def _validate_data(data: dict) -> None:
     if data["source"] not in SOURCES:
         raise ValueError(f"Received data.source={data['source']!r}; allowed: {', '.join(SOURCES)}.")
     _positive_int("data.image_size", data["image_size"])
-    for key in ("limit_train", "limit_val"):
+    for key in ("limit_train", "limit_val", "limit_test"):
         if data.get(key) is not None:
             _positive_int(f"data.{key}", data[key])
+    split_seed = data.get("split_seed", 0)
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or not 0 <= split_seed < SEED_LIMIT:
+        raise ValueError(f"Received data.split_seed={split_seed!r}; allowed: an integer from 0 to {SEED_LIMIT - 1}.")
+    if data["source"] in ("digits", "cifar10", "cifar100", "folder"):
+        _number("data.validation_fraction", data["validation_fraction"], 0.0, 1.0, low_open=True)
     pipeline = data.get("pipeline", "auto")
     if pipeline not in PIPELINES:
         raise ValueError(f"Received data.pipeline={pipeline!r}; allowed: {', '.join(PIPELINES)}.")
@@ -121,7 +134,11 @@ def _validate_data(data: dict) -> None:
     if data.get("cache", "auto") not in CACHE_MODES:
         raise ValueError(f"Received data.cache={data['cache']!r}; allowed: {', '.join(CACHE_MODES)}.")
     if data["source"] == "digits":
-        _number("data.validation_fraction", data["validation_fraction"], 0.0, 1.0, low_open=True)
+        _number("data.test_fraction", data["test_fraction"], 0.0, 1.0, low_open=True)
+        if data["test_fraction"] + data["validation_fraction"] * (1 - data["test_fraction"]) >= 0.9:
+            raise ValueError(f"Received data.test_fraction={data['test_fraction']!r} with data.validation_fraction="
+                             f"{data['validation_fraction']!r}; allowed: fractions that leave at least 10 % of the "
+                             f"images for training.")
     if data["source"] == "folder":
         _check_folder(data["path"])
 

@@ -1,139 +1,214 @@
 """Paper-style figures from DataFrames. Each function takes DataFrames and returns a matplotlib Figure; none
-reads the store or writes files (xablate.analysis.report does the I/O)."""
+reads the store or writes files (xablate.analysis.report does the I/O).
+
+Figures are `matplotlib.figure.Figure` objects made without pyplot: nothing is shown as a side effect, so a
+notebook shows each figure exactly once (as the value of its cell) and scripts need no backend setting.
+
+What every figure shows: each seed as a thin line or dot, the mean over seeds, its 95 % Student-t band clipped
+to what the metric can be, the split and the number of seeds per variant.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+import math
 
-matplotlib.use("Agg", force=False)
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+from xablate.analysis.stats import mean_ci
+from xablate.analysis.store import Selection, axis_sort_key, ordered, scored
+from xablate.studies import METRICS
 
-from xablate.analysis.stats import mean_ci  # noqa: E402
-
-METRIC_LABELS = {
-    "val_accuracy": "validation accuracy (fraction)",
-    "accuracy": "training accuracy (fraction)",
-    "loss": "training loss (cross-entropy, nats)",
-    "val_loss": "validation loss (cross-entropy, nats)",
+CURVE_LABELS = {
+    "val_accuracy": ("validation accuracy", (0.0, 1.0)),
+    "accuracy": ("training accuracy (training mode)", (0.0, 1.0)),
+    "loss": ("training loss (cross-entropy, training mode)", (0.0, math.inf)),
+    "val_loss": ("validation loss (cross-entropy)", (0.0, math.inf)),
 }
+CEILING = 0.9  # above this mean accuracy, curves get a panel of error rate on a log scale
 
 
 def _style():
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
 
 
-def curve_statistics(history: pd.DataFrame, axis: str, metric: str) -> pd.DataFrame:
-    """Per axis value and epoch: mean over seeds, 95 % CI bounds and the number of seeds."""
-    rows = []
-    for (value, epoch), group in history[history["metric"] == metric].groupby([axis, "epoch"], sort=True):
-        ci = mean_ci(group["value"].tolist())
-        rows.append({axis: value, "epoch": epoch, "mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n})
-    return pd.DataFrame(rows, columns=[axis, "epoch", "mean", "low", "high", "n"])
-
-
-def curves_figure(history: pd.DataFrame, axis: str, metrics=("val_accuracy", "loss"), title: str = "",
-                  order: list | None = None) -> plt.Figure:
-    """Fig. 9 / Fig. 10 style: one panel per metric, metric against epoch, one line per value of `axis`
-    (mean over seeds) with its 95 % confidence band."""
+def _new_figure(width: float, height: float) -> Figure:
     _style()
-    fig, panels = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
-    values = order or sorted(history[axis].dropna().unique(), key=str)
-    colors = sns.color_palette(n_colors=len(values))
-    for panel, metric in zip(panels[0], metrics):
-        stats = curve_statistics(history, axis, metric)
-        for color, value in zip(colors, values):
-            line = stats[stats[axis] == value]
-            seeds = int(line["n"].max()) if len(line) else 0
-            panel.plot(line["epoch"] + 1, line["mean"], color=color, marker="o", markersize=3,
-                       label=f"{axis}={value} (n={seeds})")
-            panel.fill_between(line["epoch"] + 1, line["low"], line["high"], color=color, alpha=0.2, linewidth=0)
-        panel.set_xlabel("epoch")
-        panel.set_ylabel(METRIC_LABELS.get(metric, metric))
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def metric_label(metric: str) -> str:
+    return METRICS.get(metric, (metric,))[0]
+
+
+def curve_statistics(history: pd.DataFrame, metric: str, by: str = "variant") -> pd.DataFrame:
+    """Per variant and epoch: mean over seeds, its 95 % CI clipped to the metric's range, n, and the x
+    position (optimizer steps when known, else epochs)."""
+    bounds = CURVE_LABELS.get(metric, (metric, (-math.inf, math.inf)))[1]
+    rows = []
+    for (value, epoch), group in history[history["metric"] == metric].groupby([by, "epoch"], sort=True):
+        ci = mean_ci(group["value"].tolist(), bounds=bounds)
+        rows.append({by: value, "epoch": epoch, "x": _x(group), "mean": ci.mean, "low": ci.low, "high": ci.high,
+                     "n": ci.n})
+    return pd.DataFrame(rows, columns=[by, "epoch", "x", "mean", "low", "high", "n"])
+
+
+def _x(group: pd.DataFrame) -> float:
+    steps = group["step"].dropna()
+    return float(steps.iloc[0]) if len(steps) else float(group["epoch"].iloc[0] + 1)
+
+
+def curves_figure(history: pd.DataFrame, variants: list[str], metrics=("val_accuracy", "loss"), title: str = "",
+                  zoom_error: bool | None = None) -> Figure:
+    """Fig. 9 / Fig. 10 style: metric against training steps, one colour per variant — each seed a thin line,
+    the mean over seeds a thick one with its 95 % band. Near the ceiling a last panel shows the validation
+    error rate (1 - accuracy) on a log scale."""
+    have_steps = history["step"].notna().any() if "step" in history else False
+    if zoom_error is None:
+        last = history[history["metric"] == "val_accuracy"].groupby("run_id")["value"].last()
+        zoom_error = bool(len(last)) and float(last.mean()) > CEILING
+    panels_wanted = list(metrics) + (["val_error"] if zoom_error else [])
+    fig = _new_figure(4.6 * len(panels_wanted), 3.6)
+    panels = fig.subplots(1, len(panels_wanted), squeeze=False)[0]
+    colors = dict(zip(variants, sns.color_palette(n_colors=max(1, len(variants)))))
+    data = history.copy()
+    if zoom_error:
+        error = data[data["metric"] == "val_accuracy"].assign(metric="val_error")
+        error["value"] = (1 - error["value"]).clip(lower=1e-4)
+        data = pd.concat([data, error])
+    for panel, metric in zip(panels, panels_wanted):
+        part = data[data["metric"] == metric]
+        for variant in variants:
+            mine = part[part["variant"] == variant]
+            for _, seed_line in mine.groupby("run_id"):
+                seed_line = seed_line.sort_values("epoch")
+                xs = seed_line["step"] if have_steps else seed_line["epoch"] + 1
+                panel.plot(xs, seed_line["value"], color=colors[variant], alpha=0.25, linewidth=0.7)
+            stats = curve_statistics(mine, metric) if metric != "val_error" else _error_stats(mine)
+            n = int(stats["n"].max()) if len(stats) else 0
+            panel.plot(stats["x"], stats["mean"], color=colors[variant], linewidth=2, label=f"{variant} (n={n})")
+            panel.fill_between(stats["x"], stats["low"], stats["high"], color=colors[variant], alpha=0.2,
+                               linewidth=0)
+        panel.set_xlabel("training steps (optimizer updates)" if have_steps else "epoch")
+        if metric == "val_error":
+            panel.set_yscale("log")
+            panel.set_ylabel("validation error (1 − accuracy), log scale")
+        else:
+            panel.set_ylabel(CURVE_LABELS.get(metric, (metric,))[0])
         panel.legend(fontsize=7)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title + " — thin: each seed; thick: mean; band: 95 % CI of the mean", fontsize=9)
     return fig
 
 
-def segment_position(segments: str, max_segments: int) -> float:
-    """Where a requested segments value sits on the log axis; depthwise one step (x2) past the largest k."""
-    return float(max_segments) if segments == "depthwise" else float(segments)
+def _error_stats(part: pd.DataFrame) -> pd.DataFrame:
+    stats = curve_statistics(part, "val_error")
+    return stats.assign(low=stats["low"].clip(lower=1e-4))
 
 
-def spectrum_statistics(runs: pd.DataFrame, metric: str = "final_val_accuracy") -> pd.DataFrame:
-    """Per requested segments value: x position, mean and CI of `metric`, parameters and FLOPs."""
-    finished = runs[runs["status"] == "FINISHED"]
-    numeric = [int(s) for s in finished["segments"].unique() if s != "depthwise"]
-    top = max([*numeric, 1]) * 2
+def variant_statistics(selection: Selection, metric: str) -> pd.DataFrame:
+    """Per variant: axis values, mean and 95 % CI of `metric` (diverged runs scored), n, parameters, FLOPs,
+    effective segments."""
+    runs = selection.runs.assign(_value=scored(selection.runs, metric))
+    bounds = METRICS.get(metric, ("", True, (-math.inf, math.inf)))[2]
     rows = []
-    columns = ["segments", "x", "mean", "low", "high", "n", "total_params", "flops"]
-    for segments, group in finished.groupby("segments"):
-        ci = mean_ci(group[metric].tolist())
-        rows.append({"segments": segments, "x": segment_position(segments, top), "mean": ci.mean, "low": ci.low,
-                     "high": ci.high, "n": ci.n, "total_params": group["total_params"].iloc[0],
-                     "flops": group["flops"].iloc[0]})
-    return pd.DataFrame(rows, columns=columns).sort_values("x").reset_index(drop=True)
+    for variant in selection.variants:
+        group = runs[runs["variant"] == variant]
+        ci = mean_ci(group["_value"].tolist(), bounds=bounds)
+        first = group.iloc[0]
+        rows.append({"variant": variant, **{a: first[a] for a in selection.axes}, "mean": ci.mean, "low": ci.low,
+                     "high": ci.high, "n": ci.n, "total_params": first["total_params"], "flops": first["flops"],
+                     "effective_segments": first["effective_segments"]})
+    return pd.DataFrame(rows, columns=["variant", *selection.axes, "mean", "low", "high", "n", "total_params",
+                                       "flops", "effective_segments"])
 
 
-def spectrum_figure(runs: pd.DataFrame, metric: str = "final_val_accuracy", title: str = "") -> plt.Figure:
-    """Accuracy against segments (log scale, 1 ... depthwise), mean +- 95 % CI, with parameters and FLOPs in a
-    companion panel."""
-    _style()
-    stats = spectrum_statistics(runs, metric)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6), sharex=True, height_ratios=[3, 2])
-    yerr = np.vstack([stats["mean"] - stats["low"], stats["high"] - stats["mean"]])
-    top.errorbar(stats["x"].to_numpy(float), stats["mean"].to_numpy(float), yerr=np.nan_to_num(yerr), marker="o",
-                 capsize=3)
-    top.set_ylabel(METRIC_LABELS.get(metric.replace("final_", "").replace("best_", ""), metric)
-                   + (" (best epoch)" if metric.startswith("best_") else " (final epoch)"))
-    bottom.plot(stats["x"], stats["total_params"] / 1e6, marker="s", label="parameters (millions)")
-    bottom.plot(stats["x"], stats["flops"] / 1e6, marker="^", label="FLOPs per image (millions)")
+def is_ordered_axis(values: list, axis: str) -> bool:
+    """An axis plotted as a trend: numbers (or the segments axis, whose `depthwise` is a number of channels)
+    with at least three values."""
+    numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return len(values) >= 3 and (len(numeric) == len(values) or (axis == "segments" and len(numeric) >= len(values) - 1))
+
+
+def trend_figure(selection: Selection, metric: str, title: str = "") -> Figure:
+    """The metric against an ordered axis (each seed a dot, mean ± 95 % CI), with parameters and FLOPs per
+    image in a panel below. The segments axis is plotted at the segments each variant actually used (the
+    geometric mean over its layers; `depthwise` = one per channel), labelled with the value requested."""
+    axis = selection.axes[0]
+    stats = variant_statistics(selection, metric)
+    spectrum = axis == "segments" and stats["effective_segments"].notna().all()
+    x = stats["effective_segments"] if spectrum else stats[axis].astype(float)
+    order = np.argsort(x.to_numpy(float))
+    stats, x = stats.iloc[order].reset_index(drop=True), x.iloc[order].reset_index(drop=True)
+    fig = _new_figure(6.4, 6.4)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    runs = selection.runs.assign(_value=scored(selection.runs, metric))
+    xmap = dict(zip(stats["variant"], x))
+    dots = runs[runs["variant"].isin(xmap)]
+    top.scatter(dots["variant"].map(xmap), dots["_value"], s=8, alpha=0.35, color="grey", label="each seed")
+    yerr = np.nan_to_num(np.vstack([stats["mean"] - stats["low"], stats["high"] - stats["mean"]]))
+    top.errorbar(x, stats["mean"], yerr=yerr, marker="o", capsize=3, label="mean ± 95 % CI")
+    top.set_ylabel(f"{metric_label(metric)}\n(n = {int(stats['n'].min())}–{int(stats['n'].max())} seeds per point)")
+    top.legend(fontsize=7)
+    bottom.plot(x, stats["total_params"] / 1e6, marker="s", label="parameters (millions)")
+    bottom.plot(x, stats["flops"] / 1e6, marker="^", label="FLOPs per image (millions)")
     bottom.set_yscale("log")
     bottom.set_ylabel("model size")
     bottom.legend(fontsize=7)
-    bottom.set_xscale("log", base=2)
-    bottom.set_xticks(stats["x"], [str(s) for s in stats["segments"]])
-    bottom.set_xlabel("requested segments k (1 = regular conv, depthwise = one per channel; each layer uses "
-                      "the divisor of its channels nearest to k)", fontsize=8)
+    positive = (x > 0).all() and x.max() / max(x.min(), 1e-12) >= 8
+    if positive:
+        bottom.set_xscale("log", base=2)
+    if spectrum:
+        bottom.set_xticks(x, [f"{v}\n({e:.3g})" for v, e in zip(stats[axis], x)], fontsize=7)
+        bottom.set_xlabel("segments k requested (effective: geometric mean over layers of the divisor each used)")
+    else:
+        bottom.set_xticks(x, [str(v) for v in stats[axis]], fontsize=7)
+        bottom.set_xlabel(axis)
     if title:
-        top.set_title(title)
-    fig.tight_layout()
+        top.set_title(title, fontsize=9)
     return fig
 
 
-def capacity_statistics(runs: pd.DataFrame, metric: str = "final_val_accuracy") -> pd.DataFrame:
-    finished = runs[runs["status"] == "FINISHED"]
-    rows = []
-    columns = ["variant", "mean", "low", "high", "n", "total_params", "flops"]
-    for variant, group in finished.groupby("variant", sort=True):
-        ci = mean_ci(group[metric].tolist())
-        rows.append({"variant": variant, "mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n,
-                     "total_params": group["total_params"].iloc[0], "flops": group["flops"].iloc[0]})
-    return pd.DataFrame(rows, columns=columns)
+def heatmap_figure(selection: Selection, metric: str, title: str = "") -> Figure:
+    """Two (or more) axes: the mean of `metric` per cell (rows: the first axis; columns: the others), each cell
+    annotated with its mean, CI half-width and n."""
+    stats = variant_statistics(selection, metric)
+    first, rest = selection.axes[0], selection.axes[1:]
+    stats["_column"] = [",".join(f"{a}={row[a]}" for a in rest) for _, row in stats.iterrows()]
+    rows = ordered(stats[first], selection.baseline.get(first))
+    columns = list(dict.fromkeys(stats.sort_values(rest, key=lambda s: s.map(axis_sort_key))["_column"]))
+    means = stats.pivot_table(index=first, columns="_column", values="mean", aggfunc="first").reindex(rows)[columns]
+    notes = stats.assign(_text=[f"{m:.3f}\n±{(h - l) / 2:.3f}\nn={n}" if not math.isnan(h) else f"{m:.3f}\nn={n}"
+                                for m, l, h, n in zip(stats["mean"], stats["low"], stats["high"], stats["n"])])
+    text = notes.pivot_table(index=first, columns="_column", values="_text", aggfunc="first").reindex(rows)[columns]
+    fig = _new_figure(1.6 + 1.5 * len(columns), 1.2 + 0.9 * len(rows))
+    panel = fig.subplots()
+    sns.heatmap(means.astype(float), annot=text.fillna(""), fmt="", cmap="viridis", ax=panel,
+                cbar_kws={"label": metric_label(metric)}, annot_kws={"fontsize": 7})
+    panel.set_xlabel(",".join(rest))
+    panel.set_ylabel(first)
+    panel.set_title(title or f"{metric_label(metric)}: mean over seeds", fontsize=9)
+    return fig
 
 
-def capacity_figure(runs: pd.DataFrame, metric: str = "final_val_accuracy", title: str = "") -> plt.Figure:
-    """Accuracy against parameters and against FLOPs, one point (mean +- 95 % CI) per variant."""
-    _style()
-    stats = capacity_statistics(runs, metric)
-    fig, panels = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+def capacity_figure(selection: Selection, metric: str, title: str = "") -> Figure:
+    """The metric against parameters and against FLOPs, one point (mean ± 95 % CI) per variant."""
+    stats = variant_statistics(selection, metric)
+    fig = _new_figure(10, 3.8)
+    panels = fig.subplots(1, 2, sharey=True)
     colors = sns.color_palette(n_colors=max(1, len(stats)))
     yerr = np.nan_to_num(np.vstack([stats["mean"] - stats["low"], stats["high"] - stats["mean"]]))
     for panel, column, label in zip(panels, ["total_params", "flops"], ["parameters", "FLOPs per image"]):
         xs, ys = stats[column].to_numpy(float), stats["mean"].to_numpy(float)
         for i, variant in enumerate(stats["variant"]):
             panel.errorbar(xs[i:i + 1], ys[i:i + 1], yerr=yerr[:, i:i + 1], marker="o", capsize=3,
-                           color=colors[i], label=variant)
+                           color=colors[i], label=f"{variant} (n={int(stats['n'].iloc[i])})")
         panel.set_xscale("log")
         panel.set_xlabel(label + " (log scale)")
-    panels[0].set_ylabel(METRIC_LABELS.get(metric.replace("final_", "").replace("best_", ""), metric))
+    panels[0].set_ylabel(metric_label(metric))
     panels[1].legend(fontsize=6, loc="best")
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=9)
     return fig

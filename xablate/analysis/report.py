@@ -8,38 +8,22 @@ when the same query now selects other runs, or the same runs with another status
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
-from xablate.analysis.figures import capacity_figure, curves_figure, spectrum_figure
-from xablate.analysis.store import comparable_runs, history_frame, runs_frame
-from xablate.paths import project_root
+from omegaconf import OmegaConf
+
+from xablate.analysis.figures import (capacity_figure, curves_figure, heatmap_figure, is_ordered_axis, metric_label,
+                                      trend_figure)
+from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
 from xablate.analysis.tables import to_latex, to_markdown, variant_table
 from xablate.analysis.verdicts import verdict_table
+from xablate.paths import project_root
+from xablate.studies import load_study
 from xablate.tracking.store import resolve_tracking_uri
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """How a study is read: the axis it sweeps, its baseline value, and its main figure."""
-
-    axis: str
-    baseline: object
-    figure: str  # "curves" (Fig. 9/10 style) or "spectrum"
-    title: str
-
-
-STUDIES = {
-    "fig9_residual": StudySpec("residual", True, "curves", "Fig. 9 — residual connections"),
-    "fig10_intermediate_act": StudySpec("intermediate_act", "none", "curves",
-                                        "Fig. 10 — activation between depthwise and pointwise op"),
-    "spectrum": StudySpec("segments", "depthwise", "spectrum", "The segment spectrum"),
-}
-VERDICT = "verdict"
 
 
 def portable_uri(uri: str) -> str:
@@ -58,9 +42,22 @@ def local_uri(recorded: str) -> str:
     return recorded
 
 
-def selected_runs(uri: str, study: str) -> pd.DataFrame:
-    """The runs a study's outputs are drawn from (comparable_runs of the study's experiment)."""
-    return comparable_runs(runs_frame(uri, study=study))
+@lru_cache(maxsize=1)
+def config_defaults() -> dict:
+    """The default config's flattened values (`python run.py` with no arguments): the baseline of an axis a
+    study does not declare one for."""
+    from hydra import compose, initialize_config_dir
+
+    from xablate.config import flatten
+
+    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+        return flatten(OmegaConf.to_container(compose("config"), resolve=False))
+
+
+def selected_runs(uri: str, study: str, sweep: str | None = None) -> Selection:
+    """The runs a study's outputs are drawn from (its main configuration, one run per variant and replicate),
+    and how to read them; `sweep`: only that sweep's runs."""
+    return select_runs(runs_frame(uri, study=study, sweep=sweep), load_study(study), config_defaults())
 
 
 def _sidecar(path: Path, uri: str, query: dict, runs: pd.DataFrame) -> None:
@@ -75,7 +72,6 @@ def _save_figure(fig, path: Path, uri, query, runs) -> list[Path]:
     paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
     for p in paths:
         fig.savefig(p, dpi=150, bbox_inches="tight")
-    plt.close(fig)
     _sidecar(path, uri, query, runs)
     return paths
 
@@ -88,58 +84,74 @@ def _save_table(table: pd.DataFrame, path: Path, uri, query, runs) -> list[Path]
     return [path.with_suffix(s) for s in (".csv", ".md", ".tex")]
 
 
-def study_figures(study: str, runs: pd.DataFrame, history: pd.DataFrame) -> dict:
-    """A study's figures by output name: its main figure (Fig. 9/10 curves over FINISHED runs, baseline
-    first, or the spectrum) and the capacity figure. Used by `xablate figures` and the notebooks alike."""
-    spec = STUDIES[study]
-    finished = runs[runs["status"] == "FINISHED"]
-    if spec.figure == "curves":
-        order = [spec.baseline] + [v for v in dict.fromkeys(runs[spec.axis]) if v != spec.baseline]
-        main = curves_figure(history[history["run_id"].isin(finished["run_id"])], spec.axis, title=spec.title,
-                             order=[v for v in order if v in set(finished[spec.axis])])
+def study_figures(selection: Selection, history: pd.DataFrame) -> dict:
+    """A study's figures by output name, chosen by its axes: one categorical axis (or none) -> Fig. 9/10-style
+    curves; one ordered numeric axis (segments, a width, a learning rate) -> the metric against it with
+    parameters and FLOPs below, plus the curves; two or more axes -> a heatmap of the metric, plus the curves;
+    always the capacity figure. Used by `xablate figures` and the notebook alike."""
+    study, metric = selection.study, selection.metric
+    finished = selection.runs[selection.runs["status"] == "FINISHED"]
+    seeds = finished.groupby("variant").size()
+    n = f"n={seeds.min()}–{seeds.max()}" if len(seeds) and seeds.min() != seeds.max() else f"n={seeds.max() if len(seeds) else 0}"
+    title = f"{study.title} ({n} seeds per variant)"
+    curves = curves_figure(history[history["run_id"].isin(finished["run_id"])],
+                           [v for v in selection.variants if v in set(finished["variant"])], title=title)
+    values = ordered(selection.runs[selection.axes[0]]) if selection.axes else []
+    if len(selection.axes) >= 2:
+        main = {study.name: heatmap_figure(selection, metric, title=f"{study.title}: {metric_label(metric)}, {n}"),
+                "curves": curves}
+    elif selection.axes and is_ordered_axis(values, selection.axes[0]):
+        main = {study.name: trend_figure(selection, metric, title=title), "curves": curves}
     else:
-        main = spectrum_figure(runs, title=spec.title)
-    return {study: main, "capacity": capacity_figure(runs, title=f"{spec.title}: accuracy vs capacity")}
+        main = {study.name: curves}
+    return {**main, "capacity": capacity_figure(selection, metric, title=f"{title}: {metric_label(metric)} vs capacity")}
 
 
-def write_study(uri: str | None, study: str, out: Path) -> list[Path]:
-    """Figures and table of one study into `out/<study>/`; returns the files written."""
+def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None) -> list[Path]:
+    """Figures and table of one study (or one sweep of it) into `out/<study>/` (`out/<study>/sweep-<id>/`);
+    returns the files written."""
     uri = resolve_tracking_uri(uri)
-    spec = STUDIES[study]
-    runs = selected_runs(uri, study)
-    finished = runs[runs["status"] == "FINISHED"]
-    if finished.empty:
+    selection = selected_runs(uri, study, sweep)
+    runs = selection.runs
+    if (runs["status"] == "FINISHED").sum() == 0:
         print(f"xablate: study {study!r} has no finished runs in {uri}; nothing written for it")
         return []
-    history = history_frame(uri, runs)
-    query = {"study": study}
-    folder = Path(out) / study
+    history = history_frame(uri, runs, axes=selection.axes)
+    query = {"study": study, **({"sweep": sweep} if sweep else {})}
+    folder = Path(out) / study / (f"sweep-{sweep[:8]}" if sweep else "")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, fig in study_figures(study, runs, history).items():
+    for name, fig in study_figures(selection, history).items():
         written += _save_figure(fig, folder / name, uri, query, runs)
-    table = variant_table(runs, spec.axis, spec.baseline)
-    written += _save_table(table, folder / "table", uri, query, runs)
+    written += _save_table(variant_table(selection), folder / "table", uri, query, runs)
     return written
 
 
-def write_verdict(uri: str | None, out: Path, studies=tuple(STUDIES)) -> list[Path]:
+def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
+    """The declared claims of `studies` against their runs: verdict.csv/.md with each claim's evidence and the
+    smallest effect its design could detect."""
     uri = resolve_tracking_uri(uri)
-    frames, used = {}, []
+    pairs, used = [], []
     for study in studies:
-        runs = selected_runs(uri, study)
-        if not runs.empty:
-            frames[study] = (runs, history_frame(uri, runs, metrics=["val_accuracy"]))
-            used.append(runs)
-    table = verdict_table(frames)
+        selection = selected_runs(uri, study)
+        if not selection.runs.empty and selection.study.claims:
+            pairs.append((selection, history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)))
+            used.append(selection.runs)
+    table = verdict_table(pairs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / VERDICT
     table.to_csv(path.with_suffix(".csv"), index=False)
-    lines = ["| study | claim | verdict | evidence |", "|---|---|---|---|"]
-    lines += [f"| {r.study} | {r.claim} | **{r.verdict}** | {r.evidence} |" for r in table.itertuples()]
+    lines = ["| study | claim | verdict | smallest detectable effect | evidence |", "|---|---|---|---|---|"]
+    lines += [f"| {r.study} | {r.claim} | **{r.verdict}** | {'–' if r.mde != r.mde else f'{r.mde:.4f}'} | "
+              f"{r.evidence} |" for r in table.itertuples()]
+    lines += ["", "Paired by replicate (seed, split); Holm across the comparisons of one claim; diverged runs "
+              "scored (accuracy at chance, loss at the worst reached); the smallest detectable effect is at 80 % "
+              "power, two-sided α = 0.05, from the observed spread of the paired differences (xablate/analysis/"
+              "verdicts.py)."]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    _sidecar(path, uri, {"studies": list(frames)}, pd.concat(used) if used else runs_frame(uri, study="-"))
+    _sidecar(path, uri, {"studies": [p[0].study.name for p in pairs]},
+             pd.concat(used) if used else runs_frame(uri, study="-"))
     return [path.with_suffix(".csv"), path.with_suffix(".md")]
 
 
@@ -161,7 +173,7 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
         studies = meta["query"].get("studies") or [meta["query"].get("study")]
         current = {}
         for study in studies:
-            runs = selected_runs(store, study)
+            runs = selected_runs(store, study, meta["query"].get("sweep")).runs
             current.update(zip(runs["run_id"], runs["status"]))
         recorded = meta["runs"]
         added = set(current) - set(recorded)
@@ -173,9 +185,11 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
     return stale
 
 
-def regenerate(uri: str | None, out: Path, studies=tuple(STUDIES)) -> list[Path]:
-    """The figures and tables of `studies`, and the verdict over every study in the store."""
+def regenerate(uri: str | None, out: Path, studies: list[str] | None = None) -> list[Path]:
+    """The figures and tables of `studies` (default: every study in the store with a finished run), and the
+    verdict over the studies that declare claims."""
+    studies = studies if studies is not None else studies_in_store(uri)
     written = []
     for study in studies:
         written += write_study(uri, study, out)
-    return written + write_verdict(uri, out)
+    return written + write_verdict(uri, out, studies)

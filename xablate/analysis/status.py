@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from xablate.paths import project_root
+from xablate.sweeps import expand, swept_keys
 from xablate.tracking.identity import run_identity
 from xablate.tracking.previous_runs import IDENTITY_TAG, variant_state
 from xablate.tracking.store import resolve_tracking_uri
@@ -71,17 +71,7 @@ def grid_jobs(arguments: list[str]) -> tuple[list[str], list[str], list[list[str
         cfg = compose("config", overrides=base, return_hydra_config=True)
     declared = cfg.hydra.sweeper.get("params")
     params = OmegaConf.to_container(declared, resolve=False) if declared is not None else {}
-    sweeps = [f"{k}={v}" for k, v in params.items()] + list(arguments)
-    overrides = parser.parse_overrides(sweeps)
-    jobs = BasicSweeper.split_arguments(overrides, None)[0]
-    keys = []
-    for override in overrides:
-        key = override.get_key_element()
-        if override.is_sweep_override() and key not in keys:
-            keys.append(key)
-        elif not override.is_sweep_override() and key in keys:
-            keys.remove(key)  # a later plain value replaces an earlier sweep
-    return base, keys, jobs
+    return base, swept_keys(params, arguments), expand(params, arguments)
 
 
 def study_status(arguments: list[str], *, backend: str | None = None) -> StudyStatus:
@@ -101,7 +91,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
             if uri is None:
                 uri = resolve_tracking_uri(cfg["tracking"]["uri"])
                 experiment, stale = str(cfg["tracking"]["experiment"]), float(cfg["tracking"]["stale_after_seconds"])
-            values = dict(o.split("=", 1) for o in job)
+            values = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job)}
             rows.append({key: values[key] for key in keys})
             identities.append(run_identity(cfg, backend))
     client = MlflowClient(uri)

@@ -1,89 +1,100 @@
-"""Tidy pandas views of the MLflow store: one row per run, and one row per run x epoch x metric."""
+"""Tidy pandas views of the MLflow store: one row per run, one row per run x epoch x metric, and the runs a
+study's outputs are drawn from, with its axes found from what its sweeps varied.
+
+    runs = runs_frame(uri, study="fig10_intermediate_act")   # every job run of the study
+    selection = select_runs(runs, load_study("fig10_intermediate_act"))
+    selection.runs        # one run per variant x replicate, its axes as columns, `variant` = "intermediate_act=elu"
+    selection.axes        # ["intermediate_act"]
+    history = history_frame(uri, selection.runs)
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+import yaml
 from mlflow import MlflowClient
 
+from xablate.config import REPLICATE_KEYS, variant_label
+from xablate.studies import METRICS, Study
 from xablate.tracking.identity import is_semantic
 from xablate.tracking.store import resolve_tracking_uri
 
-AXES = ["residual", "intermediate_act", "segments"]
 RUN_COLUMNS = [
-    "run_id", "study", "sweep", "variant", *AXES, "seed", "status", "outcome", "config_id",
-    "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss", "epochs",
-    "total_params", "mult_adds", "flops", "images_per_second", "start_time",
+    "run_id", "run_name", "study", "sweep", "seed", "split_seed", "status", "outcome",
+    "test_accuracy", "test_loss", "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss",
+    "epochs", "num_classes", "steps_per_epoch", "total_params", "mult_adds", "flops", "effective_segments",
+    "images_per_second", "train_seconds", "start_time", "end_time", "swept", "params",
 ]
+# Params that are computed from the config and the data, not set by it.
+DERIVED_PREFIXES = ("builder.", "segments.")
+DERIVED = {"model.total_params", "model.trainable_params", "model.mult_adds", "model.flops", "data.num_classes",
+           "data.train_size", "data.validation_size", "data.test_size", "train.replicas", "train.steps_per_epoch"}
 
 
-# Params that describe what was trained apart from the variant and seed (the composed config's model/data/
-# optim/train groups), minus values derived from the axes or the data and settings that cannot change results.
-_CONFIG_GROUPS = ("model.", "data.", "optim.", "train.")
-_DERIVED = {"model.total_params", "model.trainable_params", "model.mult_adds", "model.flops",
-            "data.num_classes", "data.train_size", "data.validation_size"}
+def is_config_param(key: str) -> bool:
+    """Whether a logged param is a config key (one a sweep could vary), not a derived value."""
+    return not key.startswith(DERIVED_PREFIXES) and key not in DERIVED
 
 
-def config_id(params: dict[str, str]) -> str:
-    """A short hash of a run's configuration apart from its axes and seed: runs with equal ids are comparable."""
-    items = sorted((k, v) for k, v in params.items()
-                   if k.startswith(_CONFIG_GROUPS) and k not in _DERIVED and is_semantic(k))
-    return hashlib.sha1(json.dumps(items).encode()).hexdigest()[:10]
-
-
-def comparable_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs a study's figures and tables use: those of its main configuration (the config_id with the most
-    FINISHED runs, ties to the newest) — so smoke tests (debug=default) and other settings in the same
-    experiment do not mix in — and per (variant, seed) one run: the newest FINISHED one, else the newest."""
-    if runs.empty:
-        return runs
-    ranked = runs.assign(_finished=runs["status"] == "FINISHED")
-    score = ranked.groupby("config_id").agg(finished=("_finished", "sum"), newest=("start_time", "max"))
-    main = score.sort_values(["finished", "newest"]).index[-1]
-    chosen = ranked[ranked["config_id"] == main].sort_values(["_finished", "start_time"])
-    chosen = chosen.drop_duplicates(["variant", "seed"], keep="last").sort_values("start_time")
-    return chosen.drop(columns="_finished").reset_index(drop=True)
-
-
-def _study_filter(client: MlflowClient, study: str | None) -> list[str]:
-    experiments = client.search_experiments()
-    if study is not None:
-        experiments = [e for e in experiments if e.name == study]
-    return [e.experiment_id for e in experiments]
+def typed(value):
+    """A param as the config held it: "True" -> True, "0.001" -> 0.001, "depthwise" stays a string."""
+    if value is None:
+        return None
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, (bool, int, float, str)) or parsed is None else value
 
 
 def _number(value, kind=float):
     return None if value is None else kind(float(value))
 
 
+def _effective_segments(params: dict) -> float | None:
+    """Geometric mean over the separable layers of the segments each actually used (`segments.<layer>`)."""
+    values = [float(v) for k, v in params.items() if k.startswith("segments.")]
+    return float(np.exp(np.mean(np.log(values)))) if values else None
+
+
 def _row(run) -> dict:
-    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-    label = tags.get("xablate.variant", "")
+    params, metrics, tags, info = run.data.params, run.data.metrics, run.data.tags, run.info
+    swept = tags.get("xablate.axes")
     return {
-        "run_id": run.info.run_id,
+        "run_id": info.run_id,
+        "run_name": info.run_name,
         "study": tags.get("xablate.study"),
         "sweep": tags.get("mlflow.parentRunId"),
-        "variant": ",".join(p for p in label.split(",") if not p.startswith("seed=")),
-        "residual": params.get("residual") == "True" if "residual" in params else None,
-        "intermediate_act": params.get("intermediate_act"),
-        "segments": params.get("segments"),
         "seed": _number(params.get("seed"), int),
-        "status": run.info.status,
+        "split_seed": _number(params.get("data.split_seed"), int),
+        "status": info.status,
         "outcome": tags.get("xablate.outcome", {"FINISHED": "finished", "RUNNING": "running",
-                                                 "SCHEDULED": "running"}.get(run.info.status, "failed")),
-        "config_id": config_id(params),
+                                                 "SCHEDULED": "running"}.get(info.status, "failed")),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "test_loss": metrics.get("test_loss"),
         "final_val_accuracy": metrics.get("val_accuracy"),
         "best_val_accuracy": metrics.get("best_val_accuracy"),
         "final_val_loss": metrics.get("val_loss"),
         "final_loss": metrics.get("loss"),
         "epochs": _number(metrics.get("epochs_completed"), int),
+        "num_classes": _number(params.get("data.num_classes"), int),
+        "steps_per_epoch": _number(params.get("train.steps_per_epoch"), int),
         "total_params": _number(params.get("model.total_params"), int),
         "mult_adds": _number(params.get("model.mult_adds"), int),
         "flops": _number(params.get("model.flops"), int),
+        "effective_segments": _effective_segments(params),
         "images_per_second": metrics.get("images_per_second"),
-        "start_time": pd.Timestamp(run.info.start_time, unit="ms"),
+        "train_seconds": metrics.get("train_seconds"),
+        "start_time": pd.Timestamp(info.start_time, unit="ms"),
+        "end_time": pd.Timestamp(info.end_time, unit="ms") if info.end_time else pd.NaT,
+        "swept": list(json.loads(swept)) if swept else None,  # None: logged before sweeps recorded their keys
+        "params": {k: v for k, v in params.items() if is_config_param(k)},
     }
 
 
@@ -98,11 +109,11 @@ def runs_frame(uri: str | None = None, *, study: str | None = None, sweep: str |
         status: keep runs with this MLflow status (or any of a list), e.g. "FINISHED".
     """
     client = MlflowClient(resolve_tracking_uri(uri))
-    ids = _study_filter(client, study)
+    experiments = [e for e in client.search_experiments() if study is None or e.name == study]
     runs = []
-    if ids:
-        runs = client.search_runs(ids, filter_string="tags.`xablate.variant` != ''", max_results=50_000,
-                                  order_by=["attributes.start_time ASC"])
+    if experiments:
+        runs = client.search_runs([e.experiment_id for e in experiments], filter_string="tags.`xablate.variant` != ''",
+                                  max_results=50_000, order_by=["attributes.start_time ASC"])
     frame = pd.DataFrame([_row(r) for r in runs], columns=RUN_COLUMNS)
     if sweep is not None:
         frame = frame[frame["sweep"] == sweep]
@@ -111,16 +122,158 @@ def runs_frame(uri: str | None = None, *, study: str | None = None, sweep: str |
     return frame.reset_index(drop=True)
 
 
-def history_frame(uri: str | None, runs: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
-    """One row per run x epoch x metric (columns: run_id, variant, axes, seed, epoch, metric, value)."""
+def studies_in_store(uri: str | None = None) -> list[str]:
+    """The studies (MLflow experiments) that hold at least one FINISHED job run."""
+    client = MlflowClient(resolve_tracking_uri(uri))
+    names = []
+    for experiment in client.search_experiments():
+        found = client.search_runs([experiment.experiment_id], max_results=1,
+                                   filter_string="tags.`xablate.variant` != '' and attributes.status = 'FINISHED'")
+        if found:
+            names.append(experiment.name)
+    return sorted(names)
+
+
+def axis_sort_key(value):
+    """Numbers in numeric order, then words ("depthwise" after every k), then booleans True first."""
+    if isinstance(value, bool):
+        return (2, not value, "")
+    if isinstance(value, (int, float)):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def ordered(values, baseline=None) -> list:
+    """Distinct values, baseline first, then in axis_sort_key order."""
+    distinct = sorted(dict.fromkeys(v for v in values if v is not None), key=axis_sort_key)
+    if baseline is not None and baseline in distinct:
+        distinct = [baseline] + [v for v in distinct if v != baseline]
+    return distinct
+
+
+@dataclass
+class Selection:
+    """The runs a study's outputs use, and how to read them."""
+
+    study: Study
+    runs: pd.DataFrame                    # one run per variant x replicate; axis values as columns
+    axes: list[str]                       # the keys that vary between variants
+    baseline: dict                        # axis -> value of the baseline variant
+    metric: str                           # the reported number
+    variants: list[str] = field(default_factory=list)  # variant labels, baseline first
+
+    @property
+    def baseline_label(self) -> str:
+        return variant_label({axis: self.baseline.get(axis) for axis in self.axes})
+
+    def variant_of(self, values: dict) -> str:
+        """The label of the variant with these axis values (missing axes take the baseline's)."""
+        return variant_label({axis: values.get(axis, self.baseline.get(axis)) for axis in self.axes})
+
+
+def _config_id(params: dict, leave_out: set[str]) -> str:
+    items = sorted((k, v) for k, v in params.items()
+                   if k not in leave_out and k not in REPLICATE_KEYS and is_semantic(k) and not k.startswith("analysis"))
+    return hashlib.sha1(json.dumps(items).encode()).hexdigest()[:10]
+
+
+def _candidate_axes(runs: pd.DataFrame, study: Study) -> list[str]:
+    if study.axes:
+        return list(study.axes)
+    keys: list[str] = []
+    for swept in runs["swept"]:
+        for key in swept or []:
+            if key not in keys and key not in REPLICATE_KEYS:
+                keys.append(key)
+    if runs["swept"].isna().all():  # runs from before sweeps recorded their keys: whatever config key differs
+        params = pd.DataFrame(list(runs["params"]))
+        keys = [k for k in params.columns if k not in REPLICATE_KEYS and is_semantic(k)
+                and params[k].nunique(dropna=False) > 1]
+    return keys
+
+
+def _value(row, axis: str):
+    if axis in row["params"]:
+        return typed(row["params"][axis])
+    return None
+
+
+def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) -> Selection:
+    """The runs of `study`'s main configuration, one per variant x replicate.
+
+    The main configuration is the group of runs equal in every config key apart from the axes and the replicate
+    keys that holds the most FINISHED runs (ties: the newest) — so smoke tests and other settings logged in the
+    same study do not mix in. Per (variant, replicate) the newest FINISHED run is kept, else the newest.
+    `defaults`: the default config's flattened values, for a baseline the study does not declare.
+    """
+    metric = study.metric or ("test_accuracy" if runs["test_accuracy"].notna().any() else "final_val_accuracy")
+    if runs.empty:
+        return Selection(study, runs.assign(variant=pd.Series(dtype=str), replicate=pd.Series(dtype=object)), [],
+                         dict(study.baseline), metric)
+    candidates = _candidate_axes(runs, study)
+    frame = runs.copy()
+    for axis in candidates:
+        frame[axis] = [_value(row, axis) for _, row in frame.iterrows()]
+    frame["config_id"] = [_config_id(p, set(candidates)) for p in frame["params"]]
+    frame["_finished"] = frame["status"] == "FINISHED"
+    score = frame.groupby("config_id").agg(finished=("_finished", "sum"), newest=("start_time", "max"))
+    main = score.sort_values(["finished", "newest"]).index[-1]
+    chosen = frame[frame["config_id"] == main]
+    axes = [a for a in candidates if chosen[a].nunique(dropna=False) > 1 or (study.axes and a in study.axes)]
+    baseline = {}
+    for axis in axes:
+        values = ordered(chosen[axis])
+        declared = study.baseline.get(axis, (defaults or {}).get(axis))
+        baseline[axis] = declared if declared in values else (values[0] if values else declared)
+    chosen = chosen.assign(variant=[variant_label({a: row[a] for a in axes}) for _, row in chosen.iterrows()],
+                           replicate=list(zip(chosen["seed"], chosen["split_seed"])))
+    chosen = chosen.sort_values(["_finished", "start_time"]).drop_duplicates(["variant", "replicate"], keep="last")
+    chosen = chosen.sort_values("start_time").drop(columns="_finished").reset_index(drop=True)
+    selection = Selection(study, chosen, axes, baseline, metric)
+    combos = sorted({tuple(row[a] for a in axes) for _, row in chosen.iterrows()},
+                    key=lambda combo: [axis_sort_key(v) for v in combo])
+    labels = [variant_label(dict(zip(axes, combo))) for combo in combos]
+    base = selection.baseline_label
+    selection.variants = ([base] if base in labels else []) + [label for label in labels if label != base]
+    return selection
+
+
+def history_frame(uri: str | None, runs: pd.DataFrame, metrics: list[str] | None = None,
+                  axes: list[str] = ()) -> pd.DataFrame:
+    """One row per run x epoch x metric (columns: run_id, variant, the axes, seed, epoch, step, metric, value;
+    `step` = optimizer updates at the epoch's end)."""
     client = MlflowClient(resolve_tracking_uri(uri))
     metrics = metrics or ["loss", "accuracy", "val_loss", "val_accuracy"]
     rows = []
-    for run in runs.itertuples(index=False):
+    for run in runs.to_dict("records"):
+        steps = run.get("steps_per_epoch")
         for metric in metrics:
-            for point in client.get_metric_history(run.run_id, metric):
-                rows.append({"run_id": run.run_id, "variant": run.variant, "residual": run.residual,
-                             "intermediate_act": run.intermediate_act, "segments": run.segments,
-                             "seed": run.seed, "epoch": point.step, "metric": metric, "value": point.value})
-    columns = ["run_id", "variant", *AXES, "seed", "epoch", "metric", "value"]
+            for point in client.get_metric_history(run["run_id"], metric):
+                rows.append({"run_id": run["run_id"], "variant": run.get("variant"),
+                             **{axis: run.get(axis) for axis in axes}, "seed": run.get("seed"), "epoch": point.step,
+                             "step": (point.step + 1) * steps if steps and not math.isnan(steps) else math.nan,
+                             "metric": metric, "value": point.value})
+    columns = ["run_id", "variant", *axes, "seed", "epoch", "step", "metric", "value"]
     return pd.DataFrame(rows, columns=columns).sort_values(["run_id", "metric", "epoch"]).reset_index(drop=True)
+
+
+def with_history_measures(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Adds `train_loss_auc`: each run's training loss averaged over its epochs (the area under its training
+    curve per epoch; training-mode losses, so batch-norm statistics play no part)."""
+    losses = history[history["metric"] == "loss"].groupby("run_id")["value"].mean()
+    return runs.assign(train_loss_auc=runs["run_id"].map(losses))
+
+
+def scored(runs: pd.DataFrame, metric: str) -> pd.Series:
+    """`metric` per run with diverged runs scored, not dropped: an accuracy at chance (1 / classes), a loss at
+    the worst finite value any run of the selection reached. Failed and unfinished runs are NaN."""
+    higher_is_better = METRICS.get(metric, ("", True, None))[1]
+    values = pd.to_numeric(runs[metric], errors="coerce").astype(float)
+    finished = runs["status"] == "FINISHED"
+    diverged = runs["outcome"] == "diverged"
+    finite = values[finished & np.isfinite(values)]
+    if higher_is_better:
+        penalty = 1.0 / runs["num_classes"].astype(float)
+    else:
+        penalty = pd.Series(finite.max() if len(finite) else math.nan, index=runs.index)
+    return values.where(finished, math.nan).where(~diverged, penalty)

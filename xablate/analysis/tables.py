@@ -1,5 +1,7 @@
-"""Per-study tables: per variant mean +- 95 % CI over seeds, divergences and failures, and the paired difference from the
-study's baseline (same seed paired), as a DataFrame and as CSV / Markdown / LaTeX text."""
+"""Per-study tables: per variant the reported metric's mean ± 95 % CI over seeds, divergences and failures, and
+the paired difference from the study's baseline (replicates matched), with its p-value, the Holm-adjusted
+p-value across the table's comparisons and the minimum detectable effect; as a DataFrame and as CSV /
+Markdown / LaTeX text. Diverged runs are scored (see xablate.analysis.store.scored), never dropped."""
 
 from __future__ import annotations
 
@@ -7,50 +9,55 @@ import math
 
 import pandas as pd
 
-from xablate.analysis.stats import PAIRED_TEST, mean_ci, paired_difference
+from xablate.analysis.stats import PAIRED_TEST, holm, mean_ci, paired_difference
+from xablate.analysis.store import Selection, scored
+from xablate.studies import METRICS
 
 TABLE_COLUMNS = [
-    "variant", "seeds", "diverged", "failed", "running", "final_mean", "final_low", "final_high", "best_mean", "best_low", "best_high",
-    "diff_mean", "diff_low", "diff_high", "p_value", "paired_seeds",
+    "variant", "seeds", "diverged", "failed", "running", "mean", "low", "high", "best_val_mean", "best_val_low",
+    "best_val_high", "diff_mean", "diff_low", "diff_high", "p_value", "p_holm", "mde", "paired", "total_params",
+    "flops",
 ]
 
 
-def ordered_values(runs: pd.DataFrame, axis: str, baseline) -> list:
-    """The axis values of a study, baseline first, then in the order the runs were made."""
-    values = list(dict.fromkeys(runs[axis].tolist()))
-    return [baseline] + [v for v in values if v != baseline] if baseline in values else values
+def per_replicate(runs: pd.DataFrame, metric: str) -> dict:
+    """{replicate: value} of the finished and diverged runs (diverged scored)."""
+    values = scored(runs, metric)
+    return {rep: float(v) for rep, v in zip(runs["replicate"], values) if not math.isnan(v)}
 
 
-def per_seed(runs: pd.DataFrame, metric: str) -> dict[int, float]:
-    finished = runs[runs["status"] == "FINISHED"]
-    return {int(s): float(v) for s, v in zip(finished["seed"], finished[metric])}
-
-
-def variant_table(runs: pd.DataFrame, axis: str, baseline, metric: str = "final_val_accuracy") -> pd.DataFrame:
-    """One row per value of `axis`: seeds finished, failures, final/best validation accuracy mean and 95 % CI,
-    and `metric`'s paired difference from the baseline value (variant - baseline), its CI and p-value."""
-    base = per_seed(runs[runs[axis] == baseline], metric)
+def variant_table(selection: Selection, metric: str | None = None) -> pd.DataFrame:
+    """One row per variant (baseline first): seeds finished, diverged, failed and running; `metric` mean and
+    95 % CI; best-epoch validation accuracy (labelled optimistic); and the paired difference from the baseline."""
+    metric = metric or selection.metric
+    runs = selection.runs
+    bounds = METRICS.get(metric, ("", True, (-math.inf, math.inf)))[2]
+    base_label = selection.baseline_label
+    base = per_replicate(runs[runs["variant"] == base_label], metric)
     rows = []
-    for value in ordered_values(runs, axis, baseline):
-        group = runs[runs[axis] == value]
+    for variant in selection.variants:
+        group = runs[runs["variant"] == variant]
         finished = group[group["status"] == "FINISHED"]
-        final = mean_ci(finished["final_val_accuracy"].tolist())
-        best = mean_ci(finished["best_val_accuracy"].tolist())
         running = int(group["status"].isin(["RUNNING", "SCHEDULED"]).sum())
-        diverged = int((group["outcome"] == "diverged").sum())  # a result of the variant, not a crash
-        row = {"variant": f"{axis}={value}", "seeds": len(finished), "diverged": diverged,
+        diverged = int((group["outcome"] == "diverged").sum())
+        value = mean_ci(scored(group, metric).tolist(), bounds=bounds)
+        best = mean_ci(finished["best_val_accuracy"].tolist(), bounds=(0.0, 1.0))
+        row = {"variant": variant, "seeds": len(finished), "diverged": diverged,
                "failed": len(group) - len(finished) - running - diverged, "running": running,
-               "final_mean": final.mean, "final_low": final.low, "final_high": final.high,
-               "best_mean": best.mean, "best_low": best.low, "best_high": best.high,
+               "mean": value.mean, "low": value.low, "high": value.high,
+               "best_val_mean": best.mean, "best_val_low": best.low, "best_val_high": best.high,
                "diff_mean": math.nan, "diff_low": math.nan, "diff_high": math.nan, "p_value": math.nan,
-               "paired_seeds": 0}
-        if value != baseline:
-            diff = paired_difference(per_seed(group, metric), base)
+               "p_holm": math.nan, "mde": math.nan, "paired": 0,
+               "total_params": group["total_params"].iloc[0], "flops": group["flops"].iloc[0]}
+        if variant != base_label:
+            diff = paired_difference(per_replicate(group, metric), base)
             row.update(diff_mean=diff.interval.mean, diff_low=diff.interval.low, diff_high=diff.interval.high,
-                       p_value=diff.p_value, paired_seeds=len(diff.seeds))
+                       p_value=diff.p_value, mde=diff.mde, paired=len(diff.replicates))
         rows.append(row)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    table.attrs.update(axis=axis, baseline=f"{axis}={baseline}", metric=metric, test=PAIRED_TEST)
+    comparisons = table["variant"] != base_label
+    table.loc[comparisons, "p_holm"] = holm(table.loc[comparisons, "p_value"].tolist())
+    table.attrs.update(baseline=base_label, metric=metric, test=PAIRED_TEST)
     return table
 
 
@@ -59,21 +66,30 @@ def _fmt(mean, low, high, digits=4) -> str:
         return "–"
     if math.isnan(low):
         return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _p(value) -> str:
+    return "–" if math.isnan(value) else f"{value:.3g}"
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as strings, mean ± CI half-width, ready for Markdown or LaTeX."""
+    """The table as strings, mean [95 % CI], ready for Markdown or LaTeX."""
     baseline = table.attrs.get("baseline", "baseline")
+    metric = METRICS.get(table.attrs.get("metric", ""), (table.attrs.get("metric", "metric"),))[0]
     return pd.DataFrame({
         "variant": table["variant"],
         "seeds": table["seeds"],
         "diverged": table["diverged"],
         "failed": table["failed"],
-        "final val acc (mean ± 95 % CI)": [_fmt(*r) for r in table[["final_mean", "final_low", "final_high"]].values],
-        "best val acc (mean ± 95 % CI)": [_fmt(*r) for r in table[["best_mean", "best_low", "best_high"]].values],
+        f"{metric} (mean [95 % CI])": [_fmt(*r) for r in table[["mean", "low", "high"]].values],
+        "best-epoch val acc (optimistic)": [_fmt(*r) for r in
+                                            table[["best_val_mean", "best_val_low", "best_val_high"]].values],
         f"Δ vs {baseline} (paired)": [_fmt(*r) for r in table[["diff_mean", "diff_low", "diff_high"]].values],
-        "p": ["–" if math.isnan(p) else f"{p:.3g}" for p in table["p_value"]],
+        "p": [_p(p) for p in table["p_value"]],
+        "p (Holm)": [_p(p) for p in table["p_holm"]],
+        "MDE (80 % power)": ["–" if math.isnan(m) else f"{m:.4f}" for m in table["mde"]],
+        "parameters": [f"{int(v):,}" if v == v else "–" for v in table["total_params"]],
     })
 
 
@@ -81,9 +97,12 @@ def to_markdown(table: pd.DataFrame) -> str:
     shown = display_table(table)
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.values]
-    note = f"\nΔ: {table.attrs.get('metric', '')} of the variant minus the baseline; {table.attrs.get('test', '')}.\n"
+    note = (f"\nΔ: {table.attrs.get('metric', '')} of the variant minus the baseline over the replicates both have "
+            f"(diverged runs scored: accuracy at chance, loss at the worst reached); {table.attrs.get('test', '')}; "
+            f"Holm across this table's comparisons; MDE: the smallest difference this design detects with 80 % "
+            f"power at α = 0.05, from the observed spread of the differences.\n")
     return "\n".join(lines) + "\n" + note
 
 
 def to_latex(table: pd.DataFrame) -> str:
-    return display_table(table).to_latex(index=False).replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
+    return display_table(table).to_latex(index=False).replace("Δ", r"$\Delta$").replace("α", r"$\alpha$")

@@ -12,16 +12,21 @@ from xablate.data.sources import SOURCES, Splits
 
 @dataclass
 class ImageData:
-    """Batched train/validation datasets and what the model needs to know about them."""
+    """Batched train / validation / test datasets and what the model needs to know about them."""
 
     train: Any
     validation: Any
+    test: Any
     num_classes: int
     image_shape: tuple[int, int, int]
     train_size: int
     validation_size: int
+    test_size: int
     batch_size: int
     class_names: list[str] | None = None
+    # a fresh iterable of training batches in a fixed order (augmented like training), for recomputing
+    # batch-norm statistics before an evaluation; drawing from it never moves the training stream's order
+    statistics_batches: Any = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -95,7 +100,7 @@ def _dataset(split, limit):
 
 
 def load_data(cfg: dict, *, batch_size: int, seed: int) -> ImageData:
-    """Train/validation pipelines for the configured source (see conf/data/)."""
+    """Train / validation / test pipelines for the configured source (see conf/data/)."""
     splits: Splits = SOURCES[cfg["source"]](cfg)
     if choose_pipeline(cfg) == "memory":
         return _in_memory(cfg, splits, batch_size=batch_size, seed=seed)
@@ -104,6 +109,7 @@ def load_data(cfg: dict, *, batch_size: int, seed: int) -> ImageData:
     size = int(cfg["image_size"])
     train_size = min(splits.train_size, cfg["limit_train"] or splits.train_size)
     validation_size = min(splits.validation_size, cfg["limit_val"] or splits.validation_size)
+    test_size = min(splits.test_size, cfg.get("limit_test") or splits.test_size)
     autotune = tf.data.AUTOTUNE
 
     def prepare(ds, count):
@@ -118,16 +124,27 @@ def load_data(cfg: dict, *, batch_size: int, seed: int) -> ImageData:
         pipeline = _augmenter(augment, seed)
         # sequential: the layers' seeded generators then draw in the same order on every run
         train = train.map(lambda x, y: (pipeline(x, training=True), y))
+    statistics = _dataset(splits.train, cfg["limit_train"]).map(
+        lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (size, size)), y), num_parallel_calls=autotune)
+    statistics = statistics.shuffle(min(train_size, 10_000), seed=seed + 1, reshuffle_each_iteration=False)
+    statistics = statistics.batch(batch_size)
+    if augment.get("enabled"):
+        other = _augmenter(augment, seed + 1000)  # its own generators: the training draws stay as they were
+        statistics = statistics.map(lambda x, y: (other(x, training=True), y))
     validation = prepare(_dataset(splits.validation, cfg["limit_val"]), validation_size).batch(batch_size)
+    test = prepare(_dataset(splits.test, cfg.get("limit_test")), test_size).batch(batch_size)
     return ImageData(
         train=train.prefetch(autotune),
         validation=validation.prefetch(autotune),
+        test=test.prefetch(autotune),
         num_classes=splits.num_classes,
         image_shape=(size, size, splits.channels),
         train_size=train_size,
         validation_size=validation_size,
+        test_size=test_size,
         batch_size=batch_size,
         class_names=splits.class_names,
+        statistics_batches=lambda: iter(statistics),
     )
 
 
@@ -135,20 +152,27 @@ def _in_memory(cfg: dict, splits: Splits, *, batch_size: int, seed: int) -> Imag
     from xablate.data.memory import array_batches, resize_images
 
     size = int(cfg["image_size"])
-    (x_train, y_train), (x_val, y_val) = splits.train, splits.validation
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits.train, splits.validation, splits.test
     x_train, y_train = x_train[:cfg["limit_train"] or None], y_train[:cfg["limit_train"] or None]
     x_val, y_val = x_val[:cfg["limit_val"] or None], y_val[:cfg["limit_val"] or None]
+    x_test, y_test = x_test[:cfg.get("limit_test") or None], y_test[:cfg.get("limit_test") or None]
     augment = cfg.get("augment") or {}
     pipeline = _augmenter(augment, seed) if augment.get("enabled") else None
+    x_train = resize_images(x_train, size)
+    statistics = array_batches(x_train, y_train, batch_size, seed=seed + 1,
+                               augment=_augmenter(augment, seed + 1000) if augment.get("enabled") else None)
     return ImageData(
-        train=array_batches(resize_images(x_train, size), y_train, batch_size, seed=seed, augment=pipeline),
+        train=array_batches(x_train, y_train, batch_size, seed=seed, augment=pipeline),
         validation=array_batches(resize_images(x_val, size), y_val, batch_size),
+        test=array_batches(resize_images(x_test, size), y_test, batch_size),
         num_classes=splits.num_classes,
         image_shape=(size, size, splits.channels),
         train_size=len(x_train),
         validation_size=len(x_val),
+        test_size=len(x_test),
         batch_size=batch_size,
         class_names=splits.class_names,
+        statistics_batches=lambda: (statistics[i] for i in range(len(statistics))),
     )
 
 

@@ -1,5 +1,10 @@
-"""Where images come from. Each source returns train/validation splits at their native size, values in
-[0, 1], integer labels, and the class count; the pipeline resizes, batches and augments."""
+"""Where images come from. Each source returns train / validation / test splits at their native size, values
+in [0, 1], integer labels, and the class count; the pipeline resizes, batches and augments.
+
+The evaluation protocol: validation is for choices (best epoch, tuning), test is for reporting. Where a source
+has no validation split of its own, `data.validation_fraction` of its training split is held out, stratified by
+class and drawn with `data.split_seed`, so a study can give each replicate a fresh split (`data.split_seed=${seed}`).
+"""
 
 from __future__ import annotations
 
@@ -15,43 +20,68 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 @dataclass
 class Splits:
-    """Train and validation splits: numpy arrays (in memory) or unbatched tf.data datasets."""
+    """Train, validation and test splits: numpy arrays (in memory) or unbatched tf.data datasets."""
 
     train: Any
     validation: Any
+    test: Any
     num_classes: int
     channels: int
     train_size: int
     validation_size: int
+    test_size: int
     class_names: list[str] | None = None
 
 
-def _array_splits(x_train, y_train, x_val, y_val, num_classes) -> Splits:
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held_out) row indices: `fraction` of every class held out (at least one row of a class with two
+    or more), both in a random order drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        n = int(round(len(rows) * fraction))
+        n = min(max(n, 1 if len(rows) > 1 else 0), len(rows) - 1)
+        held.append(rows[:n])
+        kept.append(rows[n:])
+    kept, held = np.concatenate(kept).astype(int), np.concatenate(held).astype(int)
+    if len(held) == 0 and len(labels) > 1 and fraction > 0:  # every class a singleton: hold out at random
+        rows = rng.permutation(len(labels))
+        n = max(1, int(round(len(labels) * fraction)))
+        held, kept = rows[:n], rows[n:]
+    return rng.permutation(kept), rng.permutation(held)
+
+
+def _array_splits(x_train, y_train, x_test, y_test, num_classes, cfg: dict) -> Splits:
+    """Carves the validation split out of the training arrays (stratified, `data.split_seed`)."""
+    y_train, y_test = np.asarray(y_train).reshape(-1), np.asarray(y_test).reshape(-1)
+    train, val = stratified_holdout(y_train, float(cfg["validation_fraction"]), int(cfg.get("split_seed", 0)))
+    as_arrays = lambda x, y: (np.asarray(x, dtype="float32"), np.asarray(y, dtype="int32"))  # noqa: E731
     return Splits(
-        train=(x_train.astype("float32"), y_train.astype("int32").reshape(-1)),
-        validation=(x_val.astype("float32"), y_val.astype("int32").reshape(-1)),
+        train=as_arrays(x_train[train], y_train[train]),
+        validation=as_arrays(x_train[val], y_train[val]),
+        test=as_arrays(x_test, y_test),
         num_classes=num_classes,
         channels=int(x_train.shape[-1]),
-        train_size=len(x_train),
-        validation_size=len(x_val),
+        train_size=len(train),
+        validation_size=len(val),
+        test_size=len(x_test),
     )
 
 
 def load_digits(cfg: dict) -> Splits:
     """scikit-learn's handwritten digits (1,797 8x8 grey images, 10 classes), shipped inside the package.
 
-    The split is fixed (seed 0, `validation_fraction` held out, stratified by shuffling within classes is not
-    needed at this size) so every variant of a study sees the same images.
+    It has no split of its own: `data.test_fraction` is held out as the test split, then `validation_fraction`
+    of the rest as validation, both stratified by class and drawn with `data.split_seed`.
     """
     from sklearn.datasets import load_digits as sklearn_digits
 
     digits = sklearn_digits()
     images = (digits.images / 16.0)[..., None]  # (1797, 8, 8, 1), 0..16 grey levels -> [0, 1]
     labels = digits.target
-    order = np.random.default_rng(0).permutation(len(images))
-    n_val = int(round(len(images) * cfg["validation_fraction"]))
-    val, train = order[:n_val], order[n_val:]
-    return _array_splits(images[train], labels[train], images[val], labels[val], num_classes=10)
+    rest, test = stratified_holdout(labels, float(cfg["test_fraction"]), int(cfg.get("split_seed", 0)) + 7919)
+    return _array_splits(images[rest], labels[rest], images[test], labels[test], num_classes=10, cfg=cfg)
 
 
 CIFAR = {
@@ -90,31 +120,52 @@ def load_cifar(cfg: dict) -> Splits:
     x_train = np.concatenate([p[0] for p in parts]).transpose(0, 2, 3, 1) / 255.0
     y_train = np.concatenate([np.asarray(p[1]) for p in parts])
     x_test, y_test = load_batch(str(root / test_file), label_key=label_key)
-    return _array_splits(x_train, y_train, x_test.transpose(0, 2, 3, 1) / 255.0, np.asarray(y_test), classes)
+    return _array_splits(x_train, y_train, x_test.transpose(0, 2, 3, 1) / 255.0, np.asarray(y_test), classes, cfg)
+
+
+def index_folder(folder: Path, class_names: list[str] | None = None) -> tuple[list[str], np.ndarray, list[str]]:
+    """(file paths, integer labels, class names) of <folder>/<class>/**/<image>, in sorted order."""
+    if class_names is None:
+        class_names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+        files = sorted(f for f in (folder / name).rglob("*")
+                       if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."))
+        paths += [str(f) for f in files]
+        labels += [label] * len(files)
+    return paths, np.asarray(labels, dtype="int32"), class_names
+
+
+def _image_dataset(paths: list[str], labels: np.ndarray, size: tuple[int, int]):
+    """Decoded RGB images (resized, float32 in [0, 1]) and labels, in the given order."""
+    import tensorflow as tf
+
+    def load(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf.image.resize(image, size)  # bilinear, as keras.utils.image_dataset_from_directory
+        return image / 255.0, label
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def load_folder(cfg: dict) -> Splits:
-    """An image folder: <path>/train/<class>/*.jpg and <path>/test/<class>/*.jpg, any number of classes."""
-    import keras
+    """An image folder: <path>/train/<class>/*.jpg and <path>/test/<class>/*.jpg, any number of classes.
 
+    test/ is the test split; `data.validation_fraction` of train/'s files (per class, drawn with
+    `data.split_seed`) is held out as validation. Files are listed, not decoded, to split them, and every split
+    comes in a random order (so data.limit_* and the pipeline's bounded shuffle buffer see every class)."""
     root = Path(cfg["path"]).expanduser()
     size = (cfg["image_size"], cfg["image_size"])
-
-    def split(name, class_names=None):
-        # Files come sorted by class; one fixed shuffle (seed 0, the same for every variant) mixes them so that
-        # data.limit_* and the pipeline's bounded shuffle buffer see every class.
-        return keras.utils.image_dataset_from_directory(
-            root / name, labels="inferred", label_mode="int", class_names=class_names, image_size=size,
-            batch_size=None, shuffle=True, seed=0, color_mode="rgb", verbose=False,
-        )
-
-    train = split("train")
-    class_names = list(train.class_names)
-    validation = split("test", class_names)
-    scale = lambda x, y: (x / 255.0, y)  # noqa: E731
+    paths, labels, class_names = index_folder(root / "train")
+    test_paths, test_labels, _ = index_folder(root / "test", class_names)
+    kept, held = stratified_holdout(labels, float(cfg["validation_fraction"]), int(cfg.get("split_seed", 0)))
+    test_order = np.random.default_rng(0).permutation(len(test_paths))
+    pick = lambda rows, p, y: _image_dataset([p[i] for i in rows], y[rows], size)  # noqa: E731
     return Splits(
-        train=train.map(scale), validation=validation.map(scale), num_classes=len(class_names), channels=3,
-        train_size=_cardinality(train), validation_size=_cardinality(validation), class_names=class_names,
+        train=pick(kept, paths, labels), validation=pick(held, paths, labels),
+        test=pick(test_order, test_paths, test_labels), num_classes=len(class_names), channels=3,
+        train_size=len(kept), validation_size=len(held), test_size=len(test_paths), class_names=class_names,
     )
 
 
@@ -123,15 +174,15 @@ def load_tfds(cfg: dict) -> Splits:
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    (train, validation), info = tfds.load(
-        cfg["name"], split=[cfg["train_split"], cfg["validation_split"]], as_supervised=True, with_info=True,
-        data_dir=cfg.get("cache_dir"),
+    (train, validation, test), info = tfds.load(
+        cfg["name"], split=[cfg["train_split"], cfg["validation_split"], cfg["test_split"]], as_supervised=True,
+        with_info=True, data_dir=cfg.get("cache_dir"),
     )
     scale = lambda x, y: (tf.cast(x, tf.float32) / 255.0, tf.cast(y, tf.int32))  # noqa: E731
     return Splits(
-        train=train.map(scale), validation=validation.map(scale),
+        train=train.map(scale), validation=validation.map(scale), test=test.map(scale),
         num_classes=info.features["label"].num_classes, channels=int(info.features["image"].shape[-1]),
-        train_size=_cardinality(train), validation_size=_cardinality(validation),
+        train_size=_cardinality(train), validation_size=_cardinality(validation), test_size=_cardinality(test),
         class_names=list(info.features["label"].names),
     )
 

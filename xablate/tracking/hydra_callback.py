@@ -19,6 +19,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from xablate.config import SHORT_NAMES
+from xablate.sweeps import SWEEP_KEYS_FILE, swept_keys
 from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
 from xablate.tracking.store import PARENT_RUN_FILE, SKIPPED_DIR, open_experiment, resolve_tracking_uri
 
@@ -34,14 +36,20 @@ class MlflowSweepCallback(Callback):
             client, experiment_id = open_experiment(uri, str(config.tracking.experiment))
             sweep_dir = Path(str(config.hydra.sweep.dir))
             overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
-            run = client.create_run(experiment_id, run_name=f"sweep {sweep_dir.name}", tags={
+            declared = config.hydra.sweeper.get("params")
+            keys = swept_keys(OmegaConf.to_container(declared, resolve=False) if declared else {}, overrides)
+            varies = " × ".join(SHORT_NAMES.get(k, k.rsplit(".", 1)[-1]) for k in keys) or "one job"
+            run = client.create_run(experiment_id, run_name=f"{config.study}: {varies}", tags={
                 **owner_tags(),
                 "xablate.role": "sweep",
                 "xablate.study": str(config.study),
                 "xablate.sweep_dir": str(sweep_dir.resolve()),
                 "xablate.overrides": " ".join(overrides),
+                "xablate.sweep_keys": " ".join(keys),
+                "xablate.sweep_name": sweep_dir.name,
             })
             sweep_dir.mkdir(parents=True, exist_ok=True)
+            (sweep_dir / SWEEP_KEYS_FILE).write_text("\n".join(keys))
             (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
             self.skipped_dir = sweep_dir / SKIPPED_DIR
             close_dead_parents(client, experiment_id, float(config.tracking.stale_after_seconds))
@@ -82,7 +90,7 @@ class MlflowSweepCallback(Callback):
                   flush=True)
         if failed:
             print(f"[xablate] {len(failed)} of {len(children)} job(s) did not finish: "
-                  + ", ".join(f"{run.data.tags.get('xablate.variant', run.info.run_name)} ({_status(run)})"
+                  + ", ".join(f"{run.info.run_name} ({_status(run)})"
                               for run in failed), file=sys.stderr, flush=True)
         self.parent = None
 
@@ -104,18 +112,19 @@ def _status(run) -> str:
 def summary_table(runs, skipped=()) -> str:
     """One line per child run (and per variant skipped because the study already had it): variant, status,
     best/final validation accuracy, epochs, minutes."""
-    header = f"{'variant':<64} {'status':<9} {'best val acc':>12} {'final val acc':>13} {'epochs':>6} {'min':>6}"
+    header = (f"{'run':<40} {'status':<9} {'best val acc':>12} {'final val acc':>13} {'test acc':>8} {'epochs':>6} "
+              f"{'min':>6}")
     lines = [header, "-" * len(header)]
     skipped_ids = {run.info.run_id for run in skipped}
     for run in [*runs, *skipped]:
         metrics, tags = run.data.metrics, run.data.tags
         minutes = ((run.info.end_time or time.time() * 1000) - run.info.start_time) / 60000
-        best = metrics.get("best_val_accuracy")
-        final = metrics.get("val_accuracy")
+        best, final, test = (metrics.get(k) for k in ("best_val_accuracy", "val_accuracy", "test_accuracy"))
         lines.append(
-            f"{tags.get('xablate.variant', run.info.run_name):<64} "
+            f"{run.info.run_name:<40} "
             f"{('skipped' if run.info.run_id in skipped_ids else _status(run)):<9} "
             f"{'-' if best is None else f'{best:.4f}':>12} {'-' if final is None else f'{final:.4f}':>13} "
+            f"{'-' if test is None else f'{test:.4f}':>8} "
             f"{int(metrics.get('epochs_completed', 0)):>6} {minutes:>6.1f}"
         )
     return "\n".join(lines)

@@ -4,6 +4,14 @@ Two jobs with the same identity train the same variant on the same data with the
 finished run can stand in for a rerun and an interrupted one can be continued. Where the results go
 (tracking), how much is printed, whether the model file is kept, caching and checkpoint locations, the
 launcher and the output folders do not enter the hash; Hydra's own settings never reach the job config.
+
+Identities survive upgrades. The rule for a new config key:
+  - if some value of it reproduces the behaviour from before the key existed, declare that value in
+    NEUTRAL_DEFAULTS: a key at its neutral value does not enter the hash, so every identity issued before it
+    stays valid (runs of older versions are still found, skipped or resumed);
+  - if no value does (a change of protocol), leave it out: identities change, as the results do.
+tests/test_identity.py fails for a key that is in neither NEUTRAL_DEFAULTS nor its list of hashed keys, so
+the choice is made on purpose.
 """
 
 from __future__ import annotations
@@ -29,7 +37,14 @@ NON_SEMANTIC = (
     "train.jit_compile",  # XLA compiles the same computation
     "data.cache",
     "data.cache_dir",
+    "analysis",         # how a study is read (title, baseline, claims), not what a run computes
 )
+
+# Keys added after identities were first issued, at the value that behaves as before they existed.
+NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "train.precise_bn_batches": 0,  # 0 = Keras' moving averages, as before precise batch norm
+    "data.limit_test": None,
+}
 
 
 def is_semantic(key: str) -> bool:
@@ -42,9 +57,16 @@ def param_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
 
 
+def is_neutral(key: str, value: Any) -> bool:
+    """Whether a key sits at the value that behaves as before the key existed."""
+    return key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key]
+
+
 def semantic_config(cfg: Mapping[str, Any]) -> dict[str, str]:
-    """The flattened config that decides a run's result, values as they are logged as params."""
-    return {key: param_value(value) for key, value in sorted(flatten(cfg).items()) if is_semantic(key)}
+    """The flattened config that decides a run's result (keys at a neutral default left out), values as they
+    are logged as params."""
+    return {key: param_value(value) for key, value in sorted(flatten(cfg).items())
+            if is_semantic(key) and not is_neutral(key, value)}
 
 
 def run_identity(cfg: Mapping[str, Any], backend: str) -> str:

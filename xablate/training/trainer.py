@@ -6,35 +6,25 @@ what Hydra knows about the job; tests call it directly.
 
 from __future__ import annotations
 
-import csv
-import gc
 import json
-import math
 import sys
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import keras
-import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
 
-from xablate.config import AXES, flatten, variant_label
-from xablate.data import load_data
-from xablate.models import ModelSummary, build_xception, preset_kwargs, summarize_model
-from xablate.tracking.identity import param_value, run_identity
+from xablate.config import AXES, axis_values, flatten, run_name, variant_label
+from xablate.models import ModelSummary
+from xablate.tracking.identity import run_identity
 from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, owner_tags, plan_run
 from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
                                     resolve_tracking_uri)
-from xablate.training.callbacks import MlflowEpochLogger, log_missing_steps
-from xablate.training.checkpoint import EpochCheckpoint, advance_shuffle, checkpoint_root
-from xablate.training.divergence import DivergenceGuard, RunDiverged
-from xablate.training.memory import halved_batch, is_out_of_memory
-from xablate.training.devices import distribution_scope, set_precision
-from xablate.training.recipes import build_optimizer
+from xablate.training.checkpoint import EpochCheckpoint, checkpoint_root
+from xablate.training.divergence import RunDiverged
+from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
+from xablate.sweeps import SWEEP_KEYS_FILE
 from xablate.validation import normalize_axes, validate_job_config
 
 
@@ -58,18 +48,6 @@ class TrainResult:
     summary: ModelSummary | None
 
 
-def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
-    """Builder arguments: the preset < the recipe's dropout/weight decay < model.* overrides < the axes;
-    input shape and classes always come from the data."""
-    model_cfg = dict(cfg["model"])
-    preset = model_cfg.pop("preset")
-    recipe = {k: cfg["optim"][k] for k in ("weight_decay", "dropout") if cfg["optim"].get(k) is not None}
-    axes = {axis: cfg[axis] for axis in AXES}
-    kwargs = preset_kwargs(preset, **{**recipe, **model_cfg, **axes})
-    kwargs.update(input_shape=tuple(image_shape), classes=int(num_classes))
-    return kwargs
-
-
 def train(cfg: dict, context: RunContext) -> TrainResult:
     """Trains the configured variant and records it as an MLflow run (nested under its sweep's parent).
 
@@ -85,7 +63,9 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     uri = resolve_tracking_uri(cfg["tracking"]["uri"])
     check_reachable(uri)
     client, experiment_id = open_experiment(uri, cfg["tracking"]["experiment"])
-    label = variant_label(cfg)
+    axes = axis_values(cfg, _sweep_keys(context.sweep_dir), context.overrides)
+    label = variant_label(axes)
+    name = run_name(axes, int(cfg["seed"]))
     identity = run_identity(cfg, keras.backend.backend())
     commit = git_commit()
     plan = plan_run(client, experiment_id, identity, force=bool(cfg.get("force")),
@@ -95,6 +75,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
 
     tags = {
         "xablate.variant": label,
+        "xablate.axes": json.dumps(axes),
         "xablate.study": str(cfg["study"]),
         IDENTITY_TAG: identity,
         "xablate.backend": keras.backend.backend(),
@@ -122,8 +103,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         print(f"[xablate] resuming MLflow run {run_id} ({label}): it was {plan.reason.split(',')[0]}",
               flush=True)
     else:
-        run_id = client.create_run(experiment_id, run_name=label, tags=tags).info.run_id
-        print(f"[xablate] MLflow run {run_id} ({label}) in experiment '{cfg['tracking']['experiment']}' at {uri}",
+        run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        print(f"[xablate] MLflow run {run_id} ({name}) in experiment '{cfg['tracking']['experiment']}' at {uri}",
               flush=True)
 
     checkpoint = None
@@ -134,8 +115,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
             checkpoint.delete()  # a forced rerun, or leftovers of a deleted run: start clean
     try:
         with Heartbeat(client, run_id, float(cfg["tracking"]["heartbeat_seconds"])):
-            _log_params(client, run_id, flatten(cfg))
-            history, summary = _fit_with_oom_retry(cfg, client, run_id, Path(context.output_dir), checkpoint,
+            log_params(client, run_id, {k: v for k, v in flatten(cfg).items() if not k.startswith("analysis")})
+            history, summary = fit_with_oom_retry(cfg, client, run_id, Path(context.output_dir), checkpoint,
                                                    context.callbacks)
     except RunDiverged as diverged:
         _record_divergence(client, run_id, diverged)
@@ -163,23 +144,11 @@ def _skip(plan, label: str, uri: str, commit: str | None, context: RunContext) -
     return TrainResult(run.info.run_id, uri, "SKIPPED", [], None)
 
 
-def _fit_with_oom_retry(cfg, client, run_id, output_dir, checkpoint, extra_callbacks):
-    """Out of accelerator memory: one retry with half the batch and gradient accumulation (same effective
-    batch); the change is recorded as the tag xablate.oom_retry."""
-    batch_size = int(cfg["train"]["batch_size"])
-    try:
-        return _fit(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, batch_size, None)
-    except Exception as error:
-        if not (cfg["train"]["oom_retry"] and is_out_of_memory(error) and batch_size >= 2):
-            raise
-        smaller, accumulation = halved_batch(batch_size, None)
-        note = (f"out of memory at batch {batch_size} ({type(error).__name__}); retried with batch {smaller} x "
-                f"{accumulation} gradient accumulation steps")
-        print(f"[xablate] {note}", file=sys.stderr, flush=True)
-        client.set_tag(run_id, "xablate.oom_retry", note)
-        del error
-        gc.collect()
-        return _fit(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, smaller, accumulation)
+def _sweep_keys(sweep_dir: Path | None) -> list[str]:
+    """The keys this job's sweep varies (written by the sweep callback); none for a single run."""
+    if sweep_dir is None or not (Path(sweep_dir) / SWEEP_KEYS_FILE).exists():
+        return []
+    return (Path(sweep_dir) / SWEEP_KEYS_FILE).read_text().split()
 
 
 def _parent_run_id(sweep_dir: Path) -> str:
@@ -191,110 +160,6 @@ def _parent_run_id(sweep_dir: Path) -> str:
             f"and check that conf/config.yaml still lists the mlflow_sweep callback."
         )
     return marker.read_text().strip()
-
-
-def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path, checkpoint: EpochCheckpoint | None,
-         extra_callbacks: list, batch_size: int, accumulation: int | None):
-    output_dir.mkdir(parents=True, exist_ok=True)
-    seed, train_cfg = int(cfg["seed"]), cfg["train"]
-    keras.backend.clear_session()  # jobs sharing a process (basic launcher) start clean
-    keras.utils.set_random_seed(seed)
-
-    data = load_data(cfg["data"], batch_size=batch_size, seed=seed)
-    set_precision(train_cfg["precision"])
-    try:
-        with distribution_scope(train_cfg["data_parallel"]) as replicas:
-            return _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation,
-                                 replicas)
-    finally:
-        set_precision("fp32")  # the policy is global: later jobs and callers start from float32
-
-
-def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation, replicas):
-    """Builds, compiles, restores and fits inside the distribution scope (variables are created here)."""
-    train_cfg = cfg["train"]
-    kwargs = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes)
-    model = build_xception(**kwargs)
-    summary = summarize_model(model)
-    _log_params(client, run_id, {
-        **{f"builder.{k}": v for k, v in kwargs.items()},
-        **summary.to_params(),
-        "data.num_classes": data.num_classes,
-        "data.train_size": data.train_size,
-        "data.validation_size": data.validation_size,
-        "train.replicas": replicas,
-    })
-    _write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    _write_and_log(client, run_id, output_dir / "model_summary.json", json.dumps(summary.to_dict(), indent=2))
-    _write_and_log(client, run_id, output_dir / "model_summary.txt", summary.format_table())
-
-    epochs = int(train_cfg["epochs"])
-    # schedules count optimizer updates: with accumulation, steps of the effective (configured) batch
-    optimizer = build_optimizer(cfg["optim"], steps_per_epoch=math.ceil(data.train_size / int(train_cfg["batch_size"])),
-                                epochs=epochs, batch_size=int(train_cfg["batch_size"]),
-                                gradient_accumulation_steps=accumulation)
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    if data.num_classes > 5:
-        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics,
-                  jit_compile=train_cfg["jit_compile"])
-
-    state = checkpoint.load() if checkpoint is not None else None
-    if state is not None:
-        checkpoint.restore(model, state)
-        repaired = log_missing_steps(client, run_id, state.history)
-        advance_shuffle(data.train, state.epoch + 1)
-        print(f"[xablate] restored the checkpoint of epoch {state.epoch} from {checkpoint.folder}"
-              + (f"; logged {repaired} epoch(s) it held that MLflow had missed" if repaired else ""), flush=True)
-    initial_epoch = state.epoch + 1 if state is not None else 0
-
-    guard = DivergenceGuard(train_cfg["diverge_factor"], state.reference_loss if state is not None else None)
-    logger = MlflowEpochLogger(client, run_id, data.train_size, checkpoint=checkpoint, guard=guard,
-                               history=state.history if state is not None else None)
-    callbacks = [guard, logger, *extra_callbacks]
-    if optimizer.use_ema:  # evaluate each epoch with the Polyak-averaged weights
-        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    if initial_epoch < epochs:
-        model.fit(data.train, validation_data=data.validation, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, shuffle=False, verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
-    history = logger.history
-    val_acc = [h["val_accuracy"] for h in history]
-    final = [_metric("epochs_completed", len(history)), _metric("train_seconds", sum(h["epoch_seconds"] for h in history))]
-    if val_acc and guard.diverged is None:
-        final += [_metric("best_val_accuracy", max(val_acc)), _metric("best_epoch", int(val_acc.index(max(val_acc))))]
-    client.log_batch(run_id, metrics=final)
-    _log_history_csv(client, run_id, output_dir / "history.csv", history)
-    if guard.diverged is not None:
-        raise guard.diverged
-    if train_cfg["save_model"]:
-        model_path = output_dir / "model.keras"
-        model.save(model_path)
-        client.log_artifact(run_id, str(model_path))
-    return history, summary
-
-
-def _metric(key, value):
-    return Metric(key, float(value), int(time.time() * 1000), 0)
-
-
-def _log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
-    items = [Param(k, param_value(v)) for k, v in params.items()]
-    for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
-        client.log_batch(run_id, params=items[start:start + 100])
-
-
-def _write_and_log(client: MlflowClient, run_id: str, path: Path, text: str) -> None:
-    path.write_text(text)
-    client.log_artifact(run_id, str(path))
-
-
-def _log_history_csv(client, run_id, path: Path, history: list[dict[str, float]]) -> None:
-    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    client.log_artifact(run_id, str(path))
 
 
 def _record_divergence(client: MlflowClient, run_id: str, diverged: RunDiverged) -> None:
@@ -315,16 +180,9 @@ def _record_failure(client: MlflowClient, run_id: str, error: BaseException, out
     try:
         client.set_tag(run_id, "xablate.error", f"{type(error).__name__}: {error}"[:4000])
         output_dir.mkdir(parents=True, exist_ok=True)
-        _write_and_log(client, run_id, output_dir / "traceback.txt", traceback.format_exc())
+        write_and_log(client, run_id, output_dir / "traceback.txt", traceback.format_exc())
     finally:
         client.set_terminated(run_id, status=status)
-
-
-def _verbosity(setting) -> int:
-    """auto: Keras' progress bar on a terminal, one line per epoch in logs and pipes."""
-    if setting == "auto":
-        return 1 if sys.stdout.isatty() else 2
-    return int(setting)
 
 
 def _device() -> str:

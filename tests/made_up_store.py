@@ -1,0 +1,51 @@
+"""Made-up stores whose right answers are known in closed form: real MLflow runs logged the way the trainer logs
+them (params, tags, metrics), without training anything."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+
+def log_study(uri: str, study: str, values: dict, *, axis: str = "intermediate_act", metric: str = "test_accuracy",
+              losses: dict | None = None, diverged: dict | None = None, classes: int = 10,
+              extra_params: dict | None = None) -> dict:
+    """One sweep of `study`: for each axis value, one FINISHED run per entry of `values[value]` (seed = its
+    index) with `metric` = that entry; `losses[value][seed]` the per-epoch training losses; `diverged[value]`
+    seeds that diverged (FAILED, outcome=diverged, no metric). Returns {value: [run ids]}."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(study)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(study)
+    parent = client.create_run(experiment_id, run_name=f"{study}: sweep", tags={"xablate.role": "sweep"}).info.run_id
+    ids = {}
+    for value, per_seed in values.items():
+        for seed, number in enumerate(per_seed):
+            is_diverged = seed in (diverged or {}).get(value, ())
+            run = client.create_run(experiment_id, run_name=f"{axis}={value} · seed {seed}", tags={
+                "xablate.variant": f"{axis}={value}", "xablate.axes": json.dumps({axis: value}),
+                "xablate.study": study, "mlflow.parentRunId": parent,
+                **({"xablate.outcome": "diverged"} if is_diverged else {})})
+            run_id = run.info.run_id
+            params = {axis: str(value), "seed": str(seed), "data.split_seed": str(seed), "data.num_classes": str(classes),
+                      "optim.learning_rate": "0.001", "train.steps_per_epoch": "10", "model.total_params": "1000",
+                      "model.flops": "2000", **(extra_params or {})}
+            client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
+                             tags=[RunTag("xablate.seed", str(seed))])
+            metrics = []
+            if not is_diverged:
+                metrics.append(Metric(metric, float(number), 0, 0))
+            for epoch, loss in enumerate(((losses or {}).get(value) or {}).get(seed, [])):
+                metrics.append(Metric("loss", float(loss), 0, epoch))
+            if metrics:
+                client.log_batch(run_id, metrics=metrics)
+            client.set_terminated(run_id, status="FAILED" if is_diverged else "FINISHED")
+            ids.setdefault(value, []).append(run_id)
+    client.set_terminated(parent, status="FINISHED")
+    return ids
+
+
+def chance_or(value, classes=10):
+    return 1 / classes if value is None or (isinstance(value, float) and math.isnan(value)) else value

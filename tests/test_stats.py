@@ -1,0 +1,104 @@
+"""Every interval, test and rule of xablate.analysis.stats against its closed form, scipy as the reference,
+edge cases included (one value, zero spread, values at 0 or 1)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from xablate.analysis.stats import (holm, mean_ci, min_detectable_effect, non_inferiority_p, paired_difference,
+                                    seeds_needed)
+
+
+def test_mean_ci_is_scipys_t_interval():
+    values = [0.91, 0.93, 0.95, 0.90, 0.94]
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    ci = mean_ci(values)
+    assert (ci.n, ci.mean) == (5, pytest.approx(np.mean(values)))
+    assert (ci.low, ci.high) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_mean_ci_is_clipped_to_the_metrics_range():
+    values = [1.0, 1.0, 0.9]  # the t interval reaches above 1
+    unclipped = mean_ci(values)
+    clipped = mean_ci(values, bounds=(0.0, 1.0))
+    assert unclipped.high > 1.0
+    assert clipped.high == 1.0 and clipped.low == pytest.approx(unclipped.low)
+    assert mean_ci([0.0, 0.0, 0.1], bounds=(0.0, 1.0)).low == 0.0
+
+
+@pytest.mark.parametrize("values", [[0.5], [1.0, 1.0, 1.0], [0.0, 0.0], []])
+def test_one_value_or_zero_spread_has_no_interval(values):
+    ci = mean_ci(values, bounds=(0.0, 1.0))
+    assert math.isnan(ci.low) and math.isnan(ci.high)
+    assert ci.n == len(values)
+
+
+def test_paired_difference_is_scipys_paired_t_test():
+    variant = {0: 0.91, 1: 0.95, 2: 0.93, 3: 0.96}
+    baseline = {0: 0.90, 1: 0.92, 2: 0.93, 3: 0.92, 9: 0.5}  # seed 9 has no partner: left out
+    diff = paired_difference(variant, baseline)
+    keys = [0, 1, 2, 3]
+    expected = stats.ttest_rel([variant[k] for k in keys], [baseline[k] for k in keys])
+    assert diff.replicates == (0, 1, 2, 3)
+    assert diff.p_value == pytest.approx(expected.pvalue)
+    ci = expected.confidence_interval(0.95)
+    assert (diff.interval.low, diff.interval.high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+def test_a_one_image_gain_in_every_seed_is_not_certainty():
+    """Zero spread: the same +1/359 in each of three seeds has no noise estimate, so no p and no MDE."""
+    gain = 1 / 359
+    diff = paired_difference({s: 0.95 + gain for s in range(3)}, {s: 0.95 for s in range(3)})
+    assert diff.interval.mean == pytest.approx(gain)
+    assert math.isnan(diff.p_value) and math.isnan(diff.interval.low) and math.isnan(diff.mde)
+
+
+def _power(effect, sd, n, alpha=0.05):
+    """Two-sided one-sample t-test power, straight from the noncentral t distribution."""
+    df, shift = n - 1, effect / sd * math.sqrt(n)
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    return stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift)
+
+
+@pytest.mark.parametrize("n", [3, 10, 20])
+def test_minimum_detectable_effect_has_80_percent_power(n):
+    sd = 0.02
+    mde = min_detectable_effect(sd, n)
+    assert _power(mde, sd, n) == pytest.approx(0.8, abs=1e-6)
+    assert _power(mde * 0.98, sd, n) < 0.8
+
+
+def test_minimum_detectable_effect_known_multiples_and_normal_limit():
+    # about 3.3x the spread at n=3, 1.0x at n=10, 0.66x at n=20 (REFERENCE's noncentral-t figures)
+    assert min_detectable_effect(1.0, 3) == pytest.approx(3.3, abs=0.1)
+    assert min_detectable_effect(1.0, 10) == pytest.approx(1.0, abs=0.03)
+    assert min_detectable_effect(1.0, 20) == pytest.approx(0.66, abs=0.02)
+    n = 2000  # large n: (z_0.975 + z_0.8) sd / sqrt(n)
+    assert min_detectable_effect(1.0, n) == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) / math.sqrt(n),
+                                                          rel=2e-3)
+    assert math.isnan(min_detectable_effect(0.0, 5)) and math.isnan(min_detectable_effect(1.0, 1))
+
+
+def test_seeds_needed_is_the_fewest_that_reach_the_target():
+    sd, target = 0.03, 0.02
+    n = seeds_needed(sd, target)
+    assert min_detectable_effect(sd, n) <= target < min_detectable_effect(sd, n - 1)
+    with pytest.raises(ValueError, match="Received effect=0"):
+        seeds_needed(sd, 0)
+
+
+def test_non_inferiority_is_a_one_sided_test_against_the_margin():
+    diffs = [-0.004, 0.002, -0.001, 0.003, -0.002]
+    expected = stats.ttest_1samp(diffs, -0.01, alternative="greater").pvalue
+    assert non_inferiority_p(diffs, 0.01) == pytest.approx(expected)
+    assert math.isnan(non_inferiority_p([0.001, 0.001, 0.001], 0.01))  # zero spread
+
+
+def test_holm_step_down():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    adjusted = holm([0.02, math.nan])  # the untestable comparison still counts in the family
+    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1])
+    assert holm([0.9, 0.8]) == [1.0, 1.0]  # 2 x 0.8 capped at 1; then monotone

@@ -1,0 +1,139 @@
+"""Studies are data: each experiments/<name>.yaml is a study — its sweep plus an `analysis` block:
+
+    analysis:
+      title: Fig. 10 — activation between the depthwise and the pointwise op
+      axes: [intermediate_act]          # optional: else the keys its sweep varies (seed is a replicate)
+      baseline: {intermediate_act: none}  # optional: else each axis' value in the default config
+      metric: test_accuracy             # optional: the reported number (default test_accuracy)
+      claims:                           # optional: what the verdict tests
+        - claim: no intermediate activation gives higher test accuracy than ELU and than ReLU
+          metric: test_accuracy
+          better: none                  # a value of the single axis, or {axis: value, ...}
+          than: [elu, relu]
+        - claim: depthwise is no worse than 4 segments, within 1 point
+          no_worse: depthwise
+          than: [4]
+          margin: 0.01
+
+A study without a file (the user's `python run.py -m a=1,2` lands in study `default`) is read the same way with
+no declarations: axes from what its sweeps varied, baseline from the default config, no claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xablate.config import REPLICATE_KEYS
+from xablate.paths import project_root
+from xablate.sweeps import swept_keys
+
+METRICS = {
+    # name: (label, higher is better, (lowest, highest) possible)
+    "test_accuracy": ("test accuracy (final weights)", True, (0.0, 1.0)),
+    "final_val_accuracy": ("validation accuracy (final epoch)", True, (0.0, 1.0)),
+    "best_val_accuracy": ("validation accuracy (best epoch; optimistic)", True, (0.0, 1.0)),
+    "test_loss": ("test loss (cross-entropy)", False, (0.0, float("inf"))),
+    "final_loss": ("training loss (final epoch)", False, (0.0, float("inf"))),
+    "train_loss_auc": ("training-loss area (mean training loss over epochs)", False, (0.0, float("inf"))),
+}
+CLAIM_KINDS = ("better", "no_worse")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: `variant` better than (or no worse than, by `margin`) each of `others` on `metric`."""
+
+    text: str
+    kind: str               # better | no_worse
+    variant: dict
+    others: list[dict]
+    metric: str
+    margin: float = 0.0
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    axes: list[str] | None = None     # None: found from what the runs' sweeps varied
+    baseline: dict = field(default_factory=dict)
+    metric: str | None = None         # None: test_accuracy where runs have it, else final validation accuracy
+    claims: list[Claim] = field(default_factory=list)
+    declared: bool = False            # read from experiments/<name>.yaml
+
+
+def experiments_dir() -> Path:
+    return project_root() / "experiments"
+
+
+def declared_studies() -> list[str]:
+    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+
+
+def load_study(name: str) -> Study:
+    """The study of experiments/<name>.yaml (file stem or its `study:` name), or an undeclared one."""
+    for path in sorted(experiments_dir().glob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        if path.stem == name or data.get("study") == name:
+            return parse_study(data.get("study") or path.stem, data, where=str(path))
+    return Study(name=name, title=name)
+
+
+def parse_study(name: str, data: dict, where: str = "") -> Study:
+    """Reads and checks a study file's contents; errors name the file, the setting and what is allowed."""
+    block = data.get("analysis") or {}
+    at = f" in {where}" if where else ""
+    if not isinstance(block, dict):
+        raise ValueError(f"Received analysis={block!r}{at}; allowed: a mapping with title, axes, baseline, claims.")
+    declared_sweep = ((data.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    axes = block.get("axes")
+    if axes is None:
+        axes = [k for k in swept_keys(declared_sweep, []) if k not in REPLICATE_KEYS] or None
+    elif not (isinstance(axes, list) and all(isinstance(a, str) for a in axes)):
+        raise ValueError(f"Received analysis.axes={axes!r}{at}; allowed: a list of config keys.")
+    baseline = block.get("baseline") or {}
+    if not isinstance(baseline, dict):
+        raise ValueError(f"Received analysis.baseline={baseline!r}{at}; allowed: a mapping axis: value.")
+    metric = block.get("metric")
+    if metric is not None and metric not in METRICS:
+        raise ValueError(f"Received analysis.metric={metric!r}{at}; allowed: {', '.join(METRICS)}.")
+    claims = [_claim(c, axes or [], metric or "test_accuracy", at) for c in block.get("claims") or []]
+    return Study(name=name, title=str(block.get("title") or name), axes=axes, baseline=baseline, metric=metric,
+                 claims=claims, declared=True)
+
+
+def _variant(value: Any, axes: list[str], what: str, at: str) -> dict:
+    if isinstance(value, dict):
+        return dict(value)
+    if len(axes) != 1:
+        raise ValueError(f"Received {what}={value!r}{at}; allowed: a mapping axis: value (the study has "
+                         f"{len(axes)} axes, so a bare value is ambiguous).")
+    return {axes[0]: value}
+
+
+def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
+    if not isinstance(raw, dict) or "claim" not in raw:
+        raise ValueError(f"Received the claim {raw!r}{at}; allowed: a mapping with claim (its text), better or "
+                         f"no_worse, than, and optionally metric and margin.")
+    kinds = [k for k in CLAIM_KINDS if k in raw]
+    if len(kinds) != 1:
+        raise ValueError(f"Received the claim {raw['claim']!r}{at} with {kinds or 'neither'}; allowed: exactly one "
+                         f"of {', '.join(CLAIM_KINDS)}.")
+    kind = kinds[0]
+    others = raw.get("than")
+    if not isinstance(others, list) or not others:
+        raise ValueError(f"Received than={others!r} for the claim {raw['claim']!r}{at}; allowed: a non-empty list.")
+    claim_metric = raw.get("metric", metric)
+    if claim_metric not in METRICS:
+        raise ValueError(f"Received metric={claim_metric!r} for the claim {raw['claim']!r}{at}; allowed: "
+                         f"{', '.join(METRICS)}.")
+    margin = raw.get("margin", 0.0)
+    if kind == "no_worse" and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
+        raise ValueError(f"Received margin={margin!r} for the claim {raw['claim']!r}{at}; allowed: a number > 0 "
+                         f"(how much worse still counts as no worse, in the metric's units).")
+    return Claim(text=str(raw["claim"]), kind=kind, variant=_variant(raw[kind], axes, kind, at),
+                 others=[_variant(o, axes, "than", at) for o in others], metric=claim_metric, margin=float(margin))

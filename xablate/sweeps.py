@@ -1,0 +1,47 @@
+"""What a sweep varies, read from Hydra's override grammar (public API: hydra.core.override_parser).
+
+`python run.py -m a=1,2 b=x` with an experiment declaring `hydra.sweeper.params: {seed: 0,1}` sweeps `seed` and
+`a`; `b` is fixed. `expand` gives the jobs exactly as Hydra's basic sweeper orders them (a later override of a
+key replaces an earlier one; the last key varies fastest); `swept_keys` the keys that take several values.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterable, Mapping
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+SWEEP_KEYS_FILE = "xablate_sweep_keys"  # in the sweep dir: the keys this sweep varies, one per line
+
+
+def _arguments(declared: Mapping[str, object] | None, arguments: Iterable[str]) -> list[str]:
+    """The experiment's declared sweep (hydra.sweeper.params) first, then the command line, as Hydra merges them."""
+    return [f"{key}={value}" for key, value in (declared or {}).items()] + list(arguments)
+
+
+def expand(declared: Mapping[str, object] | None, arguments: Iterable[str]) -> list[list[str]]:
+    """One override list per job, in the basic sweeper's order."""
+    by_key: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(_arguments(declared, arguments)):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise ValueError(f"Received the sweep {key}={override.get_value_element_as_str()}; allowed: a list "
+                                 f"of values (a=1,2,3), as Hydra's basic sweeper takes.")
+            by_key[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            by_key[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [list(job) for job in itertools.product(*by_key.values())]
+
+
+def swept_keys(declared: Mapping[str, object] | None, arguments: Iterable[str]) -> list[str]:
+    """The keys that take more than one value, in Hydra's order (seed included)."""
+    keys: list[str] = []
+    for override in OverridesParser.create().parse_overrides(_arguments(declared, arguments)):
+        key = override.get_key_element().lstrip("+~")  # +model.x=1,2 sweeps the config key model.x
+        if key in keys:
+            keys.remove(key)  # a later value of the key replaces the earlier sweep (and its position)
+        if override.is_sweep_override() and len(list(override.sweep_string_iterator())) > 1:
+            keys.append(key)
+    return keys

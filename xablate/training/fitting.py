@@ -1,0 +1,195 @@
+"""Fitting one variant inside an MLflow run that already exists: data -> model -> fit -> test -> artifacts.
+
+`xablate.training.trainer` owns the run's lifecycle (validation, identity, skip/resume, FINISHED/FAILED);
+this module does the work between, and `xablate bench` reuses its pieces (builder_kwargs, compile_model).
+
+Evaluation protocol: validation after every epoch (for choices: best epoch, tuning), then the test split once,
+with the final weights (the EMA weights when the recipe averages), as the reported number. Every evaluation
+first recomputes the batch-norm statistics for the weights it evaluates (`train.precise_bn_batches`).
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+from xablate.config import AXES
+from xablate.data import load_data
+from xablate.models import build_xception, preset_kwargs, summarize_model
+from xablate.tracking.identity import param_value
+from xablate.training.batchnorm import PreciseBatchNorm
+from xablate.training.callbacks import MlflowEpochLogger, log_missing_steps
+from xablate.training.checkpoint import EpochCheckpoint, advance_shuffle
+from xablate.training.devices import distribution_scope, set_precision
+from xablate.training.divergence import DivergenceGuard
+from xablate.training.memory import halved_batch, is_out_of_memory
+from xablate.training.recipes import build_optimizer
+
+
+def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
+    """Builder arguments: the preset < the recipe's dropout/weight decay < model.* overrides < the axes;
+    input shape and classes always come from the data."""
+    model_cfg = dict(cfg["model"])
+    preset = model_cfg.pop("preset")
+    recipe = {k: cfg["optim"][k] for k in ("weight_decay", "dropout") if cfg["optim"].get(k) is not None}
+    axes = {axis: cfg[axis] for axis in AXES}
+    kwargs = preset_kwargs(preset, **{**recipe, **model_cfg, **axes})
+    kwargs.update(input_shape=tuple(image_shape), classes=int(num_classes))
+    return kwargs
+
+
+def compile_model(model, optimizer, num_classes: int, jit_compile="auto") -> None:
+    """Sparse cross-entropy, accuracy (and top-5 accuracy above 5 classes)."""
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics,
+                  jit_compile=jit_compile)
+
+
+def fit_with_oom_retry(cfg, client, run_id, output_dir, checkpoint, extra_callbacks):
+    """Out of accelerator memory: one retry with half the batch and gradient accumulation (same effective
+    batch); the change is recorded as the tag xablate.oom_retry."""
+    batch_size = int(cfg["train"]["batch_size"])
+    try:
+        return _fit(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, batch_size, None)
+    except Exception as error:
+        if not (cfg["train"]["oom_retry"] and is_out_of_memory(error) and batch_size >= 2):
+            raise
+        smaller, accumulation = halved_batch(batch_size, None)
+        note = (f"out of memory at batch {batch_size} ({type(error).__name__}); retried with batch {smaller} x "
+                f"{accumulation} gradient accumulation steps")
+        print(f"[xablate] {note}", file=sys.stderr, flush=True)
+        client.set_tag(run_id, "xablate.oom_retry", note)
+        del error
+        gc.collect()
+        return _fit(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, smaller, accumulation)
+
+
+def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path, checkpoint: EpochCheckpoint | None,
+         extra_callbacks: list, batch_size: int, accumulation: int | None):
+    output_dir.mkdir(parents=True, exist_ok=True)
+    seed, train_cfg = int(cfg["seed"]), cfg["train"]
+    keras.backend.clear_session()  # jobs sharing a process (basic launcher) start clean
+    keras.utils.set_random_seed(seed)
+
+    data = load_data(cfg["data"], batch_size=batch_size, seed=seed)
+    set_precision(train_cfg["precision"])
+    try:
+        with distribution_scope(train_cfg["data_parallel"]) as replicas:
+            return _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation,
+                                 replicas)
+    finally:
+        set_precision("fp32")  # the policy is global: later jobs and callers start from float32
+
+
+def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation, replicas):
+    """Builds, compiles, restores and fits inside the distribution scope (variables are created here)."""
+    train_cfg = cfg["train"]
+    kwargs = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes)
+    model = build_xception(**kwargs)
+    summary = summarize_model(model)
+    steps_per_epoch = math.ceil(data.train_size / int(train_cfg["batch_size"]))
+    log_params(client, run_id, {
+        **{f"builder.{k}": v for k, v in kwargs.items()},
+        **summary.to_params(),
+        "data.num_classes": data.num_classes,
+        "data.train_size": data.train_size,
+        "data.validation_size": data.validation_size,
+        "data.test_size": data.test_size,
+        "train.replicas": replicas,
+        "train.steps_per_epoch": steps_per_epoch,
+    })
+    write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    write_and_log(client, run_id, output_dir / "model_summary.json", json.dumps(summary.to_dict(), indent=2))
+    write_and_log(client, run_id, output_dir / "model_summary.txt", summary.format_table())
+
+    epochs = int(train_cfg["epochs"])
+    # schedules count optimizer updates: with accumulation, steps of the effective (configured) batch
+    optimizer = build_optimizer(cfg["optim"], steps_per_epoch=steps_per_epoch, epochs=epochs,
+                                batch_size=int(train_cfg["batch_size"]), gradient_accumulation_steps=accumulation)
+    compile_model(model, optimizer, data.num_classes, train_cfg["jit_compile"])
+
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        checkpoint.restore(model, state)
+        repaired = log_missing_steps(client, run_id, state.history)
+        advance_shuffle(data.train, state.epoch + 1)
+        print(f"[xablate] restored the checkpoint of epoch {state.epoch} from {checkpoint.folder}"
+              + (f"; logged {repaired} epoch(s) it held that MLflow had missed" if repaired else ""), flush=True)
+    initial_epoch = state.epoch + 1 if state is not None else 0
+
+    guard = DivergenceGuard(train_cfg["diverge_factor"], state.reference_loss if state is not None else None)
+    logger = MlflowEpochLogger(client, run_id, data.train_size, checkpoint=checkpoint, guard=guard,
+                               history=state.history if state is not None else None)
+    evaluation = []  # run at every evaluation's start, in this order: EMA weights in, then their BN statistics
+    if optimizer.use_ema:
+        evaluation.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if train_cfg["precise_bn_batches"]:
+        evaluation.append(PreciseBatchNorm(data.statistics_batches, train_cfg["precise_bn_batches"]))
+    callbacks = [*evaluation, guard, logger, *extra_callbacks]
+    if initial_epoch < epochs:
+        model.fit(data.train, validation_data=data.validation, epochs=epochs, initial_epoch=initial_epoch,
+                  callbacks=callbacks, shuffle=False, verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
+    history = logger.history
+    final = [_metric("epochs_completed", len(history)),
+             _metric("train_seconds", sum(h["epoch_seconds"] for h in history))]
+    val_acc = [h["val_accuracy"] for h in history]
+    if val_acc and guard.diverged is None:
+        final += [_metric("best_val_accuracy", max(val_acc)), _metric("best_epoch", int(val_acc.index(max(val_acc))))]
+    if guard.diverged is None:
+        # the reported number: the final weights (Keras' fit leaves the EMA weights in place) on the test split
+        test = model.evaluate(data.test, callbacks=[c for c in evaluation if isinstance(c, PreciseBatchNorm)],
+                              verbose=0, return_dict=True)
+        final += [_metric(f"test_{key}", value, step=max(len(history) - 1, 0)) for key, value in test.items()]
+    client.log_batch(run_id, metrics=final)
+    log_history_csv(client, run_id, output_dir / "history.csv", history)
+    if guard.diverged is not None:
+        raise guard.diverged
+    if train_cfg["save_model"]:
+        model_path = output_dir / "model.keras"
+        model.save(model_path)
+        client.log_artifact(run_id, str(model_path))
+    return history, summary
+
+
+def _metric(key, value, step: int = 0):
+    return Metric(key, float(value), int(time.time() * 1000), step)
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    items = [Param(k, param_value(v)) for k, v in params.items()]
+    for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+        client.log_batch(run_id, params=items[start:start + 100])
+
+
+def write_and_log(client: MlflowClient, run_id: str, path: Path, text: str) -> None:
+    path.write_text(text)
+    client.log_artifact(run_id, str(path))
+
+
+def log_history_csv(client, run_id, path: Path, history: list[dict[str, float]]) -> None:
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    client.log_artifact(run_id, str(path))
+
+
+def _verbosity(setting) -> int:
+    """auto: Keras' progress bar on a terminal, one line per epoch in logs and pipes."""
+    if setting == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(setting)
