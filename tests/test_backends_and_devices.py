@@ -1,5 +1,6 @@
 """The same training under JAX without TensorFlow, data parallelism over 2 logical CPUs, and mixed precision."""
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -80,19 +81,50 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
 
 
 def test_mixed_bfloat16_with_xla(tmp_path):
+    """What the model and its train step actually use, seen from inside the run, not the config passed in."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     import keras
     from xablate.training.trainer import RunContext, train
 
+    class Inspect(keras.callbacks.Callback):
+        seen = {}
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.seen:
+                return
+            model = self.model
+            self.seen.update(
+                policy=model.dtype_policy.name,
+                layer_policies={layer.dtype_policy.name for layer in model.layers if layer.weights},
+                compute_dtypes={layer.compute_dtype for layer in model.layers
+                                if layer.weights and layer.name != "predictions"},
+                variable_dtypes={v.dtype for v in model.weights},
+                predictions_compute_dtype=model.get_layer("predictions").compute_dtype,
+                output_dtype=keras.backend.standardize_dtype(model.outputs[0].dtype),
+                jit_compile=model.jit_compile,
+                train_function=model.train_function is not None,
+                loss=float(logs["loss"]),
+            )
+
     uri = sqlite_uri(tmp_path)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["debug=default", "train.precision=bf16", "train.jit_compile=true",
                                            "study=bf16", f"tracking.uri={uri}"])
-    result = train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=tmp_path / "out"))
+    result = train(OmegaConf.to_container(cfg, resolve=True),
+                   RunContext(output_dir=tmp_path / "out", callbacks=[Inspect()]))
     assert result.status == "FINISHED"
-    assert all(row["loss"] == row["loss"] for row in result.history)  # finite, not NaN
+    seen = Inspect.seen
+    assert seen["policy"] == "mixed_bfloat16"
+    assert seen["compute_dtypes"] == {"bfloat16"}  # every layer with weights but the classifier computes in bf16
+    assert seen["variable_dtypes"] == {"float32"}  # ... on float32 variables
+    assert seen["predictions_compute_dtype"] == "float32" and seen["output_dtype"] == "float32"
+    assert seen["jit_compile"] is True  # on a CPU-only machine Keras' "auto" would have chosen False
+    assert seen["train_function"]
+    assert math.isfinite(seen["loss"])
+    assert len(result.history) == 2 and all(math.isfinite(row["loss"]) for row in result.history)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after the run
     run = MlflowClient(uri).get_run(result.run_id)
     assert run.data.params["train.precision"] == "bf16"
+    assert all(math.isfinite(m.value) for m in MlflowClient(uri).get_metric_history(result.run_id, "loss"))

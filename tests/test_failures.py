@@ -61,6 +61,9 @@ def test_a_huge_learning_rate_diverges_and_the_other_variant_finishes(store):
     assert huge.info.status == "FAILED"
     assert huge.data.tags["xablate.outcome"] == "diverged"
     assert huge.data.tags["xablate.diverged_epoch"] == "0"
+    # batch 0's loss is the reference; the update with lr=1e9 blows up the next one
+    assert huge.data.tags["xablate.diverged_batch"] == "1"
+    assert "training diverged at epoch 0, batch 1" in huge.data.tags["xablate.error"]
     assert "training diverged at epoch 0" in huge.data.tags["xablate.error"]
     assert "DIVERGED" in sweep.stdout and "1 of 2 job(s) did not finish" in sweep.stderr
     assert runs_of(uri, "fig9_residual", role="sweep")[0].info.status == "FAILED"
@@ -99,14 +102,70 @@ def test_status_reports_done_diverged_failed_and_missing_cells(store, capsys):
     assert "disk on fire" in out
 
 
+def batch_counter():
+    """Per fit attempt: the batches seen in each epoch, the optimizer's accumulation steps and the updates it
+    made, read from the model actually trained."""
+    import keras
+
+    class Count(keras.callbacks.Callback):
+        attempts = []
+
+        def on_train_begin(self, logs=None):
+            self.attempts.append({"accumulation": self.model.optimizer.gradient_accumulation_steps, "batches": {}})
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            batches = self.attempts[-1]["batches"]
+            batches[self.epoch] = batches.get(self.epoch, 0) + 1
+
+        def on_train_end(self, logs=None):
+            self.attempts[-1]["updates"] = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    return Count()
+
+
 def test_out_of_memory_retries_once_with_half_the_batch(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [32,16,16,64]")
-    result = train_in_process(tmp_path, ["debug=default", f"tracking.uri={uri}"], [raising_callback(oom)])
+    counter = batch_counter()
+    result = train_in_process(tmp_path, ["debug=default", f"tracking.uri={uri}"], [raising_callback(oom), counter])
     run = MlflowClient(uri).get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["xablate.oom_retry"] == ("out of memory at batch 32 (ResourceExhaustedError); retried "
                                                   "with batch 16 x 2 gradient accumulation steps")
     assert run.data.params["train.batch_size"] == "32"  # the effective batch, as configured
+    # what the retry trained: 128 images in batches of 16 (8 per epoch, not 4 of 32), accumulating 2 of them
+    # per update, so the optimizer took the 4 updates per epoch of the configured batch of 32
+    first, retry = counter.attempts
+    assert first["accumulation"] is None and first["batches"] == {}  # the first attempt died at its first batch
+    assert retry["accumulation"] == 2
+    assert retry["batches"] == {0: 8, 1: 8}
+    assert retry["updates"] == 2 * 4
     steps = [m.step for m in MlflowClient(uri).get_metric_history(result.run_id, "loss")]
     assert steps == [0, 1]
+
+
+def test_a_second_out_of_memory_fails_the_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    import keras
+
+    class OomEveryAttempt(keras.callbacks.Callback):
+        attempts = 0
+
+        def on_train_begin(self, logs=None):
+            OomEveryAttempt.attempts += 1
+
+        def on_train_batch_begin(self, batch, logs=None):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [16,16,16,64]")
+
+    with pytest.raises(tf.errors.ResourceExhaustedError):
+        train_in_process(tmp_path, ["debug=default", f"tracking.uri={uri}"], [OomEveryAttempt()])
+    assert OomEveryAttempt.attempts == 2  # the first fit and one retry, no more
+    (run,) = runs_of(uri, "default")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["xablate.oom_retry"].startswith("out of memory at batch 32")  # it did retry, once
+    assert run.data.tags["xablate.error"].startswith("ResourceExhaustedError: OOM when allocating")
+    assert "traceback.txt" in [a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)]
