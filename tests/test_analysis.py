@@ -43,8 +43,7 @@ def test_runs_frame_rows_and_columns(store):
     runs = runs_frame(uri, study="default")
     assert list(runs.columns) == RUN_COLUMNS and len(runs) == 4
     assert (runs["status"] == "FINISHED").all() and (runs["epochs"] == 2).all()
-    assert runs["swept"].tolist() == [["intermediate_act", "seed"]] * 4 or runs["swept"].tolist() == [
-        ["intermediate_act"]] * 4
+    assert runs["swept"].tolist() == [{"intermediate_act": "none"}] * 2 + [{"intermediate_act": "relu"}] * 2
     assert runs["test_accuracy"].between(0, 1).all() and runs["test_loss"].notna().all()
     assert runs["run_name"].tolist() == ["act=none · seed 0", "act=none · seed 1", "act=relu · seed 0",
                                          "act=relu · seed 1"]
@@ -146,6 +145,17 @@ def test_two_axes_get_a_heatmap_of_the_metric(store):
     expected = [[runs[(runs["optim.learning_rate"] == lr) & (runs["residual"] == r)]["test_accuracy"].iloc[0]
                  for r in (True, False)] for lr in (0.001, 0.01)]
     np.testing.assert_allclose(cells, expected)
+
+
+def test_status_knows_a_sweep_of_a_key_the_analysis_never_heard_of(store):
+    uri, tmp = store
+    args = [a for a in SWEEPS[2][1]] + ["debug=default", "train.save_model=false", f"tracking.uri={uri}"]
+    done = subprocess.run([XABLATE, "status", *args], capture_output=True, text=True, timeout=300, cwd=tmp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "done: 4  diverged: 0  running: 0  failed: 0  missing: 0" in done.stdout
+    more = subprocess.run([XABLATE, "status", *args, "optim.learning_rate=0.001,0.01,0.1"], capture_output=True,
+                          text=True, timeout=300, cwd=tmp)
+    assert more.returncode == 1 and "missing: 2" in more.stdout
 
 
 def test_table_rows_and_paired_difference_by_hand(store):

@@ -27,7 +27,7 @@ CASES = [
     ("data=folder data.path=/no/such/folder", "Received data.path='/no/such/folder'; allowed: a folder holding"),
     ("model=xception", "Received input_shape=(16, 16, 3); stem='imagenet' needs height and width >= 71"),
     ("seed=-1", "Received seed=-1; allowed: an integer from 0 to 4294967295"),
-    ("optim.dropout=1.5", "Received optim.dropout=1.5; allowed: 0.0 <= optim.dropout < 1.0"),
+    ("optim.dropout=1.5", "Received optim.dropout=1.5; allowed: 0 <= optim.dropout < 1."),
     ("optim=paper_imagenet optim.schedule.every_epochs=null",
      "allowed: an exponential schedule needs every_epochs > 0 or every_samples > 0"),
     ("optim=seed optim.schedule.at_fractions=[0.7,0.3]", "Received optim.schedule.at_fractions=[0.7, 0.3]"),

@@ -42,7 +42,13 @@ def variant_label(axes: Mapping[str, Any]) -> str:
     return ",".join(f"{key}={value}" for key, value in axes.items()) or "baseline"
 
 
+def short_name(key: str) -> str:
+    """`intermediate_act` -> `act`, `optim.learning_rate` -> `lr`, `model.width_multiplier` -> `width_multiplier`."""
+    last = key.rsplit(".", 1)[-1]
+    return SHORT_NAMES.get(key, SHORT_NAMES.get(last, last))
+
+
 def run_name(axes: Mapping[str, Any], seed: int) -> str:
     """A short run name that shows what varies first: `act=elu · seed 0`, `k=16 · seed 2`."""
-    parts = [f"{SHORT_NAMES.get(key, key.rsplit('.', 1)[-1])}={value}" for key, value in axes.items()]
+    parts = [f"{short_name(key)}={value}" for key, value in axes.items()]
     return " · ".join([*parts, f"seed {seed}"])

@@ -27,8 +27,8 @@ def expand(declared: Mapping[str, object] | None, arguments: Iterable[str]) -> l
         key = override.get_key_element()
         if override.is_sweep_override():
             if not override.is_discrete_sweep():
-                raise ValueError(f"Received the sweep {key}={override.get_value_element_as_str()}; allowed: a list "
-                                 f"of values (a=1,2,3), as Hydra's basic sweeper takes.")
+                raise ValueError(f"Received the sweep {override.input_line}; allowed: a list of values (a=1,2,3) "
+                                 f"or range(...), as Hydra's basic sweeper takes.")
             by_key[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
         else:
             by_key[key] = [f"{key}={override.get_value_element_as_str()}"]

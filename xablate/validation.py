@@ -110,6 +110,13 @@ def validate_job_config(cfg: dict) -> None:
         })
     except TypeError as error:  # a non-numeric value where the builder compares numbers
         raise ValueError(f"Received a model setting of the wrong type ({error}); model: {model}.") from None
+    except ValueError as error:  # the builder owns the ranges; name the setting as the user typed it
+        message = str(error)
+        for key in recipe:
+            if key not in model and message.startswith(f"Received {key}="):
+                message = message.replace(f"Received {key}=", f"Received optim.{key}=", 1).replace(
+                    f" {key} ", f" optim.{key} ")
+        raise ValueError(message) from None
 
 
 def _validate_data(data: dict) -> None:
@@ -153,9 +160,6 @@ def _validate_optim(optim: dict) -> None:
         _number("optim.momentum", optim["momentum"], 0.0, 1.0)
     if optim.get("ema_momentum") is not None:
         _number("optim.ema_momentum", optim["ema_momentum"], 0.0, 1.0, low_open=True)
-    for key in ("weight_decay", "dropout"):
-        if optim.get(key) is not None:
-            _number(f"optim.{key}", optim[key], 0.0, 1.0)
     schedule = optim.get("schedule") or {"kind": "constant"}
     kind = schedule.get("kind", "constant")
     if kind not in SCHEDULES:

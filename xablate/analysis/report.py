@@ -42,6 +42,9 @@ def local_uri(recorded: str) -> str:
     return recorded
 
 
+VERDICT = "verdict"
+
+
 @lru_cache(maxsize=1)
 def config_defaults() -> dict:
     """The default config's flattened values (`python run.py` with no arguments): the baseline of an axis a

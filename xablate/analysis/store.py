@@ -93,7 +93,7 @@ def _row(run) -> dict:
         "train_seconds": metrics.get("train_seconds"),
         "start_time": pd.Timestamp(info.start_time, unit="ms"),
         "end_time": pd.Timestamp(info.end_time, unit="ms") if info.end_time else pd.NaT,
-        "swept": list(json.loads(swept)) if swept else None,  # None: logged before sweeps recorded their keys
+        "swept": json.loads(swept) if swept else None,  # {axis: value}; None: logged before sweeps recorded them
         "params": {k: v for k, v in params.items() if is_config_param(k)},
     }
 
@@ -193,9 +193,11 @@ def _candidate_axes(runs: pd.DataFrame, study: Study) -> list[str]:
 
 
 def _value(row, axis: str):
+    """A run's value of an axis: its param (the config key), else what its sweep recorded (a config group's
+    option, e.g. model=debug)."""
     if axis in row["params"]:
         return typed(row["params"][axis])
-    return None
+    return (row["swept"] or {}).get(axis)
 
 
 def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) -> Selection:

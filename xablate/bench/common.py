@@ -73,13 +73,10 @@ def split(cell: str) -> list[float]:
 
 def compile_like_trainer(model, optim: dict, *, batch_size: int, train_size: int, num_classes: int,
                          epochs: int, jit_compile="auto") -> None:
-    """The optimizer, loss, metrics and XLA setting xablate.training.trainer gives the model."""
+    """The optimizer, loss, metrics and XLA setting the trainer gives the model (its own helpers)."""
+    from xablate.training.fitting import compile_model
     from xablate.training.recipes import build_optimizer
 
     optimizer = build_optimizer(optim, steps_per_epoch=math.ceil(train_size / batch_size), epochs=epochs,
                                 batch_size=batch_size)
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    if num_classes > 5:
-        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics,
-                  jit_compile=jit_compile)
+    compile_model(model, optimizer, num_classes, jit_compile)

@@ -98,13 +98,23 @@ def cifar_cache_dir(cfg: dict) -> Path:
     return Path(base).expanduser() / "datasets"
 
 
+def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
+    """One pickled CIFAR batch file: (uint8 images (n, 3, 32, 32) as colour planes, labels). The format of the
+    python version of CIFAR-10/100: a dict with b"data" (n, 3072) and the labels under `label_key`."""
+    import pickle
+
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return data, list(batch[label_key.encode()])
+
+
 def load_cifar(cfg: dict) -> Splits:
     """CIFAR-10/100 from Keras' cache, downloading through keras.datasets when the cache is empty.
 
-    The batch files are read with Keras' own CIFAR reader, from the folder keras.datasets extracts them to.
+    The batch files are read from the folder keras.datasets extracts them to, in the format keras.datasets
+    itself reads (`read_cifar_batch`).
     """
-    from keras.src.datasets.cifar import load_batch
-
     folder, inner, train_files, test_file, label_key, classes, module = CIFAR[cfg["source"]]
     root = cifar_cache_dir(cfg) / folder / inner
     if not all((root / f).exists() for f in [*train_files, test_file]):
@@ -116,10 +126,10 @@ def load_cifar(cfg: dict) -> Splits:
         import keras
 
         getattr(keras.datasets, module).load_data()  # downloads and extracts into ~/.keras/datasets
-    parts = [load_batch(str(root / f), label_key=label_key) for f in train_files]
+    parts = [read_cifar_batch(root / f, label_key) for f in train_files]
     x_train = np.concatenate([p[0] for p in parts]).transpose(0, 2, 3, 1) / 255.0
     y_train = np.concatenate([np.asarray(p[1]) for p in parts])
-    x_test, y_test = load_batch(str(root / test_file), label_key=label_key)
+    x_test, y_test = read_cifar_batch(root / test_file, label_key)
     return _array_splits(x_train, y_train, x_test.transpose(0, 2, 3, 1) / 255.0, np.asarray(y_test), classes, cfg)
 
 

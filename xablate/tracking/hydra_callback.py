@@ -19,7 +19,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from xablate.config import SHORT_NAMES
+from xablate.config import short_name
 from xablate.sweeps import SWEEP_KEYS_FILE, swept_keys
 from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
 from xablate.tracking.store import PARENT_RUN_FILE, SKIPPED_DIR, open_experiment, resolve_tracking_uri
@@ -38,7 +38,7 @@ class MlflowSweepCallback(Callback):
             overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
             declared = config.hydra.sweeper.get("params")
             keys = swept_keys(OmegaConf.to_container(declared, resolve=False) if declared else {}, overrides)
-            varies = " × ".join(SHORT_NAMES.get(k, k.rsplit(".", 1)[-1]) for k in keys) or "one job"
+            varies = " × ".join(short_name(k) for k in keys) or "one job"
             run = client.create_run(experiment_id, run_name=f"{config.study}: {varies}", tags={
                 **owner_tags(),
                 "xablate.role": "sweep",

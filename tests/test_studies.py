@@ -1,0 +1,57 @@
+"""Studies are data: every experiments/*.yaml parses into a study the analysis can read, its grid expands as
+Hydra's sweeper would, and a bad analysis block is refused with the file, the setting and what is allowed."""
+
+import pytest
+
+from xablate.analysis.status import grid_jobs
+from xablate.studies import Claim, declared_studies, load_study, parse_study
+from xablate.sweeps import expand, swept_keys
+
+
+@pytest.mark.parametrize("name", declared_studies())
+def test_every_declared_study_parses_and_its_claims_name_its_axes(name):
+    study = load_study(name)
+    assert study.declared and study.title != name and study.axes
+    base, keys, jobs = grid_jobs([f"experiment={name}"])
+    assert keys == [*study.axes, "seed"]  # what the file declares is what its sweep varies
+    assert len(jobs) >= 2 * 10  # at least two variants x ten seeds
+    for claim in study.claims:
+        for variant in (claim.variant, *claim.others):
+            assert set(variant) <= set(study.axes)
+
+
+def test_the_paper_studies_claims_as_the_paper_makes_them():
+    fig10 = load_study("fig10_intermediate_act")
+    assert [(c.kind, c.variant, c.others, c.metric) for c in fig10.claims] == [
+        ("better", {"intermediate_act": "none"}, [{"intermediate_act": "elu"}, {"intermediate_act": "relu"}],
+         "test_accuracy"),
+        ("better", {"intermediate_act": "none"}, [{"intermediate_act": "elu"}, {"intermediate_act": "relu"}],
+         "train_loss_auc")]
+    spectrum = load_study("spectrum")
+    assert spectrum.claims == [Claim(spectrum.claims[0].text, "no_worse", {"segments": "depthwise"},
+                                     [{"segments": 4}], "test_accuracy", 0.01)]
+    assert load_study("a_sweep_nobody_declared").declared is False
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"metric": "f1"}, "Received analysis.metric='f1'"),
+    ({"axes": "residual"}, "Received analysis.axes='residual' in experiments/s.yaml; allowed: a list of config keys"),
+    ({"claims": [{"claim": "x", "better": True, "no_worse": True, "than": [False]}]}, "allowed: exactly one of better"),
+    ({"claims": [{"claim": "x", "better": True}]}, "Received than=None for the claim 'x'"),
+    ({"claims": [{"claim": "x", "no_worse": True, "than": [False]}]}, "Received margin=0.0 for the claim 'x'"),
+    ({"claims": [{"claim": "x", "better": True, "than": [False], "metric": "auc"}]}, "Received metric='auc'"),
+    ({"axes": ["a", "b"], "claims": [{"claim": "x", "better": 1, "than": [2]}]}, "the study has 2 axes"),
+])
+def test_a_bad_analysis_block_is_refused(block, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_study("s", {"analysis": {"axes": ["residual"], **block}}, where="experiments/s.yaml")
+
+
+def test_sweep_expansion_matches_hydras_grammar():
+    assert expand({"seed": "0,1"}, ["a=x,y", "b=1"]) == [["seed=0", "a=x", "b=1"], ["seed=0", "a=y", "b=1"],
+                                                          ["seed=1", "a=x", "b=1"], ["seed=1", "a=y", "b=1"]]
+    assert swept_keys({"seed": "range(3)"}, ["+model.width_multiplier=0.25,0.5", "a=1"]) == [
+        "seed", "model.width_multiplier"]
+    assert swept_keys({"seed": "0,1"}, ["seed=4"]) == []  # a plain value on the command line wins
+    with pytest.raises(ValueError, match="Received the sweep lr=interval"):
+        expand({}, ["lr=interval(0.1,1)"])
