@@ -57,7 +57,7 @@ def test_runs_frame_rows_and_columns(store):
     ("spectrum", ["segments"], ["segments=depthwise", "segments=2", "segments=4"]),
     ("lr", ["optim.learning_rate", "residual"], [  # baseline: the default config's values (0.001, True)
         "optim.learning_rate=0.001,residual=True", "optim.learning_rate=0.001,residual=False",
-        "optim.learning_rate=0.01,residual=False", "optim.learning_rate=0.01,residual=True"]),
+        "optim.learning_rate=0.01,residual=True", "optim.learning_rate=0.01,residual=False"]),
 ])
 def test_axes_are_what_the_sweep_varied(store, study, axes, variants):
     uri, _ = store

@@ -35,6 +35,8 @@ class MlflowSweepCallback(Callback):
             uri = resolve_tracking_uri(config.tracking.uri)
             client, experiment_id = open_experiment(uri, str(config.tracking.experiment))
             sweep_dir = Path(str(config.hydra.sweep.dir))
+            # before this sweep's parent exists: it belongs to this process, which the check counts as finished
+            close_dead_parents(client, experiment_id, float(config.tracking.stale_after_seconds))
             overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
             declared = config.hydra.sweeper.get("params")
             keys = swept_keys(OmegaConf.to_container(declared, resolve=False) if declared else {}, overrides)
@@ -52,7 +54,6 @@ class MlflowSweepCallback(Callback):
             (sweep_dir / SWEEP_KEYS_FILE).write_text("\n".join(keys))
             (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
             self.skipped_dir = sweep_dir / SKIPPED_DIR
-            close_dead_parents(client, experiment_id, float(config.tracking.stale_after_seconds))
             self.parent = (uri, run.info.run_id)
             atexit.register(self._close_parent, jobs_raised=True)
             print(f"[xablate] sweep parent run {run.info.run_id} in experiment '{config.tracking.experiment}' "

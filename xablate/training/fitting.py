@@ -138,7 +138,7 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         evaluation.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if train_cfg["precise_bn_batches"]:
         evaluation.append(PreciseBatchNorm(data.statistics_batches, train_cfg["precise_bn_batches"]))
-    callbacks = [*evaluation, guard, logger, *extra_callbacks]
+    callbacks = [_TrainingEnds(logger), *evaluation, guard, logger, *extra_callbacks]
     if initial_epoch < epochs:
         model.fit(data.train, validation_data=data.validation, epochs=epochs, initial_epoch=initial_epoch,
                   callbacks=callbacks, shuffle=False, verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
@@ -162,6 +162,18 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         model.save(model_path)
         client.log_artifact(run_id, str(model_path))
     return history, summary
+
+
+class _TrainingEnds(keras.callbacks.Callback):
+    """Marks the end of an epoch's training part for `images_per_second` before any evaluation work (EMA swap,
+    batch-norm recomputation) starts."""
+
+    def __init__(self, logger: MlflowEpochLogger):
+        super().__init__()
+        self.logger = logger
+
+    def on_test_begin(self, logs=None):
+        self.logger.on_test_begin(logs)
 
 
 def _metric(key, value, step: int = 0):
