@@ -80,13 +80,27 @@ class EpochCheckpoint:
 
 
 def advance_shuffle(dataset, epochs: int) -> None:
-    """Moves a reshuffling dataset on by `epochs` epochs, so that a run resumed at epoch `epochs` sees the
-    order the uninterrupted run would: the in-memory pipeline reseeds; a tf.data dataset starts (and drops)
-    `epochs` iterations, each of which draws the next shuffle seed."""
+    """Moves a reshuffling dataset on by `epochs` epochs of Keras' fit, so that a run resumed at epoch `epochs`
+    sees the order the uninterrupted run would: the in-memory pipeline reseeds; a tf.data dataset opens (and
+    drops) the iterators fit would have opened, each of which draws the next shuffle seed."""
     if epochs <= 0:
         return
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epochs)
     elif hasattr(dataset, "_variant_tensor"):
-        for _ in range(epochs):
+        for _ in range(keras_iterators_before(dataset, epochs)):
             iter(dataset)
+
+
+def keras_iterators_before(dataset, epochs: int) -> int:
+    """How many iterators Keras 3's fit opens on a tf.data dataset before epoch `epochs` starts.
+
+    Its epoch iterator (keras.src.trainers.epoch_iterator, steps_per_epoch=None) opens one at the start of every
+    epoch and, once the epoch's length is known, another at its end, which the next epoch's start replaces
+    unused: two per epoch, so epoch e reads the 2e-th. Over a dataset of unknown length the first epoch opens
+    only one (epoch e >= 1 reads the (2e-1)-th); a resumed run then matches its first epoch, but not the later
+    ones, whose pattern no number of dropped iterators can restore (arrays, image folders and most TFDS sets
+    have a known length).
+    """
+    known = int(dataset.cardinality()) >= 0
+    return 2 * epochs if known else 2 * epochs - 1
