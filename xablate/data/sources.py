@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from xablate.checks import number_in, positive_int, seed_value
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
@@ -210,3 +212,64 @@ SOURCES: dict[str, Callable[[dict], Splits]] = {
     "folder": load_folder,
     "tfds": load_tfds,
 }
+
+
+def validate_data(data: dict) -> None:
+    """Checks a `data` config before anything loads: the source, its splits and the pipeline."""
+    from xablate.data.pipeline import ARRAY_SOURCES, CACHE_MODES, PIPELINES, choose_pipeline
+
+    if data["source"] not in SOURCES:
+        raise ValueError(f"Received data.source={data['source']!r}; allowed: {', '.join(SOURCES)}.")
+    positive_int("data.image_size", data["image_size"])
+    for key in ("limit_train", "limit_val", "limit_test"):
+        if data.get(key) is not None:
+            positive_int(f"data.{key}", data[key])
+    seed_value("data.split_seed", data.get("split_seed", 0))
+    if data["source"] in ("digits", "cifar10", "cifar100", "folder"):
+        number_in("data.validation_fraction", data["validation_fraction"], 0.0, 1.0, low_open=True)
+    pipeline = data.get("pipeline", "auto")
+    if pipeline not in PIPELINES:
+        raise ValueError(f"Received data.pipeline={pipeline!r}; allowed: {', '.join(PIPELINES)}.")
+    if choose_pipeline(data) == "memory" and data["source"] not in ARRAY_SOURCES:
+        why = "" if pipeline == "memory" else " (TensorFlow is not installed, so auto means memory)"
+        raise ValueError(f"Received data.pipeline={pipeline!r} with data.source={data['source']!r}{why}; allowed: "
+                         f"the in-memory pipeline reads {', '.join(ARRAY_SOURCES)}; {data['source']} needs tf_data.")
+    if data.get("cache", "auto") not in CACHE_MODES:
+        raise ValueError(f"Received data.cache={data['cache']!r}; allowed: {', '.join(CACHE_MODES)}.")
+    if data["source"] == "digits":
+        number_in("data.test_fraction", data["test_fraction"], 0.0, 1.0, low_open=True)
+        if data["test_fraction"] + data["validation_fraction"] * (1 - data["test_fraction"]) >= 0.9:
+            raise ValueError(f"Received data.test_fraction={data['test_fraction']!r} with data.validation_fraction="
+                             f"{data['validation_fraction']!r}; allowed: fractions that leave at least 10 % of the "
+                             f"images for training.")
+    if data["source"] == "folder":
+        check_folder(data["path"])
+
+
+def check_folder(path) -> None:
+    """The folder layout, and every file in it an image (headers read, not decoded); names the first bad file."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(str(path)).expanduser()
+    for split in ("train", "test"):
+        folder = root / split
+        if not folder.is_dir():
+            raise ValueError(
+                f"Received data.path={str(path)!r}; allowed: a folder holding train/<class>/ and test/<class>/ "
+                f"image folders ({folder} does not exist)."
+            )
+        classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        files = [f for d in classes for f in sorted(d.rglob("*")) if f.is_file() and not f.name.startswith(".")]
+        if not files:
+            raise ValueError(f"Received data.path={str(path)!r}; allowed: a folder whose {split}/<class>/ folders "
+                             f"hold images ({folder} has {len(classes)} class folder(s) and no image files).")
+        for file in files:
+            if file.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise ValueError(f"Received data.path={str(path)!r}; allowed: only images "
+                                 f"({', '.join(IMAGE_EXTENSIONS)}) under {split}/<class>/, found {file}.")
+            try:
+                with Image.open(file) as image:
+                    image.size  # noqa: B018 - reading the header is the check
+            except (UnidentifiedImageError, OSError) as error:
+                raise ValueError(f"Received data.path={str(path)!r}; allowed: readable images, but {file} is not "
+                                 f"one ({type(error).__name__}).") from None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import keras
 
+from xablate.checks import number_in
+
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "exponential", "piecewise")
 
@@ -56,3 +58,33 @@ def build_optimizer(optim: dict, *, steps_per_epoch: int, epochs: int, batch_siz
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
     """The learning rate the optimizer applies at its current iteration."""
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def validate_recipe(optim: dict) -> None:
+    """Checks an `optim` config before any run starts (its weight decay and dropout: the model builder)."""
+    if optim["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"Received optim.optimizer={optim['optimizer']!r}; allowed: {', '.join(OPTIMIZERS)}.")
+    lr = optim["learning_rate"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
+        raise ValueError(f"Received optim.learning_rate={lr!r}; allowed: a number > 0.")
+    if optim.get("momentum") is not None:
+        number_in("optim.momentum", optim["momentum"], 0.0, 1.0)
+    if optim.get("ema_momentum") is not None:
+        number_in("optim.ema_momentum", optim["ema_momentum"], 0.0, 1.0, low_open=True)
+    schedule = optim.get("schedule") or {"kind": "constant"}
+    kind = schedule.get("kind", "constant")
+    if kind not in SCHEDULES:
+        raise ValueError(f"Received optim.schedule.kind={kind!r}; allowed: {', '.join(SCHEDULES)}.")
+    if kind in ("exponential", "piecewise"):
+        number_in("optim.schedule.factor", schedule.get("factor"), 0.0, 1.0, low_open=True, high_open=False)
+    if kind == "exponential":
+        every = schedule.get("every_samples") or schedule.get("every_epochs")
+        if not (isinstance(every, (int, float)) and not isinstance(every, bool) and every > 0):
+            raise ValueError(f"Received optim.schedule={schedule!r}; allowed: an exponential schedule needs "
+                             f"every_epochs > 0 or every_samples > 0.")
+    if kind == "piecewise":
+        fractions = schedule.get("at_fractions")
+        if (not isinstance(fractions, list) or not fractions or fractions != sorted(fractions)
+                or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions)):
+            raise ValueError(f"Received optim.schedule.at_fractions={fractions!r}; allowed: increasing fractions "
+                             f"of training between 0 and 1, e.g. [0.3, 0.7].")
