@@ -1,0 +1,193 @@
+"""README, "Sweeps that survive": what a job does with the runs its study already holds for its identity.
+
+| what the study holds                                   | what the job does                          |
+| a FINISHED run                                         | skips; warns when its git commit differs   |
+| a run that diverged                                    | skips: divergence is a result              |
+| a RUNNING run whose process is alive                   | skips                                      |
+| RUNNING from another host, heartbeat older than stale  | resumes it (same run id)                   |
+| a FAILED (or KILLED) run                               | resumes it: same run id, from its checkpoint |
+| anything, with force=true                              | starts a new run                           |
+
+One store for the module; every test files its runs under a study of its own. The runs a job must find are
+either trained here or made by hand with MLflow's client, carrying the identity of a run trained here (the
+identity leaves the study out, so one identity serves every study).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from helpers import ROOT, runs_of
+from xablate.tracking.store import git_commit, open_experiment
+from xablate.training.callbacks import log_missing_steps
+from xablate.training.divergence import RunDiverged
+from xablate.training.trainer import RunContext, train
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("skip_resume")
+    return root, f"sqlite:///{root / 'mlflow.db'}"
+
+
+def run_job(store, study, *overrides, callbacks=()):
+    root, uri = store
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["debug=default", "train.save_model=false", f"study={study}",
+                                           f"tracking.uri={uri}", *overrides])
+    return train(OmegaConf.to_container(cfg, resolve=True),
+                 RunContext(output_dir=root / "jobs" / study, callbacks=list(callbacks)))
+
+
+@pytest.fixture(scope="module")
+def identity(store):
+    """The identity of the debug job (trained once, in its own study)."""
+    result = run_job(store, "base")
+    assert result.status == "FINISHED"
+    return MlflowClient(store[1]).get_run(result.run_id).data.tags["xablate.identity"]
+
+
+def hand_made_run(store, study, identity, status, **tags):
+    """A run as another process (or an older checkout) would have left it."""
+    client, experiment_id = open_experiment(store[1], study)
+    run_id = client.create_run(experiment_id, tags={"xablate.identity": identity, **tags}).info.run_id
+    if status != "RUNNING":
+        client.set_terminated(run_id, status=status)
+    return run_id
+
+
+def test_a_finished_run_is_skipped_and_a_commit_change_is_warned_about(store, identity, capsys):
+    here = git_commit()
+    assert here, "the tests run from a git checkout"
+    same = hand_made_run(store, "commit_same", identity, "FINISHED", **{"mlflow.source.git.commit": here})
+    result = run_job(store, "commit_same")
+    out, err = capsys.readouterr()
+    assert (result.status, result.run_id) == ("SKIPPED", same)
+    assert f"run {same} already FINISHED" in out
+    assert "warning" not in err
+
+    older = hand_made_run(store, "commit_older", identity, "FINISHED", **{"mlflow.source.git.commit": "0" * 40})
+    result = run_job(store, "commit_older")
+    out, err = capsys.readouterr()
+    assert (result.status, result.run_id) == ("SKIPPED", older)
+    assert f"run {older} was trained at commit 000000000000, this checkout is {here[:12]}" in err
+    assert "force=true" in err
+    assert [r.info.run_id for r in runs_of(store[1], "commit_older")] == [older]  # nothing new
+
+
+def test_force_true_starts_a_new_run_beside_a_finished_one(store, identity):
+    finished = hand_made_run(store, "force", identity, "FINISHED")
+    result = run_job(store, "force", "force=true")
+    assert result.status == "FINISHED" and result.run_id != finished
+    runs = {r.info.run_id: r for r in runs_of(store[1], "force")}
+    assert set(runs) == {finished, result.run_id}
+    assert runs[result.run_id].data.tags["xablate.identity"] == identity  # the same variant, trained anew
+    assert runs[finished].info.status == "FINISHED"  # the old result is kept
+
+
+def test_a_diverged_cell_is_not_retrained(store, capsys):
+    with pytest.raises(RunDiverged):
+        run_job(store, "diverged", "optim.learning_rate=1e9")
+    (diverged,) = runs_of(store[1], "diverged")
+    assert diverged.info.status == "FAILED" and diverged.data.tags["xablate.outcome"] == "diverged"
+    capsys.readouterr()
+
+    result = run_job(store, "diverged", "optim.learning_rate=1e9")
+    assert (result.status, result.run_id) == ("SKIPPED", diverged.info.run_id)
+    assert f"run {diverged.info.run_id} diverged" in capsys.readouterr().out
+    (again,) = runs_of(store[1], "diverged")  # no new run, and the old one untouched
+    assert again.info.status == "FAILED" and again.info.end_time == diverged.info.end_time
+
+
+def test_a_running_run_whose_process_is_alive_is_skipped(store, identity, capsys):
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        running = hand_made_run(store, "alive", identity, "RUNNING", **{
+            "xablate.host": socket.gethostname(), "xablate.pid": str(owner.pid),
+            "xablate.heartbeat": str(int(time.time()) - 3600)})  # on this host the pid decides, not the heartbeat
+        result = run_job(store, "alive")
+    finally:
+        owner.kill()
+        owner.wait()
+    assert (result.status, result.run_id) == ("SKIPPED", running)
+    assert f"RUNNING in process {socket.gethostname()}:{owner.pid}" in capsys.readouterr().out
+    (run,) = runs_of(store[1], "alive")
+    assert run.info.status == "RUNNING"  # left to its owner
+
+
+def test_a_running_run_from_another_host_with_a_fresh_heartbeat_is_skipped(store, identity, capsys):
+    running = hand_made_run(store, "fresh", identity, "RUNNING", **{
+        "xablate.host": "another-host.invalid", "xablate.pid": "12345",
+        "xablate.heartbeat": str(int(time.time()) - 60)})  # well within stale_after_seconds (600)
+    result = run_job(store, "fresh")
+    assert (result.status, result.run_id) == ("SKIPPED", running)
+    assert "RUNNING in process another-host.invalid:12345" in capsys.readouterr().out
+    assert [r.info.status for r in runs_of(store[1], "fresh")] == ["RUNNING"]
+
+
+def test_a_running_run_from_another_host_with_an_old_heartbeat_is_resumed(store, identity, capsys):
+    stale = hand_made_run(store, "stale", identity, "RUNNING", **{
+        "xablate.host": "another-host.invalid", "xablate.pid": "12345",
+        "xablate.heartbeat": str(int(time.time()) - 3600)})
+    result = run_job(store, "stale")
+    assert (result.status, result.run_id) == ("FINISHED", stale)
+    assert f"resuming MLflow run {stale}" in capsys.readouterr().out
+    (run,) = runs_of(store[1], "stale")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["xablate.resumes"] == "1"
+    assert run.data.tags["xablate.host"] == socket.gethostname()  # this process took it over
+    assert run.data.tags["xablate.pid"] == str(os.getpid())
+    steps = [m.step for m in MlflowClient(store[1]).get_metric_history(stale, "loss")]
+    assert steps == [0, 1]
+
+
+class FailAtSecondEpoch(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("disk on fire")
+
+
+def test_a_failed_run_is_resumed_under_the_same_run_id_from_its_checkpoint(store, capsys):
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        run_job(store, "failed", callbacks=[FailAtSecondEpoch()])
+    (failed,) = runs_of(store[1], "failed")
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["xablate.error"] == "RuntimeError: disk on fire"
+    capsys.readouterr()
+
+    result = run_job(store, "failed")
+    out = capsys.readouterr().out
+    assert (result.status, result.run_id) == ("FINISHED", failed.info.run_id)
+    assert f"resuming MLflow run {failed.info.run_id}" in out
+    assert "restored the checkpoint of epoch 0" in out  # it continued; it did not start over
+    (run,) = runs_of(store[1], "failed")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["xablate.previous_error"] == "RuntimeError: disk on fire"
+    assert "xablate.error" not in run.data.tags
+    client = MlflowClient(store[1])
+    for key in ("loss", "val_loss", "learning_rate"):
+        assert sorted(m.step for m in client.get_metric_history(failed.info.run_id, key)) == [0, 1], key
+    assert run.data.metrics["epochs_completed"] == 2
+
+
+def test_log_missing_steps_logs_only_the_checkpointed_epochs_mlflow_missed(store):
+    client, experiment_id = open_experiment(store[1], "repair")
+    run_id = client.create_run(experiment_id).info.run_id
+    history = [{"epoch": e, "loss": 2.0 - e / 10, "val_accuracy": 0.1 * (e + 1)} for e in range(3)]
+    client.log_metric(run_id, "loss", 2.0, step=0)  # epoch 0 reached MLflow, then the process was killed
+    client.log_metric(run_id, "val_accuracy", 0.1, step=0)
+
+    assert log_missing_steps(client, run_id, history) == 2
+    for key in ("loss", "val_accuracy"):
+        points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        assert points == [(row["epoch"], pytest.approx(row[key])) for row in history], key
+    assert log_missing_steps(client, run_id, history) == 0  # a second resume adds nothing
+    assert len(client.get_metric_history(run_id, "loss")) == 3
