@@ -1,6 +1,7 @@
 """`xablate bench segments`: train-step cost of one segment convolution across the spectrum.
 
-For every segment count k it times, in one process, a train step of
+For every segment count k it times, in one process and interleaved (one step of each cell per round), a train
+step of
     Input(size, size, channels) -> spatial conv in k segments -> 1x1 conv -> pooling -> Dense
 for Keras' own `Conv2D(groups=k)` (the baseline), each SegmentConv2D implementation, and SegmentConv2D
 with implementation="auto" (what the builder uses). Seconds per epoch are extrapolated from the fastest
@@ -19,7 +20,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from xablate.models.segment_conv import IMPLEMENTATIONS, SegmentConv2D, choose_implementation
+from xablate.models.segment_conv import (
+    DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH,
+    IMPLEMENTATIONS,
+    SegmentConv2D,
+    _segment_members_per_block,
+    choose_implementation,
+)
 
 BASELINE = "keras_conv2d_groups"
 AUTO = "xablate_auto"
@@ -61,6 +68,10 @@ def _applies(impl: str, k: int, channels: int) -> bool:
         return k == 1
     if impl == "depthwise":
         return k == channels
+    if impl == "blocked":  # only where it is neither `split` (one segment per block) nor `masked` (one block)
+        return 1 < k < channels and 1 < _segment_members_per_block(k, channels // k) < k
+    if impl == "depthwise_shift":  # g depthwise convs: measured only where g is small enough to compete
+        return 1 < k < channels and channels // k <= DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH
     return 1 < k < channels or impl == "grouped"
 
 
@@ -74,48 +85,68 @@ def _spatial_layer(variant: str, implementation: str, k: int, channels: int):
     return [SegmentConv2D(channels, k, implementation=impl)]
 
 
-def time_variant(variant, implementation, k, *, channels, size, batch, images, steps, max_seconds, seed=0) -> Row:
-    keras.backend.clear_session()
+def _compiled_model(variant, implementation, k, *, channels, size, seed):
     keras.utils.set_random_seed(seed)
     layers = [keras.Input((size, size, channels))]
     layers += _spatial_layer(variant, implementation, k, channels)
     layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)]
     model = keras.Sequential(layers)
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def time_variants(cells, *, channels, size, batch, images, steps, max_seconds, seed=0) -> list[Row]:
+    """Times the (k, variant, implementation) cells in turn, one train step of each per round.
+
+    Interleaving puts every cell, whatever its k, under the same background load (the machine is shared), so
+    that ratios within one run, across k too, compare like with like. A cell stops after `steps` steps, or
+    once it has `max_seconds` of steps and at least 2 of them.
+    """
+    keras.backend.clear_session()
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch, size, size, channels)).astype("float32")
     y = rng.integers(0, 10, size=(batch,))
-    model.train_on_batch(x, y)  # compile / trace
-    times, start = [], time.perf_counter()
-    while len(times) < steps and (len(times) < 2 or time.perf_counter() - start < max_seconds):
-        t0 = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - t0)
-    per_step = min(times)
-    return Row(
-        backend=keras.backend.backend(),
-        segments=k,
-        channels=channels,
-        variant=variant,
-        implementation=implementation,
-        steps_timed=len(times),
-        seconds_per_step=per_step,
-        median_seconds_per_step=statistics.median(times),
-        seconds_per_epoch=per_step * images / batch,
-        images_per_second=batch / per_step,
-    )
+    models = [_compiled_model(v, i, k, channels=channels, size=size, seed=seed) for k, v, i in cells]
+    for model in models:
+        model.train_on_batch(x, y)  # compile / trace
+    times = [[] for _ in cells]
+
+    def running(i):
+        return len(times[i]) < steps and (len(times[i]) < 2 or sum(times[i]) < max_seconds)
+
+    while any(running(i) for i in range(len(cells))):
+        for i, model in enumerate(models):
+            if running(i):
+                t0 = time.perf_counter()
+                model.train_on_batch(x, y)
+                times[i].append(time.perf_counter() - t0)
+    rows = []
+    for (k, variant, implementation), ts in zip(cells, times):
+        per_step = min(ts)
+        rows.append(Row(
+            backend=keras.backend.backend(),
+            segments=k,
+            channels=channels,
+            variant=variant,
+            implementation=implementation,
+            steps_timed=len(ts),
+            seconds_per_step=per_step,
+            median_seconds_per_step=statistics.median(ts),
+            seconds_per_epoch=per_step * images / batch,
+            images_per_second=batch / per_step,
+        ))
+    return rows
 
 
 def run(*, channels=128, size=32, batch=32, images=512, steps=8, max_seconds=20.0, segments=None, out=None, echo=print):
     """Runs the benchmark and writes a CSV; returns the rows."""
     ks = segments or spectrum(channels)
-    rows = []
-    for k in ks:
-        for variant, implementation in variants_for(k, channels):
-            row = time_variant(variant, implementation, k, channels=channels, size=size, batch=batch, images=images,
-                               steps=steps, max_seconds=max_seconds)
-            rows.append(row)
-            echo(f"k={k:4d}  {variant:20s} {implementation:14s} {row.seconds_per_epoch:8.2f} s/epoch  ({row.steps_timed} steps)")
+    cells = [(k, variant, implementation) for k in ks for variant, implementation in variants_for(k, channels)]
+    rows = time_variants(cells, channels=channels, size=size, batch=batch, images=images, steps=steps,
+                         max_seconds=max_seconds)
+    for row in rows:
+        echo(f"k={row.segments:4d}  {row.variant:20s} {row.implementation:15s} {row.seconds_per_epoch:8.2f} s/epoch"
+             f"  ({row.steps_timed} steps)")
     if out:
         write_csv(rows, out)
         Path(out).with_suffix(".md").write_text(markdown_table(rows))
@@ -136,7 +167,7 @@ def write_csv(rows: list[Row], path) -> None:
 
 def markdown_table(rows: list[Row]) -> str:
     """Seconds per epoch per k and implementation, auto's choice, and its speed-up over Conv2D(groups=k)."""
-    columns = [BASELINE, "dense", "split", "masked", "depthwise_sum", "depthwise"]
+    columns = [BASELINE, "dense", "split", "masked", "depthwise_sum", "blocked", "depthwise_shift", "depthwise"]
     header = ["k", "`Conv2D(groups=k)`", *[f"`{c}`" for c in columns[1:]], "auto (chosen)", "auto vs groups"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for k in sorted({r.segments for r in rows}):

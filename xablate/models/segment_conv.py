@@ -16,17 +16,27 @@ implementations, chosen per backend and k by `choose_implementation` from `xabla
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
-IMPLEMENTATIONS = ("dense", "grouped", "split", "masked", "depthwise_sum", "depthwise")
-# With at most this many channels per segment, one depthwise conv (multiplier channels/k) plus a segment
-# sum beats k separate convolutions on TensorFlow CPU; with wider segments, split-and-concat wins (measured
-# with `xablate bench segments` at 128, 256 and 728 channels: results/bench/segments.csv).
+IMPLEMENTATIONS = ("dense", "grouped", "split", "masked", "depthwise_sum", "depthwise", "blocked", "depthwise_shift")
+# `blocked` merges adjacent segments into blocks of at most this many channels, one dense conv each: at 128
+# channels on TensorFlow CPU 16-wide dense convs were the fastest per multiply-add (split at k = 4, 8, 16:
+# segments 32, 16, 8 wide), so narrower segments cost the same as k = 8 instead of more.
+BLOCK_WIDTH = 16
+# Up to this many channels per segment, g multiplier-1 depthwise convs (`depthwise_shift`) beat `blocked`.
+DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH = 2
+# The choice before `blocked` and `depthwise_shift` existed, kept for JAX, where they were not measured.
 DEPTHWISE_SUM_MAX_SEGMENT_WIDTH = 2
 
 
 def choose_implementation(segments: int, channels: int, backend: str | None = None) -> str:
-    """The fastest known spatial implementation for k segments over `channels` on a backend."""
+    """The fastest known spatial implementation for k segments over `channels` on a backend.
+
+    TensorFlow (measured, see the module docstring): `dense` at k = 1, `depthwise` at k = channels,
+    `depthwise_shift` for segments of at most 2 channels, `blocked` where segments narrower than BLOCK_WIDTH
+    can be merged into several blocks, else `split`. Torch: `grouped` (native). JAX: the earlier table.
+    """
     backend = backend or keras.backend.backend()
     if segments == 1:
         return "dense"
@@ -34,7 +44,14 @@ def choose_implementation(segments: int, channels: int, backend: str | None = No
         return "depthwise"
     if backend == "torch":  # torch runs groups natively at normal speed
         return "grouped"
-    return "depthwise_sum" if channels // segments <= DEPTHWISE_SUM_MAX_SEGMENT_WIDTH else "split"
+    width = channels // segments
+    if backend == "jax":
+        return "depthwise_sum" if width <= DEPTHWISE_SUM_MAX_SEGMENT_WIDTH else "split"
+    if width <= DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH:
+        return "depthwise_shift"
+    if 1 < _segment_members_per_block(segments, width) < segments:
+        return "blocked"
+    return "split"
 
 
 def _segment_blocks(kernel, segments: int):
@@ -72,6 +89,77 @@ def spatial_depthwise_sum(x, kernel, segments, padding):
     return ops.reshape(ops.sum(y, axis=-2), (-1, shape[1], shape[2], channels))
 
 
+def _segment_members_per_block(segments: int, width: int) -> int:
+    """Segments merged into one block by `blocked`: the most that divide k and fit in BLOCK_WIDTH channels."""
+    return max(m for m in range(1, segments + 1) if segments % m == 0 and (m * width <= BLOCK_WIDTH or m == 1))
+
+
+def spatial_blocked(x, kernel, segments, padding):
+    kh, kw, g, channels = kernel.shape
+    members = _segment_members_per_block(segments, g)
+    blocks = channels // (members * g)
+    # One dense conv per block of `members` adjacent segments, its kernel block-diagonal (as in `masked`).
+    per_block = ops.reshape(kernel, (kh, kw, g, blocks, members, g))  # (h, w, i, b, j, o)
+    eye = ops.eye(members, dtype=kernel.dtype)
+    dense = ops.einsum("hwibjo,jJ->bhwjiJo", per_block, eye)  # (b, h, w, j, i, J, o): zero unless j == J
+    dense = ops.reshape(dense, (blocks, kh, kw, members * g, members * g))
+    if blocks == 1:
+        return ops.conv(x, dense[0], padding=padding)
+    inputs = ops.split(x, blocks, axis=-1)
+    return ops.concatenate([ops.conv(xb, dense[b], padding=padding) for b, xb in enumerate(inputs)], axis=-1)
+
+
+def _xor_shifts(width: int) -> bool:
+    # Powers of two up to 64: there, o XOR d permutes a tensor with one flip of at most 7 axes (TF's limit: 8).
+    return width & (width - 1) == 0 and width <= 64
+
+
+def _shift_source(width: int, shift: int) -> np.ndarray:
+    """pi_d: the position inside a segment that output position o reads at shift d (a bijection for every d).
+
+    o XOR d for a power-of-two width (permuting a tensor is then one flip), else the cyclic (o - d) mod g (a
+    roll). Either way every (input i, output o) pair of a segment occurs at exactly one shift d.
+    """
+    o = np.arange(width)
+    return o ^ shift if _xor_shifts(width) else (o - shift) % width
+
+
+def _permute_segments(x, segments: int, width: int, shift: int):
+    """x with channel j*g + o replaced by channel j*g + pi_d(o)."""
+    shape = ops.shape(x)
+    if not _xor_shifts(width):
+        y = ops.roll(ops.reshape(x, (-1, shape[1], shape[2], segments, width)), shift, axis=-1)
+        return ops.reshape(y, (-1, shape[1], shape[2], segments * width))
+    # o's bits, most significant first, grouped into runs that d flips or keeps: o XOR d reverses the flipped runs.
+    flags = [shift >> b & 1 for b in reversed(range(width.bit_length() - 1))]
+    runs = []
+    for flag in flags:
+        if runs and runs[-1][0] == flag:
+            runs[-1][1] *= 2
+        else:
+            runs.append([flag, 2])
+    y = ops.reshape(x, (-1, *[size for _, size in runs]))
+    y = ops.flip(y, axis=tuple(1 + r for r, (flag, _) in enumerate(runs) if flag))
+    return ops.reshape(y, (-1, shape[1], shape[2], segments * width))
+
+
+def spatial_depthwise_shift(x, kernel, segments, padding):
+    kh, kw, g, channels = kernel.shape
+    flat = ops.reshape(kernel, (kh, kw, g * channels))
+    c = np.arange(channels)
+    y = None
+    for d in range(g):
+        # Output channel c = j*g+o gets segment j's input position i = pi_d(o) through kernel[..., i, c]: with the
+        # input permuted inside each segment so that channel c holds x[j*g+i], that is one multiplier-1
+        # depthwise conv. Over the g shifts every (i, o) pair of every segment is covered once.
+        source = _shift_source(g, d)[c % g]
+        kd = ops.take(flat, ops.convert_to_tensor((source * channels + c).astype("int32")), axis=2)
+        xd = _permute_segments(x, segments, g, d) if d else x
+        yd = ops.depthwise_conv(xd, ops.reshape(kd, (kh, kw, channels, 1)), padding=padding)
+        y = yd if y is None else y + yd
+    return y
+
+
 def spatial_depthwise(x, kernel, segments, padding):
     kh, kw, _, channels = kernel.shape
     return ops.depthwise_conv(x, ops.reshape(kernel, (kh, kw, channels, 1)), padding=padding)
@@ -84,6 +172,8 @@ SPATIAL_OPS = {
     "masked": spatial_masked,
     "depthwise_sum": spatial_depthwise_sum,
     "depthwise": spatial_depthwise,
+    "blocked": spatial_blocked,
+    "depthwise_shift": spatial_depthwise_shift,
 }
 
 
