@@ -32,6 +32,7 @@ SWEEP = os.environ.get("XABLATE_SWEEP") or None  # a sweep's parent run id: only
 TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI") or None  # None: the project's store
 
 # %%
+# %matplotlib inline
 from IPython.display import Markdown, display
 
 from xablate.analysis import history_frame, selected_runs, study_figures, variant_table, verdict_table
