@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 
 import keras
 from mlflow import MlflowClient
@@ -50,10 +53,40 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         values["epoch_seconds"] = seconds
         values["images_per_second"] = self.train_size / train_seconds
         self.history.append({"epoch": epoch, **values})
-        if self.checkpoint is not None and (self.guard is None or self.guard.diverged is None):
-            reference = self.guard.reference_loss if self.guard is not None else None
-            self.checkpoint.save(self.model, CheckpointState(self.run_id, epoch, self.history, reference))
-        log_epochs(self.client, self.run_id, [self.history[-1]])
+        with interrupts_held():  # Ctrl-C / SIGTERM lands after the checkpoint and the metrics, not inside them
+            if self.checkpoint is not None and (self.guard is None or self.guard.diverged is None):
+                reference = self.guard.reference_loss if self.guard is not None else None
+                self.checkpoint.save(self.model, CheckpointState(self.run_id, epoch, self.history, reference))
+            log_epochs(self.client, self.run_id, [self.history[-1]])
+
+
+@contextmanager
+def interrupts_held(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Holds SIGINT/SIGTERM back while the block runs and delivers them to their handlers when it is done.
+
+    A KeyboardInterrupt raised inside an MLflow write to SQLite can leave that transaction's connection holding
+    the database lock: the run's KILLED status then waits out the busy timeout, fails with "database is locked",
+    and the run is left RUNNING. Inside a checkpoint save it would leave a half-written weights file. Only the
+    main thread may install handlers; elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+    for signum in signals:
+        signal.signal(signum, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)  # Python's default_int_handler, or run.py's SIGTERM handler: KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def log_epochs(client: MlflowClient, run_id: str, rows: list[dict[str, float]]) -> None:

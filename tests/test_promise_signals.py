@@ -1,0 +1,134 @@
+"""README: "SIGINT/SIGTERM end a run KILLED after flushing" (Ctrl-C, `kill`, a Slurm time limit) and leave its
+epoch checkpoint; typed again, the command resumes that KILLED run under the same run id.
+
+The signal is sent right after the first epoch's checkpoint appears, that is while the epoch's metrics are being
+written to MLflow: the moment an interrupt used to land inside a SQLite transaction, leave the store locked and
+the run RUNNING."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from helpers import ROOT, run_py, runs_of
+from xablate.training.callbacks import interrupts_held
+
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("signals")
+    return root, f"sqlite:///{root / 'mlflow.db'}"
+
+
+def job(store, study):
+    return ["debug=default", f"train.epochs={EPOCHS}", "train.save_model=false", f"study={study}",
+            f"tracking.uri={store[1]}"]
+
+
+def interrupt_after_first_checkpoint(store, study, signum):
+    """Starts `python run.py` and sends it `signum` once its first epoch is checkpointed; returns the process's
+    exit code and the checkpoint folder."""
+    root, _ = store
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+        env.pop(inherited, None)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *job(store, study)], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while not list((root / "checkpoints" / study).glob("*/state.json")):
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.time() < deadline, "no epoch was checkpointed within 300 s"
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        proc.send_signal(signum)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    (folder,) = (root / "checkpoints" / study).iterdir()
+    return proc.returncode, output, folder
+
+
+@pytest.mark.parametrize("signum, study", [(signal.SIGINT, "sigint"), (signal.SIGTERM, "sigterm")])
+def test_a_signal_ends_the_run_killed_and_leaves_its_checkpoint(store, signum, study):
+    code, output, folder = interrupt_after_first_checkpoint(store, study, signum)
+    assert code != 0, output[-3000:]
+    (run,) = runs_of(store[1], study)
+    assert run.info.status == "KILLED", output[-3000:]
+    assert run.data.tags["xablate.error"].startswith("KeyboardInterrupt")
+    assert run.info.end_time is not None
+    state = json.loads((folder / "state.json").read_text())
+    assert state["run_id"] == run.info.run_id and 0 <= state["epoch"] < EPOCHS - 1
+    assert (folder / state["weights_file"]).is_file()
+    assert folder.name == run.data.tags["xablate.identity"]
+    # flushed: every checkpointed epoch reached MLflow, before the run was closed
+    steps = [m.step for m in MlflowClient(store[1]).get_metric_history(run.info.run_id, "loss")]
+    assert sorted(steps) == list(range(state["epoch"] + 1)), output[-3000:]
+    if signum == signal.SIGTERM:
+        assert run.data.tags["xablate.error"] == f"KeyboardInterrupt: received signal {int(signal.SIGTERM)}"
+
+
+def test_the_same_command_resumes_a_killed_run_under_its_run_id(store):
+    code, output, folder = interrupt_after_first_checkpoint(store, "killed_then_rerun", signal.SIGTERM)
+    (killed,) = runs_of(store[1], "killed_then_rerun")
+    assert killed.info.status == "KILLED", output[-3000:]
+    epoch = json.loads((folder / "state.json").read_text())["epoch"]
+
+    rerun = run_py(*job(store, "killed_then_rerun"), cwd=store[0])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    (run,) = runs_of(store[1], "killed_then_rerun")
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert f"resuming MLflow run {killed.info.run_id}" in rerun.stdout
+    assert f"restored the checkpoint of epoch {epoch}" in rerun.stdout
+    assert run.data.tags["xablate.resumes"] == "1"
+    assert run.data.tags["xablate.previous_error"].startswith("KeyboardInterrupt")
+    client = MlflowClient(store[1])
+    for key in ("loss", "val_accuracy", "learning_rate"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == list(range(EPOCHS)), (key, steps)  # every epoch once: none lost, none repeated
+    assert not folder.exists()  # a finished run deletes its checkpoint
+
+
+def test_interrupts_held_delivers_a_signal_after_the_block():
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler would have run by now
+            finished = True
+    assert finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            assert received == []
+        assert received == [signal.SIGTERM]  # the handler in place before the block got it, once
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    errors = []
+
+    def elsewhere():
+        try:
+            with interrupts_held():  # only the main thread may touch handlers: a no-op here
+                pass
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert errors == []

@@ -1,0 +1,92 @@
+"""README: "Without --study it reports every study in experiments/; it exits 1 while cells are left to run"
+(0 when every cell is done, 2 for a bad override or study).
+
+Every study narrowed to one cell (`seed=0` and a plain value for each study's swept axis). Its runs are real runs
+of that cell (so they carry the identity `xablate status` must match), stopped before their first batch, then
+marked FINISHED by hand: no training is needed to fill a study."""
+
+from importlib.metadata import entry_points
+
+import keras
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from helpers import ROOT, runs_of
+from xablate.cli import main as xablate_main
+from xablate.training.trainer import RunContext, train
+
+STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+ONE_CELL = ["debug=default", "seed=0", "residual=true", "intermediate_act=none", "segments=depthwise"]
+
+
+class StopBeforeTraining(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        raise RuntimeError("stopped by the test before the first batch")
+
+
+def start_and_stop(tmp_path, uri, study):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={study}", *ONE_CELL, "train.save_model=false",
+                                           f"tracking.uri={uri}"])
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        train(OmegaConf.to_container(cfg, resolve=True),
+              RunContext(output_dir=tmp_path / study, callbacks=[StopBeforeTraining()]))
+    (run,) = runs_of(uri, study)
+    return run.info.run_id
+
+
+def status(capsys, *arguments):
+    code = xablate_main(["status", *arguments])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_status_of_every_study_and_its_exit_codes(tmp_path, capsys):
+    assert len(STUDIES) >= 3
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, out, err = status(capsys, *ONE_CELL, f"tracking.uri={uri}")
+    assert code == 1, err  # nothing trained yet: every cell is left to run
+    for study in STUDIES:
+        assert f"study '{study}' in {uri}: 1 cells" in out
+    assert out.count("done: 0  diverged: 0  running: 0  failed: 0  missing: 1") == len(STUDIES)
+
+    runs = [start_and_stop(tmp_path, uri, study) for study in STUDIES]
+    code, out, err = status(capsys, *ONE_CELL, f"tracking.uri={uri}")
+    assert code == 1, err  # failed cells are left to run (they resume)
+    assert out.count("failed: 1  missing: 0") == len(STUDIES)
+    assert out.count("stopped by the test before the first batch") == len(STUDIES)
+
+    client = MlflowClient(uri)
+    for run_id in runs[:-1]:
+        client.set_terminated(run_id, status="FINISHED")
+    code, out, err = status(capsys, *ONE_CELL, f"tracking.uri={uri}")
+    assert code == 1, err  # one study still has a cell to run
+    assert out.count("done: 1  diverged: 0  running: 0  failed: 0  missing: 0") == len(STUDIES) - 1
+
+    client.set_terminated(runs[-1], status="FINISHED")
+    code, out, err = status(capsys, *ONE_CELL, f"tracking.uri={uri}")
+    assert code == 0, err  # every cell of every study done
+    assert out.count("done: 1  diverged: 0  running: 0  failed: 0  missing: 0") == len(STUDIES)
+    assert out.count("nothing left to run") == len(STUDIES)
+
+    code, out, err = status(capsys, "--study", STUDIES[0], *ONE_CELL, f"tracking.uri={uri}")
+    assert code == 0 and out.count("study '") == 1 and f"study '{STUDIES[0]}'" in out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["segments=0"], "segments"),
+    (["no_such_key=1"], "no_such_key"),
+    (["--study", "no_such_study"], "Received --study='no_such_study'; allowed: "),
+])
+def test_status_exits_2_on_a_bad_override_or_study(tmp_path, capsys, arguments, message):
+    code, out, err = status(capsys, *arguments, "debug=default", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "m.db").exists()  # nothing was opened
+
+
+def test_the_console_script_is_xablate_cli_main():
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "xablate"]
+    assert script.value == "xablate.cli:main"  # `xablate status` exits with what main returns
