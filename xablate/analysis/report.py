@@ -107,7 +107,7 @@ def study_figures(selection: Selection, history: pd.DataFrame) -> dict:
         main = {study.name: trend_figure(selection, metric, title=title), "curves": curves}
     else:
         main = {study.name: curves}
-    return {**main, "capacity": capacity_figure(selection, metric, title=f"{title}: {metric_label(metric)} vs capacity")}
+    return {**main, "capacity": capacity_figure(selection, metric, title=f"{title}: {metric_label(metric)} vs capacity, mean ± 95 % CI")}
 
 
 def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None) -> list[Path]:
