@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not Path(XABLATE).exists(), reason="xablate is n
 
 # the debug config (tiny model, 16x16 digits, 128 training images) keeps every measurement short
 OVERRIDES = ["debug=default"]
-# keras.applications.Xception: 20,861,480 parameters without its top (shared/DESIGN.md) + a 2048 -> 10 classifier
+# keras.applications.Xception: 20,861,480 parameters without its top (as keras.applications) + a 2048 -> 10 classifier
 XCEPTION_10_CLASSES = 20_861_480 + 2048 * 10 + 10
 
 
