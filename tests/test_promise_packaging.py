@@ -1,0 +1,25 @@
+"""The [dev] extra (what CI installs) brings what the tests use: a missing piece is a packaging break and fails
+here by name, rather than turning tests into skips (tests/test_data.py still skips its TFDS test without TFDS)."""
+
+import importlib.util
+
+import pytest
+
+
+@pytest.mark.parametrize("module, extra", [
+    ("jax", "jax"),
+    ("jaxlib", "jax"),
+    ("tensorflow_datasets", "tfds"),
+    ("hydra_plugins.hydra_joblib_launcher", "launchers"),
+    ("hydra_plugins.hydra_ray_launcher", "launchers"),
+    ("hydra_plugins.hydra_submitit_launcher", "launchers"),
+    ("jupytext", "notebooks"),
+])
+def test_the_dev_extra_is_installed(module, extra):
+    assert importlib.util.find_spec(module) is not None, f"{module} missing: pip install -e '.[{extra}]' (in [dev])"
+
+
+def test_tensorflow_datasets_imports():
+    import tensorflow_datasets as tfds
+
+    assert "mnist" in tfds.list_builders()  # the catalogue the `tfds` source looks names up in
