@@ -173,7 +173,8 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
         if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists():
             stale.append((sidecar, f"its store {store} is not on this machine"))
             continue
-        studies = meta["query"].get("studies") or [meta["query"].get("study")]
+        query = meta["query"]
+        studies = query["studies"] if "studies" in query else [query.get("study")]
         current = {}
         for study in studies:
             runs = selected_runs(store, study, meta["query"].get("sweep")).runs
@@ -195,4 +196,4 @@ def regenerate(uri: str | None, out: Path, studies: list[str] | None = None) -> 
     written = []
     for study in studies:
         written += write_study(uri, study, out)
-    return written + write_verdict(uri, out, studies)
+    return written + write_verdict(uri, out, studies_in_store(uri))  # the verdict always covers every study
