@@ -1,9 +1,16 @@
-"""SegmentConv2D: every implementation computes Conv2D(groups=k) exactly, forward and backward, and the layer serialises.
+"""SegmentConv2D: every implementation computes Conv2D(groups=k), forward and backward; the layer serialises.
 
 The reference is a naive per-segment convolution in NumPy (outputs, and gradients of <y, r> for a random
 cotangent r with respect to the input and the kernel), itself checked against Keras' Conv2D(groups=k). Every
 implementation is compared with it at every k below; the k are chosen so that each implementation's special
 cases are exercised at CHANNELS = 24 (see test_the_chosen_k_exercise_every_code_path).
+
+Breakages these tests were seen to catch (each made on purpose once): blocked with two blocks' kernels swapped,
+or its kernel outside the gradient tape; depthwise_shift without the input permutation, with the permuted input
+outside the tape (only the input gradient catches that), or with cyclic kernel indices on XOR-permuted inputs
+(only k = 6, 4 channels per segment, catches that); depthwise_sum without its transposition; split with the
+kernels of segments 0 and 1 swapped; masked with each segment's block transposed; depthwise with the kernel
+flipped vertically.
 """
 
 import functools
@@ -107,10 +114,10 @@ def test_naive_reference_is_conv2d_groups(k, padding):
     spatial = keras.layers.Conv2D(CHANNELS, 3, padding=padding, groups=k, use_bias=False)
     spatial.build(x.shape)
     spatial.kernel.assign(kernel)
-    ours = output_and_grads(lambda xx, kk: keras.ops.conv(xx, kk, padding=padding), x, kernel, cotangent)
+    via_ops = output_and_grads(lambda xx, kk: keras.ops.conv(xx, kk, padding=padding), x, kernel, cotangent)
     assert_close(np.asarray(spatial(x)), y, "Conv2D(groups=k) output")
-    for got, want, what in zip(ours, (y, dx, dk), ("output", "d/dx", "d/dkernel")):
-        assert_close(got, want, f"tf grouped conv {what}")
+    for got, want, what in zip(via_ops, (y, dx, dk), ("output", "d/dx", "d/dkernel")):
+        assert_close(got, want, f"ops.conv with the grouped kernel: {what}")
 
 
 @pytest.mark.parametrize("padding", ["same", "valid"])
@@ -126,7 +133,7 @@ def test_every_implementation_matches_forward_and_backward(implementation, k, pa
 
 def test_the_chosen_k_exercise_every_code_path():
     widths = {CHANNELS // k for k in KS}
-    assert {1, 2, 4, 6}.issubset(widths) and max(widths) > BLOCK_WIDTH // 2  # depthwise, shifts by 1..5, wide
+    assert {1, 2, 4, 6}.issubset(widths) and max(widths) > BLOCK_WIDTH // 2  # depthwise, XOR (2, 4), cyclic (6)
     members = {k: _segment_members_per_block(k, CHANNELS // k) for k in KS}
     assert any(1 < m < k for k, m in members.items())  # blocked: several blocks of several segments
     assert any(m == 1 and k > 1 for k, m in members.items())  # blocked degenerating to split
@@ -184,10 +191,11 @@ def test_reference_layer_count_for_one_728_layer():
 
 def test_auto_choice_table():
     # TensorFlow, from results/bench/segments.md (128 channels): split for segments of 16+ channels, blocked
-    # below that (8 dense 16-wide convs whatever k), depthwise_shift at 2 channels per segment.
+    # for 8 (eight dense 16-wide convs, as at k = 8), depthwise_shift for 4 and 2.
     table = {(1, 128): "dense", (2, 128): "split", (4, 128): "split", (8, 128): "split", (16, 128): "blocked",
-             (32, 128): "blocked", (64, 128): "depthwise_shift", (128, 128): "depthwise",
-             (364, 728): "depthwise_shift", (182, 728): "blocked", (91, 728): "split",  # 91 = 7 * 13: no blocks
+             (32, 128): "depthwise_shift", (64, 128): "depthwise_shift", (128, 128): "depthwise",
+             (364, 728): "depthwise_shift", (182, 728): "depthwise_shift", (91, 728): "split",  # 91 = 7 * 13
+             (128, 384): "blocked",  # 3 channels per segment: shifts would be rolls, not flips
              (2, 8): "split", (4, 8): "depthwise_shift", (2, 6): "split"}  # one block would be `masked`
     for (k, channels), implementation in table.items():
         assert choose_implementation(k, channels, "tensorflow") == implementation, (k, channels)
@@ -208,7 +216,8 @@ def test_saved_layer_reloads_with_its_config(tmp_path, k, implementation):
     reloaded = keras.saving.load_model(tmp_path / "m.keras")
     layer = reloaded.get_layer("seg")
     assert (layer.filters, layer.segments, layer.intermediate_activation) == (4, k, "relu")
-    assert (layer.implementation, layer.resolved_implementation) == (implementation, model.layers[0].resolved_implementation)
+    assert layer.implementation == implementation
+    assert layer.resolved_implementation == model.layers[0].resolved_implementation
     assert isinstance(layer.kernel_regularizer, keras.regularizers.L2)
     np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-6)
 

@@ -70,8 +70,10 @@ def _applies(impl: str, k: int, channels: int) -> bool:
         return k == channels
     if impl == "blocked":  # only where it is neither `split` (one segment per block) nor `masked` (one block)
         return 1 < k < channels and 1 < _segment_members_per_block(k, channels // k) < k
-    if impl == "depthwise_shift":  # g depthwise convs: measured only where g is small enough to compete
-        return 1 < k < channels and channels // k <= DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH
+    if impl == "depthwise_shift":  # g depthwise convs: at 2 channels per segment, and up to twice the widest
+        width = channels // k    # that auto gives it beside blocked, the choice it competes with
+        return 1 < k < channels and (width == 2 or (
+            width <= 2 * DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH and _applies("blocked", k, channels)))
     return 1 < k < channels or impl == "grouped"
 
 

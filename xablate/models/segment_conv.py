@@ -8,9 +8,46 @@ checkpoint does not depend on which implementation ran:
     spatial_kernel:   (kh, kw, channels // k, channels)   output channel o reads segment o // (channels // k)
     pointwise_kernel: (1, 1, channels, filters)
 
-`Conv2D(groups=k)` itself is 20-100x slower than the alternatives on CPU (Keras' TensorFlow backend sends
+`Conv2D(groups=k)` itself is 6-1000x slower (k > 1) than the alternatives on CPU (Keras' TensorFlow backend sends
 grouped convolutions through XLA), so the spatial op is computed by one of several equivalent
-implementations, chosen per backend and k by `choose_implementation` from `xablate bench segments`.
+implementations (g = channels // k channels per segment), chosen per backend and k by `choose_implementation`:
+
+    dense, grouped   one ops.conv with the grouped kernel (k = 1; torch runs groups natively)
+    split            k convs on channel slices, concatenated (9*C*g multiply-adds per pixel)
+    masked           one dense conv with a block-diagonal kernel (9*C*C: k times the grouped cost)
+    blocked          split into blocks of adjacent segments, at most BLOCK_WIDTH = 16 channels each, one dense
+                     conv with a block-diagonal kernel per block: any g < 16 costs 9*C*16, what k = C/16 costs
+    depthwise_sum    one depthwise conv with channel multiplier g, then a sum over each segment's inputs
+    depthwise_shift  g multiplier-1 depthwise convs, summed; the d-th reads the input permuted inside each
+                     segment (position o XOR d: one flip; cyclic for widths that are not powers of two: a roll)
+    depthwise        k = channels: one depthwise conv
+
+What the TensorFlow choice rests on: `xablate bench segments` (results/bench/segments.md, 2026-11-28,
+TF 2.21 CPU built without oneDNN, Keras 3.15; 128 channels at 32x32, seconds per epoch of 512 images, fastest of
+10 interleaved train steps, 2 cores shared with a load average of 5-10):
+
+    k                 8     16     32     64    128
+    split          4.36   4.94   7.51  15.60
+    blocked           -   3.39   4.25   4.29
+    depthwise_shift   -   5.75   4.77   3.06
+    depthwise                                 2.43
+    auto           4.61   3.21   3.73   3.21   2.55
+
+At k = 16..64 `blocked` runs the same eight 16-wide convs as split at k = 8, so the expectation there is a tie
+with k = 8, not a fall below it (3.39 vs 4.36 above is the machine's noise). `depthwise_shift` costs about g
+depthwise convs plus g - 1 flips (on TF CPU a flip of the innermost axis costs about one depthwise forward):
+it wins at g = 2 (1.2-1.3x the depthwise step in two runs) and is within the noise of `blocked` at g = 4
+(taken: of five interleaved comparisons it won three by 5-11 % and lost two by 12 and 29 %). The machine was
+shared throughout: cells of one run are interleaved, yet one implementation in two cells of a run differed by
+up to 30 % (auto and depthwise_shift at k = 32 above).
+
+Tried and dropped (scratch runs in the same conditions, interleaved with the implementations above): one
+batched matmul over the segments of the 3x3 patches (9 shifted slices of the padded input, then a (k, 9g, g)
+matmul) 2-3x slower than split or blocked at k = 8..64, 8x as an einsum (k = 64); the 9 taps as elementwise
+multiply-adds under tf.function(jit_compile=True) 20-50x slower; `depthwise_shift` with tf.roll (of the
+output or the input) instead of a flip of the input 1.5-2.7x slower; one depthwise conv over [x, flip(x)]
+stacked on channels, slower than two. JAX was not measured (the bench under JAX did not finish within 8
+minutes on the shared machine), so JAX keeps the choice made before `blocked` and `depthwise_shift` existed.
 """
 
 from __future__ import annotations
@@ -24,8 +61,9 @@ IMPLEMENTATIONS = ("dense", "grouped", "split", "masked", "depthwise_sum", "dept
 # channels on TensorFlow CPU 16-wide dense convs were the fastest per multiply-add (split at k = 4, 8, 16:
 # segments 32, 16, 8 wide), so narrower segments cost the same as k = 8 instead of more.
 BLOCK_WIDTH = 16
-# Up to this many channels per segment, g multiplier-1 depthwise convs (`depthwise_shift`) beat `blocked`.
-DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH = 2
+# g multiplier-1 depthwise convs (`depthwise_shift`) beat `blocked` for segments of 2 channels, and of up to this
+# many where the shifts are flips (powers of two) and the layer is wide enough for `blocked` to apply.
+DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH = 4
 # The choice before `blocked` and `depthwise_shift` existed, kept for JAX, where they were not measured.
 DEPTHWISE_SUM_MAX_SEGMENT_WIDTH = 2
 
@@ -34,8 +72,9 @@ def choose_implementation(segments: int, channels: int, backend: str | None = No
     """The fastest known spatial implementation for k segments over `channels` on a backend.
 
     TensorFlow (measured, see the module docstring): `dense` at k = 1, `depthwise` at k = channels,
-    `depthwise_shift` for segments of at most 2 channels, `blocked` where segments narrower than BLOCK_WIDTH
-    can be merged into several blocks, else `split`. Torch: `grouped` (native). JAX: the earlier table.
+    `depthwise_shift` for segments of 2 channels (and of 4 where `blocked` would apply), `blocked` where
+    segments narrower than BLOCK_WIDTH merge into several blocks, else `split`. Torch: `grouped` (native).
+    JAX: the table from before `blocked` and `depthwise_shift`, which were not measured under JAX.
     """
     backend = backend or keras.backend.backend()
     if segments == 1:
@@ -47,11 +86,10 @@ def choose_implementation(segments: int, channels: int, backend: str | None = No
     width = channels // segments
     if backend == "jax":
         return "depthwise_sum" if width <= DEPTHWISE_SUM_MAX_SEGMENT_WIDTH else "split"
-    if width <= DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH:
+    blocks_apply = 1 < _segment_members_per_block(segments, width) < segments
+    if width == 2 or (width <= DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH and _xor_shifts(width) and blocks_apply):
         return "depthwise_shift"
-    if 1 < _segment_members_per_block(segments, width) < segments:
-        return "blocked"
-    return "split"
+    return "blocked" if blocks_apply else "split"
 
 
 def _segment_blocks(kernel, segments: int):
