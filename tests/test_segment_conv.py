@@ -181,7 +181,7 @@ def test_parameter_count_is_grouped_plus_pointwise():
 
 
 def test_reference_layer_count_for_one_728_layer():
-    # shared/REFERENCE.md: 3x3 + 1x1 parameters of one 728->728 layer along the spectrum
+    # the paper-scale reference: 3x3 + 1x1 parameters of one 728->728 layer along the spectrum
     expected = {1: 5_299_840, 4: 1_722_448, 8: 1_126_216, 91: 582_400, 728: 536_536}
     for k, count in expected.items():
         layer = SegmentConv2D(728, k)
