@@ -9,8 +9,10 @@
 | anything, with force=true                              | starts a new run                           |
 
 One store for the module; every test files its runs under a study of its own. The runs a job must find are
-either trained here or made by hand with MLflow's client, carrying the identity of a run trained here (the
-identity leaves the study out, so one identity serves every study).
+made by hand with MLflow's client, carrying the identity of a real run of the job (the identity leaves the study
+out, so one identity serves every study); a job that must start or take over a run is stopped before its first
+batch, as what it decided is then in the store. Only the FAILED run's resume trains, to see it continue from
+its checkpoint.
 """
 
 import os
@@ -28,7 +30,6 @@ from omegaconf import OmegaConf
 from helpers import ROOT, runs_of
 from xablate.tracking.store import git_commit, open_experiment
 from xablate.training.callbacks import log_missing_steps
-from xablate.training.divergence import RunDiverged
 from xablate.training.trainer import RunContext, train
 
 
@@ -47,12 +48,25 @@ def run_job(store, study, *overrides, callbacks=()):
                  RunContext(output_dir=root / "jobs" / study, callbacks=list(callbacks)))
 
 
+class StopBeforeTraining(keras.callbacks.Callback):
+    """Ends a job after its run is created (or taken over) and its model built, before any training step."""
+
+    def on_train_begin(self, logs=None):
+        raise RuntimeError("stopped by the test before the first batch")
+
+
+def start_only(store, study, *overrides):
+    """Runs the job up to its first batch: what it did with the study's runs is then in the store."""
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        run_job(store, study, *overrides, callbacks=[StopBeforeTraining()])
+
+
 @pytest.fixture(scope="module")
 def identity(store):
-    """The identity of the debug job (trained once, in its own study)."""
-    result = run_job(store, "base")
-    assert result.status == "FINISHED"
-    return MlflowClient(store[1]).get_run(result.run_id).data.tags["xablate.identity"]
+    """The identity of the debug job, from a run of it in a study of its own."""
+    start_only(store, "base")
+    (run,) = runs_of(store[1], "base")
+    return run.data.tags["xablate.identity"]
 
 
 def hand_made_run(store, study, identity, status, **tags):
@@ -85,26 +99,26 @@ def test_a_finished_run_is_skipped_and_a_commit_change_is_warned_about(store, id
 
 def test_force_true_starts_a_new_run_beside_a_finished_one(store, identity):
     finished = hand_made_run(store, "force", identity, "FINISHED")
-    result = run_job(store, "force", "force=true")
-    assert result.status == "FINISHED" and result.run_id != finished
+    start_only(store, "force", "force=true")
     runs = {r.info.run_id: r for r in runs_of(store[1], "force")}
-    assert set(runs) == {finished, result.run_id}
-    assert runs[result.run_id].data.tags["xablate.identity"] == identity  # the same variant, trained anew
-    assert runs[finished].info.status == "FINISHED"  # the old result is kept
+    (new,) = set(runs) - {finished}
+    assert runs[new].data.tags["xablate.identity"] == identity  # the same variant, started anew
+    assert runs[finished].info.status == "FINISHED"  # the old result is kept, untouched
+    assert "xablate.resumes" not in runs[new].data.tags
 
 
-def test_a_diverged_cell_is_not_retrained(store, capsys):
-    with pytest.raises(RunDiverged):
-        run_job(store, "diverged", "optim.learning_rate=1e9")
-    (diverged,) = runs_of(store[1], "diverged")
-    assert diverged.info.status == "FAILED" and diverged.data.tags["xablate.outcome"] == "diverged"
-    capsys.readouterr()
-
-    result = run_job(store, "diverged", "optim.learning_rate=1e9")
-    assert (result.status, result.run_id) == ("SKIPPED", diverged.info.run_id)
-    assert f"run {diverged.info.run_id} diverged" in capsys.readouterr().out
+def test_a_diverged_cell_is_not_retrained(store, identity, capsys):
+    # as a diverged run is recorded (tests/test_failures.py trains one): FAILED, outcome=diverged
+    diverged = hand_made_run(store, "diverged", identity, "FAILED", **{
+        "xablate.outcome": "diverged", "xablate.diverged_epoch": "0", "xablate.diverged_batch": "1",
+        "xablate.error": "training diverged at epoch 0, batch 1: loss is nan"})
+    before = MlflowClient(store[1]).get_run(diverged)
+    result = run_job(store, "diverged")
+    assert (result.status, result.run_id) == ("SKIPPED", diverged)
+    assert f"run {diverged} diverged" in capsys.readouterr().out
     (again,) = runs_of(store[1], "diverged")  # no new run, and the old one untouched
-    assert again.info.status == "FAILED" and again.info.end_time == diverged.info.end_time
+    assert again.info.status == "FAILED" and again.info.end_time == before.info.end_time
+    assert again.data.tags == before.data.tags
 
 
 def test_a_running_run_whose_process_is_alive_is_skipped(store, identity, capsys):
@@ -136,17 +150,14 @@ def test_a_running_run_from_another_host_with_a_fresh_heartbeat_is_skipped(store
 def test_a_running_run_from_another_host_with_an_old_heartbeat_is_resumed(store, identity, capsys):
     stale = hand_made_run(store, "stale", identity, "RUNNING", **{
         "xablate.host": "another-host.invalid", "xablate.pid": "12345",
-        "xablate.heartbeat": str(int(time.time()) - 3600)})
-    result = run_job(store, "stale")
-    assert (result.status, result.run_id) == ("FINISHED", stale)
+        "xablate.heartbeat": str(int(time.time()) - 3600)})  # older than stale_after_seconds (600)
+    start_only(store, "stale")
     assert f"resuming MLflow run {stale}" in capsys.readouterr().out
-    (run,) = runs_of(store[1], "stale")
-    assert run.info.status == "FINISHED"
+    (run,) = runs_of(store[1], "stale")  # the same run, taken over by this process
+    assert run.info.run_id == stale
     assert run.data.tags["xablate.resumes"] == "1"
-    assert run.data.tags["xablate.host"] == socket.gethostname()  # this process took it over
+    assert run.data.tags["xablate.host"] == socket.gethostname()
     assert run.data.tags["xablate.pid"] == str(os.getpid())
-    steps = [m.step for m in MlflowClient(store[1]).get_metric_history(stale, "loss")]
-    assert steps == [0, 1]
 
 
 class FailAtSecondEpoch(keras.callbacks.Callback):
