@@ -59,14 +59,13 @@ def interrupt_after_first_checkpoint(store, study, signum):
     return proc.returncode, output, folder
 
 
-@pytest.mark.parametrize("signum, study", [(signal.SIGINT, "sigint"), (signal.SIGTERM, "sigterm")])
-def test_a_signal_ends_the_run_killed_and_leaves_its_checkpoint(store, signum, study):
+def assert_killed_with_its_checkpoint(store, study, signum):
     code, output, folder = interrupt_after_first_checkpoint(store, study, signum)
     assert code != 0, output[-3000:]
     (run,) = runs_of(store[1], study)
     assert run.info.status == "KILLED", output[-3000:]
-    assert run.data.tags["xablate.error"].startswith("KeyboardInterrupt")
     assert run.info.end_time is not None
+    assert run.data.tags["xablate.error"].startswith("KeyboardInterrupt")
     state = json.loads((folder / "state.json").read_text())
     assert state["run_id"] == run.info.run_id and 0 <= state["epoch"] < EPOCHS - 1
     assert (folder / state["weights_file"]).is_file()
@@ -74,24 +73,25 @@ def test_a_signal_ends_the_run_killed_and_leaves_its_checkpoint(store, signum, s
     # flushed: every checkpointed epoch reached MLflow, before the run was closed
     steps = [m.step for m in MlflowClient(store[1]).get_metric_history(run.info.run_id, "loss")]
     assert sorted(steps) == list(range(state["epoch"] + 1)), output[-3000:]
-    if signum == signal.SIGTERM:
-        assert run.data.tags["xablate.error"] == f"KeyboardInterrupt: received signal {int(signal.SIGTERM)}"
+    return run, state, folder
 
 
-def test_the_same_command_resumes_a_killed_run_under_its_run_id(store):
-    code, output, folder = interrupt_after_first_checkpoint(store, "killed_then_rerun", signal.SIGTERM)
-    (killed,) = runs_of(store[1], "killed_then_rerun")
-    assert killed.info.status == "KILLED", output[-3000:]
-    epoch = json.loads((folder / "state.json").read_text())["epoch"]
+def test_ctrl_c_ends_the_run_killed_and_leaves_its_checkpoint(store):
+    assert_killed_with_its_checkpoint(store, "sigint", signal.SIGINT)
 
-    rerun = run_py(*job(store, "killed_then_rerun"), cwd=store[0])
+
+def test_sigterm_ends_the_run_killed_and_the_same_command_resumes_it_under_its_run_id(store):
+    killed, state, folder = assert_killed_with_its_checkpoint(store, "sigterm", signal.SIGTERM)
+    assert killed.data.tags["xablate.error"] == f"KeyboardInterrupt: received signal {int(signal.SIGTERM)}"
+
+    rerun = run_py(*job(store, "sigterm"), cwd=store[0])
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    (run,) = runs_of(store[1], "killed_then_rerun")
+    (run,) = runs_of(store[1], "sigterm")
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     assert f"resuming MLflow run {killed.info.run_id}" in rerun.stdout
-    assert f"restored the checkpoint of epoch {epoch}" in rerun.stdout
+    assert f"restored the checkpoint of epoch {state['epoch']}" in rerun.stdout
     assert run.data.tags["xablate.resumes"] == "1"
-    assert run.data.tags["xablate.previous_error"].startswith("KeyboardInterrupt")
+    assert run.data.tags["xablate.previous_error"] == killed.data.tags["xablate.error"]
     client = MlflowClient(store[1])
     for key in ("loss", "val_accuracy", "learning_rate"):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
