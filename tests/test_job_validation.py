@@ -32,6 +32,12 @@ CASES = [
      "allowed: an exponential schedule needs every_epochs > 0 or every_samples > 0"),
     ("optim=seed optim.schedule.at_fractions=[0.7,0.3]", "Received optim.schedule.at_fractions=[0.7, 0.3]"),
     ("data.validation_fraction=0", "Received data.validation_fraction=0; allowed: 0.0 < data.validation_fraction"),
+    ("data.test_fraction=1.5", "Received data.test_fraction=1.5; allowed: 0.0 < data.test_fraction"),
+    ("data.test_fraction=0.85 data.validation_fraction=0.5", "allowed: fractions that leave at least 10 % of the images for training"),
+    ("data.split_seed=-3", "Received data.split_seed=-3; allowed: an integer from 0 to 4294967295"),
+    ("data.limit_test=0", "Received data.limit_test=0; allowed: an integer >= 1"),
+    ("train.precise_bn_batches=-1", "Received train.precise_bn_batches=-1; allowed: an integer >= 0"),
+    ("analysis={metric:f1}", "Received analysis.metric='f1' in study 'default'; allowed: test_accuracy"),
     ("train.verbose=loud", "Received train.verbose='loud'; allowed: auto, 0, 1, 2"),
     ("+model.segments=4", "Received model.segments=4; allowed: not set here — segments comes from the top-level key"),
     ("+model.bn_momentum=fast", "Received a model setting of the wrong type"),
@@ -115,7 +121,7 @@ def test_an_unreachable_tracking_server_fails_fast(tmp_path):
 
 
 @pytest.mark.parametrize("group, name", [("model", "huge"), ("experiment", "fig11_nothing"), ("optim", "lion"),
-                                         ("data", "imagenet22k")])
+                                         ("data", "imagenet22k"), ("design", "gpu_huge")])
 def test_unknown_group_option_is_refused_by_hydra(group, name):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         with pytest.raises(HydraException, match=f"Could not find '{group}/{name}'"):
