@@ -4,7 +4,6 @@ them (params, tags, metrics), without training anything."""
 from __future__ import annotations
 
 import json
-import math
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -46,6 +45,3 @@ def log_study(uri: str, study: str, values: dict, *, axis: str = "intermediate_a
     client.set_terminated(parent, status="FINISHED")
     return ids
 
-
-def chance_or(value, classes=10):
-    return 1 / classes if value is None or (isinstance(value, float) and math.isnan(value)) else value
