@@ -22,7 +22,7 @@ def _interrupt_on_sigterm(signum, frame):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from xablate.backend import select_backend
+    from xablate.backend import select_backend, start_tensorflow_quietly
     from xablate.launch import assign_gpu
 
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
@@ -31,6 +31,8 @@ def main(cfg: DictConfig) -> None:
     select_backend(str(cfg.backend))  # before Keras is imported
     if multirun:
         assign_gpu(hydra_cfg.job.num, str(hydra_cfg.launcher.get("_target_", "")))
+    if str(cfg.backend) == "tensorflow":
+        start_tensorflow_quietly()  # without its C++ start-up lines (XABLATE_TF_LOGS=1 keeps them)
 
     from xablate.training.trainer import RunContext, train
 

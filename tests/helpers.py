@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_py(*overrides, cwd, timeout=600, env=None):
     """`python run.py <overrides>` in `cwd` (Hydra's outputs/ and multirun/ land there)."""
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    full_env = dict(os.environ)  # run.py quiets TensorFlow's start-up lines itself
     for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):  # a developer's own settings stay out
         full_env.pop(inherited, None)
     full_env.update(env or {})
@@ -35,3 +35,88 @@ def runs_of(uri, experiment, role=None):
     if role == "job":
         return [r for r in runs if r.data.tags.get("xablate.role") != "sweep"]
     return runs
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=60):
+    """(status, body bytes) of a GET."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+class ServedUI:
+    """`xablate ui --uri <uri>` started through the installed console script on a free port, until stopped;
+    `base` is its address and `output()` what it printed."""
+
+    def __init__(self, uri, timeout=180):
+        import signal  # noqa: F401
+        import time
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        self._log = open(Path(uri[len("sqlite:///"):]).parent / f"ui-{self.port}.log", "w+")
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "xablate"), "ui", "--uri", uri, "--port",
+                                      str(self.port)], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+        deadline = time.time() + timeout
+        while True:
+            assert self.proc.poll() is None, self.output()[-3000:]
+            try:
+                if http_get(f"{self.base}/health", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, f"the UI did not answer within {timeout} s"
+            time.sleep(0.5)
+
+    def api(self, path, body=None, **query):
+        """The JSON answer of the UI's own REST API (ajax-api/2.0/mlflow/<path>): GET with `query`, or POST of
+        `body` as JSON."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.base}/ajax-api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
+        if body is None:
+            status, answer = http_get(url)
+        else:
+            request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, answer = response.status, response.read()
+        assert status == 200
+        return json.loads(answer)
+
+    def output(self) -> str:
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read()
+
+    def stop(self):
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def browser(playwright):
+    """Debian's Chromium (/usr/bin/chromium, installed by .ci/run), headless, driven by Playwright."""
+    return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"])

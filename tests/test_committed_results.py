@@ -29,3 +29,29 @@ def test_status_sees_the_committed_reproduction_as_done(study):
                              f"tracking.uri={STORE}"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "missing: 0" in status.stdout and "nothing left to run" in status.stdout
+
+
+def test_a_copy_of_the_committed_store_at_another_path_serves_its_artifacts(tmp_path):
+    """As on a clone elsewhere: the store's recorded artifact locations point into the original checkout, and
+    `xablate ui` serves the artifacts that sit beside the copy."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from helpers import ServedUI, http_get
+
+    copy = tmp_path / "elsewhere" / "store"
+    shutil.copytree(ROOT / "results" / "store", copy)
+    uri = f"sqlite:///{copy / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    [experiment] = [e for e in client.search_experiments() if e.name == "fig9_residual"]
+    [run] = client.search_runs([experiment.experiment_id], filter_string="tags.`xablate.variant` = 'residual=False'",
+                               max_results=1)[:1] or [None]
+    assert run is not None
+    ui = ServedUI(uri)
+    try:
+        status, body = http_get(f"{ui.base}/get-artifact?path=config.yaml&run_uuid={run.info.run_id}")
+    finally:
+        ui.stop()
+    assert status == 200 and b"residual: false" in body
+    assert MlflowClient(uri).get_run(run.info.run_id).info.artifact_uri.startswith((copy / "mlartifacts").as_uri())

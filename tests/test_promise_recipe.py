@@ -132,10 +132,6 @@ def weights_and_averages(model):
     return {"weights": [np.array(v) for v in model.trainable_variables], "averages": [np.array(v) for v in stand_ins]}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "xablate/training/fitting.py adds SwapEMAWeights(swap_on_epoch=True) before the logger, so each epoch's "
-    "checkpoint holds the EMA weights as the model's and the raw ones as the averages; a resumed run trains on "
-    "from the averages. SwapEMAWeights() (swap for evaluation only) fixes it; then drop this marker."))
 def test_a_resumed_ema_run_starts_from_the_weights_and_averages_training_left(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -1,11 +1,15 @@
 """`python run.py -m intermediate_act=relu,elu,none` (under the debug config) leaves one parent run with three
-FINISHED children in one experiment, with params, per-epoch metrics and artifacts."""
+FINISHED children in one experiment, with params, per-epoch metrics, dataset inputs, system metrics and artifacts;
+`xablate ui` then shows them to a researcher in a real browser (Debian's Chromium driven by Playwright)."""
 
 import json
 
+import pytest
 from mlflow import MlflowClient
+from playwright.sync_api import sync_playwright
 
-from helpers import run_py, runs_of, sqlite_uri
+from helpers import ServedUI, browser, run_py, runs_of, sqlite_uri
+from xablate.tracking.store import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 
 EPOCH_METRICS = {"loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy",
                  "learning_rate", "epoch_seconds", "images_per_second"}
@@ -13,10 +17,26 @@ TEST_METRICS = {"test_accuracy", "test_loss", "test_top5_accuracy"}
 ARTIFACTS = {"config.yaml", "history.csv", "model.keras", "model_summary.json", "model_summary.txt"}
 
 
-def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(tmp_path):
-    uri = sqlite_uri(tmp_path)
-    proc = run_py("-m", "intermediate_act=relu,elu,none", "debug=default", f"tracking.uri={uri}", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def fig10(tmp_path_factory):
+    """The Fig. 10 command as typed, under the debug config, with system metrics sampled every second."""
+    folder = tmp_path_factory.mktemp("fig10")
+    uri = sqlite_uri(folder)
+    proc = run_py("-m", "intermediate_act=relu,elu,none", "debug=default", f"tracking.uri={uri}",
+                  "tracking.system_metrics=true", "tracking.system_metrics_seconds=1", cwd=folder)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    return uri, proc
+
+
+@pytest.fixture(scope="module")
+def ui(fig10):
+    served = ServedUI(fig10[0])
+    yield served
+    served.stop()
+
+
+def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(fig10):
+    uri, proc = fig10
 
     [parent] = runs_of(uri, "default", role="sweep")
     children = runs_of(uri, "default", role="job")
@@ -56,6 +76,10 @@ def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(tmp_p
         assert tags["xablate.backend"] == "tensorflow" and tags["xablate.device"] == "CPU"
         assert "intermediate_act=" in tags["xablate.overrides"]
         assert len(tags.get("mlflow.source.git.commit", "")) in (0, 40)
+        assert len(tags["xablate.data_digest"]) == 16
+
+    # TensorFlow's native start-up lines (cuInit on a machine without a GPU) are filtered; Keras' and ours stay
+    assert "cuInit" not in proc.stderr and "absl::InitializeLog" not in proc.stderr, proc.stderr[-3000:]
 
     # the end-of-sweep summary: one line per variant, by run name
     lines = [l for l in proc.stdout.splitlines() if l.startswith("act=")]
@@ -89,3 +113,56 @@ def test_a_failed_job_fails_the_sweep_and_closes_its_parent(tmp_path):
     summary = [l for l in proc.stdout.splitlines() if l.startswith("k=")]
     assert len(summary) == 1 and summary[0].startswith("k=4 · seed 0") and " FINISHED " in summary[0]
     assert "a job failed before its run started" in proc.stderr
+
+
+def test_the_ui_api_shows_training_experiments_datasets_and_system_metrics(fig10, ui):
+    uri, _ = fig10
+    experiment = ui.api("experiments/get-by-name", experiment_name="default")["experiment"]
+    assert {t["key"]: t["value"] for t in experiment["tags"]}[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    found = ui.api("runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]
+    children = [r for r in found if "mlflow.parentRunId" in {t["key"] for t in r["data"]["tags"]}]
+    names = sorted(r["info"]["run_name"] for r in children)
+    assert names == ["act=elu · seed 0", "act=none · seed 0", "act=relu · seed 0"]  # short, distinct
+    digests = set()
+    for run in children:
+        inputs = run["inputs"]["dataset_inputs"]
+        contexts = {i["tags"][0]["value"]: i["dataset"] for i in inputs if i.get("tags")}
+        assert set(contexts) == {"train", "validation", "test"}
+        assert {d["name"] for d in contexts.values()} == {"digits/train", "digits/validation", "digits/test"}
+        assert json.loads(contexts["test"]["profile"]) == {"num_rows": 359}
+        assert all(len(d["digest"]) == 16 for d in contexts.values())
+        digests.add(tuple(sorted(d["digest"] for d in contexts.values())))
+        system = {m["key"] for m in run["data"]["metrics"] if m["key"].startswith("system/")}
+        assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+    assert len(digests) == 1  # same data for every variant: one dataset per split
+
+
+def test_a_researcher_sees_the_sweep_its_curves_and_artifacts_in_a_browser(fig10, ui, tmp_path):
+    uri, _ = fig10
+    experiment = ui.api("experiments/get-by-name", experiment_name="default")["experiment"]["experiment_id"]
+    relu = next(r for r in runs_of(uri, "default", role="job") if r.info.run_name.startswith("act=relu"))
+    with sync_playwright() as playwright:
+        chromium = browser(playwright)
+        page = chromium.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            # the runs table (not the GenAI overview), the sweep as one row; expanded, its children by name
+            page.goto(f"{ui.base}/#/experiments/{experiment}/runs?workflowType=machine_learning")
+            page.get_by_text("default: act").wait_for(timeout=90_000)
+            assert page.get_by_text("Traces", exact=True).count() <= 1  # no GenAI side navigation
+            page.get_by_text("default: act").locator("xpath=ancestor::div[@role='gridcell'][1]//button").click()
+            for name in ("act=relu · seed 0", "act=elu · seed 0", "act=none · seed 0"):
+                page.get_by_text(name, exact=True).wait_for(timeout=30_000)
+            page.screenshot(path=tmp_path / "runs.png")
+            # the chart view plots the children's validation accuracy (charts draw as they scroll in: search)
+            page.goto(f"{ui.base}/#/experiments/{experiment}/runs?workflowType=machine_learning&compareRunsMode=CHART")
+            page.get_by_placeholder("Search metric charts").fill("val_accuracy")
+            for name in ("act=relu · seed 0", "act=elu · seed 0", "act=none · seed 0"):
+                page.get_by_text(f"{name} (val_accuracy)", exact=True).first.wait_for(timeout=60_000)
+            page.screenshot(path=tmp_path / "charts.png")
+            # a child's artifacts list its config
+            page.goto(f"{ui.base}/#/experiments/{experiment}/runs/{relu.info.run_id}/artifacts?workflowType=machine_learning")
+            page.get_by_text("config.yaml", exact=True).first.wait_for(timeout=60_000)
+            page.screenshot(path=tmp_path / "artifacts.png")
+        finally:
+            chromium.close()
+    assert all((tmp_path / f).stat().st_size > 10_000 for f in ("runs.png", "charts.png", "artifacts.png"))

@@ -142,10 +142,16 @@ def run_ui(uri: str | None, port: int) -> int:
     """Serves the MLflow UI for the store runs are logged to (sqlite stores: artifacts beside them)."""
     import subprocess
 
-    from xablate.tracking.store import resolve_tracking_uri
+    from xablate.tracking.store import (EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, relocate_artifacts,
+                                        resolve_tracking_uri, tag_experiments_for_training)
 
     uri = resolve_tracking_uri(uri)
-    print(f"xablate: MLflow UI for {uri} at http://127.0.0.1:{port}", flush=True)
+    relocate_artifacts(uri)  # a cloned or copied store serves the artifacts beside it
+    tag_experiments_for_training(uri)  # the UI opens each experiment on its runs table
+    print(f"xablate: MLflow UI for {uri} at http://127.0.0.1:{port}\n"
+          f"xablate: open http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning (MLflow 3 opens on "
+          f"its GenAI pages otherwise; the experiments are also tagged {EXPERIMENT_KIND_TAG}={MODEL_TRAINING_KIND})",
+          flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(port)]
     return subprocess.call(command)

@@ -70,8 +70,10 @@ def validate_job_config(cfg: dict) -> None:
             raise ValueError(f"Received {key}={value!r}; allowed: true, false.")
     _check_checkpoint_dir(train.get("checkpoint_dir"))
     tracking = cfg["tracking"]
-    for key in ("heartbeat_seconds", "stale_after_seconds"):
+    for key in ("heartbeat_seconds", "stale_after_seconds", "system_metrics_seconds"):
         number_in(f"tracking.{key}", tracking.get(key, 60), 0, float("inf"), low_open=True)
+    if not isinstance(tracking.get("system_metrics", False), bool):
+        raise ValueError(f"Received tracking.system_metrics={tracking['system_metrics']!r}; allowed: true, false.")
 
     validate_data(cfg["data"])  # each owner checks its own settings
     validate_recipe(cfg["optim"])

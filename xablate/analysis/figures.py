@@ -139,7 +139,7 @@ def trend_figure(selection: Selection, metric: str, title: str = "") -> Figure:
     axis = selection.axes[0]
     stats = variant_statistics(selection, metric)
     spectrum = axis == "segments" and stats["effective_segments"].notna().all()
-    x = stats["effective_segments"] if spectrum else stats[axis].astype(float)
+    x = (stats["effective_segments"] if spectrum else stats[axis]).astype(float)
     order = np.argsort(x.to_numpy(float))
     stats, x = stats.iloc[order].reset_index(drop=True), x.iloc[order].reset_index(drop=True)
     fig = _new_figure(6.4, 6.4)

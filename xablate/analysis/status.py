@@ -19,8 +19,9 @@ from omegaconf import OmegaConf
 
 from xablate.paths import project_root
 from xablate.sweeps import expand, swept_keys
+from xablate.data.digest import source_digest
 from xablate.tracking.identity import run_identity
-from xablate.tracking.previous_runs import IDENTITY_TAG, variant_state
+from xablate.tracking.previous_runs import DATA_DIGEST_TAG, IDENTITY_TAG, variant_state
 from xablate.tracking.store import resolve_tracking_uri
 from xablate.validation import normalize_axes, validate_job_config
 
@@ -93,7 +94,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
                 experiment, stale = str(cfg["tracking"]["experiment"]), float(cfg["tracking"]["stale_after_seconds"])
             values = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job)}
             rows.append({key: values[key] for key in keys})
-            identities.append(run_identity(cfg, backend))
+            identities.append((run_identity(cfg, backend), source_digest(cfg["data"])))
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     runs = []
@@ -103,8 +104,9 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
     by_identity: dict[str, list] = {}
     for run in runs:
         by_identity.setdefault(run.data.tags[IDENTITY_TAG], []).append(run)
-    for row, identity in zip(rows, identities):
-        state, run = variant_state(by_identity.get(identity, []), stale)
+    for row, (identity, digest) in zip(rows, identities):
+        same_data = [r for r in by_identity.get(identity, []) if r.data.tags.get(DATA_DIGEST_TAG, digest) == digest]
+        state, run = variant_state(same_data, stale)
         row.update(state=state, run_id=run.info.run_id if run else "",
                    reason=(run.data.tags.get("xablate.error", "") if run and state in ("failed", "diverged") else ""))
     return StudyStatus(experiment, uri, base, keys, pd.DataFrame(rows, columns=[*keys, "state", "run_id", "reason"]))

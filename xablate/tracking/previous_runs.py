@@ -24,6 +24,7 @@ from mlflow.entities import Run
 
 HOST_TAG, PID_TAG, HEARTBEAT_TAG = "xablate.host", "xablate.pid", "xablate.heartbeat"
 IDENTITY_TAG, OUTCOME_TAG = "xablate.identity", "xablate.outcome"
+DATA_DIGEST_TAG = "xablate.data_digest"  # the data's content digest (xablate.data.digest)
 
 
 @dataclass
@@ -56,10 +57,14 @@ def owner_alive(run: Run, stale_after_seconds: float) -> bool:
     return time.time() - last < stale_after_seconds
 
 
-def job_runs(client: MlflowClient, experiment_id: str, identity: str) -> list[Run]:
-    """The study's runs with this identity, newest first (sweep parents carry no identity)."""
-    return client.search_runs([experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` = '{identity}'",
+def job_runs(client: MlflowClient, experiment_id: str, identity: str, data_digest: str | None = None) -> list[Run]:
+    """The study's runs with this identity, newest first (sweep parents carry no identity). With `data_digest`,
+    a run that recorded another digest is not the same job (same config, other data); runs from before digests
+    were recorded carry none and match on their identity alone."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` = '{identity}'",
                               order_by=["attributes.start_time DESC"], max_results=1000)
+    return [run for run in runs
+            if data_digest is None or run.data.tags.get(DATA_DIGEST_TAG, data_digest) == data_digest]
 
 
 def variant_state(runs: list[Run], stale_after_seconds: float) -> tuple[str, Run | None]:
@@ -79,10 +84,10 @@ def variant_state(runs: list[Run], stale_after_seconds: float) -> tuple[str, Run
 
 
 def plan_run(client: MlflowClient, experiment_id: str, identity: str, *, force: bool,
-             stale_after_seconds: float) -> Plan:
+             stale_after_seconds: float, data_digest: str | None = None) -> Plan:
     if force:
         return Plan("new")
-    state, run = variant_state(job_runs(client, experiment_id, identity), stale_after_seconds)
+    state, run = variant_state(job_runs(client, experiment_id, identity, data_digest), stale_after_seconds)
     if state == "missing":
         return Plan("new")
     if state == "done":

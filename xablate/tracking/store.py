@@ -78,21 +78,80 @@ def _store_lock(uri: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview unless it is tagged as model development
+EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+ARTIFACTS_FOLDER = "mlartifacts"  # beside a SQLite store: <store folder>/mlartifacts/<experiment>/<run>/artifacts
+
+
 def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
-    """A client on `uri` and the id of experiment `name`, created if missing.
+    """A client on `uri` and the id of experiment `name`, created if missing, tagged for model training.
 
     With a SQLite store, artifacts go beside it, to <store folder>/mlartifacts/<experiment> (the project's
     default store: <project>/mlartifacts/), not to wherever the command started; a server decides its own.
+    A store that was moved or cloned elsewhere is pointed at its own artifacts first (`relocate_artifacts`).
     """
     with _store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
+        relocate_artifacts(uri)
         experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            return client, experiment.experiment_id
-        location = None
-        if uri.startswith("sqlite:///"):
-            location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / name).as_uri()
-        return client, client.create_experiment(name, artifact_location=location)
+        if experiment is None:
+            location = None
+            if uri.startswith("sqlite:///"):
+                location = (Path(uri[len("sqlite:///"):]).parent / ARTIFACTS_FOLDER / name).as_uri()
+            experiment_id = client.create_experiment(name, artifact_location=location,
+                                                     tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+            return client, experiment_id
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+        return client, experiment.experiment_id
+
+
+def tag_experiments_for_training(uri: str) -> int:
+    """Tags every experiment of the store as model development (the UI then opens on its runs); how many
+    needed it."""
+    client = MlflowClient(tracking_uri=uri)
+    changed = 0
+    for experiment in client.search_experiments():
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+            changed += 1
+    return changed
+
+
+def relocate_artifacts(uri: str) -> int:
+    """Points a moved SQLite store at the artifacts beside it; how many experiments it changed.
+
+    MLflow records absolute artifact locations (file:///…/mlartifacts/<experiment>, and each run's
+    …/<run>/artifacts). A store copied, cloned or committed elsewhere keeps its artifacts beside it, so every
+    location xablate gave (ending in /mlartifacts/<experiment>) that is not under this store's own folder is
+    rewritten, for the experiment and its runs, to <store folder>/mlartifacts/<experiment>. Other locations
+    (a server's, one set by hand) are left alone. Runs on a store that did not move change nothing.
+    """
+    if not uri.startswith("sqlite:///"):
+        return 0
+    import sqlite3
+
+    path = Path(uri[len("sqlite:///"):])
+    if not path.exists():
+        return 0
+    here = (path.parent / ARTIFACTS_FOLDER).as_uri()
+    with sqlite3.connect(path, timeout=60) as db:
+        try:
+            rows = db.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+        except sqlite3.OperationalError:  # not created yet by MLflow
+            return 0
+        changed = 0
+        for experiment_id, location in rows:
+            old_root, _, folder = (location or "").rpartition("/")
+            if not old_root.endswith("/" + ARTIFACTS_FOLDER) or not old_root.startswith("file://") or old_root == here:
+                continue
+            db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                       (f"{here}/{folder}", experiment_id))
+            db.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                       "WHERE experiment_id = ? AND artifact_uri LIKE ? || '%'",
+                       (here, len(old_root) + 1, experiment_id, old_root + "/"))
+            changed += 1
+    return changed
 
 
 def git_commit() -> str | None:

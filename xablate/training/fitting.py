@@ -26,6 +26,7 @@ from mlflow.entities import Metric, Param
 
 from xablate.config import AXES
 from xablate.data import load_data
+from xablate.data.digest import dataset_inputs, source_digest
 from xablate.models import build_xception, preset_kwargs, summarize_model
 from xablate.tracking.identity import param_value
 from xablate.training.batchnorm import PreciseBatchNorm
@@ -111,6 +112,9 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         "train.replicas": replicas,
         "train.steps_per_epoch": steps_per_epoch,
     })
+    client.log_inputs(run_id, datasets=dataset_inputs(
+        cfg["data"], source_digest(cfg["data"]),
+        {"train": data.train_size, "validation": data.validation_size, "test": data.test_size}))
     write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     write_and_log(client, run_id, output_dir / "model_summary.json", json.dumps(summary.to_dict(), indent=2))
     write_and_log(client, run_id, output_dir / "model_summary.txt", summary.format_table())
@@ -135,7 +139,9 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
                                history=state.history if state is not None else None)
     evaluation = []  # run at every evaluation's start, in this order: EMA weights in, then their BN statistics
     if optimizer.use_ema:
-        evaluation.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        # swapped in for evaluation only: each epoch's checkpoint keeps the raw weights as the model's and the
+        # averages as the optimizer's, so a resumed run trains on from where training left off
+        evaluation.append(keras.callbacks.SwapEMAWeights())
     if train_cfg["precise_bn_batches"]:
         evaluation.append(PreciseBatchNorm(data.statistics_batches, train_cfg["precise_bn_batches"]))
     callbacks = [_TrainingEnds(logger), *evaluation, guard, logger, *extra_callbacks]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import keras
 from mlflow import MlflowClient
 
 from xablate.config import AXES, axis_values, flatten, run_name, variant_label
+from xablate.data.digest import DATA_DIGEST_TAG, source_digest
 from xablate.models import ModelSummary
 from xablate.tracking.identity import run_identity
 from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, owner_tags, plan_run
@@ -67,8 +69,9 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     label = variant_label(axes)
     name = run_name(axes, int(cfg["seed"]))
     identity = run_identity(cfg, keras.backend.backend())
+    digest = source_digest(cfg["data"])
     commit = git_commit()
-    plan = plan_run(client, experiment_id, identity, force=bool(cfg.get("force")),
+    plan = plan_run(client, experiment_id, identity, data_digest=digest, force=bool(cfg.get("force")),
                     stale_after_seconds=float(cfg["tracking"]["stale_after_seconds"]))
     if plan.action == "skip":
         return _skip(plan, label, uri, commit, context)
@@ -78,6 +81,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         "xablate.axes": json.dumps(axes),
         "xablate.study": str(cfg["study"]),
         IDENTITY_TAG: identity,
+        DATA_DIGEST_TAG: digest,
         "xablate.backend": keras.backend.backend(),
         "xablate.device": _device(),
         "xablate.overrides": " ".join(context.overrides),
@@ -114,7 +118,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         if plan.action == "new":
             checkpoint.delete()  # a forced rerun, or leftovers of a deleted run: start clean
     try:
-        with Heartbeat(client, run_id, float(cfg["tracking"]["heartbeat_seconds"])):
+        with Heartbeat(client, run_id, float(cfg["tracking"]["heartbeat_seconds"])), \
+                system_metrics(cfg["tracking"], uri, run_id, resumed=plan.action == "resume"):
             log_params(client, run_id, {k: v for k, v in flatten(cfg).items() if not k.startswith("analysis")})
             history, summary = fit_with_oom_retry(cfg, client, run_id, Path(context.output_dir), checkpoint,
                                                    context.callbacks)
@@ -128,6 +133,27 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     if checkpoint is not None:
         checkpoint.delete()
     return TrainResult(run_id, uri, "FINISHED", history, summary)
+
+
+@contextmanager
+def system_metrics(tracking: dict, uri: str, run_id: str, *, resumed: bool):
+    """MLflow's own sampler (CPU, memory, disk, network; NVIDIA GPUs when nvidia-ml-py is installed) logging
+    system/* metrics to the run while it trains, when `tracking.system_metrics` is on."""
+    if not tracking.get("system_metrics"):
+        yield
+        return
+    import logging
+
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines per run
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=float(tracking["system_metrics_seconds"]),
+                                   resume_logging=resumed, tracking_uri=uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def _skip(plan, label: str, uri: str, commit: str | None, context: RunContext) -> TrainResult:
