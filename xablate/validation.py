@@ -13,6 +13,7 @@ from xablate.config import AXES
 from xablate.backend import BACKENDS
 from xablate.checks import number_in, positive_int, seed_value
 from xablate.data.sources import validate_data
+from xablate.models.pretrained import check_weights_setting
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.segments import validate_segments
 from xablate.models.xception import normalize_activation
@@ -69,6 +70,10 @@ def validate_job_config(cfg: dict) -> None:
         if not isinstance(value, bool):
             raise ValueError(f"Received {key}={value!r}; allowed: true, false.")
     _check_checkpoint_dir(train.get("checkpoint_dir"))
+    freeze = train.get("freeze_base_epochs", 0)
+    if not isinstance(freeze, int) or isinstance(freeze, bool) or not 0 <= freeze < int(train["epochs"]):
+        raise ValueError(f"Received train.freeze_base_epochs={freeze!r}; allowed: an integer from 0 (no frozen "
+                         f"warm-up) to train.epochs - 1 = {int(train['epochs']) - 1}.")
     tracking = cfg["tracking"]
     for key in ("heartbeat_seconds", "stale_after_seconds", "system_metrics_seconds"):
         number_in(f"tracking.{key}", tracking.get(key, 60), 0, float("inf"), low_open=True)
@@ -80,6 +85,7 @@ def validate_job_config(cfg: dict) -> None:
 
     model = dict(cfg["model"])
     preset = model.pop("preset")
+    check_weights_setting(model.pop("weights", None))  # where training starts from, not a builder argument
     if preset not in PRESETS:
         raise ValueError(f"Received model.preset={preset!r}; allowed: {', '.join(PRESETS)}.")
     for key in (*AXES, "input_shape", "classes"):

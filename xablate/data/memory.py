@@ -28,8 +28,11 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(chunks).astype("float32")
 
 
-def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | None = None, augment=None):
-    """A keras.utils.PyDataset over (x, y): shuffled per epoch when `seed` is given."""
+def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | None = None, augment=None,
+                  value_range: tuple[float, float] = (0.0, 1.0)):
+    """A keras.utils.PyDataset over (x, y): shuffled per epoch when `seed` is given; images (in [0, 1], augmented
+    there) scaled to `value_range` last."""
+    low, high = value_range
     import keras
 
     class ArrayBatches(keras.utils.PyDataset):
@@ -56,6 +59,8 @@ def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | 
             images, labels = x[rows], y[rows]
             if augment is not None:
                 images = augment(images, training=True)
+            if (low, high) != (0.0, 1.0):
+                images = np.asarray(images, dtype="float32") * (high - low) + low
             return images, labels
 
         def on_epoch_end(self):

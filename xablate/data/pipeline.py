@@ -36,9 +36,15 @@ class ImageData:
 def augmentation_layers(aug: dict, seed: int) -> list:
     """The seed project's augmentation as Keras preprocessing layers (train batches only).
 
-    rotation 20 degrees, shift 0.1, shear, zoom 0.1, horizontal flip, brightness. Keras' RandomBrightness is
-    additive on the value range: brightness [0.7, 1.3] becomes a shift of up to +-0.3 of [0, 1].
+    rotation 20 degrees, shift 0.1, shear, zoom 0.1, horizontal flip, brightness, every fill `nearest` as
+    ImageDataGenerator's. The seed's own settings (conf/data/folder.yaml, CIFAR) are faithful to it:
+    `shear_degrees: 10` is ImageDataGenerator's shear_range, an angle (Keras' RandomShear takes the factor,
+    tan(10°) ≈ 0.18, along x only as the seed's); `brightness_mode: multiplicative` multiplies pixel values by a
+    factor drawn from `brightness` as ImageDataGenerator does. With `brightness_mode: additive` (the neutral
+    default of the other sources) Keras' RandomBrightness shifts values by up to (factor - 1) of the range.
     """
+    import math
+
     import keras
 
     layers = []
@@ -46,7 +52,10 @@ def augmentation_layers(aug: dict, seed: int) -> list:
         layers.append(keras.layers.RandomRotation(aug["rotation_degrees"] / 360.0, fill_mode="nearest", seed=seed))
     if aug.get("shift"):
         layers.append(keras.layers.RandomTranslation(aug["shift"], aug["shift"], fill_mode="nearest", seed=seed + 1))
-    if aug.get("shear"):
+    if aug.get("shear_degrees"):
+        factor = math.tan(math.radians(float(aug["shear_degrees"])))
+        layers.append(keras.layers.RandomShear(x_factor=factor, y_factor=0.0, fill_mode="nearest", seed=seed + 2))
+    elif aug.get("shear"):
         layers.append(keras.layers.RandomShear(x_factor=aug["shear"], y_factor=aug["shear"], fill_mode="nearest",
                                                seed=seed + 2))
     if aug.get("zoom"):
@@ -55,7 +64,13 @@ def augmentation_layers(aug: dict, seed: int) -> list:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 4))
     if aug.get("brightness"):
         low, high = aug["brightness"]
-        layers.append(keras.layers.RandomBrightness((low - 1.0, high - 1.0), value_range=(0.0, 1.0), seed=seed + 5))
+        if aug.get("brightness_mode", "additive") == "multiplicative":
+            from xablate.data.brightness import MultiplicativeBrightness
+
+            layers.append(MultiplicativeBrightness(low, high, seed=seed + 5))
+        else:
+            layers.append(keras.layers.RandomBrightness((low - 1.0, high - 1.0), value_range=(0.0, 1.0),
+                                                        seed=seed + 5))
     return layers
 
 
@@ -99,11 +114,14 @@ def _dataset(split, limit):
     return ds.take(limit) if limit else ds
 
 
-def load_data(cfg: dict, *, batch_size: int, seed: int) -> ImageData:
-    """Train / validation / test pipelines for the configured source (see conf/data/)."""
+def load_data(cfg: dict, *, batch_size: int, seed: int, value_range: tuple[float, float] = (0.0, 1.0)) -> ImageData:
+    """Train / validation / test pipelines for the configured source (see conf/data/).
+
+    Sources give values in [0, 1] and augmentation works there; every split is scaled to `value_range` last
+    (pretrained weights expect the scaling they were trained with: Xception's ImageNet weights [-1, 1])."""
     splits: Splits = SOURCES[cfg["source"]](cfg)
     if choose_pipeline(cfg) == "memory":
-        return _in_memory(cfg, splits, batch_size=batch_size, seed=seed)
+        return _in_memory(cfg, splits, batch_size=batch_size, seed=seed, value_range=value_range)
     import tensorflow as tf
 
     size = int(cfg["image_size"])
@@ -133,6 +151,10 @@ def load_data(cfg: dict, *, batch_size: int, seed: int) -> ImageData:
         statistics = statistics.map(lambda x, y: (other(x, training=True), y))
     validation = prepare(_dataset(splits.validation, cfg["limit_val"]), validation_size).batch(batch_size)
     test = prepare(_dataset(splits.test, cfg.get("limit_test")), test_size).batch(batch_size)
+    low, high = value_range
+    if (low, high) != (0.0, 1.0):
+        scale = lambda x, y: (x * (high - low) + low, y)  # noqa: E731
+        train, statistics, validation, test = (ds.map(scale) for ds in (train, statistics, validation, test))
     return ImageData(
         train=train.prefetch(autotune),
         validation=validation.prefetch(autotune),
@@ -148,7 +170,7 @@ def load_data(cfg: dict, *, batch_size: int, seed: int) -> ImageData:
     )
 
 
-def _in_memory(cfg: dict, splits: Splits, *, batch_size: int, seed: int) -> ImageData:
+def _in_memory(cfg: dict, splits: Splits, *, batch_size: int, seed: int, value_range=(0.0, 1.0)) -> ImageData:
     from xablate.data.memory import array_batches, resize_images
 
     size = int(cfg["image_size"])
@@ -159,12 +181,12 @@ def _in_memory(cfg: dict, splits: Splits, *, batch_size: int, seed: int) -> Imag
     augment = cfg.get("augment") or {}
     pipeline = _augmenter(augment, seed) if augment.get("enabled") else None
     x_train = resize_images(x_train, size)
-    statistics = array_batches(x_train, y_train, batch_size, seed=seed + 1,
+    statistics = array_batches(x_train, y_train, batch_size, seed=seed + 1, value_range=value_range,
                                augment=_augmenter(augment, seed + 1000) if augment.get("enabled") else None)
     return ImageData(
-        train=array_batches(x_train, y_train, batch_size, seed=seed, augment=pipeline),
-        validation=array_batches(resize_images(x_val, size), y_val, batch_size),
-        test=array_batches(resize_images(x_test, size), y_test, batch_size),
+        train=array_batches(x_train, y_train, batch_size, seed=seed, augment=pipeline, value_range=value_range),
+        validation=array_batches(resize_images(x_val, size), y_val, batch_size, value_range=value_range),
+        test=array_batches(resize_images(x_test, size), y_test, batch_size, value_range=value_range),
         num_classes=splits.num_classes,
         image_shape=(size, size, splits.channels),
         train_size=len(x_train),

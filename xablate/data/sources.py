@@ -236,6 +236,12 @@ def validate_data(data: dict) -> None:
                          f"the in-memory pipeline reads {', '.join(ARRAY_SOURCES)}; {data['source']} needs tf_data.")
     if data.get("cache", "auto") not in CACHE_MODES:
         raise ValueError(f"Received data.cache={data['cache']!r}; allowed: {', '.join(CACHE_MODES)}.")
+    augment = data.get("augment") or {}
+    if augment.get("brightness_mode", "additive") not in ("additive", "multiplicative"):
+        raise ValueError(f"Received data.augment.brightness_mode={augment['brightness_mode']!r}; allowed: additive, "
+                         f"multiplicative.")
+    if augment.get("shear_degrees") is not None:
+        number_in("data.augment.shear_degrees", augment["shear_degrees"], 0.0, 90.0, high_open=True)
     if data["source"] == "digits":
         number_in("data.test_fraction", data["test_fraction"], 0.0, 1.0, low_open=True)
         if data["test_fraction"] + data["validation_fraction"] * (1 - data["test_fraction"]) >= 0.9:

@@ -20,6 +20,7 @@ from xablate.models.segment_conv import IMPLEMENTATIONS, SegmentConv2D
 from xablate.models.segments import DEPTHWISE, ROUNDING_RULES, effective_segments, validate_segments
 
 STEMS = ("imagenet", "small")
+HEADS = ("avg", "flatten")  # the classifier's input with include_top
 POOLINGS = (None, "avg", "max")
 # keras.applications.Xception refuses inputs under 71x71 (two valid 3x3 convs, one strided, then four
 # stride-2 stages); the small stem keeps full resolution and only needs the four stages to leave >= 1 pixel.
@@ -103,7 +104,9 @@ def normalize_activation(intermediate_act: str | None) -> str | None:
 
 
 def _validate(*, input_shape, classes, include_top, pooling, stem, width_multiplier, middle_blocks, bn_momentum,
-              dropout, weight_decay, segment_rounding, segment_impl) -> tuple[int, int, int]:
+              dropout, weight_decay, segment_rounding, segment_impl, head="avg") -> tuple[int, int, int]:
+    if head not in HEADS:
+        raise ValueError(f"Received head={head!r}; allowed: {', '.join(HEADS)}.")
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             f"Received image_data_format={keras.config.image_data_format()!r}; xablate builds channels_last models."
@@ -159,6 +162,7 @@ def build_xception(
     bn_momentum: float = 0.99,
     dropout: float = 0.0,
     weight_decay: float = 0.0,
+    head: str = "avg",
     name: str = "xception",
 ) -> keras.Model:
     """Builds an Xception variant. With the defaults: keras.applications.Xception(weights=None).
@@ -180,6 +184,8 @@ def build_xception(
         bn_momentum: BatchNormalization momentum (Keras' 0.99 is too slow for short CPU runs).
         dropout: dropout rate before the classifier (paper: 0.5).
         weight_decay: L2 factor on every conv and dense kernel (paper: 1e-5).
+        head: with include_top, the classifier's input: "avg" (global average pooling, keras.applications) or
+            "flatten" (Flatten of the last feature map, as the seed project's fine-tuning head).
 
     Raises:
         ValueError: naming the argument, the value received and what is allowed.
@@ -187,7 +193,7 @@ def build_xception(
     height, width, _ = _validate(
         input_shape=input_shape, classes=classes, include_top=include_top, pooling=pooling, stem=stem,
         width_multiplier=width_multiplier, middle_blocks=middle_blocks, bn_momentum=bn_momentum, dropout=dropout,
-        weight_decay=weight_decay, segment_rounding=segment_rounding, segment_impl=segment_impl,
+        weight_decay=weight_decay, segment_rounding=segment_rounding, segment_impl=segment_impl, head=head,
     )
     axes = Axes(
         residual=bool(residual),
@@ -205,7 +211,7 @@ def build_xception(
     for index, spec in enumerate(blocks, start=2):
         x = _block(x, spec, index, width_multiplier, axes, auto_name)
     x = _head(x, include_top=include_top, pooling=pooling, classes=classes,
-              classifier_activation=classifier_activation, dropout=dropout, axes=axes)
+              classifier_activation=classifier_activation, dropout=dropout, axes=axes, head=head)
     return keras.Model(inputs, x, name=name)
 
 
@@ -258,9 +264,9 @@ def _block(x, spec: BlockSpec, index: int, multiplier: float, axes: Axes, auto_n
     return x
 
 
-def _head(x, *, include_top, pooling, classes, classifier_activation, dropout, axes: Axes):
+def _head(x, *, include_top, pooling, classes, classifier_activation, dropout, axes: Axes, head="avg"):
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x) if head == "avg" else layers.Flatten(name="flatten")(x)
         if dropout:
             x = layers.Dropout(dropout, name="dropout")(x)
         # under a mixed precision policy the classifier computes in float32 (stable softmax, float32 metrics)
@@ -285,7 +291,7 @@ def check_build_kwargs(**kwargs) -> None:
     merged = {name: p.default for name, p in parameters.items()} | kwargs
     _validate(**{k: merged[k] for k in (
         "input_shape", "classes", "include_top", "pooling", "stem", "width_multiplier", "middle_blocks",
-        "bn_momentum", "dropout", "weight_decay", "segment_rounding", "segment_impl")})
+        "bn_momentum", "dropout", "weight_decay", "segment_rounding", "segment_impl", "head")})
     normalize_activation(merged["intermediate_act"])
     segments = validate_segments(merged["segments"])
     if segments == DEPTHWISE:

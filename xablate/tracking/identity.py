@@ -44,6 +44,11 @@ NON_SEMANTIC = (
 NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.precise_bn_batches": 0,  # 0 = Keras' moving averages, as before precise batch norm
     "data.limit_test": None,
+    "model.weights": None,              # random init, as before pretrained weights could be loaded
+    "model.head": "avg",                # global average pooling, the only head before
+    "train.freeze_base_epochs": 0,      # no frozen warm-up
+    "data.augment.brightness_mode": "additive",  # Keras' RandomBrightness, as before the seed's multiplicative one
+    "data.augment.shear_degrees": None,  # shear given as a factor (data.augment.shear), as before
 }
 
 

@@ -28,6 +28,9 @@ from xablate.config import AXES
 from xablate.data import load_data
 from xablate.data.digest import dataset_inputs, source_digest
 from xablate.models import build_xception, preset_kwargs, summarize_model
+from xablate.models.pretrained import IMAGENET_RANGE, family_builds, load_pretrained, weights_file
+from xablate.training.curves import log_curves
+from xablate.training.finetune import set_base_trainable
 from xablate.tracking.identity import param_value
 from xablate.training.batchnorm import PreciseBatchNorm
 from xablate.training.callbacks import MlflowEpochLogger, log_missing_steps
@@ -43,6 +46,7 @@ def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes:
     input shape and classes always come from the data."""
     model_cfg = dict(cfg["model"])
     preset = model_cfg.pop("preset")
+    model_cfg.pop("weights", None)  # where training starts from (xablate.models.pretrained), not an argument
     recipe = {k: cfg["optim"][k] for k in ("weight_decay", "dropout") if cfg["optim"].get(k) is not None}
     axes = {axis: cfg[axis] for axis in AXES}
     kwargs = preset_kwargs(preset, **{**recipe, **model_cfg, **axes})
@@ -85,22 +89,32 @@ def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path, checkpo
     keras.backend.clear_session()  # jobs sharing a process (basic launcher) start clean
     keras.utils.set_random_seed(seed)
 
-    data = load_data(cfg["data"], batch_size=batch_size, seed=seed)
+    pretrained = weights_file(cfg["model"].get("weights"))
+    data = load_data(cfg["data"], batch_size=batch_size, seed=seed,
+                     value_range=IMAGENET_RANGE if pretrained is not None else (0.0, 1.0))
     set_precision(train_cfg["precision"])
     try:
         with distribution_scope(train_cfg["data_parallel"]) as replicas:
             return _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation,
-                                 replicas)
+                                 replicas, pretrained)
     finally:
         set_precision("fp32")  # the policy is global: later jobs and callers start from float32
 
 
-def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation, replicas):
-    """Builds, compiles, restores and fits inside the distribution scope (variables are created here)."""
+def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation, replicas,
+                  pretrained=None):
+    """Builds, loads pretrained weights, compiles, restores and fits inside the distribution scope (variables are
+    created here)."""
     train_cfg = cfg["train"]
     kwargs = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes)
     model = build_xception(**kwargs)
     summary = summarize_model(model)
+    if pretrained is not None:
+        report = load_pretrained(model, pretrained, family_builds(model, kwargs))
+        log_params(client, run_id, {**report.params(), "init.weights_file": str(pretrained)})
+        write_and_log(client, run_id, output_dir / "fresh_tensors.tsv", report.fresh_listing())
+        print(f"[xablate] loaded {len(report.loaded)} tensors ({report.loaded_parameters:,} parameters) from "
+              f"{pretrained}; {len(report.fresh)} freshly initialised (fresh_tensors.tsv)", flush=True)
     steps_per_epoch = math.ceil(data.train_size / int(train_cfg["batch_size"]))
     log_params(client, run_id, {
         **{f"builder.{k}": v for k, v in kwargs.items()},
@@ -111,6 +125,7 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         "data.test_size": data.test_size,
         "train.replicas": replicas,
         "train.steps_per_epoch": steps_per_epoch,
+        "data.value_range": list(IMAGENET_RANGE if pretrained is not None else (0.0, 1.0)),
     })
     client.log_inputs(run_id, datasets=dataset_inputs(
         cfg["data"], source_digest(cfg["data"]),
@@ -120,19 +135,29 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
     write_and_log(client, run_id, output_dir / "model_summary.txt", summary.format_table())
 
     epochs = int(train_cfg["epochs"])
-    # schedules count optimizer updates: with accumulation, steps of the effective (configured) batch
-    optimizer = build_optimizer(cfg["optim"], steps_per_epoch=steps_per_epoch, epochs=epochs,
-                                batch_size=int(train_cfg["batch_size"]), gradient_accumulation_steps=accumulation)
-    compile_model(model, optimizer, data.num_classes, train_cfg["jit_compile"])
+    freeze = int(train_cfg.get("freeze_base_epochs") or 0)
+
+    def compile_phase(frozen: bool):
+        """The model compiled for a phase: base frozen (classifier only, batch norm in inference mode) or all
+        trainable, each with its own optimizer from the recipe; the schedule counts the run's updates."""
+        set_base_trainable(model, not frozen)
+        # schedules count optimizer updates: with accumulation, steps of the effective (configured) batch
+        optimizer = build_optimizer(cfg["optim"], steps_per_epoch=steps_per_epoch, epochs=epochs,
+                                    batch_size=int(train_cfg["batch_size"]), gradient_accumulation_steps=accumulation)
+        compile_model(model, optimizer, data.num_classes, train_cfg["jit_compile"])
+        return optimizer
 
     state = checkpoint.load() if checkpoint is not None else None
+    initial_epoch = state.epoch + 1 if state is not None else 0
+    # restore in the phase the checkpoint was written in (its optimizer holds that phase's variables)
+    frozen = initial_epoch - 1 < freeze if state is not None else freeze > 0
+    optimizer = compile_phase(frozen)
     if state is not None:
         checkpoint.restore(model, state)
         repaired = log_missing_steps(client, run_id, state.history)
         advance_shuffle(data.train, state.epoch + 1)
         print(f"[xablate] restored the checkpoint of epoch {state.epoch} from {checkpoint.folder}"
               + (f"; logged {repaired} epoch(s) it held that MLflow had missed" if repaired else ""), flush=True)
-    initial_epoch = state.epoch + 1 if state is not None else 0
 
     guard = DivergenceGuard(train_cfg["diverge_factor"], state.reference_loss if state is not None else None)
     logger = MlflowEpochLogger(client, run_id, data.train_size, checkpoint=checkpoint, guard=guard,
@@ -144,10 +169,22 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         evaluation.append(keras.callbacks.SwapEMAWeights())
     if train_cfg["precise_bn_batches"]:
         evaluation.append(PreciseBatchNorm(data.statistics_batches, train_cfg["precise_bn_batches"]))
-    callbacks = [_TrainingEnds(logger), *evaluation, guard, logger, *extra_callbacks]
-    if initial_epoch < epochs:
-        model.fit(data.train, validation_data=data.validation, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, shuffle=False, verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
+
+    def fit(until: int, start: int, frozen_phase: bool):
+        # while the base is frozen its batch-norm statistics stay the pretrained ones (no recomputation)
+        phase_evaluation = [c for c in evaluation if not (frozen_phase and isinstance(c, PreciseBatchNorm))]
+        model.fit(data.train, validation_data=data.validation, epochs=until, initial_epoch=start,
+                  callbacks=[_TrainingEnds(logger), *phase_evaluation, guard, logger, *extra_callbacks],
+                  shuffle=False, verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
+
+    if frozen and initial_epoch < freeze:
+        fit(freeze, initial_epoch, frozen_phase=True)
+        initial_epoch = freeze
+    if frozen and guard.diverged is None and not model.stop_training and initial_epoch < epochs:
+        optimizer = compile_phase(False)  # unfreeze: every weight trains from here, the schedule goes on
+        optimizer.iterations.assign(freeze * steps_per_epoch)
+    if guard.diverged is None and not model.stop_training and initial_epoch < epochs:
+        fit(epochs, initial_epoch, frozen_phase=False)
     history = logger.history
     final = [_metric("epochs_completed", len(history)),
              _metric("train_seconds", sum(h["epoch_seconds"] for h in history))]
@@ -161,6 +198,8 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         final += [_metric(f"test_{key}", value, step=max(len(history) - 1, 0)) for key, value in test.items()]
     client.log_batch(run_id, metrics=final)
     log_history_csv(client, run_id, output_dir / "history.csv", history)
+    if history:
+        log_curves(client, run_id, output_dir / "curves.png", history)
     if guard.diverged is not None:
         raise guard.diverged
     if train_cfg["save_model"]:

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from xablate.config import AXES, axis_values, flatten, run_name, variant_label
 from xablate.data.digest import DATA_DIGEST_TAG, source_digest
 from xablate.models import ModelSummary
+from xablate.models.pretrained import weights_file
 from xablate.tracking.identity import run_identity
 from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, owner_tags, plan_run
 from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
@@ -64,6 +65,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
                          f"before Keras loads) or set KERAS_BACKEND={cfg['backend']} yourself.")
     uri = resolve_tracking_uri(cfg["tracking"]["uri"])
     check_reachable(uri)
+    weights_file(cfg["model"].get("weights"))  # pretrained weights at hand (downloaded if need be) before any run
     client, experiment_id = open_experiment(uri, cfg["tracking"]["experiment"])
     axes = axis_values(cfg, _sweep_keys(context.sweep_dir), context.overrides)
     label = variant_label(axes)
