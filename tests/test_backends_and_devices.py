@@ -111,6 +111,7 @@ def test_mixed_bfloat16_with_xla(tmp_path):
     uri = sqlite_uri(tmp_path)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["debug=default", "train.precision=bf16", "train.jit_compile=true",
+                                           "train.run_eagerly=false",
                                            "study=bf16", f"tracking.uri={uri}"])
     result = train(OmegaConf.to_container(cfg, resolve=True),
                    RunContext(output_dir=tmp_path / "out", callbacks=[Inspect()]))

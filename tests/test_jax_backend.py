@@ -1,4 +1,6 @@
-"""The builder is backend-agnostic: the mini model builds, runs and trains a step under KERAS_BACKEND=jax."""
+"""The builder is backend-agnostic: the mini model builds and runs under KERAS_BACKEND=jax with the same parameter
+counts and segment implementations, and a variant trains a (jit-compiled) step. Training the whole run under JAX
+through run.py: tests/test_backends_and_devices.py."""
 
 import importlib.util
 import json
@@ -14,8 +16,10 @@ for segments, act in [("depthwise", "none"), (4, "relu"), (128, "elu")]:
     model = build_from_preset("mini", segments=segments, intermediate_act=act)
     x = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype("float32")
     y = np.asarray(model(x))
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    loss = float(model.train_on_batch(x, np.arange(4)))
+    loss = float("nan")
+    if segments == 4:  # one compiled train step (the mini graph's JAX compile is the slow part: once)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        loss = float(model.train_on_batch(x, np.arange(4)))
     impls = sorted({l.implementation for l in summarize_model(model).separable_layers})
     out[f"{segments}-{act}"] = [model.count_params(), list(y.shape), bool(np.isfinite(y).all()), loss, impls]
 print("RESULT" + json.dumps(out))
@@ -41,8 +45,8 @@ def test_mini_builds_and_trains_under_jax_with_the_same_parameter_counts():
     expected_params = {"depthwise-none": 737_034}
     for key, (params, shape, finite, loss, impls) in jax_result.items():
         assert shape == [4, 10] and finite, key
-        assert loss == loss and loss > 0, key  # a finite positive cross-entropy
         if key in expected_params:
             assert params == expected_params[key]
+    assert 0 < jax_result["4-relu"][3] < 100  # a finite positive cross-entropy from the compiled step
     assert jax_result["4-relu"][4] == ["split"]
     assert jax_result["128-elu"][4] == ["depthwise", "depthwise_sum", "split"]

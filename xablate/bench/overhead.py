@@ -50,7 +50,8 @@ def run_overrides(store: Path, epochs: int, extra: list[str]) -> list[str]:
 def compile_like(model, cfg: dict, data, epochs: int) -> None:
     compile_like_trainer(model, cfg["optim"], batch_size=int(cfg["train"]["batch_size"]),
                          train_size=data.train_size, num_classes=data.num_classes, epochs=epochs,
-                         jit_compile=cfg["train"].get("jit_compile", "auto"))
+                         jit_compile=cfg["train"].get("jit_compile", "auto"),
+                         run_eagerly=bool(cfg["train"].get("run_eagerly", False)))
 
 
 def build_like_trainer(cfg: dict, data):

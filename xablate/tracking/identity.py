@@ -35,6 +35,7 @@ NON_SEMANTIC = (
     "train.checkpoint_dir",
     "train.oom_retry",
     "train.jit_compile",  # XLA compiles the same computation
+    "train.run_eagerly",  # the same computation, op by op
     "data.cache",
     "data.cache_dir",
     "analysis",         # how a study is read (title, baseline, claims), not what a run computes

@@ -54,13 +54,13 @@ def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes:
     return kwargs
 
 
-def compile_model(model, optimizer, num_classes: int, jit_compile="auto") -> None:
+def compile_model(model, optimizer, num_classes: int, jit_compile="auto", run_eagerly: bool = False) -> None:
     """Sparse cross-entropy, accuracy (and top-5 accuracy above 5 classes)."""
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics,
-                  jit_compile=jit_compile)
+                  jit_compile=False if run_eagerly else jit_compile, run_eagerly=run_eagerly)
 
 
 def fit_with_oom_retry(cfg, client, run_id, output_dir, checkpoint, extra_callbacks):
@@ -144,7 +144,8 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         # schedules count optimizer updates: with accumulation, steps of the effective (configured) batch
         optimizer = build_optimizer(cfg["optim"], steps_per_epoch=steps_per_epoch, epochs=epochs,
                                     batch_size=int(train_cfg["batch_size"]), gradient_accumulation_steps=accumulation)
-        compile_model(model, optimizer, data.num_classes, train_cfg["jit_compile"])
+        compile_model(model, optimizer, data.num_classes, train_cfg["jit_compile"],
+                      bool(train_cfg.get("run_eagerly", False)))
         return optimizer
 
     state = checkpoint.load() if checkpoint is not None else None
