@@ -47,6 +47,16 @@ CASES = [
     ("force=maybe", "Received force='maybe'; allowed: true, false"),
     ("train.diverge_factor=0.5", "Received train.diverge_factor=0.5; allowed: a number > 1, or null"),
     ("train.checkpoint=sometimes", "Received train.checkpoint='sometimes'; allowed: true, false"),
+    ("model.weights=/nowhere/xception.h5", "Received model.weights='/nowhere/xception.h5'; the file does not exist"),
+    ("model.weights=notes.txt", "Received model.weights='notes.txt'; allowed: null, imagenet, or a Keras weights file"),
+    ("model.head=max", "Received head='max'; allowed: avg, flatten"),
+    ("train.freeze_base_epochs=2", "Received train.freeze_base_epochs=2; allowed: an integer from 0 (no frozen "
+                                   "warm-up) to train.epochs - 1 = 1"),
+    ("train.run_eagerly=true train.jit_compile=true", "Received train.run_eagerly=true with train.jit_compile=true"),
+    ("tracking.system_metrics=often", "Received tracking.system_metrics='often'; allowed: true, false"),
+    ("data.augment.brightness_mode=sideways", "Received data.augment.brightness_mode='sideways'; allowed: additive, "
+                                              "multiplicative"),
+    ("data.augment.shear_degrees=90", "Received data.augment.shear_degrees=90"),
     ("tracking.heartbeat_seconds=0", "Received tracking.heartbeat_seconds=0; allowed: 0 < tracking.heartbeat_seconds"),
     ("train.checkpoint_dir=/etc/hostname/checkpoints",
      "Received train.checkpoint_dir='/etc/hostname/checkpoints'; allowed: null (beside the store), or a folder"),
