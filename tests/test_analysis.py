@@ -127,7 +127,8 @@ def test_ordered_axis_gets_a_trend_against_effective_segments(store):
     labels = [t.get_text().split("\n")[0] for t in bottom.get_xticklabels()]
     assert labels == ["2", "4", "depthwise"]
     effective = selection.runs.set_index("variant")["effective_segments"]
-    np.testing.assert_allclose(xs, [effective["segments=2"], effective["segments=4"], effective["segments=depthwise"]])
+    np.testing.assert_allclose(np.asarray(xs, float), np.asarray(
+        [effective["segments=2"], effective["segments=4"], effective["segments=depthwise"]], float))
     means = selection.runs.set_index("variant")["test_accuracy"]
     np.testing.assert_allclose(top.containers[0].lines[0].get_ydata(),
                                [means["segments=2"], means["segments=4"], means["segments=depthwise"]])

@@ -101,7 +101,7 @@ def test_fixed_costs_add_up(tiny):
                                        "mlflow_log_artifacts", "mlflow_finish")) + 2 * seconds["mlflow_log_epoch"]
     assert seconds["mlflow_per_run"] == pytest.approx(per_run, abs=0.005)
     assert "for 2 epochs" in costs["mlflow_per_run"]["detail"]
-    assert "4 artifacts: config.yaml" in costs["mlflow_log_artifacts"]["detail"]
+    assert "5 artifacts: config.yaml, curves.png" in costs["mlflow_log_artifacts"]["detail"]
 
 
 @pytest.mark.slow

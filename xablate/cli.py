@@ -172,16 +172,24 @@ def run_status(args) -> int:
     if unknown:
         print(f"xablate: Received --study={unknown[0]!r}; allowed: {', '.join(experiments)}.", file=sys.stderr)
         return 2
-    incomplete = False
+    incomplete, checked, skipped = False, 0, []
     for study in studies:
         arguments = ([f"experiment={study}"] if study else []) + list(args.overrides)
         try:
             status = study_status(arguments)
         except Exception as error:  # a bad override: say which, as run.py would
             print(f"xablate: {' '.join(arguments)}: {error}", file=sys.stderr)
+            if study is not None and not args.study:  # every study: one that cannot be composed here is skipped
+                skipped.append(study)
+                continue
             return 2
+        checked += 1
         print(format_status(status), flush=True)
         incomplete |= bool(status.cells["state"].isin([*TO_RUN, "running"]).any())
+    if skipped and not checked:
+        return 2  # the overrides fit no study: bad input
+    if skipped:
+        print(f"xablate: not checked here (see the reasons above): {', '.join(skipped)}", file=sys.stderr)
     return 1 if incomplete else 0
 
 

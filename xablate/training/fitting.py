@@ -55,7 +55,10 @@ def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes:
 
 
 def compile_model(model, optimizer, num_classes: int, jit_compile="auto", run_eagerly: bool = False) -> None:
-    """Sparse cross-entropy, accuracy (and top-5 accuracy above 5 classes)."""
+    """Sparse cross-entropy, accuracy (and top-5 accuracy above 5 classes). `run_eagerly` applies on TensorFlow,
+    where skipping the graph trace pays off for tiny models; JAX without its jit retraces every step, so it
+    always compiles."""
+    run_eagerly = bool(run_eagerly) and keras.backend.backend() == "tensorflow"
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
