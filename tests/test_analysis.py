@@ -172,7 +172,16 @@ def test_table_rows_and_paired_difference_by_hand(store):
     assert table.loc[1, "diff_mean"] == pytest.approx((relu - base).mean()) and table.loc[1, "paired"] == 2
 
 
-def test_figures_command_draws_every_study_one_study_or_one_sweep_and_finds_stale_outputs(store):
+def figures(capsys, *arguments):
+    """`xablate figures …` in this process (the console script itself runs once, above): (exit code, out, err)."""
+    from xablate.cli import main as xablate_main
+
+    code = xablate_main(["figures", *arguments])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_figures_command_draws_every_study_one_study_or_one_sweep_and_finds_stale_outputs(store, capsys):
     uri, tmp = store
     out = tmp / "results"
     proc = subprocess.run([XABLATE, "figures", "--uri", uri, "--out", str(out)], capture_output=True, text=True,
@@ -191,13 +200,11 @@ def test_figures_command_draws_every_study_one_study_or_one_sweep_and_finds_stal
     assert stale_outputs(uri, out) == []
 
     sweep = runs_frame(uri, study="lr")["sweep"].iloc[0]
-    proc = subprocess.run([XABLATE, "figures", "--uri", uri, "--out", str(out), "--sweep", sweep],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and (out / "lr" / f"sweep-{sweep[:8]}" / "lr.png").exists(), proc.stderr[-2000:]
-    bad = subprocess.run([XABLATE, "figures", "--uri", uri, "--out", str(out), "--study", "nope"],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "Received --study='nope'; allowed: a study with finished runs" in bad.stderr
-    assert "default, lr, spectrum" in bad.stderr
+    code, _, err = figures(capsys, "--uri", uri, "--out", str(out), "--sweep", sweep)
+    assert code == 0 and (out / "lr" / f"sweep-{sweep[:8]}" / "lr.png").exists(), err[-2000:]
+    code, _, err = figures(capsys, "--uri", uri, "--out", str(out), "--study", "nope")
+    assert code == 2 and "Received --study='nope'; allowed: a study with finished runs" in err
+    assert "default, lr, spectrum" in err
 
     # one more seed of the default sweep: its outputs go stale; --check says so; --study default regenerates
     proc = run_py("-m", "intermediate_act=none,relu", "seed=2", "debug=default", "train.save_model=false",
@@ -205,12 +212,10 @@ def test_figures_command_draws_every_study_one_study_or_one_sweep_and_finds_stal
     assert proc.returncode == 0, proc.stderr[-3000:]
     stale = {p.relative_to(out).as_posix() for p, _ in stale_outputs(uri, out)}
     assert stale == {"default/default.json", "default/capacity.json", "default/table.json"}
-    check = subprocess.run([XABLATE, "figures", "--uri", uri, "--out", str(out), "--check"], capture_output=True,
-                           text=True, timeout=300)
-    assert check.returncode == 1 and "3 stale output(s)" in check.stdout
-    regen = subprocess.run([XABLATE, "figures", "--uri", uri, "--out", str(out), "--study", "default"],
-                           capture_output=True, text=True, timeout=300)
-    assert regen.returncode == 0, regen.stderr[-2000:]
+    code, checked, _ = figures(capsys, "--uri", uri, "--out", str(out), "--check")
+    assert code == 1 and "3 stale output(s)" in checked
+    code, _, err = figures(capsys, "--uri", uri, "--out", str(out), "--study", "default")
+    assert code == 0, err[-2000:]
     assert stale_outputs(uri, out) == [] and len(pd.read_csv(out / "default" / "table.csv")) == 2
 
 

@@ -32,11 +32,7 @@ def sweep(tmp_path, study, *launcher, env=None):
     return uri, proc
 
 
-def test_joblib_parallel_launcher(tmp_path):
-    uri, proc = sweep(tmp_path, "joblib", "hydra/launcher=parallel")
-    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
-    children = assert_one_parent_two_finished_children(uri, "joblib")
-    assert len({c.data.tags["xablate.pid"] for c in children}) == 2  # two worker processes
+# the joblib launcher (hydra/launcher=parallel): tests/test_parallel_store.py, four workers into one store
 
 
 def test_submitit_local_launcher(tmp_path):

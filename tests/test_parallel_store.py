@@ -1,4 +1,5 @@
-"""Four joblib workers training at once into one SQLite store: every run and every metric point arrives."""
+"""Four joblib workers training at once into one SQLite store, through xablate's `hydra/launcher=parallel`
+config: one parent, every run and every metric point arrives."""
 
 from mlflow import MlflowClient
 
@@ -11,7 +12,7 @@ EPOCH_METRICS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"
 
 def test_four_joblib_workers_write_one_sqlite_store(tmp_path):
     uri = sqlite_uri(tmp_path)
-    proc = run_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", f"segments={','.join(VARIANTS)}",
+    proc = run_py("-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=4", f"segments={','.join(VARIANTS)}",
                   "debug=default", "study=parallel", f"tracking.uri={uri}", cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=4" in proc.stdout + proc.stderr  # really the joblib launcher, 4 workers
