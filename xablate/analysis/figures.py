@@ -148,8 +148,9 @@ def trend_figure(selection: Selection, metric: str, title: str = "") -> Figure:
     xmap = dict(zip(stats["variant"], x))
     dots = runs[runs["variant"].isin(xmap)]
     top.scatter(dots["variant"].map(xmap), dots["_value"], s=8, alpha=0.35, color="grey", label="each seed")
-    yerr = np.nan_to_num(np.vstack([stats["mean"] - stats["low"], stats["high"] - stats["mean"]]))
-    top.errorbar(x, stats["mean"], yerr=yerr, marker="o", capsize=3, label="mean ± 95 % CI")
+    yerr = np.nan_to_num(np.vstack([stats["mean"] - stats["low"], stats["high"] - stats["mean"]]).astype(float))
+    top.errorbar(x.to_numpy(float), stats["mean"].to_numpy(float), yerr=yerr, marker="o", capsize=3,
+                 label="mean ± 95 % CI")
     top.set_ylabel(f"{metric_label(metric)}\n(n = {int(stats['n'].min())}–{int(stats['n'].max())} seeds per point)")
     top.legend(fontsize=7)
     bottom.plot(x, stats["total_params"] / 1e6, marker="s", label="parameters (millions)")
