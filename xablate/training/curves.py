@@ -9,6 +9,7 @@ from pathlib import Path
 def curves_figure(history: list[dict]):
     """A matplotlib Figure (no pyplot: nothing is shown or kept open) with accuracy and loss panels."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = list(range(1, len(history) + 1))
     figure = Figure(figsize=(10, 4), layout="constrained")
@@ -19,6 +20,7 @@ def curves_figure(history: list[dict]):
                 axis.plot(epochs, values, marker="o", markersize=3, label=label)
         axis.set_title(title)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend()
     return figure
 
