@@ -19,7 +19,7 @@ def set_precision(precision: str) -> None:
     """fp32, or mixed bf16/fp16 (float32 variables, low-precision compute; Keras adds loss scaling for fp16)."""
     if precision not in PRECISIONS:
         raise ValueError(f"Received train.precision={precision!r}; allowed: {', '.join(PRECISIONS)}.")
-    keras.mixed_precision.set_dtype_policy('float32')
+    keras.mixed_precision.set_dtype_policy(PRECISIONS[precision])
 
 
 @contextmanager
