@@ -33,20 +33,21 @@ def test_recomputed_statistics_are_the_average_of_the_batch_statistics():
 
 @pytest.fixture(scope="module")
 def first_epochs(tmp_path_factory):
-    """`python run.py` for one epoch, with and without recomputed batch-norm statistics."""
+    """`python run.py` for one epoch, with and without recomputed batch-norm statistics (one sweep, one process)."""
     tmp = tmp_path_factory.mktemp("protocol")
     uri = sqlite_uri(tmp)
-    for study, setting in (("precise", []), ("moving", ["train.precise_bn_batches=0"])):
-        proc = run_py("train.epochs=1", "train.save_model=false", f"study={study}", *setting, f"tracking.uri={uri}",
-                      cwd=tmp)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return uri
+    proc = run_py("-m", "train.precise_bn_batches=4,0", "train.epochs=1", "train.save_model=false", "study=protocol",
+                  f"tracking.uri={uri}", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {run.data.params["train.precise_bn_batches"]: run for run in runs_of(uri, "protocol", role="job")}
+    assert sorted(runs) == ["0", "4"]
+    return uri, {"precise": runs["4"], "moving": runs["0"]}
 
 
 def test_after_the_first_epoch_validation_sees_what_training_learnt(first_epochs):
-    client = MlflowClient(first_epochs)
-    [precise] = runs_of(first_epochs, "precise")
-    [moving] = runs_of(first_epochs, "moving")
+    uri, runs = first_epochs
+    client = MlflowClient(uri)
+    precise, moving = runs["precise"], runs["moving"]
     value = {name: client.get_metric_history(run.info.run_id, "val_accuracy")
              for name, run in (("precise", precise), ("moving", moving))}
     assert [m.step for m in value["precise"]] == [0]
@@ -57,7 +58,7 @@ def test_after_the_first_epoch_validation_sees_what_training_learnt(first_epochs
 
 
 def test_the_reported_number_is_the_test_split_of_the_final_weights(first_epochs):
-    [run] = runs_of(first_epochs, "precise")
+    run = first_epochs[1]["precise"]
     params, metrics = run.data.params, run.data.metrics
     assert (params["data.train_size"], params["data.validation_size"], params["data.test_size"]) == ("1295", "143", "359")
     assert 0.5 <= metrics["test_accuracy"] <= 1.0 and metrics["test_loss"] > 0

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from xablate.analysis.stats import (holm, mean_ci, min_detectable_effect, non_inferiority_p, paired_difference,
+                                    rank_agreement,
                                     seeds_needed)
 
 
@@ -102,3 +103,38 @@ def test_holm_step_down():
     adjusted = holm([0.02, math.nan])  # the untestable comparison still counts in the family
     assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1])
     assert holm([0.9, 0.8]) == [1.0, 1.0]  # 2 x 0.8 capped at 1; then monotone
+
+
+def test_rank_agreement_in_closed_form_and_against_scipy():
+    # four variants, one adjacent pair swapped: 5 concordant and 1 discordant pair -> tau = (5 - 1) / 6;
+    # of the 24 orders of four, 1 + 3 have at most one inversion and 3 + 1 at least five: two-sided p = 8/24
+    pilot = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
+    full = {"a": 0.5, "b": 0.6, "c": 0.8, "d": 0.7}
+    agreement = rank_agreement(pilot, full)
+    assert agreement.n == 4
+    assert agreement.tau == pytest.approx(2 / 3)
+    assert agreement.p_value == pytest.approx(1 / 3)
+    reference = stats.kendalltau([0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.8, 0.7])
+    assert (agreement.tau, agreement.p_value) == pytest.approx((reference.statistic, reference.pvalue))
+    # a reversed order is perfect disagreement; the exact p of a full reversal of 4 is 2/24
+    reversed_ = rank_agreement(pilot, {"a": 4, "b": 3, "c": 2, "d": 1})
+    assert reversed_.tau == pytest.approx(-1) and reversed_.p_value == pytest.approx(2 / 24)
+
+
+@pytest.mark.parametrize("pilot, full, n", [
+    ({"a": 0.5}, {"a": 0.9}, 1),                                          # one variant orders nothing
+    ({"a": 0.5, "b": 0.5, "c": 0.5}, {"a": 0.1, "b": 0.2, "c": 0.3}, 3),  # a pilot with zero spread
+    ({"a": 0.1, "b": float("nan")}, {"a": 0.2, "b": 0.3}, 1),             # a diverged variant drops out
+    ({"a": 0.1, "b": 0.2}, {"c": 0.2, "d": 0.3}, 0),                      # no variant in common
+])
+def test_rank_agreement_of_nothing_to_order_is_nan(pilot, full, n):
+    agreement = rank_agreement(pilot, full)
+    assert math.isnan(agreement.tau) and math.isnan(agreement.p_value) and agreement.n == n
+
+
+def test_rank_agreement_with_ties_and_accuracies_at_0_and_1_matches_scipy():
+    pilot = {"a": 0.0, "b": 0.0, "c": 1.0, "d": 1.0, "e": 0.5}
+    full = {"a": 0.1, "b": 0.3, "c": 0.9, "d": 1.0, "e": 0.2}
+    reference = stats.kendalltau([0.0, 0.0, 1.0, 1.0, 0.5], [0.1, 0.3, 0.9, 1.0, 0.2])
+    agreement = rank_agreement(pilot, full)
+    assert (agreement.tau, agreement.p_value) == pytest.approx((reference.statistic, reference.pvalue))

@@ -67,7 +67,7 @@ def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(fig10
         assert {a.path for a in client.list_artifacts(child.info.run_id)} == ARTIFACTS
         assert TEST_METRICS <= set(child.data.metrics)  # the reported number: final weights on the test split
         assert [m.step for m in client.get_metric_history(child.info.run_id, "test_accuracy")] == [1]
-        assert int(child.data.params["data.test_size"]) == 359 and child.data.params["train.steps_per_epoch"] == "4"
+        assert int(child.data.params["data.test_size"]) == 64 and child.data.params["train.steps_per_epoch"] == "4"
         tags = child.data.tags
         act = tags["xablate.intermediate_act"]
         assert tags["xablate.variant"] == f"intermediate_act={act}"  # only what the sweep varies
@@ -129,7 +129,7 @@ def test_the_ui_api_shows_training_experiments_datasets_and_system_metrics(fig10
         contexts = {i["tags"][0]["value"]: i["dataset"] for i in inputs if i.get("tags")}
         assert set(contexts) == {"train", "validation", "test"}
         assert {d["name"] for d in contexts.values()} == {"digits/train", "digits/validation", "digits/test"}
-        assert json.loads(contexts["test"]["profile"]) == {"num_rows": 359}
+        assert json.loads(contexts["test"]["profile"]) == {"num_rows": 64}
         assert all(len(d["digest"]) == 16 for d in contexts.values())
         digests.add(tuple(sorted(d["digest"] for d in contexts.values())))
         system = {m["key"] for m in run["data"]["metrics"] if m["key"].startswith("system/")}

@@ -136,3 +136,30 @@ def holm(p_values) -> list[float]:
         running = max(running, min(1.0, (m - rank) * value))
         adjusted[index] = running
     return adjusted
+
+
+@dataclass(frozen=True)
+class RankAgreement:
+    """Kendall's tau-b between two rankings of the same variants, with its two-sided p-value (scipy's exact
+    null distribution where there are no ties, else its normal approximation)."""
+
+    tau: float
+    p_value: float
+    n: int
+
+
+def rank_agreement(pilot: dict, full: dict) -> RankAgreement:
+    """How well a pilot's scores per variant order the variants as the full study does.
+
+    Only variants scored (not NaN) in both count. Fewer than two, or a side with no spread at all, gives NaN:
+    a ranking that does not order anything cannot agree or disagree.
+    """
+    common = [v for v in pilot if v in full and not (math.isnan(float(pilot[v])) or math.isnan(float(full[v])))]
+    if len(common) < 2:
+        return RankAgreement(math.nan, math.nan, len(common))
+    a = np.array([float(pilot[v]) for v in common])
+    b = np.array([float(full[v]) for v in common])
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return RankAgreement(math.nan, math.nan, len(common))
+    result = stats.kendalltau(a, b)
+    return RankAgreement(float(result.statistic), float(result.pvalue), len(common))
