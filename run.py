@@ -21,7 +21,7 @@ def _interrupt_on_sigterm(signum, frame):
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> dict:
     from xablate.backend import select_backend, start_tensorflow_quietly
     from xablate.launch import assign_gpu
 
@@ -42,7 +42,8 @@ def main(cfg: DictConfig) -> None:
         overrides=list(hydra_cfg.overrides.task),
         job_num=hydra_cfg.job.num if multirun else None,
     )
-    train(OmegaConf.to_container(cfg, resolve=True), context)
+    result = train(OmegaConf.to_container(cfg, resolve=True), context)
+    return {"run_id": result.run_id, "status": result.status}  # Hydra's job return: the staged sweeper reads it
 
 
 if __name__ == "__main__":

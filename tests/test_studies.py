@@ -55,3 +55,16 @@ def test_sweep_expansion_matches_hydras_grammar():
     assert swept_keys({"seed": "0,1"}, ["seed=4"]) == []  # a plain value on the command line wins
     with pytest.raises(ValueError, match="Received the sweep lr=interval"):
         expand({}, ["lr=interval(0.1,1)"])
+
+
+def test_the_tuned_fig10_declares_its_stages_and_keeps_the_tuned_key_off_its_axes():
+    from xablate.staging import PilotSpec, TuneSpec
+
+    study = load_study("fig10_tuned")
+    assert study.axes == ["intermediate_act"]
+    assert study.tune == TuneSpec(key="optim.learning_rate", values=[3.0e-4, 1.0e-3, 3.0e-3], seeds=1, budget={},
+                                  metric="final_val_accuracy", epochs_fraction=0.35)
+    assert study.pilot == PilotSpec(seeds=1, budget={}, epochs_fraction=0.25)
+    with pytest.raises(ValueError, match="with the tuned key 'optim.learning_rate'"):
+        parse_study("s", {"analysis": {"axes": ["optim.learning_rate"]},
+                          "hydra": {"sweeper": {"tune": {"key": "optim.learning_rate", "values": [1, 2]}}}})

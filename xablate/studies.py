@@ -29,6 +29,7 @@ import yaml
 
 from xablate.config import REPLICATE_KEYS
 from xablate.paths import project_root
+from xablate.staging import PilotSpec, TuneSpec, parse_pilot, parse_tune
 from xablate.sweeps import swept_keys
 
 METRICS = {
@@ -64,6 +65,8 @@ class Study:
     metric: str | None = None         # None: test_accuracy where runs have it, else final validation accuracy
     claims: list[Claim] = field(default_factory=list)
     declared: bool = False            # read from experiments/<name>.yaml
+    tune: TuneSpec | None = None      # a tuning stage (hydra.sweeper.tune): one value of tune.key per variant
+    pilot: PilotSpec | None = None    # a pilot pass (hydra.sweeper.pilot): its ranking is compared with the study's
 
 
 def experiments_dir() -> Path:
@@ -89,10 +92,15 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
     at = f" in {where}" if where else ""
     if not isinstance(block, dict):
         raise ValueError(f"Received analysis={block!r}{at}; allowed: a mapping with title, axes, baseline, claims.")
-    declared_sweep = ((data.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    sweeper = (data.get("hydra") or {}).get("sweeper") or {}
+    declared_sweep = sweeper.get("params") or {}
+    tune, pilot = parse_tune(sweeper.get("tune")), parse_pilot(sweeper.get("pilot"))
     axes = block.get("axes")
     if axes is None:
         axes = [k for k in swept_keys(declared_sweep, []) if k not in REPLICATE_KEYS] or None
+    if tune is not None and axes and tune.key in axes:
+        raise ValueError(f"Received analysis.axes={axes!r}{at} with the tuned key {tune.key!r}; allowed: axes "
+                         f"without it (each variant has its own tuned value).")
     elif not (isinstance(axes, list) and all(isinstance(a, str) for a in axes)):
         raise ValueError(f"Received analysis.axes={axes!r}{at}; allowed: a list of config keys.")
     baseline = block.get("baseline") or {}
@@ -103,7 +111,7 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
         raise ValueError(f"Received analysis.metric={metric!r}{at}; allowed: {', '.join(METRICS)}.")
     claims = [_claim(c, axes or [], metric or "test_accuracy", at) for c in block.get("claims") or []]
     return Study(name=name, title=str(block.get("title") or name), axes=axes, baseline=baseline, metric=metric,
-                 claims=claims, declared=True)
+                 claims=claims, declared=True, tune=tune, pilot=pilot)
 
 
 def _variant(value: Any, axes: list[str], what: str, at: str) -> dict:

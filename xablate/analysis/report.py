@@ -126,7 +126,8 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
     written = []
     for name, fig in study_figures(selection, history).items():
         written += _save_figure(fig, folder / name, uri, query, runs)
-    written += _save_table(variant_table(selection), folder / "table", uri, query, runs)
+    read = runs if selection.pilot is None else pd.concat([runs, selection.pilot])  # the pilot's runs count too
+    written += _save_table(variant_table(selection), folder / "table", uri, query, read)
     return written
 
 

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from xablate.paths import project_root
+from xablate.staging import STAGE_TAG, parse_tune, with_overrides
 from xablate.sweeps import expand, swept_keys
 from xablate.data.digest import source_digest
 from xablate.tracking.identity import run_identity
@@ -65,6 +66,11 @@ class StudyStatus:
 
 def grid_jobs(arguments: list[str]) -> tuple[list[str], list[str], list[list[str]]]:
     """(shared arguments, swept keys, one override list per job) for `run.py -m <arguments>`."""
+    base, keys, jobs, _ = _grid(arguments)
+    return base, keys, jobs
+
+
+def _grid(arguments: list[str]):
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(arguments)
     base = [a for a, o in zip(arguments, parsed) if not o.is_sweep_override()]
@@ -72,7 +78,9 @@ def grid_jobs(arguments: list[str]) -> tuple[list[str], list[str], list[list[str
         cfg = compose("config", overrides=base, return_hydra_config=True)
     declared = cfg.hydra.sweeper.get("params")
     params = OmegaConf.to_container(declared, resolve=False) if declared is not None else {}
-    return base, swept_keys(params, arguments), expand(params, arguments)
+    tune = cfg.hydra.sweeper.get("tune")
+    tune = parse_tune(OmegaConf.to_container(tune, resolve=True)) if tune is not None else None
+    return base, swept_keys(params, arguments), expand(params, arguments), tune
 
 
 def study_status(arguments: list[str], *, backend: str | None = None) -> StudyStatus:
@@ -81,20 +89,25 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
         import keras
 
         backend = keras.backend.backend()
-    base, keys, jobs = grid_jobs(arguments)
+    base, keys, jobs, tune = _grid(arguments)
     rows, identities = [], []
     uri = experiment = stale = None
     with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
         for job in jobs:
-            cfg = OmegaConf.to_container(compose("config", overrides=job), resolve=True)
-            validate_job_config(cfg)
-            cfg = normalize_axes(cfg)
+            # a tuned study's cell is done at whichever value its tuning chose: one identity per candidate
+            options = [job] if tune is None else [with_overrides(job, {tune.key: v}) for v in tune.values]
+            cell = []
+            for overrides in options:
+                cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+                validate_job_config(cfg)
+                cfg = normalize_axes(cfg)
+                cell.append((run_identity(cfg, backend), source_digest(cfg["data"])))
             if uri is None:
                 uri = resolve_tracking_uri(cfg["tracking"]["uri"])
                 experiment, stale = str(cfg["tracking"]["experiment"]), float(cfg["tracking"]["stale_after_seconds"])
             values = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job)}
-            rows.append({key: values[key] for key in keys})
-            identities.append((run_identity(cfg, backend), source_digest(cfg["data"])))
+            rows.append({key: values[key] for key in keys if key != (tune.key if tune else None)})
+            identities.append(cell)
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     runs = []
@@ -104,9 +117,11 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
     by_identity: dict[str, list] = {}
     for run in runs:
         by_identity.setdefault(run.data.tags[IDENTITY_TAG], []).append(run)
-    for row, (identity, digest) in zip(rows, identities):
-        same_data = [r for r in by_identity.get(identity, []) if r.data.tags.get(DATA_DIGEST_TAG, digest) == digest]
-        state, run = variant_state(same_data, stale)
+    for row, cell in zip(rows, identities):
+        same_data = [r for identity, digest in cell for r in by_identity.get(identity, [])
+                     if r.data.tags.get(DATA_DIGEST_TAG, digest) == digest
+                     and "final" in r.data.tags.get(STAGE_TAG, "final").split(",")]
+        state, run = variant_state(sorted(same_data, key=lambda r: -r.info.start_time), stale)
         row.update(state=state, run_id=run.info.run_id if run else "",
                    reason=(run.data.tags.get("xablate.error", "") if run and state in ("failed", "diverged") else ""))
     return StudyStatus(experiment, uri, base, keys, pd.DataFrame(rows, columns=[*keys, "state", "run_id", "reason"]))

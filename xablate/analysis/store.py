@@ -26,7 +26,7 @@ from xablate.tracking.identity import is_semantic
 from xablate.tracking.store import resolve_tracking_uri
 
 RUN_COLUMNS = [
-    "run_id", "run_name", "study", "sweep", "seed", "split_seed", "status", "outcome",
+    "run_id", "run_name", "study", "sweep", "stage", "tuned_key", "seed", "split_seed", "status", "outcome",
     "test_accuracy", "test_loss", "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss",
     "epochs", "num_classes", "steps_per_epoch", "total_params", "mult_adds", "flops", "effective_segments",
     "images_per_second", "train_seconds", "start_time", "end_time", "swept", "params",
@@ -71,6 +71,8 @@ def _row(run) -> dict:
         "run_name": info.run_name,
         "study": tags.get("xablate.study"),
         "sweep": tags.get("mlflow.parentRunId"),
+        "stage": tags.get("xablate.stage", "final"),  # pilot, tune, final; "tune,final": one run serving both
+        "tuned_key": tags.get("xablate.tuned_key"),    # the key a staged sweep tuned per variant, if any
         "seed": _number(params.get("seed"), int),
         "split_seed": _number(params.get("data.split_seed"), int),
         "status": info.status,
@@ -161,6 +163,7 @@ class Selection:
     baseline: dict                        # axis -> value of the baseline variant
     metric: str                           # the reported number
     variants: list[str] = field(default_factory=list)  # variant labels, baseline first
+    pilot: pd.DataFrame | None = None     # a staged study's finished pilot runs, labelled by variant like `runs`
 
     @property
     def baseline_label(self) -> str:
@@ -169,6 +172,12 @@ class Selection:
     def variant_of(self, values: dict) -> str:
         """The label of the variant with these axis values (missing axes take the baseline's)."""
         return variant_label({axis: values.get(axis, self.baseline.get(axis)) for axis in self.axes})
+
+
+def in_stage(runs: pd.DataFrame, stage: str) -> pd.Series:
+    """Which runs belong to a stage of a staged study (pilot, tune, final); unstaged runs are final."""
+    stages = runs["stage"] if "stage" in runs else pd.Series("final", index=runs.index)
+    return stages.fillna("final").map(lambda stages: stage in str(stages).split(",")).astype(bool)
 
 
 def _config_id(params: dict, leave_out: set[str]) -> str:
@@ -203,6 +212,8 @@ def _value(row, axis: str):
 def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) -> Selection:
     """The runs of `study`'s main configuration, one per variant x replicate.
 
+    Only final-stage runs count (a staged study's pilot and tuning runs are read by pilot_agreement and the
+    tuning record); in a tuned study the tuned key is left out of the comparison, as each variant has its own.
     The main configuration is the group of runs equal in every config key apart from the axes and the replicate
     keys that holds the most FINISHED runs (ties: the newest) — so smoke tests and other settings logged in the
     same study do not mix in. Per (variant, replicate) the newest FINISHED run is kept, else the newest.
@@ -212,11 +223,15 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) 
     if runs.empty:
         return Selection(study, runs.assign(variant=pd.Series(dtype=str), replicate=pd.Series(dtype=object)), [],
                          dict(study.baseline), metric)
-    candidates = _candidate_axes(runs, study)
-    frame = runs.copy()
+    tuned = ({study.tune.key} if study.tune is not None else set()) | (set(runs["tuned_key"].dropna()) if "tuned_key" in runs else set())
+    candidates = [a for a in _candidate_axes(runs, study) if a not in tuned]
+    frame = runs[in_stage(runs, "final")].copy()
+    if frame.empty:
+        return Selection(study, frame.assign(variant=pd.Series(dtype=str), replicate=pd.Series(dtype=object)), [],
+                         dict(study.baseline), metric)
     for axis in candidates:
         frame[axis] = [_value(row, axis) for _, row in frame.iterrows()]
-    frame["config_id"] = [_config_id(p, set(candidates)) for p in frame["params"]]
+    frame["config_id"] = [_config_id(p, set(candidates) | tuned) for p in frame["params"]]
     frame["_finished"] = frame["status"] == "FINISHED"
     score = frame.groupby("config_id").agg(finished=("_finished", "sum"), newest=("start_time", "max"))
     main = score.sort_values(["finished", "newest"]).index[-1]
@@ -232,6 +247,10 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) 
     chosen = chosen.sort_values(["_finished", "start_time"]).drop_duplicates(["variant", "replicate"], keep="last")
     chosen = chosen.sort_values("start_time").drop(columns="_finished").reset_index(drop=True)
     selection = Selection(study, chosen, axes, baseline, metric)
+    pilot = runs[in_stage(runs, "pilot") & (runs["status"] == "FINISHED")]
+    if len(pilot):
+        selection.pilot = pilot.assign(variant=[variant_label({a: _value(row, a) for a in axes})
+                                                for _, row in pilot.iterrows()])
     combos = sorted({tuple(row[a] for a in axes) for _, row in chosen.iterrows()},
                     key=lambda combo: [axis_sort_key(v) for v in combo])
     labels = [variant_label(dict(zip(axes, combo))) for combo in combos]

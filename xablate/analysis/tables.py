@@ -9,8 +9,8 @@ import math
 
 import pandas as pd
 
-from xablate.analysis.stats import PAIRED_TEST, holm, mean_ci, paired_difference
-from xablate.analysis.store import Selection, scored
+from xablate.analysis.stats import PAIRED_TEST, RankAgreement, holm, mean_ci, paired_difference, rank_agreement
+from xablate.analysis.store import Selection, scored, typed
 from xablate.studies import METRICS
 
 TABLE_COLUMNS = [
@@ -58,7 +58,29 @@ def variant_table(selection: Selection, metric: str | None = None) -> pd.DataFra
     comparisons = table["variant"] != base_label
     table.loc[comparisons, "p_holm"] = holm(table.loc[comparisons, "p_value"].tolist())
     table.attrs.update(baseline=base_label, metric=metric, test=PAIRED_TEST)
+    tuned_keys = list(dict.fromkeys(runs["tuned_key"].dropna())) if "tuned_key" in runs else []
+    key = selection.study.tune.key if selection.study.tune is not None else (tuned_keys[0] if tuned_keys else None)
+    if key is not None:  # each variant's own value of the tuned key (its runs' value; several if they differ)
+        table["tuned"] = [", ".join(dict.fromkeys(str(typed(p.get(key)))
+                                                  for p in runs.loc[runs["variant"] == variant, "params"]))
+                          for variant in table["variant"]]
+        table.attrs["tuned_key"] = key
+    agreement = pilot_agreement(selection, table)
+    if agreement is not None:
+        table.attrs["pilot_agreement"] = agreement
     return table
+
+
+def pilot_agreement(selection: Selection, table: pd.DataFrame) -> RankAgreement | None:
+    """Kendall's tau between the pilot's ranking of the variants (its mean final validation accuracy: what a
+    researcher pruning on a pilot would look at) and the study's (the table's mean of the reported metric, higher
+    is better); None for a study without pilot runs."""
+    if selection.pilot is None or selection.pilot.empty:
+        return None
+    pilot = selection.pilot.groupby("variant")["final_val_accuracy"].mean().to_dict()
+    higher = METRICS.get(table.attrs.get("metric", ""), ("", True))[1]
+    full = {v: (m if higher else -m) for v, m in zip(table["variant"], table["mean"])}
+    return rank_agreement(pilot, full)
 
 
 def _fmt(mean, low, high, digits=4) -> str:
@@ -90,6 +112,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         "p (Holm)": [_p(p) for p in table["p_holm"]],
         "MDE (80 % power)": ["–" if math.isnan(m) else f"{m:.4f}" for m in table["mde"]],
         "parameters": [f"{int(v):,}" if v == v else "–" for v in table["total_params"]],
+        **({f"{table.attrs['tuned_key']} (tuned)": table["tuned"]} if "tuned" in table else {}),
     })
 
 
@@ -101,6 +124,13 @@ def to_markdown(table: pd.DataFrame) -> str:
             f"(diverged runs scored: accuracy at chance, loss at the worst reached); {table.attrs.get('test', '')}; "
             f"Holm across this table's comparisons; MDE: the smallest difference this design detects with 80 % "
             f"power at α = 0.05, from the observed spread of the differences.\n")
+    if "tuned_key" in table.attrs:
+        note += (f"\n{table.attrs['tuned_key']} (tuned): each variant's value, picked by its own tuning stage on the "
+                 f"validation split; the comparison is tuned against tuned.\n")
+    agreement = table.attrs.get("pilot_agreement")
+    if agreement is not None:
+        note += (f"\nPilot vs full study: Kendall's τ = {_p(agreement.tau)} (p = {_p(agreement.p_value)}, "
+                 f"{agreement.n} variants) between the pilot's ranking (final validation accuracy) and this table's.\n")
     return "\n".join(lines) + "\n" + note
 
 

@@ -40,6 +40,9 @@ class MlflowSweepCallback(Callback):
             overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
             declared = config.hydra.sweeper.get("params")
             keys = swept_keys(OmegaConf.to_container(declared, resolve=False) if declared else {}, overrides)
+            tune = config.hydra.sweeper.get("tune")
+            if tune and tune.get("key") and tune.get("key") not in keys:  # staged sweeper: runs differ in it too
+                keys.append(str(tune.get("key")))
             varies = " × ".join(short_name(k) for k in keys) or "one job"
             run = client.create_run(experiment_id, run_name=f"{config.study}: {varies}", tags={
                 **owner_tags(),

@@ -27,6 +27,7 @@ from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachabl
 from xablate.training.checkpoint import EpochCheckpoint, checkpoint_root
 from xablate.training.divergence import RunDiverged
 from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
+from xablate.staging import STAGE_TAG, TUNED_KEY_TAG
 from xablate.sweeps import SWEEP_KEYS_FILE
 from xablate.validation import normalize_axes, validate_job_config
 
@@ -76,12 +77,15 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     plan = plan_run(client, experiment_id, identity, data_digest=digest, force=bool(cfg.get("force")),
                     stale_after_seconds=float(cfg["tracking"]["stale_after_seconds"]))
     if plan.action == "skip":
+        _add_stage(client, plan.run, str(cfg["tracking"].get("stage", "final")))
         return _skip(plan, label, uri, commit, context)
 
     tags = {
         "xablate.variant": label,
         "xablate.axes": json.dumps(axes),
         "xablate.study": str(cfg["study"]),
+        STAGE_TAG: str(cfg["tracking"].get("stage", "final")),
+        **({TUNED_KEY_TAG: str(cfg["tracking"]["tuned_key"])} if cfg["tracking"].get("tuned_key") else {}),
         IDENTITY_TAG: identity,
         DATA_DIGEST_TAG: digest,
         "xablate.backend": keras.backend.backend(),
@@ -127,6 +131,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
                                                    context.callbacks)
     except RunDiverged as diverged:
         _record_divergence(client, run_id, diverged)
+        diverged.run_id = run_id  # the staged sweeper scores a diverged tuning run instead of failing the sweep
         raise
     except BaseException as error:
         _record_failure(client, run_id, error, Path(context.output_dir))
@@ -170,6 +175,14 @@ def _skip(plan, label: str, uri: str, commit: str | None, context: RunContext) -
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{context.job_num or 0}").write_text(run.info.run_id)
     return TrainResult(run.info.run_id, uri, "SKIPPED", [], None)
+
+
+def _add_stage(client: MlflowClient, run, stage: str) -> None:
+    """A finished run reused by another stage (the same config: a tuning run at the full budget is also a final
+    replicate) is tagged with both, so the analysis finds it in each."""
+    stages = run.data.tags.get(STAGE_TAG, "final").split(",")
+    if stage not in stages:
+        client.set_tag(run.info.run_id, STAGE_TAG, ",".join([*stages, stage]))
 
 
 def _sweep_keys(sweep_dir: Path | None) -> list[str]:

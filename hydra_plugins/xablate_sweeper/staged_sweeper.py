@@ -1,0 +1,134 @@
+"""The `staged` sweeper: pilot -> tune -> final, each stage one batch through the configured launcher."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from omegaconf import OmegaConf
+
+
+@dataclass
+class StagedSweeperConf:
+    _target_: str = "hydra_plugins.xablate_sweeper.staged_sweeper.StagedSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+    tune: Optional[Dict[str, Any]] = None
+    pilot: Optional[Dict[str, Any]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="staged", node=StagedSweeperConf, provider="xablate")
+
+
+class StagedSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
+                 tune: Optional[Dict[str, Any]] = None, pilot: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        from xablate.staging import parse_pilot, parse_tune
+
+        plain = lambda node: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node  # noqa
+        self.tune = parse_tune(plain(tune))
+        self.pilot = parse_pilot(plain(pilot))
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from xablate import staging
+
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        [grid] = self.split_arguments(overrides, None)
+        swept = {o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()}
+        if self.tune is not None and self.tune.key in swept:
+            raise ValueError(f"Received hydra.sweeper.tune.key={self.tune.key!r}, which the sweep also varies; "
+                             f"allowed: a key the sweep does not vary (tuned per variant, not an axis).")
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.job_index, returns = 0, []
+
+        epochs = int(self._value_in(grid[0], "train.epochs", self.config.train.epochs))
+        if self.pilot is not None:
+            jobs = staging.pilot_jobs(grid, self.pilot, epochs)
+            print(f"[xablate] pilot: {len(jobs)} job(s) at {staging.stage_budget(self.pilot, epochs)}", flush=True)
+            returns.append(self._launch(jobs, tolerate_divergence=True))
+        choices = None
+        if self.tune is not None:
+            planned = staging.tune_jobs(grid, self.tune, epochs)
+            print(f"[xablate] tuning {self.tune.key} over {self.tune.values} per variant: {len(planned)} job(s) at "
+                  f"{staging.stage_budget(self.tune, epochs)}", flush=True)
+            results = self._launch([job for _, _, job in planned], tolerate_divergence=True)
+            returns.append(results)
+            choices = self._choose(planned, results, sweep_dir, swept)
+        returns.append(self._launch(staging.final_jobs(grid, choices, self.tune), tolerate_divergence=False))
+        return returns
+
+    def _value_in(self, job: List[str], key: str, default: Any) -> Any:
+        from xablate.staging import override_key
+
+        for override in job:
+            if override_key(override) == key:
+                return override.split("=", 1)[1]
+        return default
+
+    def _launch(self, jobs: List[List[str]], tolerate_divergence: bool) -> list:
+        from xablate.training.divergence import RunDiverged
+
+        self.validate_batch_is_legal(jobs)
+        results = self.launcher.launch(jobs, initial_job_idx=self.job_index)
+        self.job_index += len(jobs)
+        for result in results:
+            if tolerate_divergence and result.status == JobStatus.FAILED \
+                    and isinstance(result._return_value, RunDiverged):
+                continue  # a value that diverges loses; it does not end the study
+            _ = result.return_value  # re-raises a job's failure, as Hydra's basic sweeper does
+        return results
+
+    def _choose(self, planned: list, results: list, sweep_dir: Path, swept: set) -> dict:
+        from mlflow import MlflowClient
+
+        from xablate import staging
+        from xablate.tracking.store import PARENT_RUN_FILE, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(self.config.tracking.uri)
+        client = MlflowClient(uri)
+        scores: dict = {}
+        runs: dict = {}
+        for (variant, value, _), result in zip(planned, results):
+            if result.status == JobStatus.FAILED:  # diverged (others raised above)
+                run_id, got = getattr(result._return_value, "run_id", None), math.nan
+            else:
+                run_id = result.return_value["run_id"]
+                run = client.get_run(run_id)
+                got = staging.score(run.data.metrics, run.info.status, self.tune.metric)
+            scores.setdefault(variant, {}).setdefault(staging._value(value), []).append(got)
+            runs.setdefault(variant, {}).setdefault(staging._value(value), []).append(run_id)
+        choices, record = {}, []
+        name, higher = staging.TUNE_METRICS[self.tune.metric]
+        print(f"[xablate] tuned {self.tune.key} on {self.tune.metric} (validation):", flush=True)
+        for variant, per_value in scores.items():
+            best, means = staging.pick(self.tune.values, per_value)
+            choices[variant] = best
+            shown = {v: (m if higher or math.isnan(m) else -m) for v, m in means.items()}
+            record.append({"variant": staging.variant_name(variant, swept), "chosen": best, "scores": shown,
+                           "runs": runs[variant]})
+            print(f"  {staging.variant_name(variant, swept):40s} -> {best}   "
+                  + "  ".join(f"{v}: {m:.4f}" for v, m in shown.items()), flush=True)
+        document = {"key": self.tune.key, "values": self.tune.values, "metric": self.tune.metric,
+                    "seeds": self.tune.seeds, "budget": self.tune.budget,
+                    "epochs_fraction": self.tune.epochs_fraction, "variants": record}
+        (sweep_dir / staging.TUNING_FILE).write_text(json.dumps(document, indent=2))
+        parent = sweep_dir / PARENT_RUN_FILE
+        if parent.exists():
+            parent_id = parent.read_text().strip()
+            client.set_tag(parent_id, staging.KEY_TAG, self.tune.key)
+            client.set_tag(parent_id, staging.CHOICES_TAG,
+                           json.dumps({r["variant"]: r["chosen"] for r in record}))
+            client.log_artifact(parent_id, str(sweep_dir / staging.TUNING_FILE))
+        return choices

@@ -1,0 +1,155 @@
+"""A staged study end to end under the debug config: a pilot pass, a tuning stage whose best learning rate
+differs between the variants by construction (Adam wants a small one, plain SGD a large one), and the study's
+own runs at each variant's choice — killed with SIGKILL in the last stage and finished by typing the command
+again, with nothing retrained; then the analysis: tuned against tuned, the chosen values in the table, and the
+pilot's rank agreement (Kendall's tau, checked against scipy)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from mlflow import MlflowClient
+from scipy import stats
+
+from helpers import ROOT, runs_of, sqlite_uri
+from xablate.analysis import selected_runs, variant_table
+from xablate.analysis.tables import to_markdown
+
+STUDY = "staged_debug"
+EXPERIMENT = textwrap.dedent(f"""\
+    # @package _global_
+    defaults:
+      - override /hydra/sweeper: staged
+    study: {STUDY}
+    hydra:
+      sweeper:
+        params:
+          optim.optimizer: adam,sgd
+          seed: 0
+        tune:
+          key: optim.learning_rate
+          values: [0.001, 0.3]
+          epochs_fraction: 0.67
+        pilot:
+          epochs_fraction: 0.34
+    """)
+TUNED = {"optim.optimizer=adam": 0.001, "optim.optimizer=sgd": 0.3}  # by construction
+
+
+def command(tmp_path, uri):
+    return [sys.executable, str(ROOT / "run.py"), "-m", f"--config-dir={tmp_path / 'extra'}",
+            f"experiment={STUDY}", "debug=default", "train.epochs=3", "train.save_model=false", f"tracking.uri={uri}"]
+
+
+def environment():
+    env = {**os.environ}
+    for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+        env.pop(inherited, None)
+    return env
+
+
+def wait_for_the_last_final_job_mid_training(uri, proc, timeout=400):
+    client, deadline = MlflowClient(uri), time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, "the sweep ended before it could be interrupted"
+        try:
+            runs = [r for r in runs_of(uri, STUDY, role="job") if r.data.tags.get("xablate.stage") == "final"]
+        except AssertionError:  # the study's experiment does not exist yet
+            runs = []
+        if len(runs) == 2:
+            steps = [m.step for m in client.get_metric_history(runs[1].info.run_id, "loss")]
+            if 1 <= len(steps) < 3:
+                return runs[1].info.run_id
+        time.sleep(0.05)
+    raise AssertionError("the last final job never reached mid-training")
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("staged")
+    (tmp / "extra" / "experiment").mkdir(parents=True)
+    (tmp / "extra" / "experiment" / f"{STUDY}.yaml").write_text(EXPERIMENT)
+    uri = sqlite_uri(tmp)
+    proc = subprocess.Popen(command(tmp, uri), cwd=tmp, env=environment(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        killed = wait_for_the_last_final_job_mid_training(uri, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    before = {r.info.run_id: r for r in runs_of(uri, STUDY, role="job")}
+    rerun = subprocess.run(command(tmp, uri), cwd=tmp, env=environment(), capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    return uri, tmp, killed, before, rerun
+
+
+def by_stage(uri):
+    runs = runs_of(uri, STUDY, role="job")
+    return {stage: [r for r in runs if stage in r.data.tags["xablate.stage"].split(",")]
+            for stage in ("pilot", "tune", "final")}
+
+
+def test_each_variant_gets_its_own_best_value_on_the_validation_split(staged):
+    uri, tmp, _, _, rerun = staged
+    tuning = json.loads(next((tmp / "multirun" / STUDY).glob("*/tuning.json")).read_text())
+    assert tuning["key"] == "optim.learning_rate" and tuning["metric"] == "final_val_accuracy"
+    assert {v["variant"]: v["chosen"] for v in tuning["variants"]} == TUNED
+    runs = by_stage(uri)
+    client = MlflowClient(uri)
+    for record in tuning["variants"]:  # the choice is the best validation accuracy of that variant's tuning runs
+        scores = {value: client.get_run(ids[0]).data.metrics["val_accuracy"] for value, ids in record["runs"].items()}
+        assert scores == pytest.approx(record["scores"])
+        assert float(max(scores, key=scores.get)) == record["chosen"]
+    assert len(runs["tune"]) == 4 and len(runs["pilot"]) == 2 and len(runs["final"]) == 2
+    for run in runs["tune"]:
+        assert run.data.params["train.epochs"] == "2" and run.data.tags["xablate.tuned_key"] == "optim.learning_rate"
+    for run in runs["pilot"]:
+        assert run.data.params["train.epochs"] == "1" and run.data.params["optim.learning_rate"] == "0.001"
+    for run in runs["final"]:
+        variant = f"optim.optimizer={run.data.params['optim.optimizer']}"
+        assert float(run.data.params["optim.learning_rate"]) == TUNED[variant]
+        assert run.data.params["train.epochs"] == "3" and run.info.status == "FINISHED"
+    [parent] = [p for p in runs_of(uri, STUDY, role="sweep") if "xablate.tune.choices" in p.data.tags][-1:]
+    assert json.loads(parent.data.tags["xablate.tune.choices"]) == TUNED
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs["final"]} <= {
+        p.info.run_id for p in runs_of(uri, STUDY, role="sweep")}
+
+
+def test_typing_the_command_again_after_a_kill_retrains_nothing(staged):
+    uri, _, killed, before, rerun = staged
+    runs = runs_of(uri, STUDY, role="job")
+    assert len(runs) == len(before) == 8  # 2 pilot + 2 variants x 2 values + 2 final: no run started twice
+    assert len({r.data.tags["xablate.identity"] for r in runs}) == 8
+    for run in runs:
+        expected = "1" if run.info.run_id == killed else None
+        assert run.data.tags.get("xablate.resumes") == expected, run.info.run_name
+    assert rerun.stdout.count("[xablate] skipping ") == 7
+    assert f"resuming MLflow run {killed}" in rerun.stdout
+    assert before[killed].info.status == "RUNNING"  # as SIGKILL left it
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_the_table_compares_tuned_against_tuned_and_reports_the_pilots_rank_agreement(staged):
+    uri = staged[0]
+    selection = selected_runs(uri, STUDY)
+    assert set(selection.runs["run_id"]) == {r.info.run_id for r in by_stage(uri)["final"]}
+    table = variant_table(selection)
+    assert dict(zip(table["variant"], table["tuned"])) == {k: str(v) for k, v in TUNED.items()}
+    assert table.attrs["tuned_key"] == "optim.learning_rate"
+    pilot = {f"optim.optimizer={r.data.params['optim.optimizer']}": r.data.metrics["val_accuracy"]
+             for r in by_stage(uri)["pilot"]}
+    full = dict(zip(table["variant"], table["mean"]))
+    agreement = table.attrs["pilot_agreement"]
+    assert agreement.n == 2
+    order = list(full)
+    if len(set(pilot.values())) > 1 and len(set(full.values())) > 1:
+        reference = stats.kendalltau([pilot[v] for v in order], [full[v] for v in order])
+        assert (agreement.tau, agreement.p_value) == pytest.approx((reference.statistic, reference.pvalue))
+    markdown = to_markdown(table)
+    assert "optim.learning_rate (tuned)" in markdown and "Pilot vs full study: Kendall's τ" in markdown

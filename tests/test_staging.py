@@ -1,0 +1,109 @@
+"""The staged sweeper's rules, on made-up grids and scores: what each stage launches, which value a variant gets,
+and bad stage settings refused with the setting, the value and what is allowed."""
+
+import math
+
+import pytest
+
+from xablate.staging import (PilotSpec, TuneSpec, final_jobs, parse_pilot, parse_tune, pick, pilot_jobs, score,
+                             stage_budget, tune_jobs, variants_of)
+
+GRID = [["intermediate_act=none", "seed=0"], ["intermediate_act=none", "seed=1"],
+        ["intermediate_act=elu", "seed=0"], ["intermediate_act=elu", "seed=1"]]
+TUNE = TuneSpec(key="optim.learning_rate", values=[0.001, 0.003], seeds=1, budget={"data.limit_train": 100},
+                epochs_fraction=0.5)
+
+
+def test_variants_group_the_grid_by_everything_but_the_replicate_keys():
+    groups = variants_of(GRID + [["intermediate_act=none", "seed=2", "data.split_seed=5"]])
+    assert list(groups) == [("intermediate_act=none",), ("intermediate_act=elu",)]
+    assert len(groups[("intermediate_act=none",)]) == 3
+
+
+def test_tuning_jobs_are_every_variant_by_value_on_its_first_replicates_at_the_stage_budget():
+    jobs = tune_jobs(GRID, TUNE, full_epochs=20)
+    assert [(v, value) for v, value, _ in jobs] == [(("intermediate_act=none",), 0.001),
+                                                    (("intermediate_act=none",), 0.003),
+                                                    (("intermediate_act=elu",), 0.001),
+                                                    (("intermediate_act=elu",), 0.003)]
+    assert jobs[1][2] == ["intermediate_act=none", "seed=0", "data.limit_train=100", "train.epochs=10",
+                          "optim.learning_rate=0.003", "tracking.stage=tune", "tracking.tuned_key=optim.learning_rate"]
+    two_seeds = tune_jobs(GRID, TuneSpec(key="optim.learning_rate", values=[1, 2], seeds=2), full_epochs=20)
+    assert len(two_seeds) == 2 * 2 * 2
+
+
+def test_final_jobs_run_the_whole_grid_each_variant_at_its_choice():
+    choices = {("intermediate_act=none",): 0.001, ("intermediate_act=elu",): 0.003}
+    jobs = final_jobs(GRID + [["intermediate_act=elu", "seed=2", "optim.learning_rate=9"]], choices, TUNE)
+    assert len(jobs) == 5
+    assert jobs[0] == ["intermediate_act=none", "seed=0", "optim.learning_rate=0.001",
+                       "tracking.tuned_key=optim.learning_rate", "tracking.stage=final"]
+    assert jobs[4] == ["intermediate_act=elu", "seed=2", "optim.learning_rate=0.003",  # the choice replaces a value
+                       "tracking.tuned_key=optim.learning_rate", "tracking.stage=final"]
+    assert final_jobs(GRID, None, None)[0] == ["intermediate_act=none", "seed=0", "tracking.stage=final"]
+
+
+def test_pilot_jobs_take_a_share_of_the_epochs_and_at_least_one():
+    jobs = pilot_jobs(GRID, PilotSpec(seeds=1, epochs_fraction=0.25), full_epochs=20)
+    assert jobs == [["intermediate_act=none", "seed=0", "train.epochs=5", "tracking.stage=pilot"],
+                    ["intermediate_act=elu", "seed=0", "train.epochs=5", "tracking.stage=pilot"]]
+    assert stage_budget(PilotSpec(epochs_fraction=0.1), full_epochs=2) == {"train.epochs": 1}
+
+
+def test_the_best_mean_wins_ties_go_to_the_value_listed_first_and_nan_never_wins():
+    assert pick([0.001, 0.003], {"0.001": [0.5, 0.7], "0.003": [0.65, 0.6]}) == (
+        0.003, {"0.001": pytest.approx(0.6), "0.003": pytest.approx(0.625)})
+    assert pick([0.001, 0.003], {"0.001": [0.5], "0.003": [0.5]})[0] == 0.001
+    best, means = pick([0.001, 0.003, 1.0], {"0.001": [0.2], "0.003": [0.3], "1.0": [math.nan]})
+    assert best == 0.003 and math.isnan(means["1.0"])
+    assert pick([1, 2], {"1": [math.nan, 0.4], "2": [0.3]})[0] == 1  # a diverged replicate drops out of the mean
+    with pytest.raises(RuntimeError, match="no tuning run of the values"):
+        pick([1, 2], {"1": [math.nan], "2": [math.nan]})
+
+
+def test_scores_read_validation_metrics_and_a_loss_counts_lower_as_better():
+    metrics = {"val_accuracy": 0.8, "best_val_accuracy": 0.9, "val_loss": 0.4, "test_accuracy": 1.0}
+    assert score(metrics, "FINISHED", "final_val_accuracy") == 0.8
+    assert score(metrics, "FINISHED", "best_val_accuracy") == 0.9
+    assert score(metrics, "FINISHED", "final_val_loss") == -0.4
+    assert math.isnan(score(metrics, "FAILED", "final_val_accuracy"))
+    assert math.isnan(score({}, "FINISHED", "final_val_accuracy"))
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"key": "seed", "values": [1, 2]}, "Received hydra.sweeper.tune.key='seed'; allowed: a config key"),
+    ({"key": "optim.learning_rate", "values": [0.001]}, "Received hydra.sweeper.tune.values=[0.001]; allowed: a "
+                                                        "list of at least two distinct values"),
+    ({"key": "optim.learning_rate", "values": [1, 1]}, "at least two distinct values"),
+    ({"key": "optim.learning_rate", "values": [1, 2], "metric": "test_accuracy"},
+     "Received hydra.sweeper.tune.metric='test_accuracy'; allowed: final_val_accuracy, best_val_accuracy, "
+     "final_val_loss (validation metrics: tuning never reads the test split)"),
+    ({"key": "optim.learning_rate", "values": [1, 2], "seeds": 0}, "Received hydra.sweeper.tune.seeds=0"),
+    ({"key": "optim.learning_rate", "values": [1, 2], "epochs_fraction": 1.5},
+     "Received hydra.sweeper.tune.epochs_fraction=1.5; allowed: a number in (0, 1]"),
+    ({"key": "optim.learning_rate", "values": [1, 2], "epochs_fraction": 0.5, "budget": {"train": {"epochs": 3}}},
+     "no train.epochs beside epochs_fraction"),
+    ({"key": "optim.learning_rate", "values": [1, 2], "budget": {"tracking.stage": "x"}},
+     "any key but tracking.stage and tracking.tuned_key"),
+    ({"key": "optim.learning_rate", "values": [1, 2], "seed": 3}, "Received hydra.sweeper.tune.seed=3; allowed: key"),
+])
+def test_bad_tuning_settings_are_named(block, message):
+    with pytest.raises(ValueError) as error:
+        parse_tune(block)
+    assert message in str(error.value)
+
+
+def test_a_nested_budget_reads_as_dotted_keys():
+    assert parse_tune({"key": "k", "values": [1, 2], "budget": {"train": {"epochs": 3}}}).budget == {
+        "train.epochs": 3}
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"seeds": 1}, "Received hydra.sweeper.pilot={'seeds': 1}; allowed: epochs_fraction < 1 or a budget"),
+    ({"epochs_fraction": 0}, "Received hydra.sweeper.pilot.epochs_fraction=0; allowed: a number in (0, 1]"),
+    ({"epochs_fraction": 0.5, "rounds": 2}, "Received hydra.sweeper.pilot.rounds=2"),
+])
+def test_bad_pilot_settings_are_named(block, message):
+    with pytest.raises(ValueError) as error:
+        parse_pilot(block)
+    assert message in str(error.value)

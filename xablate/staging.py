@@ -1,0 +1,225 @@
+"""Staged studies: a pilot pass and a tuning stage before the study's own runs (the Hydra sweeper `staged`).
+
+    hydra:
+      sweeper:
+        params: {intermediate_act: none,elu,relu, seed: range(10)}   # the study: variants x replicates
+        tune:                      # per variant: the best value of one key, picked on the validation split
+          key: optim.learning_rate
+          values: [3.0e-4, 1.0e-3, 3.0e-3]
+          seeds: 1                 # replicates per value (the study's first ones)
+          epochs_fraction: 0.33    # the tuning runs' budget: a share of the study's epochs, and/or
+          budget: {data.limit_train: 1000}  # any overrides of their own
+          metric: final_val_accuracy   # or best_val_accuracy, final_val_loss (validation only, never test)
+        pilot:                     # one cheap pass over every variant before anything else
+          epochs_fraction: 0.25    # or budget: {...}
+          seeds: 1
+
+Stages run in the order pilot -> tune -> final (the study's grid, each variant at its tuned value). Every job
+is an ordinary xablate job, so a killed sweep typed again skips what finished and resumes what did not, in any
+stage. Each run carries its stage as the tag xablate.stage; the sweep's parent run records the choices
+(tags xablate.tune.key, xablate.tune.choices) and logs tuning.json. This module holds the sweeper's logic;
+hydra_plugins/xablate_sweeper registers it with Hydra.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from xablate.config import REPLICATE_KEYS, flatten
+
+STAGE_KEY = "tracking.stage"
+STAGE_TAG = "xablate.stage"
+TUNED_KEY = "tracking.tuned_key"
+TUNED_KEY_TAG = "xablate.tuned_key"
+STAGES = ("pilot", "tune", "final")
+# name: (MLflow metric of the run, higher is better) — validation only: tuning never sees the test split
+TUNE_METRICS = {
+    "final_val_accuracy": ("val_accuracy", True),
+    "best_val_accuracy": ("best_val_accuracy", True),
+    "final_val_loss": ("val_loss", False),
+}
+CHOICES_TAG = "xablate.tune.choices"
+KEY_TAG = "xablate.tune.key"
+TUNING_FILE = "tuning.json"
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    key: str
+    values: list
+    seeds: int = 1
+    budget: dict = field(default_factory=dict)
+    metric: str = "final_val_accuracy"
+    epochs_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class PilotSpec:
+    seeds: int = 1
+    budget: dict = field(default_factory=dict)
+    epochs_fraction: float | None = None
+
+
+def _error(setting: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"Received hydra.sweeper.{setting}={value!r}; allowed: {allowed}.")
+
+
+def _seeds(block: dict, stage: str) -> int:
+    seeds = block.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise _error(f"{stage}.seeds", seeds, "an integer >= 1 (replicates per value, the study's first ones)")
+    return seeds
+
+
+def _budget(block: dict, stage: str) -> dict:
+    budget = block.get("budget") or {}
+    if not isinstance(budget, dict) or not all(isinstance(k, str) for k in budget):
+        raise _error(f"{stage}.budget", budget, "a mapping of config keys to values, e.g. {train.epochs: 5}")
+    budget = flatten(budget)  # {train: {epochs: 5}} (as a command line nests it) is {train.epochs: 5}
+    if STAGE_KEY in budget or TUNED_KEY in budget:
+        raise _error(f"{stage}.budget", budget, f"any key but {STAGE_KEY} and {TUNED_KEY} (the sweeper sets them)")
+    return budget
+
+
+def _fraction(block: dict, stage: str, budget: dict) -> float | None:
+    fraction = block.get("epochs_fraction")
+    if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                 or not 0 < fraction <= 1):
+        raise _error(f"{stage}.epochs_fraction", fraction, "a number in (0, 1]: the share of the study's epochs")
+    if fraction is not None and "train.epochs" in budget:
+        raise _error(f"{stage}.budget", budget, "no train.epochs beside epochs_fraction (one of the two)")
+    return None if fraction is None else float(fraction)
+
+
+def parse_tune(block: Any) -> TuneSpec | None:
+    """The tuning stage declared under hydra.sweeper.tune (None when there is none); errors name the setting."""
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise _error("tune", block, "a mapping with key, values and optionally seeds, budget, metric")
+    unknown = sorted(set(block) - {"key", "values", "seeds", "budget", "metric", "epochs_fraction"})
+    if unknown:
+        raise _error(f"tune.{unknown[0]}", block[unknown[0]], "key, values, seeds, budget, epochs_fraction, metric")
+    key = block.get("key")
+    if not isinstance(key, str) or not key or key in REPLICATE_KEYS or key == STAGE_KEY:
+        raise _error("tune.key", key, "a config key such as optim.learning_rate (not a replicate key)")
+    values = block.get("values")
+    if not isinstance(values, list) or len(values) < 2 or len({json.dumps(v) for v in values}) != len(values):
+        raise _error("tune.values", values, "a list of at least two distinct values")
+    metric = block.get("metric", "final_val_accuracy")
+    if metric not in TUNE_METRICS:
+        raise _error("tune.metric", metric, f"{', '.join(TUNE_METRICS)} (validation metrics: tuning never reads "
+                                            f"the test split)")
+    budget = _budget(block, "tune")
+    return TuneSpec(key=key, values=list(values), seeds=_seeds(block, "tune"), budget=budget, metric=metric,
+                    epochs_fraction=_fraction(block, "tune", budget))
+
+
+def parse_pilot(block: Any) -> PilotSpec | None:
+    """The pilot pass declared under hydra.sweeper.pilot (None when there is none)."""
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise _error("pilot", block, "a mapping with epochs_fraction or budget, and optionally seeds")
+    unknown = sorted(set(block) - {"seeds", "budget", "epochs_fraction"})
+    if unknown:
+        raise _error(f"pilot.{unknown[0]}", block[unknown[0]], "seeds, budget, epochs_fraction")
+    budget = _budget(block, "pilot")
+    fraction = _fraction(block, "pilot", budget)
+    if (fraction is None or fraction == 1) and not budget:
+        raise _error("pilot", block, "epochs_fraction < 1 or a budget: a pilot at the full budget is the study itself")
+    return PilotSpec(seeds=_seeds(block, "pilot"), budget=budget,
+                     epochs_fraction=None if fraction is None else float(fraction))
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def variants_of(jobs: list[list[str]], tuned: str | None = None) -> dict[tuple, list[list[str]]]:
+    """The grid's jobs grouped by variant (every override but the replicate keys and the tuned key), in grid
+    order."""
+    groups: dict[tuple, list[list[str]]] = {}
+    for job in jobs:
+        variant = tuple(o for o in job if override_key(o) not in REPLICATE_KEYS and override_key(o) != tuned)
+        groups.setdefault(variant, []).append(job)
+    return groups
+
+
+def variant_name(variant: tuple, swept: set[str]) -> str:
+    """The variant as its swept overrides, e.g. `intermediate_act=elu` (what the analysis calls it too);
+    `baseline` if the sweep varies nothing but replicates."""
+    return ",".join(o for o in variant if override_key(o) in swept) or "baseline"
+
+
+def with_overrides(job: list[str], extra: dict) -> list[str]:
+    """The job with `extra` keys set (replacing the job's own value of those keys)."""
+    return [o for o in job if override_key(o) not in extra] + [f"{k}={_value(v)}" for k, v in extra.items()]
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def stage_budget(spec: PilotSpec | TuneSpec, full_epochs: int) -> dict:
+    """A stage's overrides: its budget, with epochs_fraction turned into whole epochs (at least one)."""
+    budget = dict(spec.budget)
+    if spec.epochs_fraction is not None:
+        budget["train.epochs"] = max(1, int(round(spec.epochs_fraction * full_epochs)))
+    return budget
+
+
+def pilot_jobs(grid: list[list[str]], pilot: PilotSpec, full_epochs: int) -> list[list[str]]:
+    budget = {**stage_budget(pilot, full_epochs), STAGE_KEY: "pilot"}
+    return [with_overrides(job, budget) for jobs in variants_of(grid).values() for job in jobs[:pilot.seeds]]
+
+
+def tune_jobs(grid: list[list[str]], tune: TuneSpec, full_epochs: int) -> list[tuple[tuple, Any, list[str]]]:
+    """(variant, value, job overrides) of the tuning stage: every variant x value x the first `seeds` replicates."""
+    out, budget = [], stage_budget(tune, full_epochs)
+    for variant, jobs in variants_of(grid, tune.key).items():
+        for value in tune.values:
+            for job in jobs[:tune.seeds]:
+                out.append((variant, value, with_overrides(job, {**budget, tune.key: value,
+                                                                  STAGE_KEY: "tune", TUNED_KEY: tune.key})))
+    return out
+
+
+def final_jobs(grid: list[list[str]], choices: dict[tuple, Any] | None, tune: TuneSpec | None) -> list[list[str]]:
+    out = []
+    for variant, jobs in variants_of(grid, tune.key if tune is not None else None).items():
+        extra = {tune.key: choices[variant], TUNED_KEY: tune.key} if tune is not None and choices else {}
+        out += [with_overrides(job, {**extra, STAGE_KEY: "final"}) for job in jobs]
+    return out
+
+
+def score(metrics: dict, status: str, metric: str) -> float:
+    """A tuning run's score, higher is better; NaN for a run that did not finish (a diverged value never wins)."""
+    name, higher = TUNE_METRICS[metric]
+    value = metrics.get(name)
+    if status != "FINISHED" or value is None or math.isnan(float(value)):
+        return math.nan
+    return float(value) if higher else -float(value)
+
+
+def pick(values: list, scores: dict[Any, list[float]]) -> tuple[Any, dict]:
+    """The value with the highest mean score over its replicates (NaN scores leave a value out; ties: the value
+    listed first). Raises when no value has a finished run."""
+    means = {}
+    for value in values:
+        finite = [s for s in scores.get(_value(value), []) if not math.isnan(s)]
+        means[_value(value)] = sum(finite) / len(finite) if finite else math.nan
+    ranked = [v for v in values if not math.isnan(means[_value(v)])]
+    if not ranked:
+        raise RuntimeError(f"no tuning run of the values {values} finished: nothing to choose from")
+    best = max(ranked, key=lambda v: (means[_value(v)], -values.index(v)))
+    return best, means
