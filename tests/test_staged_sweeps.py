@@ -1,7 +1,7 @@
 """A staged study end to end under the debug config: a pilot pass, a tuning stage whose best learning rate
 differs between the variants by construction (Adam wants a small one, plain SGD a large one), and the study's
 own runs at each variant's choice — killed with SIGKILL in the last stage and finished by typing the command
-again, with nothing retrained; then the analysis: tuned against tuned, the chosen values in the table, and the
+again, with nothing retrained (a pilot run whose config equals a tuning run's serves both); then the analysis: tuned against tuned, the chosen values in the table, and the
 pilot's rank agreement (Kendall's tau, checked against scipy)."""
 
 import json
@@ -34,7 +34,7 @@ EXPERIMENT = textwrap.dedent(f"""\
         tune:
           key: optim.learning_rate
           values: [0.001, 0.3]
-          epochs_fraction: 0.67
+          epochs_fraction: 0.34
         pilot:
           epochs_fraction: 0.34
     """)
@@ -108,9 +108,10 @@ def test_each_variant_gets_its_own_best_value_on_the_validation_split(staged):
         assert float(max(scores, key=scores.get)) == record["chosen"]
     assert len(runs["tune"]) == 4 and len(runs["pilot"]) == 2 and len(runs["final"]) == 2
     for run in runs["tune"]:
-        assert run.data.params["train.epochs"] == "2" and run.data.tags["xablate.tuned_key"] == "optim.learning_rate"
-    for run in runs["pilot"]:
+        assert run.data.params["train.epochs"] == "1"
+    for run in runs["pilot"]:  # one epoch at the default rate: the tuning runs at 0.001 are the same config
         assert run.data.params["train.epochs"] == "1" and run.data.params["optim.learning_rate"] == "0.001"
+        assert run.data.tags["xablate.stage"] == "pilot,tune"
     for run in runs["final"]:
         variant = f"optim.optimizer={run.data.params['optim.optimizer']}"
         assert float(run.data.params["optim.learning_rate"]) == TUNED[variant]
@@ -124,12 +125,12 @@ def test_each_variant_gets_its_own_best_value_on_the_validation_split(staged):
 def test_typing_the_command_again_after_a_kill_retrains_nothing(staged):
     uri, _, killed, before, rerun = staged
     runs = runs_of(uri, STUDY, role="job")
-    assert len(runs) == len(before) == 8  # 2 pilot + 2 variants x 2 values + 2 final: no run started twice
-    assert len({r.data.tags["xablate.identity"] for r in runs}) == 8
+    assert len(runs) == len(before) == 6  # 2 variants x 2 values (2 of them the pilot) + 2 final: none started twice
+    assert len({r.data.tags["xablate.identity"] for r in runs}) == 6
     for run in runs:
         expected = "1" if run.info.run_id == killed else None
         assert run.data.tags.get("xablate.resumes") == expected, run.info.run_name
-    assert rerun.stdout.count("[xablate] skipping ") == 7
+    assert rerun.stdout.count("[xablate] skipping ") == 2 + 4 + 1  # pilot, tuning, the final run that finished
     assert f"resuming MLflow run {killed}" in rerun.stdout
     assert before[killed].info.status == "RUNNING"  # as SIGKILL left it
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -153,3 +154,13 @@ def test_the_table_compares_tuned_against_tuned_and_reports_the_pilots_rank_agre
         assert (agreement.tau, agreement.p_value) == pytest.approx((reference.statistic, reference.pvalue))
     markdown = to_markdown(table)
     assert "optim.learning_rate (tuned)" in markdown and "Pilot vs full study: Kendall's τ" in markdown
+
+
+def test_status_of_a_tuned_study_composes_one_identity_per_candidate_value(tmp_path):
+    from xablate.analysis.status import study_status
+
+    status = study_status(["experiment=fig10_tuned", "debug=default", "seed=0,1",
+                           f"tracking.uri={sqlite_uri(tmp_path)}"], backend="tensorflow")
+    assert status.sweep_keys == ["intermediate_act", "seed"]
+    assert len(status.cells) == 3 * 2 and status.counts()["missing"] == 6  # an empty store
+    assert "optim.learning_rate" not in status.cells.columns  # tuned per variant, not a cell of the grid

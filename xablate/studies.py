@@ -98,11 +98,11 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
     axes = block.get("axes")
     if axes is None:
         axes = [k for k in swept_keys(declared_sweep, []) if k not in REPLICATE_KEYS] or None
+    elif not (isinstance(axes, list) and all(isinstance(a, str) for a in axes)):
+        raise ValueError(f"Received analysis.axes={axes!r}{at}; allowed: a list of config keys.")
     if tune is not None and axes and tune.key in axes:
         raise ValueError(f"Received analysis.axes={axes!r}{at} with the tuned key {tune.key!r}; allowed: axes "
                          f"without it (each variant has its own tuned value).")
-    elif not (isinstance(axes, list) and all(isinstance(a, str) for a in axes)):
-        raise ValueError(f"Received analysis.axes={axes!r}{at}; allowed: a list of config keys.")
     baseline = block.get("baseline") or {}
     if not isinstance(baseline, dict):
         raise ValueError(f"Received analysis.baseline={baseline!r}{at}; allowed: a mapping axis: value.")
