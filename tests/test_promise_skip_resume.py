@@ -69,10 +69,11 @@ def identity(store):
     return run.data.tags["xablate.identity"]
 
 
-def hand_made_run(store, study, identity, status, **tags):
-    """A run as another process (or an older checkout) would have left it."""
+def hand_made_run(store, study, identity, status, start_time=None, **tags):
+    """A run as another process (or an older checkout) would have left it (`start_time`: epoch milliseconds)."""
     client, experiment_id = open_experiment(store[1], study)
-    run_id = client.create_run(experiment_id, tags={"xablate.identity": identity, **tags}).info.run_id
+    run_id = client.create_run(experiment_id, start_time=start_time,
+                               tags={"xablate.identity": identity, **tags}).info.run_id
     if status != "RUNNING":
         client.set_terminated(run_id, status=status)
     return run_id
@@ -138,7 +139,8 @@ def test_a_running_run_whose_process_is_alive_is_skipped(store, identity, capsys
 
 
 def test_a_running_run_from_another_host_with_a_fresh_heartbeat_is_skipped(store, identity, capsys):
-    running = hand_made_run(store, "fresh", identity, "RUNNING", **{
+    started_an_hour_ago = int(time.time() - 3600) * 1000  # only the heartbeat says it is alive
+    running = hand_made_run(store, "fresh", identity, "RUNNING", start_time=started_an_hour_ago, **{
         "xablate.host": "another-host.invalid", "xablate.pid": "12345",
         "xablate.heartbeat": str(int(time.time()) - 60)})  # well within stale_after_seconds (600)
     result = run_job(store, "fresh")
