@@ -53,14 +53,17 @@ def environment():
     return env
 
 
-def wait_for_the_last_final_job_mid_training(uri, proc, timeout=400):
-    client, deadline = MlflowClient(uri), time.time() + timeout
+def wait_for_the_last_final_job_mid_training(uri, proc, sweep_root, timeout=400):
+    deadline = time.time() + timeout
+    # the sweep creates the store first (a second process creating it at the same time would race)
+    while not list(sweep_root.glob("*/mlflow_parent_run_id")):
+        assert proc.poll() is None, f"the sweep did not start: {proc.stdout.read()[-3000:]}"
+        assert time.time() < deadline, "the sweep did not start"
+        time.sleep(0.1)
+    client = MlflowClient(uri)
     while time.time() < deadline:
-        assert proc.poll() is None, "the sweep ended before it could be interrupted"
-        try:
-            runs = [r for r in runs_of(uri, STUDY, role="job") if r.data.tags.get("xablate.stage") == "final"]
-        except AssertionError:  # the study's experiment does not exist yet
-            runs = []
+        assert proc.poll() is None, f"the sweep ended before it could be interrupted: {proc.stdout.read()[-3000:]}"
+        runs = [r for r in runs_of(uri, STUDY, role="job") if r.data.tags.get("xablate.stage") == "final"]
         if len(runs) == 2:
             steps = [m.step for m in client.get_metric_history(runs[1].info.run_id, "loss")]
             if 1 <= len(steps) < 3:
@@ -78,9 +81,10 @@ def staged(tmp_path_factory):
     proc = subprocess.Popen(command(tmp, uri), cwd=tmp, env=environment(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        killed = wait_for_the_last_final_job_mid_training(uri, proc)
+        killed = wait_for_the_last_final_job_mid_training(uri, proc, tmp / "multirun" / STUDY)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     before = {r.info.run_id: r for r in runs_of(uri, STUDY, role="job")}
     rerun = subprocess.run(command(tmp, uri), cwd=tmp, env=environment(), capture_output=True, text=True,
