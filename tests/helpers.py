@@ -10,12 +10,17 @@ from mlflow import MlflowClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def clean_env(**extra) -> dict:
+    """This process' environment without a developer's own MLflow settings (run.py quiets TensorFlow itself)."""
+    env = dict(os.environ)
+    for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+        env.pop(inherited, None)
+    return {**env, **extra}
+
+
 def run_py(*overrides, cwd, timeout=600, env=None):
     """`python run.py <overrides>` in `cwd` (Hydra's outputs/ and multirun/ land there)."""
-    full_env = dict(os.environ)  # run.py quiets TensorFlow's start-up lines itself
-    for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):  # a developer's own settings stay out
-        full_env.pop(inherited, None)
-    full_env.update(env or {})
+    full_env = clean_env(**(env or {}))
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 

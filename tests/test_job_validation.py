@@ -38,6 +38,7 @@ CASES = [
     ("data.split_seed=-3", "Received data.split_seed=-3; allowed: an integer from 0 to 4294967295"),
     ("data.limit_test=0", "Received data.limit_test=0; allowed: an integer >= 1"),
     ("train.precise_bn_batches=-1", "Received train.precise_bn_batches=-1; allowed: an integer >= 0"),
+    ("tracking.stage=warmup", "Received tracking.stage='warmup'; allowed: pilot, tune, final"),
     ("analysis={metric:f1}", "Received analysis.metric='f1' in study 'default'; allowed: test_accuracy"),
     ("train.verbose=loud", "Received train.verbose='loud'; allowed: auto, 0, 1, 2"),
     ("+model.segments=4", "Received model.segments=4; allowed: not set here — segments comes from the top-level key"),

@@ -11,7 +11,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from helpers import ROOT, run_py, runs_of, sqlite_uri
+from helpers import ROOT, clean_env, run_py, runs_of, sqlite_uri
 
 EPOCHS = 4
 # a learning rate halved every epoch: a resume that lost the optimizer's iteration count (and with it the
@@ -32,11 +32,8 @@ def history(client, run_id, key):
     return {m.step: m.value for m in points}
 
 
-def clean_env():
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
-        env.pop(inherited, None)
-    return env
+def quiet_env():
+    return clean_env(TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def wait_for_second_variant_mid_training(uri, proc, sweep_root, timeout=300):
@@ -60,7 +57,7 @@ def wait_for_second_variant_mid_training(uri, proc, sweep_root, timeout=300):
 
 def test_sigkilled_sweep_resumes_without_duplicate_or_missing_steps(tmp_path):
     uri = sqlite_uri(tmp_path)
-    proc = subprocess.Popen(sweep_command(uri), cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(sweep_command(uri), cwd=tmp_path, env=quiet_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         killed_run, steps_before = wait_for_second_variant_mid_training(uri, proc, tmp_path / "multirun" / "resume")
@@ -76,7 +73,7 @@ def test_sigkilled_sweep_resumes_without_duplicate_or_missing_steps(tmp_path):
     assert (folder / state["weights_file"]).is_file()
     assert [row["epoch"] for row in state["history"]] == list(range(state["epoch"] + 1))
 
-    rerun = subprocess.run(sweep_command(uri), cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+    rerun = subprocess.run(sweep_command(uri), cwd=tmp_path, env=quiet_env(), capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
 

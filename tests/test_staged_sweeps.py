@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 from scipy import stats
 
-from helpers import ROOT, runs_of, sqlite_uri
+from helpers import ROOT, clean_env, runs_of, sqlite_uri
 from xablate.analysis import selected_runs, variant_table
 from xablate.analysis.tables import to_markdown
 
@@ -46,13 +46,6 @@ def command(tmp_path, uri):
             f"experiment={STUDY}", "debug=default", "train.epochs=3", "train.save_model=false", f"tracking.uri={uri}"]
 
 
-def environment():
-    env = {**os.environ}
-    for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
-        env.pop(inherited, None)
-    return env
-
-
 def wait_for_the_last_final_job_mid_training(uri, proc, sweep_root, timeout=400):
     deadline = time.time() + timeout
     # the sweep creates the store first (a second process creating it at the same time would race)
@@ -78,7 +71,7 @@ def staged(tmp_path_factory):
     (tmp / "extra" / "experiment").mkdir(parents=True)
     (tmp / "extra" / "experiment" / f"{STUDY}.yaml").write_text(EXPERIMENT)
     uri = sqlite_uri(tmp)
-    proc = subprocess.Popen(command(tmp, uri), cwd=tmp, env=environment(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(command(tmp, uri), cwd=tmp, env=clean_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         killed = wait_for_the_last_final_job_mid_training(uri, proc, tmp / "multirun" / STUDY)
@@ -87,7 +80,7 @@ def staged(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     before = {r.info.run_id: r for r in runs_of(uri, STUDY, role="job")}
-    rerun = subprocess.run(command(tmp, uri), cwd=tmp, env=environment(), capture_output=True, text=True,
+    rerun = subprocess.run(command(tmp, uri), cwd=tmp, env=clean_env(), capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     return uri, tmp, killed, before, rerun

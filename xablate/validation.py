@@ -17,6 +17,7 @@ from xablate.models.pretrained import check_weights_setting
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.segments import validate_segments
 from xablate.models.xception import normalize_activation
+from xablate.staging import STAGES
 from xablate.studies import parse_study
 from xablate.training.devices import PRECISIONS
 from xablate.training.recipes import validate_recipe
@@ -84,6 +85,10 @@ def validate_job_config(cfg: dict) -> None:
         number_in(f"tracking.{key}", tracking.get(key, 60), 0, float("inf"), low_open=True)
     if not isinstance(tracking.get("system_metrics", False), bool):
         raise ValueError(f"Received tracking.system_metrics={tracking['system_metrics']!r}; allowed: true, false.")
+    stages = [s for s in str(tracking.get("stage", "final")).split(",")]
+    if not set(stages) <= set(STAGES):
+        raise ValueError(f"Received tracking.stage={tracking.get('stage')!r}; allowed: {', '.join(STAGES)} (set by the "
+                         f"staged sweeper).")
 
     validate_data(cfg["data"])  # each owner checks its own settings
     validate_recipe(cfg["optim"])
