@@ -58,3 +58,27 @@ def test_bench_rejects_bad_input_before_running(args, message, tmp_path):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def _row(k, variant, implementation, seconds, channels=128):
+    from xablate.bench.segments import Row
+
+    return Row("tensorflow", k, channels, variant, implementation, 10, seconds / 16, seconds / 16, seconds, 512 / seconds)
+
+
+def test_speed_targets_and_the_noise_floor_from_made_up_rows():
+    from xablate.bench.segments import noise_floor, target_lines
+
+    rows = [_row(8, "split", "split", 2.0), _row(8, "xablate_auto", "split", 2.0),
+            _row(32, "blocked", "blocked", 2.0), _row(32, "xablate_auto", "blocked", 2.01),
+            _row(64, "depthwise_shift", "depthwise_shift", 1.5), _row(64, "xablate_auto", "depthwise_shift", 1.5),
+            _row(128, "depthwise", "depthwise", 1.0), _row(128, "xablate_auto", "depthwise", 1.04)]
+    # the largest gap between auto and its own implementation's column: 1.04 / 1.0 at k = 128
+    assert noise_floor(rows) == pytest.approx(0.04)
+    lines = target_lines(rows)
+    # k = 32 is 0.5 % slower than k = 8 (a tie inside the 4 % floor); k = 64 is 1.5 / 1.04 = 1.442x depthwise
+    assert "slowest k = 32 at 1.005x" in lines[1] and lines[1].endswith("met within noise (+0.5% <= 4.0%)")
+    assert "1.442x: missed" in lines[2]
+    faster = [r if not (r.segments == 64 and r.variant == "xablate_auto") else _row(64, "xablate_auto",
+              "depthwise_shift", 1.3) for r in rows]
+    assert target_lines(faster)[2].endswith("1.250x: met")

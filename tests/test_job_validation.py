@@ -56,6 +56,7 @@ CASES = [
                                    "warm-up) to train.epochs - 1 = 1"),
     ("train.run_eagerly=true train.jit_compile=true", "Received train.run_eagerly=true with train.jit_compile=true"),
     ("tracking.system_metrics=often", "Received tracking.system_metrics='often'; allowed: true, false"),
+    ("train.reuse_compiled=maybe", "Received train.reuse_compiled='maybe'; allowed: true, false"),
     ("data.augment.brightness_mode=sideways", "Received data.augment.brightness_mode='sideways'; allowed: additive, "
                                               "multiplicative"),
     ("data.augment.shear_degrees=90", "Received data.augment.shear_degrees=90"),

@@ -101,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="batch size of the builder parity (8)")
     harness.add_argument("--backend-epochs", type=_int_at_least("--backend-epochs", 2), default=2,
                          help="epochs per Keras backend, the first of which compiles (2)")
+    harness.add_argument("--reuse-seeds", type=_int_at_least("--reuse-seeds", 2), default=5,
+                         help="jobs (seeds) of the one-process sweep measuring per-job overhead (5)")
     harness.add_argument("--only", type=_parse_suites, default=None,
-                         help="comma-separated measurements to run: overhead,parity,pipeline,backends (all)")
+                         help="comma-separated measurements to run: overhead,reuse,parity,pipeline,backends (all)")
     harness.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR,
                          help="folder for the CSVs and harness.md (<project>/results/bench)")
     harness.add_argument("overrides", nargs="*", help="run.py overrides of the measured run, e.g. model=debug")
@@ -205,7 +207,7 @@ def run_bench_harness(args, argv: list[str] | None) -> int:
     return harness.run(out=args.out, epochs=args.epochs, rounds=args.rounds, steps=args.steps,
                        parity_size=args.parity_size, parity_batch=args.parity_batch,
                        backend_epochs=args.backend_epochs, suites=args.only or list(harness.SUITES),
-                       overrides=args.overrides, command=command)
+                       overrides=args.overrides, command=command, reuse_seeds=args.reuse_seeds)
 
 
 def run_figures(args) -> int:

@@ -64,8 +64,9 @@ def validate_job_config(cfg: dict) -> None:
         raise ValueError(f"Received train.precision={train['precision']!r}; allowed: {', '.join(PRECISIONS)}.")
     if train.get("jit_compile", "auto") not in ("auto", True, False):
         raise ValueError(f"Received train.jit_compile={train['jit_compile']!r}; allowed: auto, true, false.")
-    if not isinstance(train.get("run_eagerly", False), bool):
-        raise ValueError(f"Received train.run_eagerly={train['run_eagerly']!r}; allowed: true, false.")
+    for flag in ("run_eagerly", "reuse_compiled"):
+        if not isinstance(train.get(flag, False), bool):
+            raise ValueError(f"Received train.{flag}={train[flag]!r}; allowed: true, false.")
     if train.get("run_eagerly") and train.get("jit_compile") is True:
         raise ValueError("Received train.run_eagerly=true with train.jit_compile=true; allowed: one of them (XLA "
                          "compiles the traced graph that eager execution skips).")

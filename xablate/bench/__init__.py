@@ -2,4 +2,4 @@
 
 # the measurements of `xablate bench harness`, in the order it runs them (kept here: the CLI parses --only
 # without importing Keras)
-HARNESS_SUITES = ("overhead", "parity", "pipeline", "backends")
+HARNESS_SUITES = ("overhead", "reuse", "parity", "pipeline", "backends")

@@ -4,6 +4,8 @@
               same data, alternating rounds; fixed per-run costs (start-up of `python run.py`, MLflow calls)
     parity    build_xception() defaults vs keras.applications.Xception(weights=None)
     pipeline  the augmented tf.data pipeline vs the same images as in-memory arrays; each layer's cost alone
+    reuse     a seed sweep of the run in one process (Hydra's basic launcher): per-job overhead of the first job
+              (builds and traces) and of later ones (train the kept, traced model)
     backends  the run's model under every installed Keras backend (one subprocess each)
 
 Each writes a CSV under the output folder (report.FILES); harness.md summarises every CSV there.
@@ -18,11 +20,12 @@ import time
 from pathlib import Path
 
 from xablate.bench import HARNESS_SUITES as SUITES
-from xablate.bench import backends, overhead, parity, pipeline, report
+from xablate.bench import backends, overhead, parity, pipeline, report, reuse
 
 
 def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, parity_batch: int,
-        backend_epochs: int, suites: list[str], overrides: list[str], command: str, echo=print) -> int:
+        backend_epochs: int, suites: list[str], overrides: list[str], command: str, reuse_seeds: int = 5,
+        echo=print) -> int:
     """Measures `suites`, writes their CSVs and harness.md into `out`, prints the summary; 1 if a backend
     failed, else 0 (a missed target is a finding, not a failure)."""
     failed, load_before, start = False, _load(), time.perf_counter()
@@ -36,6 +39,9 @@ def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, pa
             for row in costs:
                 echo(f"cost     {row['measurement']:26s} {row['seconds']:8.3f} s")
             report.write_csv(costs, out / report.FILES["fixed"])
+        if "reuse" in suites:
+            report.write_csv(reuse.measure(overrides, seeds=reuse_seeds, epochs=epochs, folder=folder, echo=echo),
+                             out / report.FILES["reuse"])
         if "parity" in suites:
             report.write_csv(parity.measure(size=parity_size, batch=parity_batch, steps=steps, echo=echo),
                              out / report.FILES["parity"])

@@ -151,9 +151,9 @@ def run(*, channels=128, size=32, batch=32, images=512, steps=8, max_seconds=20.
              f"  ({row.steps_timed} steps)")
     if out:
         write_csv(rows, out)
-        Path(out).with_suffix(".md").write_text(markdown_table(rows))
+        Path(out).with_suffix(".md").write_text(markdown_table(rows) + "\n" + "\n".join(target_lines(rows)) + "\n")
         echo(f"wrote {out} and {Path(out).with_suffix('.md')}")
-    for line in verdict_lines(rows):
+    for line in verdict_lines(rows) + target_lines(rows):
         echo(line)
     return rows
 
@@ -187,6 +187,56 @@ def read_csv(path) -> list[Row]:
         return [Row(**{k: (v if k in ("backend", "variant", "implementation") else
                            int(v) if k in ("segments", "channels", "steps_timed") else float(v))
                        for k, v in r.items()}) for r in csv.DictReader(f)]
+
+
+# The FLOP line: from k = 8 on, more segments mean less work, so auto should get no slower than at k = 8, and at
+# k = 64 (2 channels per segment of 128) come within this factor of the depthwise point
+NEAR_DEPTHWISE_K, NEAR_DEPTHWISE_FACTOR, FLAT_FROM_K = 64, 1.3, 8
+
+
+def noise_floor(rows: list[Row]) -> float:
+    """How far apart two measurements of the same computation came out in this run: at every k, auto and the
+    column of the implementation it chose time the same layer; the largest relative gap between them."""
+    gaps = []
+    for k in {r.segments for r in rows}:
+        at_k = {r.variant: r for r in rows if r.segments == k}
+        auto = at_k[AUTO]
+        twin = at_k.get(auto.implementation) or (at_k.get(BASELINE) if auto.implementation == "grouped" else None)
+        if twin is not None:
+            low, high = sorted((auto.seconds_per_epoch, twin.seconds_per_epoch))
+            gaps.append(high / low - 1.0)
+    return max(gaps, default=0.0)
+
+
+def target_lines(rows: list[Row]) -> list[str]:
+    """The speed targets of the segment convolution from auto's seconds per epoch in this run: every k > 8 no
+    slower than k = 8, and k = 64 within 1.3x of the depthwise point (k = channels). A ratio beyond its target by
+    less than the run's noise floor is a tie, and says so."""
+    auto = {r.segments: r.seconds_per_epoch for r in rows if r.variant == AUTO}
+    channels = max(r.channels for r in rows)
+    noise = noise_floor(rows)
+
+    def verdict(ratio, target):
+        if ratio <= target:
+            return "met"
+        return f"met within noise (+{ratio / target - 1:.1%} <= {noise:.1%})" if ratio <= target * (1 + noise) else "missed"
+
+    lines = []
+    if FLAT_FROM_K in auto:
+        later = {k: t / auto[FLAT_FROM_K] for k, t in sorted(auto.items()) if k > FLAT_FROM_K}
+        if later:
+            worst = max(later, key=later.get)
+            lines.append(f"- every k > {FLAT_FROM_K} no slower than k = {FLAT_FROM_K}: slowest k = {worst} at "
+                         f"{later[worst]:.3f}x k = {FLAT_FROM_K}'s time "
+                         f"({', '.join(f'k={k} {v:.2f}x' for k, v in later.items())}): {verdict(later[worst], 1.0)}")
+    if NEAR_DEPTHWISE_K in auto and channels in auto and NEAR_DEPTHWISE_K < channels:
+        ratio = auto[NEAR_DEPTHWISE_K] / auto[channels]
+        lines.append(f"- k = {NEAR_DEPTHWISE_K} within {NEAR_DEPTHWISE_FACTOR}x of depthwise (k = {channels}): "
+                     f"{ratio:.3f}x: {verdict(ratio, NEAR_DEPTHWISE_FACTOR)}")
+    if lines:
+        lines.append(f"- noise floor of this run: auto and the implementation it chose, timed side by side, differ by "
+                     f"up to {noise:.1%}")
+    return (["Targets (auto, this run):"] + lines) if lines else []
 
 
 def verdict_lines(rows: list[Row]) -> list[str]:

@@ -38,7 +38,8 @@ from xablate.training.checkpoint import EpochCheckpoint, advance_shuffle
 from xablate.training.devices import distribution_scope, set_precision
 from xablate.training.divergence import DivergenceGuard
 from xablate.training.memory import halved_batch, is_out_of_memory
-from xablate.training.recipes import build_optimizer
+from xablate.training.recipes import build_optimizer, separate_ema_buffers
+from xablate.training.reuse import COMPILED, architecture_key, replay_build_peek, reusable, start_job
 
 
 def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
@@ -89,8 +90,7 @@ def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path, checkpo
          extra_callbacks: list, batch_size: int, accumulation: int | None):
     output_dir.mkdir(parents=True, exist_ok=True)
     seed, train_cfg = int(cfg["seed"]), cfg["train"]
-    keras.backend.clear_session()  # jobs sharing a process (basic launcher) start clean
-    keras.utils.set_random_seed(seed)
+    start_job(seed)  # jobs sharing a process (basic launcher) start clean and seeded; kept compiled models stay
 
     pretrained = weights_file(cfg["model"].get("weights"))
     data = load_data(cfg["data"], batch_size=batch_size, seed=seed,
@@ -140,16 +140,25 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
     epochs = int(train_cfg["epochs"])
     freeze = int(train_cfg.get("freeze_base_epochs") or 0)
 
+    # a later job of the same architecture in this process trains the kept, already traced model (reuse.py)
+    reuse_key = (architecture_key(cfg, kwargs, steps_per_epoch=steps_per_epoch, backend=keras.backend.backend())
+                 if reusable(cfg, accumulation=accumulation, replicas=replicas) else None)
+
     def compile_phase(frozen: bool):
         """The model compiled for a phase: base frozen (classifier only, batch norm in inference mode) or all
         trainable, each with its own optimizer from the recipe; the schedule counts the run's updates."""
+        nonlocal model
         set_base_trainable(model, not frozen)
         # schedules count optimizer updates: with accumulation, steps of the effective (configured) batch
         optimizer = build_optimizer(cfg["optim"], steps_per_epoch=steps_per_epoch, epochs=epochs,
                                     batch_size=int(train_cfg["batch_size"]), gradient_accumulation_steps=accumulation)
-        compile_model(model, optimizer, data.num_classes, train_cfg["jit_compile"],
-                      bool(train_cfg.get("run_eagerly", False)))
-        return optimizer
+        model, reused = COMPILED.compiled(reuse_key, model, optimizer, lambda m, o: compile_model(
+            m, o, data.num_classes, train_cfg["jit_compile"], bool(train_cfg.get("run_eagerly", False))))
+        if reuse_key is not None:
+            client.set_tag(run_id, "xablate.compiled", "reused" if reused else "new")
+        if reused:
+            replay_build_peek(data.train)
+        return getattr(model.optimizer, "inner_optimizer", model.optimizer)  # fp16 wraps it for loss scaling
 
     state = checkpoint.load() if checkpoint is not None else None
     initial_epoch = state.epoch + 1 if state is not None else 0
@@ -180,6 +189,7 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         model.fit(data.train, validation_data=data.validation, epochs=until, initial_epoch=start,
                   callbacks=[_TrainingEnds(logger), *phase_evaluation, guard, logger, *extra_callbacks],
                   shuffle=False, verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
+        separate_ema_buffers(model.optimizer)
 
     if frozen and initial_epoch < freeze:
         fit(freeze, initial_epoch, frozen_phase=True)

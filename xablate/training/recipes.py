@@ -55,6 +55,18 @@ def build_optimizer(optim: dict, *, steps_per_epoch: int, epochs: int, batch_siz
     raise ValueError(f"Received optim.optimizer={name!r}; allowed: {', '.join(OPTIMIZERS)}.")
 
 
+def separate_ema_buffers(optimizer: keras.optimizers.Optimizer) -> None:
+    """After `fit` on JAX: give each EMA average its own array. Keras' end of training assigns the averages to
+    the model's weights by reference (`finalize_variable_values`), and JAX's next jitted step (the test
+    evaluation) donates the weights' buffers, deleting the averages with them ("Array has been deleted" at the
+    next save or checkpoint). TensorFlow copies on assign; nothing to do there."""
+    if keras.backend.backend() != "jax" or not getattr(optimizer, "use_ema", False):
+        return
+    for average in optimizer._model_variables_moving_average:
+        if average is not None:
+            average.assign(keras.ops.copy(average.value))
+
+
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
     """The learning rate the optimizer applies at its current iteration."""
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
