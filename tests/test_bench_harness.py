@@ -36,7 +36,7 @@ def debug_model_parameters() -> int:
     return build_xception(**builder_kwargs(cfg, image_shape=(16, 16, 1), num_classes=10)).count_params()
 
 
-TINY = ["--epochs", "2", "--rounds", "1", "--steps", "1", "--parity-batch", "1"]
+TINY = ["--epochs", "2", "--rounds", "1", "--steps", "1", "--parity-batch", "1", "--reuse-seeds", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +151,28 @@ def test_one_row_per_backend(tiny):
 
 
 @pytest.mark.slow
+def test_reuse_rows_first_job_new_later_reused(tiny):
+    reuse = rows(tiny, "harness_reuse.csv")
+    assert [(r["job"], r["seed"], r["compiled"], r["epochs"]) for r in reuse] == [("0", "0", "new", "2"),
+                                                                                 ("1", "1", "reused", "2")]
+    for r in reuse:
+        value = {k: float(v) for k, v in r.items() if k != "compiled"}
+        assert value["first_epoch_extra_seconds"] == pytest.approx(value["first_epoch_seconds"]
+                                                                   - value["steady_epoch_seconds"])
+        assert value["job_overhead_seconds"] == pytest.approx(value["job_seconds"] - 2 * value["steady_epoch_seconds"])
+        assert value["start_overhead_seconds"] == pytest.approx(value["to_first_epoch_seconds"]
+                                                                + value["first_epoch_extra_seconds"])
+        assert 0 <= value["before_run_seconds"] <= value["to_first_epoch_seconds"]
+
+
+@pytest.mark.slow
 def test_summary_has_every_section(tiny):
     summary = (tiny / "harness.md").read_text()
     lines = ["| harness overhead: training images/s of a real run vs bare `model.fit`",
              "| builder parity: `build_xception()` vs `keras.applications.Xception(weights=None)`",
              "| input pipeline: augmented tf.data vs the same images as in-memory arrays",
-             "## Fixed per-run costs", "## Input pipeline", "## Keras backends",
+             "| one compile per architecture, one-process seed sweep (1 later jobs, 1 reused the traced model",
+             "## Fixed per-run costs", "## One compile per architecture", "## Input pipeline", "## Keras backends",
              "[`xablate bench segments`](segments.md)"]
     if importlib.util.find_spec("jax") is not None:
         lines.append("| backend jax vs tensorflow: training images/s from in-memory arrays |")
@@ -170,7 +186,7 @@ def test_summary_has_every_section(tiny):
     (["--rounds", "x"], "Received --rounds='x'; allowed: an integer >= 1"),
     (["--parity-size", "32"], "Received --parity-size='32'; allowed: an integer >= 71"),
     (["--only", "overhead,gpu"], "Received --only='overhead,gpu'; allowed: a comma-separated subset of "
-                                 "overhead,parity,pipeline,backends"),
+                                 "overhead,reuse,parity,pipeline,backends"),
     (["segments=0"], "segments=0"),
 ])
 def test_bench_harness_rejects_bad_input_before_measuring(args, message, tmp_path):

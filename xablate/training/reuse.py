@@ -9,7 +9,7 @@ arguments, recipe, batch, schedule length, precision and compile settings: anoth
 graph is the same) still builds its fresh model and optimizer, exactly as a job without reuse would, so every
 value its seed decides (initial weights, dropout generator states, the data order drawn before) is the one a
 fresh job gets. That state is then copied into the kept model, whose optimizer takes the state of the job's
-freshly built one (iteration 0, zero moments and averages, the initial learning rate), and whose metrics are
+initial state (kept when it was built: iteration 0, zero moments and averages, the initial learning rate), and whose metrics are
 reset; the traced train and test steps run on the new values. Only the trace is shared: the results are
 bit-for-bit those of a fresh model (tests/test_reuse.py checks it on TensorFlow and JAX).
 
@@ -32,24 +32,28 @@ KEPT_ARCHITECTURES = 4  # compiled models kept per process (least recently used 
 
 
 class CompiledModels:
-    """The compiled models of this process, by architecture key."""
+    """The compiled models of this process, by architecture key, each with its optimizer's initial state."""
 
     def __init__(self, capacity: int = KEPT_ARCHITECTURES):
         self.capacity = capacity
-        self._kept: OrderedDict[str, keras.Model] = OrderedDict()
+        self._kept: OrderedDict[str, tuple[keras.Model, list]] = OrderedDict()
         self.reused = 0  # jobs that trained a kept model (for benches and tests)
 
     def compiled(self, key: str | None, model: keras.Model, optimizer, compile_fn: Callable) -> tuple[keras.Model, bool]:
-        """The model to train: the kept model of `key` carrying the fresh `model`'s and `optimizer`'s state, or
-        `model` itself compiled with `optimizer` (and kept under `key`); and whether a kept one was reused."""
+        """The model to train: the kept model of `key` carrying the fresh `model`'s state and its optimizer's
+        initial state, or `model` itself compiled with `optimizer` (and kept under `key`); and whether a kept
+        one was reused."""
         kept = self._kept.get(key) if key is not None else None
-        if kept is not None and _adopt(kept, model, optimizer):
+        if kept is not None and _adopt(*kept, model, optimizer):
             self._kept.move_to_end(key)
             self.reused += 1
-            return kept, True
+            return kept[0], True
         compile_fn(model, optimizer)
         if key is not None:
-            self._kept[key] = model
+            # built now rather than in the first step (the same zeros, iteration 0 and initial rate), so that its
+            # initial state can be kept for the next job of this architecture
+            model.optimizer.build(model.trainable_variables)
+            self._kept[key] = (model, [keras.ops.convert_to_numpy(v.value) for v in model.optimizer.variables])
             self._kept.move_to_end(key)
             while len(self._kept) > self.capacity:
                 self._kept.popitem(last=False)
@@ -74,7 +78,7 @@ def start_job(seed: int) -> None:
     copied per job, so no kernel state carries over (tests/test_reuse.py: bit-for-bit, dropout and augmentation
     on)."""
     with _kernel_cache_kept(len(COMPILED) > 0 and keras.backend.backend() == "tensorflow"):
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=not len(COMPILED))  # Python's own collector frees the rest
         keras.utils.set_random_seed(seed)
 
 
@@ -129,23 +133,17 @@ def replay_build_peek(dataset) -> None:
     next(iter(dataset))
 
 
-def _adopt(kept: keras.Model, fresh: keras.Model, optimizer) -> bool:
-    """Copies the fresh model's variables (weights, batch-norm statistics, seed-generator states) and a freshly
-    built optimizer's variables into the kept model; False (nothing changed) if their layouts differ."""
+def _adopt(kept: keras.Model, initial_optimizer_state: list, fresh: keras.Model, optimizer) -> bool:
+    """Copies the fresh model's variables (weights, batch-norm statistics, seed-generator states) into the kept
+    model and puts its optimizer back to its initial state; False (nothing changed) if the layouts differ."""
     kept_vars, fresh_vars = kept.variables, fresh.variables
-    if not _same_layout(kept_vars, fresh_vars):
-        return False
-    if isinstance(kept.optimizer, keras.optimizers.LossScaleOptimizer):
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # as Keras' compile wraps it under fp16
-    if type(optimizer) is not type(kept.optimizer):
-        return False
-    optimizer.build(kept.trainable_variables)  # a fresh optimizer's state: iteration 0, zeros, initial rate
-    if not _same_layout(kept.optimizer.variables, optimizer.variables):
+    inner = getattr(kept.optimizer, "inner_optimizer", kept.optimizer)  # fp16: Keras wraps it for loss scaling
+    if not _same_layout(kept_vars, fresh_vars) or type(optimizer) is not type(inner):
         return False
     for target, source in zip(kept_vars, fresh_vars):
         target.assign(source.value)
-    for target, source in zip(kept.optimizer.variables, optimizer.variables):
-        target.assign(source.value)
+    for target, value in zip(kept.optimizer.variables, initial_optimizer_state):
+        target.assign(value)
     kept.reset_metrics()
     kept.stop_training = False
     return True
