@@ -151,7 +151,8 @@ def run(*, channels=128, size=32, batch=32, images=512, steps=8, max_seconds=20.
              f"  ({row.steps_timed} steps)")
     if out:
         write_csv(rows, out)
-        Path(out).with_suffix(".md").write_text(markdown_table(rows) + "\n" + "\n".join(target_lines(rows)) + "\n")
+        targets = target_lines(rows)
+        Path(out).with_suffix(".md").write_text(markdown_table(rows) + ("\n" + "\n".join(targets) + "\n" if targets else ""))
         echo(f"wrote {out} and {Path(out).with_suffix('.md')}")
     for line in verdict_lines(rows) + target_lines(rows):
         echo(line)
