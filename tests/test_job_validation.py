@@ -57,6 +57,7 @@ CASES = [
     ("train.run_eagerly=true train.jit_compile=true", "Received train.run_eagerly=true with train.jit_compile=true"),
     ("tracking.system_metrics=often", "Received tracking.system_metrics='often'; allowed: true, false"),
     ("train.reuse_compiled=maybe", "Received train.reuse_compiled='maybe'; allowed: true, false"),
+    ("model.match=bytes", "Received model.match='bytes'; allowed: null, params, flops"),
     ("data.augment.brightness_mode=sideways", "Received data.augment.brightness_mode='sideways'; allowed: additive, "
                                               "multiplicative"),
     ("data.augment.shear_degrees=90", "Received data.augment.shear_degrees=90"),

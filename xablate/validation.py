@@ -15,6 +15,7 @@ from xablate.checks import number_in, positive_int, seed_value
 from xablate.data.sources import validate_data
 from xablate.models.pretrained import check_weights_setting
 from xablate.models import PRESETS, check_build_kwargs
+from xablate.models.matching import matched_width
 from xablate.models.segments import validate_segments
 from xablate.models.xception import normalize_activation
 from xablate.staging import STAGES
@@ -97,6 +98,7 @@ def validate_job_config(cfg: dict) -> None:
     model = dict(cfg["model"])
     preset = model.pop("preset")
     check_weights_setting(model.pop("weights", None))  # where training starts from, not a builder argument
+    match = model.pop("match", None)  # how the width is chosen (xablate.models.matching), not a builder argument
     if preset not in PRESETS:
         raise ValueError(f"Received model.preset={preset!r}; allowed: {', '.join(PRESETS)}.")
     for key in (*AXES, "input_shape", "classes"):
@@ -107,10 +109,12 @@ def validate_job_config(cfg: dict) -> None:
     recipe = {k: cfg["optim"][k] for k in ("weight_decay", "dropout") if cfg["optim"].get(k) is not None}
     size = cfg["data"]["image_size"]
     try:
-        check_build_kwargs(**{
-            **PRESETS[preset], **recipe, **model, **{axis: cfg[axis] for axis in AXES},
-            "input_shape": (size, size, 3),
-        })
+        kwargs = {**PRESETS[preset], **recipe, **model, **{axis: cfg[axis] for axis in AXES},
+                  "input_shape": (size, size, 3)}
+        check_build_kwargs(**kwargs)
+        if match is not None:
+            kwargs.update({k: v for k, v in matched_width(kwargs, match).items() if k.startswith("width_")})
+            check_build_kwargs(**kwargs)
     except TypeError as error:  # a non-numeric value where the builder compares numbers
         raise ValueError(f"Received a model setting of the wrong type ({error}); model: {model}.") from None
     except ValueError as error:  # the builder owns the ranges; name the setting as the user typed it

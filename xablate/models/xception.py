@@ -82,9 +82,9 @@ class _KerasAutoNames:
         return base if n == 0 else f"{base}_{n}"
 
 
-def scale_width(width: int, multiplier: float) -> int:
-    """`width * multiplier` rounded to the nearest multiple of 8 (at least 8)."""
-    return max(WIDTH_DIVISOR, int(round(width * multiplier / WIDTH_DIVISOR)) * WIDTH_DIVISOR)
+def scale_width(width: int, multiplier: float, divisor: int = WIDTH_DIVISOR) -> int:
+    """`width * multiplier` rounded to the nearest multiple of `divisor` (8 by default; at least `divisor`)."""
+    return max(divisor, int(round(width * multiplier / divisor)) * divisor)
 
 
 def activation_names() -> list[str]:
@@ -104,7 +104,8 @@ def normalize_activation(intermediate_act: str | None) -> str | None:
 
 
 def _validate(*, input_shape, classes, include_top, pooling, stem, width_multiplier, middle_blocks, bn_momentum,
-              dropout, weight_decay, segment_rounding, segment_impl, head="avg") -> tuple[int, int, int]:
+              dropout, weight_decay, segment_rounding, segment_impl, head="avg",
+              width_divisor=WIDTH_DIVISOR) -> tuple[int, int, int]:
     if head not in HEADS:
         raise ValueError(f"Received head={head!r}; allowed: {', '.join(HEADS)}.")
     if keras.config.image_data_format() != "channels_last":
@@ -129,6 +130,8 @@ def _validate(*, input_shape, classes, include_top, pooling, stem, width_multipl
         raise ValueError(f"Received pooling={pooling!r}; allowed: None, 'avg', 'max'.")
     if not (isinstance(width_multiplier, (int, float)) and math.isfinite(width_multiplier) and width_multiplier > 0):
         raise ValueError(f"Received width_multiplier={width_multiplier!r}; allowed: a finite number > 0.")
+    if isinstance(width_divisor, bool) or not isinstance(width_divisor, int) or width_divisor < 1:
+        raise ValueError(f"Received width_divisor={width_divisor!r}; allowed: an integer >= 1.")
     if isinstance(middle_blocks, bool) or not isinstance(middle_blocks, int) or middle_blocks < 0:
         raise ValueError(f"Received middle_blocks={middle_blocks!r}; allowed: an integer >= 0.")
     if not 0.0 <= bn_momentum < 1.0:
@@ -157,6 +160,7 @@ def build_xception(
     pooling: str | None = None,
     classifier_activation: str | None = "softmax",
     width_multiplier: float = 1.0,
+    width_divisor: int = WIDTH_DIVISOR,
     middle_blocks: int = 8,
     stem: str = "imagenet",
     bn_momentum: float = 0.99,
@@ -177,7 +181,9 @@ def build_xception(
             "exact" — k must divide every layer's channels.
         segment_impl: "auto" or a SegmentConv2D implementation to force (benchmarks, equivalence tests).
         include_top, input_shape, classes, pooling, classifier_activation, name: as in keras.applications.
-        width_multiplier: scales every width, rounded to a multiple of 8.
+        width_multiplier: scales every width, rounded to a multiple of `width_divisor`.
+        width_divisor: widths are multiples of it (8: k in {1, 2, 4, 8} divides every layer). Compute-matched
+            spectrum points (xablate.models.matching) use k itself: finer widths, and k exact in every layer.
         middle_blocks: number of middle-flow blocks (8 in the paper).
         stem: "imagenet" (3x3 stride-2 valid conv, 3x3 valid conv; >= 71x71 input) or "small" (both stride 1,
             same padding; for 32x32 images).
@@ -192,7 +198,7 @@ def build_xception(
     """
     height, width, _ = _validate(
         input_shape=input_shape, classes=classes, include_top=include_top, pooling=pooling, stem=stem,
-        width_multiplier=width_multiplier, middle_blocks=middle_blocks, bn_momentum=bn_momentum, dropout=dropout,
+        width_multiplier=width_multiplier, width_divisor=width_divisor, middle_blocks=middle_blocks, bn_momentum=bn_momentum, dropout=dropout,
         weight_decay=weight_decay, segment_rounding=segment_rounding, segment_impl=segment_impl, head=head,
     )
     axes = Axes(
@@ -206,10 +212,10 @@ def build_xception(
     )
     auto_name = _KerasAutoNames()
     inputs = layers.Input(shape=tuple(input_shape), name="input_layer")
-    x = _stem(inputs, stem, width_multiplier, axes)
+    x = _stem(inputs, stem, width_multiplier, width_divisor, axes)
     blocks = [*ENTRY_FLOW, *([MIDDLE_BLOCK] * middle_blocks), *EXIT_FLOW]
     for index, spec in enumerate(blocks, start=2):
-        x = _block(x, spec, index, width_multiplier, axes, auto_name)
+        x = _block(x, spec, index, width_multiplier, width_divisor, axes, auto_name)
     x = _head(x, include_top=include_top, pooling=pooling, classes=classes,
               classifier_activation=classifier_activation, dropout=dropout, axes=axes, head=head)
     return keras.Model(inputs, x, name=name)
@@ -219,10 +225,10 @@ def _batch_norm(axes: Axes, name: str):
     return layers.BatchNormalization(axis=-1, momentum=axes.bn_momentum, name=name)
 
 
-def _stem(x, stem: str, multiplier: float, axes: Axes):
+def _stem(x, stem: str, multiplier: float, divisor: int, axes: Axes):
     strides, padding = ((2, 1), "valid") if stem == "imagenet" else ((1, 1), "same")
     for j, (base_width, stride) in enumerate(zip(STEM_WIDTHS, strides), start=1):
-        x = layers.Conv2D(scale_width(base_width, multiplier), 3, strides=stride, padding=padding, use_bias=False,
+        x = layers.Conv2D(scale_width(base_width, multiplier, divisor), 3, strides=stride, padding=padding, use_bias=False,
                           kernel_regularizer=axes.regularizer, name=f"block1_conv{j}")(x)
         x = _batch_norm(axes, f"block1_conv{j}_bn")(x)
         x = layers.Activation("relu", name=f"block1_conv{j}_act")(x)
@@ -241,9 +247,10 @@ def _separable(x, filters: int, axes: Axes, name: str):
                          implementation=axes.segment_impl, kernel_regularizer=axes.regularizer, name=name)(x)
 
 
-def _block(x, spec: BlockSpec, index: int, multiplier: float, axes: Axes, auto_name: _KerasAutoNames):
+def _block(x, spec: BlockSpec, index: int, multiplier: float, divisor: int, axes: Axes,
+           auto_name: _KerasAutoNames):
     prefix = f"block{index}"
-    widths = [scale_width(w, multiplier) for w in spec.widths]
+    widths = [scale_width(w, multiplier, divisor) for w in spec.widths]
     shortcut = x
     if axes.residual and spec.shortcut == "projection":
         shortcut = layers.Conv2D(widths[-1], 1, strides=2, padding="same", use_bias=False,
@@ -290,13 +297,13 @@ def check_build_kwargs(**kwargs) -> None:
         raise ValueError(f"Received unknown model argument(s) {unknown}; allowed: {', '.join(parameters)}.")
     merged = {name: p.default for name, p in parameters.items()} | kwargs
     _validate(**{k: merged[k] for k in (
-        "input_shape", "classes", "include_top", "pooling", "stem", "width_multiplier", "middle_blocks",
-        "bn_momentum", "dropout", "weight_decay", "segment_rounding", "segment_impl", "head")})
+        "input_shape", "classes", "include_top", "pooling", "stem", "width_multiplier", "width_divisor",
+        "middle_blocks", "bn_momentum", "dropout", "weight_decay", "segment_rounding", "segment_impl", "head")})
     normalize_activation(merged["intermediate_act"])
     segments = validate_segments(merged["segments"])
     if segments == DEPTHWISE:
         return
-    layers_in = separable_inputs(merged["width_multiplier"], merged["middle_blocks"])
+    layers_in = separable_inputs(merged["width_multiplier"], merged["middle_blocks"], merged["width_divisor"])
     widest = max(channels for _, channels in layers_in)
     if segments > widest:
         raise ValueError(f"Received segments={segments}; allowed: 1 to {widest} (the widest separable layer's input "
@@ -305,12 +312,13 @@ def check_build_kwargs(**kwargs) -> None:
         effective_segments(segments, channels, rounding=merged["segment_rounding"], layer=name)
 
 
-def separable_inputs(width_multiplier: float, middle_blocks: int) -> list[tuple[str, int]]:
+def separable_inputs(width_multiplier: float, middle_blocks: int,
+                     width_divisor: int = WIDTH_DIVISOR) -> list[tuple[str, int]]:
     """(layer name, input channels) of every separable conv, in order, without building the model."""
-    channels = scale_width(STEM_WIDTHS[-1], width_multiplier)
+    channels = scale_width(STEM_WIDTHS[-1], width_multiplier, width_divisor)
     result = []
     for index, spec in enumerate([*ENTRY_FLOW, *([MIDDLE_BLOCK] * middle_blocks), *EXIT_FLOW], start=2):
         for j, width in enumerate(spec.widths, start=1):
             result.append((f"block{index}_sepconv{j}", channels))
-            channels = scale_width(width, width_multiplier)
+            channels = scale_width(width, width_multiplier, width_divisor)
     return result

@@ -48,6 +48,7 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "data.limit_test": None,
     "model.weights": None,              # random init, as before pretrained weights could be loaded
     "model.head": "avg",                # global average pooling, the only head before
+    "model.match": None,                # widths as configured, not matched in parameters or FLOPs
     "train.freeze_base_epochs": 0,      # no frozen warm-up
     "data.augment.brightness_mode": "additive",  # Keras' RandomBrightness, as before the seed's multiplicative one
     "data.augment.shear_degrees": None,  # shear given as a factor (data.augment.shear), as before

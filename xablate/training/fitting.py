@@ -28,6 +28,7 @@ from xablate.config import AXES
 from xablate.data import load_data
 from xablate.data.digest import dataset_inputs, source_digest
 from xablate.models import build_xception, preset_kwargs, summarize_model
+from xablate.models.matching import match_params, matched_width
 from xablate.models.pretrained import IMAGENET_RANGE, family_builds, load_pretrained, weights_file
 from xablate.training.curves import log_curves
 from xablate.training.finetune import set_base_trainable
@@ -42,16 +43,21 @@ from xablate.training.recipes import build_optimizer, separate_ema_buffers
 from xablate.training.reuse import COMPILED, architecture_key, replay_build_peek, reusable, start_job
 
 
-def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes: int) -> dict[str, Any]:
+def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes: int,
+                   matched: bool = True) -> dict[str, Any]:
     """Builder arguments: the preset < the recipe's dropout/weight decay < model.* overrides < the axes;
-    input shape and classes always come from the data."""
+    input shape and classes always come from the data; with `model.match` the width is solved for the segments
+    value (xablate.models.matching); `matched=False` gives the configured width (the match's baseline)."""
     model_cfg = dict(cfg["model"])
     preset = model_cfg.pop("preset")
     model_cfg.pop("weights", None)  # where training starts from (xablate.models.pretrained), not an argument
+    match = model_cfg.pop("match", None)  # compute-matched spectrum: the width comes from the segments value
     recipe = {k: cfg["optim"][k] for k in ("weight_decay", "dropout") if cfg["optim"].get(k) is not None}
     axes = {axis: cfg[axis] for axis in AXES}
     kwargs = preset_kwargs(preset, **{**recipe, **model_cfg, **axes})
     kwargs.update(input_shape=tuple(image_shape), classes=int(num_classes))
+    if match and matched:
+        kwargs.update({k: v for k, v in matched_width(kwargs, match).items() if k.startswith("width_")})
     return kwargs
 
 
@@ -119,6 +125,9 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         print(f"[xablate] loaded {len(report.loaded)} tensors ({report.loaded_parameters:,} parameters) from "
               f"{pretrained}; {len(report.fresh)} freshly initialised (fresh_tensors.tsv)", flush=True)
     steps_per_epoch = math.ceil(data.train_size / int(train_cfg["batch_size"]))
+    if cfg["model"].get("match"):  # the baseline's count (at the configured width), this model's, how far apart
+        configured = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes, matched=False)
+        log_params(client, run_id, match_params(cfg["model"]["match"], configured, kwargs))
     log_params(client, run_id, {
         **{f"builder.{k}": v for k, v in kwargs.items()},
         **summary.to_params(),

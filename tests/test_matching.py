@@ -1,0 +1,79 @@
+"""Compute-matched spectrum points (xablate/models/matching.py): closed-form counts equal Keras' own, every
+spectrum point of the mini model is matched within 3 % in parameters and in FLOPs, and a matched run logs what
+it was matched to."""
+
+import keras
+import pytest
+from mlflow import MlflowClient
+
+from xablate.bench.overhead import compose
+from xablate.models import build_xception, preset_kwargs, summarize_model
+from xablate.models.matching import MATCH_TOLERANCE, counts, matched_width
+from xablate.training.trainer import RunContext, train
+
+SPECTRUM = [1, 2, 4, 8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("preset, extra", [
+    ("debug", {}),
+    ("debug", {"segments": 1, "residual": False}),
+    ("debug", {"segments": 4, "head": "flatten", "width_divisor": 4, "width_multiplier": 0.09}),
+    ("mini", {"segments": 16}),
+    ("mini", {"segments": 1, "width_divisor": 1, "width_multiplier": 0.092}),
+    ("xception", {"input_shape": (71, 71, 3), "classes": 10, "segments": 8, "middle_blocks": 1}),
+])
+def test_closed_form_counts_equal_the_built_models(preset, extra):
+    kwargs = preset_kwargs(preset, **extra)
+    keras.backend.clear_session()
+    model = build_xception(**kwargs)
+    assert counts(**kwargs) == {"params": model.count_params(), "flops": summarize_model(model).flops}
+
+
+@pytest.mark.parametrize("quantity", ["params", "flops"])
+def test_every_spectrum_point_of_the_mini_model_is_matched_within_3_percent(quantity):
+    base = preset_kwargs("mini", segments="depthwise")
+    target = counts(**base)[quantity]
+    assert target == {"params": 737_034, "flops": 29_755_392}[quantity]
+    unmatched = [counts(**{**base, "segments": k})[quantity] / target for k in SPECTRUM]
+    assert max(unmatched) > 1.5  # what matching corrects: k = 1 has several times the baseline's count
+    for k in SPECTRUM:
+        got = matched_width({**base, "segments": k}, quantity)
+        achieved = counts(**{**base, "segments": k, **{n: v for n, v in got.items() if n.startswith("width_")}})
+        assert got["target"] == target and got["achieved"] == achieved[quantity]
+        assert abs(achieved[quantity] / target - 1) <= MATCH_TOLERANCE, (k, got)
+        assert got["width_divisor"] == min(k, 8)  # k <= 8 exact in every layer, finer widths
+
+
+def test_matched_models_built_by_keras_have_the_baselines_parameters():
+    base = preset_kwargs("mini", segments="depthwise")
+    keras.backend.clear_session()
+    target = build_xception(**base).count_params()
+    for k in (1, 4, 32):
+        widths = {n: v for n, v in matched_width({**base, "segments": k}, "params").items() if n.startswith("width_")}
+        keras.backend.clear_session()
+        model = build_xception(**{**base, "segments": k, **widths})
+        assert abs(model.count_params() / target - 1) <= MATCH_TOLERANCE
+        if k <= 8:  # exact in every separable layer
+            assert {layer.segments for layer in summarize_model(model).separable_layers} == {k}
+
+
+def test_a_matched_run_logs_its_target_the_achieved_count_and_the_width(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose(["debug=default", "model.match=params", "segments=2", f"tracking.uri={uri}", "study=matched",
+                   "train.epochs=1", "train.save_model=false"])
+    result = train(cfg, RunContext(output_dir=tmp_path / "out"))
+    params = MlflowClient(uri).get_run(result.run_id).data.params
+    # the debug model at 16x16x1 with 10 classes: its depthwise count is the target
+    base = preset_kwargs("debug", segments="depthwise", input_shape=(16, 16, 1), classes=10)
+    target = counts(**base)["params"]
+    assert params["match.quantity"] == "params" and int(params["match.target"]) == target
+    assert int(params["match.achieved"]) == int(params["model.total_params"])
+    assert abs(int(params["match.achieved"]) / target - 1) <= MATCH_TOLERANCE
+    assert float(params["match.relative_error"]) == pytest.approx(int(params["match.achieved"]) / target - 1, abs=1e-6)
+    assert params["builder.width_divisor"] == "2" and float(params["builder.width_multiplier"]) < 0.0625
+    assert int(params["model.total_params"]) < counts(**{**base, "segments": 2})["params"]  # narrower than unmatched
+
+
+def test_an_unknown_match_quantity_is_named():
+    with pytest.raises(ValueError, match="Received model.match='bytes'; allowed: null, params, flops"):
+        matched_width(preset_kwargs("mini", segments=4), "bytes")

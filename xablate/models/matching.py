@@ -1,0 +1,119 @@
+"""Compute-matched spectrum points: for a segments value, the width at which the model has the baseline's
+parameters (or multiply-adds), in closed form.
+
+Across the spectrum the models differ several-fold in size (mini: 737,034 parameters depthwise, 5,468,226 at
+k = 1), so "which point is best" mixes the operator with the model's capacity. `model.match: params` (or
+`flops`) gives every point the baseline's budget instead: the width multiplier is solved per segments value so
+that the count is within `MATCH_TOLERANCE` of the baseline's (the same model at `segments=depthwise`, its own
+width). Widths are rounded to multiples of min(k, 8) where that grid reaches the tolerance: for k <= 8 that
+keeps k exact in every layer and gives the solver steps finer than multiples of 8 (a regular convolution's
+matched mini model is about a third as wide); where it does not (tiny models), the grid is halved until it
+does, and k is rounded per layer as everywhere (`segments.<layer>` params say to what). The counts here are computed from the architecture spec without building the model; the tests compare
+them with Keras' count of the built model.
+"""
+
+from __future__ import annotations
+
+import math
+
+from xablate.models.segments import DEPTHWISE, effective_segments, validate_segments
+from xablate.models.xception import ENTRY_FLOW, EXIT_FLOW, MIDDLE_BLOCK, STEM_WIDTHS, WIDTH_DIVISOR, scale_width
+
+QUANTITIES = ("params", "flops")
+MATCH_TOLERANCE = 0.03  # relative distance to the baseline's count a matched point must reach
+BN_PARAMS = 4           # gamma, beta, moving mean, moving variance per channel (Keras counts all four)
+
+
+def counts(**kwargs) -> dict[str, int]:
+    """Parameters and multiply-adds per image of `build_xception(**kwargs)`, without building it.
+
+    Follows xablate.models.xception layer by layer; multiply-adds as `summarize_model` counts them (every conv
+    and dense kernel once per output pixel)."""
+    height, width, in_channels = kwargs.get("input_shape", (299, 299, 3))
+    multiplier = float(kwargs.get("width_multiplier", 1.0))
+    divisor = int(kwargs.get("width_divisor", WIDTH_DIVISOR))
+    segments = validate_segments(kwargs.get("segments", DEPTHWISE))
+    residual = bool(kwargs.get("residual", True))
+    stem = kwargs.get("stem", "imagenet")
+    params = mult_adds = 0
+
+    def conv(kernel_elements: int, out_h: int, out_w: int):
+        nonlocal params, mult_adds
+        params += kernel_elements
+        mult_adds += kernel_elements * out_h * out_w
+
+    h, w, channels = height, width, in_channels
+    for j, base in enumerate(STEM_WIDTHS):
+        out = scale_width(base, multiplier, divisor)
+        if stem == "imagenet":
+            stride = 2 if j == 0 else 1
+            h, w = (h - 3) // stride + 1, (w - 3) // stride + 1
+        conv(9 * channels * out, h, w)
+        params += BN_PARAMS * out
+        channels = out
+    blocks = [*ENTRY_FLOW, *([MIDDLE_BLOCK] * int(kwargs.get("middle_blocks", 8))), *EXIT_FLOW]
+    for spec in blocks:
+        widths = [scale_width(x, multiplier, divisor) for x in spec.widths]
+        pooled_h, pooled_w = (math.ceil(h / 2), math.ceil(w / 2)) if spec.pool else (h, w)
+        if residual and spec.shortcut == "projection":
+            conv(channels * widths[-1], pooled_h, pooled_w)
+            params += BN_PARAMS * widths[-1]
+        for out in widths:
+            k = effective_segments(segments, channels, rounding=kwargs.get("segment_rounding", "nearest"))
+            conv(9 * channels * (channels // k), h, w)  # spatial: Conv2D(groups=k) layout
+            conv(channels * out, h, w)                  # pointwise
+            params += BN_PARAMS * out
+            channels = out
+        h, w = pooled_h, pooled_w
+    if kwargs.get("include_top", True):
+        features = channels if kwargs.get("head", "avg") == "avg" else channels * h * w
+        classes = int(kwargs.get("classes", 1000))
+        params += features * classes + classes
+        mult_adds += features * classes
+    return {"params": params, "flops": 2 * mult_adds}
+
+
+def matched_width(kwargs: dict, quantity: str, baseline_segments=DEPTHWISE) -> dict:
+    """The width at which `kwargs`' segments value has the baseline's `quantity` (params or flops).
+
+    Returns the builder arguments to use (width_multiplier, width_divisor) with the target, the achieved count
+    and its relative error; raises ValueError, naming the point, when no width comes within MATCH_TOLERANCE."""
+    if quantity not in QUANTITIES:
+        raise ValueError(f"Received model.match={quantity!r}; allowed: null, {', '.join(QUANTITIES)}.")
+    base = {**kwargs, "segments": baseline_segments}
+    target = counts(**base)[quantity]
+    segments = validate_segments(kwargs.get("segments", DEPTHWISE))
+    if segments == validate_segments(baseline_segments):
+        return {"width_multiplier": float(kwargs.get("width_multiplier", 1.0)),
+                "width_divisor": int(kwargs.get("width_divisor", WIDTH_DIVISOR)), "target": target,
+                "achieved": target, "relative_error": 0.0}
+    start = float(kwargs.get("width_multiplier", 1.0))
+    coarsest = min(int(segments), WIDTH_DIVISOR) if segments != DEPTHWISE else WIDTH_DIVISOR
+    best = None
+    # the coarsest width grid that reaches the tolerance: multiples of min(k, 8) keep k <= 8 exact in every
+    # layer; where that grid is too coarse for the model's widths (tiny models), halve it
+    for divisor in [d for d in (8, 4, 2, 1) if d <= coarsest]:
+        # widths change in steps, so scan multipliers finely (0.1 % apart) over 1/8 .. 2 x the configured one
+        for step in range(0, 3001):
+            multiplier = start * (0.125 * (16.0 ** (step / 3000)))
+            got = counts(**{**kwargs, "width_multiplier": multiplier, "width_divisor": divisor})[quantity]
+            error = got / target - 1.0
+            if best is None or abs(error) < abs(best["relative_error"]):
+                best = {"width_multiplier": round(multiplier, 6), "width_divisor": divisor, "target": target,
+                        "achieved": got, "relative_error": error}
+        if abs(best["relative_error"]) <= MATCH_TOLERANCE:
+            return best
+    raise ValueError(
+        f"Received segments={segments} with model.match={quantity}: no width comes within {MATCH_TOLERANCE:.0%} "
+        f"of the baseline's {target:,} {quantity} (closest: {best['achieved']:,} at width_multiplier="
+        f"{best['width_multiplier']}, widths multiples of {best['width_divisor']}); allowed: a segments value "
+        f"that can be matched, or model.match=null.")
+
+
+def match_params(quantity: str, configured: dict, matched: dict, baseline_segments=DEPTHWISE) -> dict[str, object]:
+    """What a matched run logs: the quantity, the baseline's count (at the configured width: the target), the
+    matched model's count and the relative error."""
+    target = counts(**{**configured, "segments": baseline_segments})[quantity]
+    achieved = counts(**matched)[quantity]
+    return {"match.quantity": quantity, "match.baseline_segments": baseline_segments, "match.target": target,
+            "match.achieved": achieved, "match.relative_error": round(achieved / target - 1.0, 6)}
