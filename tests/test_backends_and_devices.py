@@ -28,23 +28,39 @@ WITHOUT_TENSORFLOW = textwrap.dedent("""
 
 
 def test_jax_backend_trains_without_tensorflow(tmp_path):
+    """As on the GPU machine: JAX, no TensorFlow (the in-memory pipeline), one process for the sweep's jobs. The
+    second and third jobs train the first job's kept model (xablate/training/reuse.py), and seed 1 again gives
+    seed 1's numbers exactly, with Adam, EMA, dropout and augmentation (every value its seed decides)."""
     uri = sqlite_uri(tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TENSORFLOW, str(ROOT / "run.py"), "backend=jax", "debug=default",
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, str(ROOT / "run.py"), "-m", "seed=1,0,1", "force=true",
+         "backend=jax", "debug=default", "optim.ema_momentum=0.9", "optim.dropout=0.5", "data.augment.enabled=true",
          "study=jax", f"tracking.uri={uri}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tensorflow imported: False" in proc.stdout
-    (run,) = runs_of(uri, "jax", role="job")
-    assert run.info.status == "FINISHED"
+    runs = runs_of(uri, "jax", role="job")
+    assert [(r.data.params["seed"], r.data.tags["xablate.compiled"], r.info.status) for r in runs] == [
+        ("1", "new", "FINISHED"), ("0", "reused", "FINISHED"), ("1", "reused", "FINISHED")]
+    run = runs[0]
     assert run.data.tags["xablate.backend"] == "jax"
     assert run.data.params["backend"] == "jax"
     assert run.data.params["data.pipeline"] == "auto"
     assert int(run.data.params["model.total_params"]) > 0
-    steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_accuracy")]
-    assert steps == [0, 1]
+    client = MlflowClient(uri)
+
+    def numbers(r):
+        history = {key: [(m.step, m.value) for m in sorted(client.get_metric_history(r.info.run_id, key),
+                                                             key=lambda m: m.step)]
+                   for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        return history, {k: v for k, v in r.data.metrics.items() if k.startswith("test_")}
+
+    fresh, other, reused = (numbers(r) for r in runs)
+    assert [step for step, _ in fresh[0]["val_accuracy"]] == [0, 1]
+    assert reused == fresh  # bit for bit: every epoch's losses and accuracies, the test metrics
+    assert other[0]["loss"] != fresh[0]["loss"]  # the seed matters
 
 
 MIRRORED = textwrap.dedent("""

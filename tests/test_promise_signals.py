@@ -41,7 +41,7 @@ def interrupt_after_first_checkpoint(store, study, signum):
     for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
         env.pop(inherited, None)
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *job(store, study)], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=as_from_a_terminal)
     try:
         deadline = time.time() + 300
         while not list((root / "checkpoints" / study).glob("*/state.json")):
@@ -99,7 +99,23 @@ def test_sigterm_ends_the_run_killed_and_the_same_command_resumes_it_under_its_r
     assert not folder.exists()  # a finished run deletes its checkpoint
 
 
+def as_from_a_terminal():
+    """The signal dispositions a shell gives a command it starts. A child inherits ignored signals, and a test
+    worker can have SIGINT ignored by whatever ran in it before (seen once under pytest-xdist): run.py would
+    then sleep through Ctrl-C and the test would check nothing."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def test_interrupts_held_delivers_a_signal_after_the_block():
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a process started from a shell
+    try:
+        held_sigint_is_delivered()
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+def held_sigint_is_delivered():
     with pytest.raises(KeyboardInterrupt):
         with interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)
