@@ -22,10 +22,11 @@ def jobs_under(backend, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_reused_model_trains_bit_for_bit_as_a_fresh_one(tmp_path):
-    """TensorFlow, every variable compared; JAX without TensorFlow (the GPU machine's setting):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_reused_model_trains_bit_for_bit_as_a_fresh_one(backend, tmp_path):
+    """Both backends on tf.data, every variable compared (JAX: the build's batch drawn again, EMA averages in their
+    own buffers). JAX without TensorFlow (the GPU machine's in-memory pipeline):
     tests/test_backends_and_devices.py::test_jax_backend_trains_without_tensorflow."""
-    backend = "tensorflow"
     got = jobs_under(backend, tmp_path)
     fresh, other, reused = got["jobs"]
     assert got["backend"] == backend
