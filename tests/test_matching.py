@@ -77,3 +77,12 @@ def test_a_matched_run_logs_its_target_the_achieved_count_and_the_width(tmp_path
 def test_an_unknown_match_quantity_is_named():
     with pytest.raises(ValueError, match="Received model.match='bytes'; allowed: null, params, flops"):
         matched_width(preset_kwargs("mini", segments=4), "bytes")
+
+
+def test_a_point_that_cannot_be_matched_is_refused_naming_the_closest(monkeypatch):
+    import xablate.models.matching as matching
+
+    monkeypatch.setattr(matching, "MATCH_TOLERANCE", 1e-9)  # no width grid reaches a count exactly
+    with pytest.raises(ValueError, match=r"Received segments=4 with model.match=params: no width comes within 0% of "
+                                         r"the baseline's 737,034 params \(closest: [\d,]+ at width_multiplier="):
+        matching.matched_width(preset_kwargs("mini", segments=4), "params")
