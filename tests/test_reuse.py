@@ -22,11 +22,12 @@ def jobs_under(backend, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow"])  # "jax" passes too (~90 s): left out to keep CI under 30 min
 def test_a_reused_model_trains_bit_for_bit_as_a_fresh_one(backend, tmp_path):
-    """Both backends on tf.data, every variable compared (JAX: the build's batch drawn again, EMA averages in their
-    own buffers). JAX without TensorFlow (the GPU machine's in-memory pipeline):
-    tests/test_backends_and_devices.py::test_jax_backend_trains_without_tensorflow."""
+    """TensorFlow on tf.data, every variable compared. JAX without TensorFlow (the GPU machine's in-memory
+    pipeline): tests/test_backends_and_devices.py::test_jax_backend_trains_without_tensorflow. With
+    `-k reused_model` and "jax" added above, JAX on tf.data (the build's batch drawn again, EMA averages in their own
+    buffers: each seen red against a break this session)."""
     got = jobs_under(backend, tmp_path)
     fresh, other, reused = got["jobs"]
     assert got["backend"] == backend

@@ -51,7 +51,7 @@ def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, pa
             rows = _backends(cfg, backend_epochs, folder / "backends", echo)
             failed = any(r["status"].startswith("failed") for r in rows)
             report.write_csv(rows, out / report.FILES["backends"])
-    header = _header(command, suites, load_before, _load(), time.perf_counter() - start)
+    header = _header(command, suites, load_before, _load(), time.perf_counter() - start, out)
     text = report.markdown(out, header=header, cpus=os.cpu_count() or 1)
     (out / report.SUMMARY).write_text(text)
     echo("")
@@ -91,7 +91,7 @@ def _load() -> float | None:
 
 
 def _header(command: str, suites: list[str], load_before: float | None, load_after: float | None,
-            seconds: float) -> str:
+            seconds: float, out: Path | None = None) -> str:
     import keras
 
     versions = f"Keras {keras.__version__} ({keras.backend.backend()} backend"
@@ -102,7 +102,8 @@ def _header(command: str, suites: list[str], load_before: float | None, load_aft
     except ImportError:
         versions += ")"
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    others = [s for s in SUITES if s not in suites]
+    # suites not run this time whose CSVs are in the folder (the summary shows them)
+    others = [s for s in SUITES if s not in suites and out is not None and (out / report.FILES[s]).exists()]
     note = (f" This run measured {', '.join(suites)}; {', '.join(others)}, where shown, come from an earlier "
             f"run's CSVs in this folder." if others else "")
     load = (f" (load average {load_before:.1f} at the start, {load_after:.1f} at the end)"
