@@ -15,7 +15,7 @@ from xablate.checks import number_in, positive_int, seed_value
 from xablate.data.sources import validate_data
 from xablate.models.pretrained import check_weights_setting
 from xablate.models import PRESETS, check_build_kwargs
-from xablate.models.matching import matched_width
+from xablate.models.matching import matched_kwargs
 from xablate.models.segments import validate_segments
 from xablate.models.xception import normalize_activation
 from xablate.staging import STAGES
@@ -113,8 +113,7 @@ def validate_job_config(cfg: dict) -> None:
                   "input_shape": (size, size, 3)}
         check_build_kwargs(**kwargs)
         if match is not None:
-            kwargs.update({k: v for k, v in matched_width(kwargs, match).items() if k.startswith("width_")})
-            check_build_kwargs(**kwargs)
+            check_build_kwargs(**matched_kwargs(kwargs, match))
     except TypeError as error:  # a non-numeric value where the builder compares numbers
         raise ValueError(f"Received a model setting of the wrong type ({error}); model: {model}.") from None
     except ValueError as error:  # the builder owns the ranges; name the setting as the user typed it

@@ -110,6 +110,12 @@ def matched_width(kwargs: dict, quantity: str, baseline_segments=DEPTHWISE) -> d
         f"that can be matched, or model.match=null.")
 
 
+def matched_kwargs(kwargs: dict, quantity: str) -> dict:
+    """`kwargs` with the width (multiplier and divisor) at which its segments value matches the baseline."""
+    got = matched_width(kwargs, quantity)
+    return {**kwargs, "width_multiplier": got["width_multiplier"], "width_divisor": got["width_divisor"]}
+
+
 def match_params(quantity: str, configured: dict, matched: dict, baseline_segments=DEPTHWISE) -> dict[str, object]:
     """What a matched run logs: the quantity, the baseline's count (at the configured width: the target), the
     matched model's count and the relative error."""

@@ -28,7 +28,7 @@ from xablate.config import AXES
 from xablate.data import load_data
 from xablate.data.digest import dataset_inputs, source_digest
 from xablate.models import build_xception, preset_kwargs, summarize_model
-from xablate.models.matching import match_params, matched_width
+from xablate.models.matching import match_params, matched_kwargs
 from xablate.models.pretrained import IMAGENET_RANGE, family_builds, load_pretrained, weights_file
 from xablate.training.curves import log_curves
 from xablate.training.finetune import set_base_trainable
@@ -56,9 +56,7 @@ def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes:
     axes = {axis: cfg[axis] for axis in AXES}
     kwargs = preset_kwargs(preset, **{**recipe, **model_cfg, **axes})
     kwargs.update(input_shape=tuple(image_shape), classes=int(num_classes))
-    if match and matched:
-        kwargs.update({k: v for k, v in matched_width(kwargs, match).items() if k.startswith("width_")})
-    return kwargs
+    return matched_kwargs(kwargs, match) if match and matched else kwargs
 
 
 def compile_model(model, optimizer, num_classes: int, jit_compile="auto", run_eagerly: bool = False) -> None:
