@@ -51,12 +51,25 @@ def measure(*, size: int, batch: int, steps: int, classes: int = 10, warmup: int
             model.train_on_batch(x, y)
             times[which].append(time.perf_counter() - t0)
             cpu[which].append(time.process_time() - c0)
+    shapes = {which: (model.count_params(), len(model.layers)) for which, model in models.items()}
+    rows = parity_rows(shapes, times, cpu, size=size, classes=classes, batch=batch)
+    for row in rows:
+        echo(f"parity   {row['model']:18s} {row['images_per_second']:7.1f} images/s "
+             f"({row['parameters']:,} parameters)")
+    return rows
+
+
+def parity_rows(shapes: dict[str, tuple[int, int]], times: dict[str, list[float]], cpu: dict[str, list[float]], *,
+                size: int, classes: int, batch: int) -> list[dict]:
+    """One row per model (keras.applications first) from its (parameters, layers) and its timed steps' wall and
+    CPU seconds; the xablate row carries its ratios to keras.applications: median step, fastest step, CPU."""
     rows = []
-    for which, model in models.items():
+    for which in MODELS:
         median, fastest = statistics.median(times[which]), min(times[which])
+        parameters, layers = shapes[which]
         rows.append({
-            "model": which, "parameters": model.count_params(), "layers": len(model.layers), "input_size": size,
-            "classes": classes, "batch": batch, "steps_timed": steps,
+            "model": which, "parameters": parameters, "layers": layers, "input_size": size,
+            "classes": classes, "batch": batch, "steps_timed": len(times[which]),
             "median_seconds_per_step": round(median, 6), "min_seconds_per_step": round(fastest, 6),
             "images_per_second": round(batch / median, 3), "images_per_second_fastest": round(batch / fastest, 3),
             "images_per_cpu_second": round(batch / statistics.median(cpu[which]), 3),
@@ -67,7 +80,4 @@ def measure(*, size: int, batch: int, steps: int, classes: int = 10, warmup: int
     ours.update(ratio=round(ratio, 4), target=PARITY_TARGET, meets_target=ratio >= PARITY_TARGET,
                 ratio_fastest=round(ours["images_per_second_fastest"] / base["images_per_second_fastest"], 4),
                 ratio_cpu=round(ours["images_per_cpu_second"] / base["images_per_cpu_second"], 4))
-    for row in rows:
-        echo(f"parity   {row['model']:18s} {row['images_per_second']:7.1f} images/s "
-             f"({row['parameters']:,} parameters)")
     return rows
