@@ -35,7 +35,8 @@ TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI") or None  # None: the projec
 # %matplotlib inline
 from IPython.display import Markdown, display
 
-from xablate.analysis import history_frame, selected_runs, study_figures, variant_table, verdict_table
+from xablate.analysis import (beside_selection, history_frame, selected_runs, study_figures, variant_table,
+                              verdict_table)
 from xablate.analysis.store import runs_frame, studies_in_store
 from xablate.analysis.tables import to_markdown
 
@@ -54,7 +55,8 @@ for study in studies:
     display(Markdown(f"## {selection.study.title}\n\n{len(selection.runs)} runs ({len(finished)} finished); "
                      f"axes: {', '.join(selection.axes) or 'none'}; baseline: {selection.baseline_label}; "
                      f"reported: {selection.metric}"))
-    for name, figure in study_figures(selection, history).items():
+    beside = None if SWEEP else beside_selection(TRACKING_URI, selection)  # analysis.beside, if in the store
+    for name, figure in study_figures(selection, history, beside).items():
         display(figure)  # each figure once: they are made without pyplot, so nothing else shows them
     display(Markdown(to_markdown(variant_table(selection))))
     verdict_inputs.append((selection, history))

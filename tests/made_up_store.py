@@ -11,10 +11,11 @@ from mlflow.entities import Metric, Param, RunTag
 
 def log_study(uri: str, study: str, values: dict, *, axis: str = "intermediate_act", metric: str = "test_accuracy",
               losses: dict | None = None, diverged: dict | None = None, classes: int = 10,
-              extra_params: dict | None = None) -> dict:
+              extra_params: dict | None = None, value_params: dict | None = None) -> dict:
     """One sweep of `study`: for each axis value, one FINISHED run per entry of `values[value]` (seed = its
     index) with `metric` = that entry; `losses[value][seed]` the per-epoch training losses; `diverged[value]`
-    seeds that diverged (FAILED, outcome=diverged, no metric). Returns {value: [run ids]}."""
+    seeds that diverged (FAILED, outcome=diverged, no metric); `value_params[value]` params of that value's runs
+    (e.g. its segments.<layer> and model.total_params). Returns {value: [run ids]}."""
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(study)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(study)
@@ -30,7 +31,8 @@ def log_study(uri: str, study: str, values: dict, *, axis: str = "intermediate_a
             run_id = run.info.run_id
             params = {axis: str(value), "seed": str(seed), "data.split_seed": str(seed), "data.num_classes": str(classes),
                       "optim.learning_rate": "0.001", "train.steps_per_epoch": "10", "model.total_params": "1000",
-                      "model.flops": "2000", **(extra_params or {})}
+                      "model.flops": "2000", **(extra_params or {}),
+                      **(value_params or {}).get(value, {})}
             client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
                              tags=[RunTag("xablate.seed", str(seed))])
             metrics = []

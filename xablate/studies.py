@@ -5,6 +5,7 @@
       axes: [intermediate_act]          # optional: else the keys its sweep varies (seed is a replicate)
       baseline: {intermediate_act: none}  # optional: else each axis' value in the default config
       metric: test_accuracy             # optional: the reported number (default test_accuracy)
+      beside: spectrum                  # optional: another study drawn in this one's trend figure (same axis)
       claims:                           # optional: what the verdict tests
         - claim: no intermediate activation gives higher test accuracy than ELU and than ReLU
           metric: test_accuracy
@@ -67,6 +68,7 @@ class Study:
     declared: bool = False            # read from experiments/<name>.yaml
     tune: TuneSpec | None = None      # a tuning stage (hydra.sweeper.tune): one value of tune.key per variant
     pilot: PilotSpec | None = None    # a pilot pass (hydra.sweeper.pilot): its ranking is compared with the study's
+    beside: str | None = None         # another study drawn in this one's trend figure, e.g. unmatched beside matched
 
 
 def experiments_dir() -> Path:
@@ -110,8 +112,12 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
     if metric is not None and metric not in METRICS:
         raise ValueError(f"Received analysis.metric={metric!r}{at}; allowed: {', '.join(METRICS)}.")
     claims = [_claim(c, axes or [], metric or "test_accuracy", at) for c in block.get("claims") or []]
+    beside = block.get("beside")
+    if beside is not None and (not isinstance(beside, str) or not beside or beside == name):
+        raise ValueError(f"Received analysis.beside={beside!r}{at}; allowed: the name of another study (drawn in "
+                         f"this study's trend figure).")
     return Study(name=name, title=str(block.get("title") or name), axes=axes, baseline=baseline, metric=metric,
-                 claims=claims, declared=True, tune=tune, pilot=pilot)
+                 claims=claims, declared=True, tune=tune, pilot=pilot, beside=beside)
 
 
 def _variant(value: Any, axes: list[str], what: str, at: str) -> dict:

@@ -8,7 +8,7 @@
 """
 
 from xablate.analysis.figures import capacity_figure, curves_figure, heatmap_figure, trend_figure
-from xablate.analysis.report import selected_runs, study_figures
+from xablate.analysis.report import beside_selection, selected_runs, study_figures
 from xablate.analysis.stats import holm, mean_ci, min_detectable_effect, paired_difference, seeds_needed
 from xablate.analysis.store import Selection, history_frame, runs_frame, select_runs, studies_in_store
 from xablate.analysis.tables import variant_table
@@ -17,6 +17,7 @@ from xablate.studies import load_study
 
 __all__ = [
     "Selection",
+    "beside_selection",
     "capacity_figure",
     "curves_figure",
     "heatmap_figure",

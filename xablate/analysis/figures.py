@@ -87,7 +87,9 @@ def curves_figure(history: pd.DataFrame, variants: list[str], metrics=("val_accu
                 xs = seed_line["step"] if have_steps else seed_line["epoch"] + 1
                 panel.plot(xs, seed_line["value"], color=colors[variant], alpha=0.25, linewidth=0.7)
             stats = curve_statistics(mine, metric) if metric != "val_error" else _error_stats(mine)
-            n = int(stats["n"].max()) if len(stats) else 0
+            if stats.empty:  # no run of this variant logged the metric
+                continue
+            n = int(stats["n"].max())
             panel.plot(stats["x"], stats["mean"], color=colors[variant], linewidth=2, label=f"{variant} (n={n})")
             panel.fill_between(stats["x"], stats["low"], stats["high"], color=colors[variant], alpha=0.2,
                                linewidth=0)
@@ -97,7 +99,8 @@ def curves_figure(history: pd.DataFrame, variants: list[str], metrics=("val_accu
             panel.set_ylabel("validation error (1 − accuracy), log scale")
         else:
             panel.set_ylabel(CURVE_LABELS.get(metric, (metric,))[0])
-        panel.legend(fontsize=7)
+        if panel.get_legend_handles_labels()[0]:
+            panel.legend(fontsize=7)
     if title:
         fig.suptitle(title + " — thin: each seed; thick: mean; band: 95 % CI of the mean", fontsize=9)
     return fig
@@ -132,34 +135,55 @@ def is_ordered_axis(values: list, axis: str) -> bool:
     return len(values) >= 3 and (len(numeric) == len(values) or (axis == "segments" and len(numeric) >= len(values) - 1))
 
 
-def trend_figure(selection: Selection, metric: str, title: str = "") -> Figure:
-    """The metric against an ordered axis (each seed a dot, mean ± 95 % CI), with parameters and FLOPs per
-    image in a panel below. The segments axis is plotted at the segments each variant actually used (the
-    geometric mean over its layers; `depthwise` = one per channel), labelled with the value requested."""
+def _trend_points(selection: Selection, metric: str) -> tuple[pd.DataFrame, pd.Series, bool]:
+    """Per variant statistics sorted along the axis, the x of each (the effective segments on the spectrum)."""
     axis = selection.axes[0]
     stats = variant_statistics(selection, metric)
     spectrum = axis == "segments" and stats["effective_segments"].notna().all()
     x = (stats["effective_segments"] if spectrum else stats[axis]).astype(float)
     order = np.argsort(x.to_numpy(float))
-    stats, x = stats.iloc[order].reset_index(drop=True), x.iloc[order].reset_index(drop=True)
+    return stats.iloc[order].reset_index(drop=True), x.iloc[order].reset_index(drop=True), spectrum
+
+
+def trend_figure(selection: Selection, metric: str, title: str = "", beside: Selection | None = None) -> Figure:
+    """The metric against an ordered axis (each seed a dot, mean ± 95 % CI), with parameters and FLOPs per
+    image in a panel below. The segments axis is plotted at the segments each variant actually used (the
+    geometric mean over its layers; `depthwise` = one per channel), labelled with the value requested.
+    `beside`: another study on the same axis (e.g. the unmatched spectrum beside the matched one) drawn in the
+    same panels, dashed, each of its points at its own x."""
+    axis = selection.axes[0]
+    stats, x, spectrum = _trend_points(selection, metric)
     fig = _new_figure(6.4, 6.4)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
-    runs = selection.runs.assign(_value=scored(selection.runs, metric))
-    xmap = dict(zip(stats["variant"], x))
-    dots = runs[runs["variant"].isin(xmap)]
-    top.scatter(dots["variant"].map(xmap), dots["_value"], s=8, alpha=0.35, color="grey", label="each seed")
-    yerr = np.nan_to_num(np.vstack([stats["mean"] - stats["low"], stats["high"] - stats["mean"]]).astype(float))
-    top.errorbar(x.to_numpy(float), stats["mean"].to_numpy(float), yerr=yerr, marker="o", capsize=3,
-                 label="mean ± 95 % CI")
-    top.set_ylabel(f"{metric_label(metric)}\n(n = {int(stats['n'].min())}–{int(stats['n'].max())} seeds per point)")
+    colors = sns.color_palette(n_colors=2)
+    series = [(selection, stats, x, "-", colors[0])]
+    if beside is not None:
+        other_stats, other_x, _ = _trend_points(beside, metric)
+        series.append((beside, other_stats, other_x, "--", colors[1]))
+    counts = []
+    for part, part_stats, part_x, style, color in series:
+        named = f" ({part.study.name})" if beside is not None else ""
+        runs = part.runs.assign(_value=scored(part.runs, metric))
+        xmap = dict(zip(part_stats["variant"], part_x))
+        dots = runs[runs["variant"].isin(xmap)]
+        top.scatter(dots["variant"].map(xmap), dots["_value"], s=8, alpha=0.35, color=color,
+                    label=f"each seed{named}")
+        yerr = np.nan_to_num(np.vstack([part_stats["mean"] - part_stats["low"],
+                                        part_stats["high"] - part_stats["mean"]]).astype(float))
+        top.errorbar(part_x.to_numpy(float), part_stats["mean"].to_numpy(float), yerr=yerr, marker="o", capsize=3,
+                     linestyle=style, color=color, label=f"mean ± 95 % CI{named}")
+        bottom.plot(part_x, part_stats["total_params"] / 1e6, marker="s", linestyle=style, color=color,
+                    label=f"parameters (millions){named}")
+        bottom.plot(part_x, part_stats["flops"] / 1e6, marker="^", linestyle=style, color=color, alpha=0.6,
+                    label=f"FLOPs per image (millions){named}")
+        counts += part_stats["n"].tolist()
+    top.set_ylabel(f"{metric_label(metric)}\n(n = {int(min(counts))}–{int(max(counts))} seeds per point)")
     top.legend(fontsize=7)
-    bottom.plot(x, stats["total_params"] / 1e6, marker="s", label="parameters (millions)")
-    bottom.plot(x, stats["flops"] / 1e6, marker="^", label="FLOPs per image (millions)")
     bottom.set_yscale("log")
     bottom.set_ylabel("model size")
-    bottom.legend(fontsize=7)
-    positive = (x > 0).all() and x.max() / max(x.min(), 1e-12) >= 8
-    if positive:
+    bottom.legend(fontsize=6 if beside is not None else 7)
+    every_x = pd.concat([part_x for _, _, part_x, _, _ in series])
+    if (every_x > 0).all() and every_x.max() / max(every_x.min(), 1e-12) >= 8:
         bottom.set_xscale("log", base=2)
     if spectrum:
         bottom.set_xticks(x, [f"{v}\n({e:.3g})" for v, e in zip(stats[axis], x)], fontsize=7)

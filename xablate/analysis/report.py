@@ -63,6 +63,18 @@ def selected_runs(uri: str, study: str, sweep: str | None = None) -> Selection:
     return select_runs(runs_frame(uri, study=study, sweep=sweep), load_study(study), config_defaults())
 
 
+def beside_selection(uri: str, selection: Selection) -> Selection | None:
+    """The study drawn beside this one in its trend figure (`analysis.beside`), when it has finished runs in the
+    store and varies the same axes; else None (the figure shows this study alone)."""
+    name = selection.study.beside
+    if not name:
+        return None
+    other = selected_runs(uri, name)
+    if other.axes != selection.axes or not (other.runs["status"] == "FINISHED").any():
+        return None
+    return other
+
+
 def _sidecar(path: Path, uri: str, query: dict, runs: pd.DataFrame) -> None:
     path.with_suffix(".json").write_text(json.dumps({
         "output": path.name, "tracking_uri": portable_uri(uri), "query": query,
@@ -87,11 +99,12 @@ def _save_table(table: pd.DataFrame, path: Path, uri, query, runs) -> list[Path]
     return [path.with_suffix(s) for s in (".csv", ".md", ".tex")]
 
 
-def study_figures(selection: Selection, history: pd.DataFrame) -> dict:
+def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection | None = None) -> dict:
     """A study's figures by output name, chosen by its axes: one categorical axis (or none) -> Fig. 9/10-style
     curves; one ordered numeric axis (segments, a width, a learning rate) -> the metric against it with
-    parameters and FLOPs below, plus the curves; two or more axes -> a heatmap of the metric, plus the curves;
-    always the capacity figure. Used by `xablate figures` and the notebook alike."""
+    parameters and FLOPs below (and the `beside` study's, see beside_selection), plus the curves; two or more
+    axes -> a heatmap of the metric, plus the curves; always the capacity figure. Used by `xablate figures` and
+    the notebook alike."""
     study, metric = selection.study, selection.metric
     finished = selection.runs[selection.runs["status"] == "FINISHED"]
     seeds = finished.groupby("variant").size()
@@ -104,7 +117,7 @@ def study_figures(selection: Selection, history: pd.DataFrame) -> dict:
         main = {study.name: heatmap_figure(selection, metric, title=f"{study.title}: {metric_label(metric)}, {n}"),
                 "curves": curves}
     elif selection.axes and is_ordered_axis(values, selection.axes[0]):
-        main = {study.name: trend_figure(selection, metric, title=title), "curves": curves}
+        main = {study.name: trend_figure(selection, metric, title=title, beside=beside), "curves": curves}
     else:
         main = {study.name: curves}
     return {**main, "capacity": capacity_figure(selection, metric, title=f"{title}: {metric_label(metric)} vs capacity, mean ± 95 % CI")}
@@ -124,8 +137,13 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
     folder = Path(out) / study / (f"sweep-{sweep[:8]}" if sweep else "")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, fig in study_figures(selection, history).items():
-        written += _save_figure(fig, folder / name, uri, query, runs)
+    beside = None if sweep else beside_selection(uri, selection)
+    for name, fig in study_figures(selection, history, beside).items():
+        if beside is not None and name == study:  # the trend figure draws the other study's runs too
+            written += _save_figure(fig, folder / name, uri, {**query, "beside": beside.study.name},
+                                    pd.concat([runs, beside.runs]))
+        else:
+            written += _save_figure(fig, folder / name, uri, query, runs)
     read = runs if selection.pilot is None else pd.concat([runs, selection.pilot])  # the pilot's runs count too
     written += _save_table(variant_table(selection), folder / "table", uri, query, read)
     return written
@@ -175,7 +193,7 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
             stale.append((sidecar, f"its store {store} is not on this machine"))
             continue
         query = meta["query"]
-        studies = query["studies"] if "studies" in query else [query.get("study")]
+        studies = query["studies"] if "studies" in query else [query.get("study"), *filter(None, [query.get("beside")])]
         current = {}
         for study in studies:
             runs = selected_runs(store, study, meta["query"].get("sweep")).runs
