@@ -86,3 +86,18 @@ def test_a_point_that_cannot_be_matched_is_refused_naming_the_closest(monkeypatc
     with pytest.raises(ValueError, match=r"Received segments=4 with model.match=params: no width comes within 0% of "
                                          r"the baseline's 737,034 params \(closest: [\d,]+ at width_multiplier="):
         matching.matched_width(preset_kwargs("mini", segments=4), "params")
+
+
+@pytest.mark.parametrize("divisor, exact_up_to", [(8, 8), (64, 64)])
+def test_width_divisor_64_makes_every_spectrum_point_of_the_mini_model_exact(divisor, exact_up_to):
+    """Clean spectrum points: at the mini preset's widths (divisor 8: separable inputs 16 … 384 with 184 = 8 · 23)
+    k <= 8 is exact in every separable layer; at +model.width_divisor=64 (inputs 64, 192, 256, 384) every k up
+    to 64 is, so no two requested points are the same model."""
+    from xablate.models.segments import effective_segments
+    from xablate.models.xception import separable_inputs
+
+    mini = preset_kwargs("mini")
+    layers = separable_inputs(mini["width_multiplier"], mini["middle_blocks"], divisor)
+    for k in (1, 2, 4, 8, 16, 32, 64):
+        used = {effective_segments(k, channels) for _, channels in layers}
+        assert (used == {k}) == (k <= exact_up_to), (k, used)
