@@ -85,7 +85,7 @@ def test_history_has_steps_and_matches_the_final_metrics(store):
     history = history_frame(uri, selection.runs, axes=selection.axes)
     assert len(history) == 4 * 2 * 4  # runs x epochs x (loss, accuracy, val_loss, val_accuracy)
     steps = int(selection.runs["steps_per_epoch"].iloc[0])
-    assert steps == 4 and sorted(history["step"].unique()) == [4, 8]  # 128 images / batch 32, 2 epochs
+    assert steps == 2 and sorted(history["step"].unique()) == [2, 4]  # 128 images / batch 64, 2 epochs
     last = history[(history["metric"] == "val_accuracy") & (history["epoch"] == 1)].set_index("run_id")["value"]
     assert dict(last) == pytest.approx(dict(selection.runs.set_index("run_id")["final_val_accuracy"]))
 
@@ -104,7 +104,7 @@ def test_categorical_axis_gets_curves_with_each_seed_and_a_bounded_band(store):
     for i, variant in enumerate(selection.variants):
         part = history[(history["metric"] == "val_accuracy") & (history["variant"] == variant)]
         mean_line = lines[i * 3 + 2]
-        np.testing.assert_allclose(mean_line.get_xdata(), [4, 8])
+        np.testing.assert_allclose(mean_line.get_xdata(), [2, 4])
         np.testing.assert_allclose(mean_line.get_ydata(), part.groupby("epoch")["value"].mean())
         assert mean_line.get_label() == f"{variant} (n=2)"
     stats = curve_statistics(history, "val_accuracy")

@@ -92,7 +92,7 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert "status FINISHED" in proc.stdout
     (run,) = runs_of(uri, "mirrored", role="job")
     assert run.data.params["train.replicas"] == "2"
-    assert run.data.params["train.batch_size"] == "32"  # global: 16 per replica
+    assert run.data.params["train.batch_size"] == "64"  # global: 32 per replica
     assert run.data.metrics["epochs_completed"] == 2
 
 

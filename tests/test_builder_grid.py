@@ -1,7 +1,6 @@
 """Every variant of the ablation grid on the mini preset: shapes, finite outputs, names, the closed-form
 parameter count, and a .keras save/load round trip."""
 
-import itertools
 import math
 
 import keras
@@ -12,7 +11,9 @@ from xablate.models import build_from_preset, summarize_model
 
 SEGMENT_POINTS = [1, 2, 4, 8, 16, 32, "depthwise"]
 ACTS = ["none", "relu", "elu"]
-GRID = list(itertools.product([True, False], ACTS, SEGMENT_POINTS))
+# Every pair of values of two axes appears (each activation at each segments point, each of those with and
+# without residuals): 21 builds instead of the full 42; residual alternates along the (activation, segments) grid.
+GRID = [((i + j) % 2 == 0, act, segments) for i, act in enumerate(ACTS) for j, segments in enumerate(SEGMENT_POINTS)]
 
 # The mini preset written out independently of xablate: widths / 4 rounded to a multiple of 8, 2 middle blocks.
 MINI_STEM = (8, 16)
@@ -67,7 +68,7 @@ def test_grid_variant(residual, act, segments, tmp_path):
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
 
     if act != ACTS[SEGMENT_POINTS.index(segments) % len(ACTS)]:
-        return  # the .keras round trip: once per (residual, segments), the activations taking turns
+        return  # the .keras round trip: once per segments point, the activations (and residual) taking turns
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.saving.load_model(path)

@@ -26,7 +26,7 @@ def test_experiment_expands_to_its_grid(experiment, axis, values):
 
 def test_an_experiment_runs_its_sweep_end_to_end(tmp_path):
     uri = sqlite_uri(tmp_path)
-    proc = run_py("-m", "experiment=fig9_residual", "debug=default", "seed=0,1", "train.epochs=1",
+    proc = run_py("-m", "experiment=fig9_residual", "debug=default", "seed=1", "train.epochs=1",
                   "train.save_model=false", f"tracking.uri={uri}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     [parent] = runs_of(uri, "fig9_residual", role="sweep")
@@ -34,5 +34,5 @@ def test_an_experiment_runs_its_sweep_end_to_end(tmp_path):
     assert parent.info.status == "FINISHED"
     assert all(c.info.status == "FINISHED" for c in children)
     assert sorted((c.data.params["residual"], c.data.params["seed"]) for c in children) == [
-        ("False", "0"), ("False", "1"), ("True", "0"), ("True", "1")]
+        ("False", "1"), ("True", "1")]  # the experiment's residual axis, the command line's seed
     assert {c.data.tags["xablate.study"] for c in children} == {"fig9_residual"}

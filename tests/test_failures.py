@@ -131,7 +131,7 @@ def test_out_of_memory_retries_once_with_half_the_batch(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [32,16,16,64]")
     counter = batch_counter()
-    result = train_in_process(tmp_path, ["debug=default", f"tracking.uri={uri}"], [raising_callback(oom), counter])
+    result = train_in_process(tmp_path, ["debug=default", "train.batch_size=32", f"tracking.uri={uri}"], [raising_callback(oom), counter])
     run = MlflowClient(uri).get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["xablate.oom_retry"] == ("out of memory at batch 32 (ResourceExhaustedError); retried "
@@ -163,7 +163,7 @@ def test_a_second_out_of_memory_fails_the_run(tmp_path):
             raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [16,16,16,64]")
 
     with pytest.raises(tf.errors.ResourceExhaustedError):
-        train_in_process(tmp_path, ["debug=default", f"tracking.uri={uri}"], [OomEveryAttempt()])
+        train_in_process(tmp_path, ["debug=default", "train.batch_size=32", f"tracking.uri={uri}"], [OomEveryAttempt()])
     assert OomEveryAttempt.attempts == 2  # the first fit and one retry, no more
     (run,) = runs_of(uri, "default")
     assert run.info.status == "FAILED"

@@ -14,7 +14,7 @@ from helpers import ROOT
 from xablate.training.trainer import RunContext, train
 
 EPOCHS = 3
-STEPS = 4  # debug: 128 training images in batches of 32
+STEPS = 2  # debug: 128 training images in batches of 64
 
 
 def record_training_batches(monkeypatch):
