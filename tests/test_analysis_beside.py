@@ -21,9 +21,12 @@ def curves(values: dict) -> dict:
 
 
 def sizes(effective: dict, params: dict) -> dict:
-    """Per segments value: two layers that both used `effective[value]` segments, and the model's parameters."""
+    """Per segments value: two layers that both used `effective[value]` segments, the model's parameters, and
+    what a matched run logs beside them (its width and its count against the target: derived, not config)."""
     return {v: {"segments.block1_sepconv1": str(effective[v]), "segments.block2_sepconv1": str(effective[v]),
-                "model.total_params": str(params[v])} for v in effective}
+                "model.total_params": str(params[v]), "builder.width_multiplier": str(params[v] / 4000),
+                "match.achieved": str(params[v]), "match.relative_error": str(params[v] / 1000 - 1)}
+            for v in effective}
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ def add_unmatched(uri):
 def test_the_matched_spectrum_is_drawn_beside_the_unmatched_one(uri, tmp_path):
     add_unmatched(uri)
     matched = selected_runs(uri, "spectrum_matched")
-    assert matched.study.beside == "spectrum"
+    assert matched.study.beside == "spectrum" and len(matched.runs) == 6  # matched widths are one configuration
     beside = beside_selection(uri, matched)
     assert beside is not None and beside.study.name == "spectrum" and len(beside.runs) == 6
     written = write_study(uri, "spectrum_matched", tmp_path / "out")

@@ -18,17 +18,23 @@ def test_committed_figures_and_tables_are_not_stale():
                            text=True, timeout=600, cwd=ROOT)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "0 stale output(s)" in check.stdout
-    for study in ("fig9_residual", "fig10_intermediate_act"):
+    for study in ("fig9_residual", "fig10_intermediate_act", "fig10_tuned", "spectrum", "spectrum_matched"):
         for name in (f"{study}.png", "capacity.png", "table.csv", "table.md", "table.json"):
             assert (ROOT / "results" / study / name).exists(), name
+    verdict = (ROOT / "results" / "verdict.md").read_text()
+    for study in ("fig9_residual", "fig10_intermediate_act", "fig10_tuned", "spectrum", "spectrum_matched"):
+        assert f"| {study} |" in verdict, study
 
 
-@pytest.mark.parametrize("study", ["fig9_residual", "fig10_intermediate_act"])
-def test_status_sees_the_committed_reproduction_as_done(study):
-    status = subprocess.run([XABLATE, "status", "--study", study, "design=cpu_repro", "train.save_model=false",
+# the spectra were committed at 5 seeds per point (their study files sweep 10)
+@pytest.mark.parametrize("studies, extra", [(["fig9_residual", "fig10_intermediate_act", "fig10_tuned"], []),
+                                            (["spectrum", "spectrum_matched"], ["seed=range(5)"])])
+def test_status_sees_the_committed_reproduction_as_done(studies, extra):
+    flags = [a for s in studies for a in ("--study", s)]
+    status = subprocess.run([XABLATE, "status", *flags, "design=cpu_repro", "train.save_model=false", *extra,
                              f"tracking.uri={STORE}"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "missing: 0" in status.stdout and "nothing left to run" in status.stdout
+    assert status.stdout.count("missing: 0") == len(studies) and "nothing left to run" in status.stdout
 
 
 def test_a_copy_of_the_committed_store_at_another_path_serves_its_artifacts(tmp_path):

@@ -32,7 +32,7 @@ RUN_COLUMNS = [
     "images_per_second", "train_seconds", "start_time", "end_time", "swept", "params",
 ]
 # Params that are computed from the config and the data, not set by it.
-DERIVED_PREFIXES = ("builder.", "segments.")
+DERIVED_PREFIXES = ("builder.", "segments.", "match.")  # match.*: what a matched width achieved
 DERIVED = {"model.total_params", "model.trainable_params", "model.mult_adds", "model.flops", "data.num_classes",
            "data.train_size", "data.validation_size", "data.test_size", "train.replicas", "train.steps_per_epoch"}
 
