@@ -67,7 +67,7 @@ def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(fig10
         assert {a.path for a in client.list_artifacts(child.info.run_id)} == ARTIFACTS
         assert TEST_METRICS <= set(child.data.metrics)  # the reported number: final weights on the test split
         assert [m.step for m in client.get_metric_history(child.info.run_id, "test_accuracy")] == [1]
-        assert int(child.data.params["data.test_size"]) == 64 and child.data.params["train.steps_per_epoch"] == "4"
+        assert int(child.data.params["data.test_size"]) == 64 and child.data.params["train.steps_per_epoch"] == "2"
         tags = child.data.tags
         act = tags["xablate.intermediate_act"]
         assert tags["xablate.variant"] == f"intermediate_act={act}"  # only what the sweep varies

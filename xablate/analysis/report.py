@@ -144,8 +144,11 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
                                     pd.concat([runs, beside.runs]))
         else:
             written += _save_figure(fig, folder / name, uri, query, runs)
-    read = runs if selection.pilot is None else pd.concat([runs, selection.pilot])  # the pilot's runs count too
-    written += _save_table(variant_table(selection), folder / "table", uri, query, read)
+    if selection.pilot is None:
+        written += _save_table(variant_table(selection), folder / "table", uri, query, runs)
+    else:  # the table's rank-agreement line reads the pilot's runs too
+        written += _save_table(variant_table(selection), folder / "table", uri, {**query, "pilot": True},
+                               pd.concat([runs, selection.pilot]))
     return written
 
 
@@ -196,7 +199,10 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
         studies = query["studies"] if "studies" in query else [query.get("study"), *filter(None, [query.get("beside")])]
         current = {}
         for study in studies:
-            runs = selected_runs(store, study, meta["query"].get("sweep")).runs
+            selection = selected_runs(store, study, meta["query"].get("sweep"))
+            runs = selection.runs
+            if query.get("pilot") and selection.pilot is not None:
+                runs = pd.concat([runs, selection.pilot])
             current.update(zip(runs["run_id"], runs["status"]))
         recorded = meta["runs"]
         added = set(current) - set(recorded)
