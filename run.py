@@ -24,6 +24,7 @@ def _interrupt_on_sigterm(signum, frame):
 def main(cfg: DictConfig) -> dict:
     from xablate.backend import select_backend, start_tensorflow_quietly
     from xablate.launch import assign_gpu
+    from xablate.onednn import apply as apply_onednn
 
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     hydra_cfg = HydraConfig.get()
@@ -31,6 +32,7 @@ def main(cfg: DictConfig) -> dict:
     select_backend(str(cfg.backend))  # before Keras is imported
     if multirun:
         assign_gpu(hydra_cfg.job.num, str(hydra_cfg.launcher.get("_target_", "")))
+    apply_onednn(cfg.train.get("onednn", "auto"))  # before TensorFlow loads (xablate/onednn.py: a native crash)
     if str(cfg.backend) == "tensorflow":
         start_tensorflow_quietly()  # without its C++ start-up lines (XABLATE_TF_LOGS=1 keeps them)
 

@@ -2,6 +2,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from xablate.onednn import apply as apply_onednn  # noqa: E402
+
+apply_onednn("auto")  # before any convolution in this process: the in-process tests train like run.py's jobs
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 

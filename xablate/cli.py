@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--epochs", type=_positive(int), default=200, help="metric batches per writer (200)")
     store.add_argument("--folder", type=Path, default=None, help="where the stores go (a temporary folder)")
     store.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "store.csv", help="CSV to write")
+    onednn = suites.add_parser(
+        "onednn", help="training throughput under each train.onednn state (on, avx2, off), side by side",
+        description="Trains the run's model on its images as arrays under oneDNN on, capped at AVX2, and off, each "
+                    "in its own process, alternating rounds; writes onednn.csv with the median images/s per state "
+                    "and its ratio to on. Arguments after the options are run.py overrides of the measured run "
+                    "(default: model=mini data=digits).")
+    onednn.add_argument("--epochs", type=_int_at_least("--epochs", 2, " (the first epoch traces the model)"),
+                        default=4, help="epochs per state and round (4)")
+    onednn.add_argument("--rounds", type=_int_at_least("--rounds", 1), default=3,
+                        help="alternating rounds of the three states (3)")
+    onednn.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "onednn.csv", help="CSV to write")
+    onednn.add_argument("overrides", nargs="*", help="run.py overrides of the measured run, e.g. model=debug")
     harness = suites.add_parser(
         "harness", help="xablate's cost over plain Keras: run vs bare fit, builder parity, input pipeline, backends",
         description="Measures side by side in one process: a real xablate run vs a bare model.fit of the same "
@@ -210,6 +222,36 @@ def run_bench_harness(args, argv: list[str] | None) -> int:
                        overrides=args.overrides, command=command, reuse_seeds=args.reuse_seeds)
 
 
+def run_bench_onednn(args) -> int:
+    import tempfile
+
+    from xablate.backend import start_tensorflow_quietly
+    from xablate.bench import harness, onednn, overhead, pipeline, report
+
+    start_tensorflow_quietly()
+    from xablate.training.fitting import builder_kwargs
+
+    try:
+        harness.check_overrides(args.overrides)
+    except Exception as error:  # a bad override or value: say which, before anything is measured
+        print(f"xablate: {' '.join(args.overrides) or '(no overrides)'}: {error}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
+        cfg = overhead.compose(overhead.run_overrides(Path(scratch) / "mlflow.db", args.epochs, args.overrides))
+        x, y = pipeline.in_memory_arrays(cfg)
+        builder = builder_kwargs(cfg, image_shape=tuple(x.shape[1:]), num_classes=int(pipeline.load(cfg).num_classes))
+        rows = onednn.measure(builder={**builder, "input_shape": list(builder["input_shape"])}, optim=cfg["optim"],
+                              arrays=(x, y), batch_size=int(cfg["train"]["batch_size"]), epochs=args.epochs,
+                              rounds=args.rounds, seed=int(cfg["seed"]), folder=Path(scratch) / "onednn")
+    report.write_csv(rows, args.out)
+    for row in (r for r in rows if r["round"] == "median"):
+        print(f"onednn   {row['state']:5s} median {row['steady_images_per_second']:7.1f} images/s "
+              f"({row['ratio_vs_on']} x on), {row['images_per_cpu_second']:.1f} per CPU second "
+              f"({row['cpu_ratio_vs_on']} x on)  [{row['environment']}]")
+    print(f"wrote {args.out}")
+    return 1 if any(r["status"] != "ok" for r in rows) else 0
+
+
 def run_figures(args) -> int:
     from xablate.analysis.report import regenerate, stale_outputs, write_study
     from xablate.analysis.store import runs_frame, studies_in_store
@@ -292,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if any(r["errors"] or r["metric_points"] != r["expected_points"] for r in rows) else 0
     if args.command == "bench" and args.suite == "harness":
         return run_bench_harness(args, argv)
+    if args.command == "bench" and args.suite == "onednn":
+        return run_bench_onednn(args)
     if args.command == "bench" and args.suite == "segments":
         from xablate.bench import segments
 

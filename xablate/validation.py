@@ -14,6 +14,7 @@ from xablate.backend import BACKENDS
 from xablate.checks import number_in, positive_int, seed_value
 from xablate.data.sources import validate_data
 from xablate.models.pretrained import check_weights_setting
+from xablate.onednn import check_mode as check_onednn_mode
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.matching import matched_kwargs
 from xablate.models.segments import validate_segments
@@ -68,6 +69,7 @@ def validate_job_config(cfg: dict) -> None:
     for flag in ("run_eagerly", "reuse_compiled"):
         if not isinstance(train.get(flag, False), bool):
             raise ValueError(f"Received train.{flag}={train[flag]!r}; allowed: true, false.")
+    check_onednn_mode(train.get("onednn", "auto"))
     if train.get("run_eagerly") and train.get("jit_compile") is True:
         raise ValueError("Received train.run_eagerly=true with train.jit_compile=true; allowed: one of them (XLA "
                          "compiles the traced graph that eager execution skips).")

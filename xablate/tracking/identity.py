@@ -36,6 +36,7 @@ NON_SEMANTIC = (
     "train.oom_retry",
     "train.jit_compile",  # XLA compiles the same computation
     "train.run_eagerly",  # the same computation, op by op
+    "train.onednn",       # the same computation through other CPU kernels (xablate/onednn.py)
     "train.reuse_compiled",  # the same computation on a kept traced model (bit-for-bit, tests/test_reuse.py)
     "data.cache",
     "data.cache_dir",

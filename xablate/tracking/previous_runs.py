@@ -19,8 +19,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from pathlib import Path
+
 from mlflow import MlflowClient
 from mlflow.entities import Run
+
+from xablate.tracking import native_crash
 
 HOST_TAG, PID_TAG, HEARTBEAT_TAG = "xablate.host", "xablate.pid", "xablate.heartbeat"
 IDENTITY_TAG, OUTCOME_TAG = "xablate.identity", "xablate.outcome"
@@ -84,10 +88,18 @@ def variant_state(runs: list[Run], stale_after_seconds: float) -> tuple[str, Run
 
 
 def plan_run(client: MlflowClient, experiment_id: str, identity: str, *, force: bool,
-             stale_after_seconds: float, data_digest: str | None = None) -> Plan:
+             stale_after_seconds: float, data_digest: str | None = None, crash_dir: Path | None = None) -> Plan:
     if force:
         return Plan("new")
-    state, run = variant_state(job_runs(client, experiment_id, identity, data_digest), stale_after_seconds)
+    runs = job_runs(client, experiment_id, identity, data_digest)
+    state, run = variant_state(runs, stale_after_seconds)
+    if state == "failed" and run.info.status == "RUNNING" and crash_dir is not None \
+            and native_crash.record_if_crashed(client, run, crash_dir):  # died natively; the watcher did not say
+        run = client.get_run(run.info.run_id)
+    if state == "failed" and native_crash.crashed_too_often(run):
+        return Plan("skip", run, f"crashed natively {run.data.tags.get(native_crash.COUNT_TAG)} times "
+                                 f"({run.data.tags.get(native_crash.SIGNAL_TAG)}); not resumed again (force=true "
+                                 f"trains it anew)")
     if state == "missing":
         return Plan("new")
     if state == "done":

@@ -21,6 +21,7 @@ from pathlib import Path
 from xablate.paths import project_root
 
 STATE_FILE = "state.json"
+CRASH_DIR = "crashes"  # beside the identities' folders: a training run's native crash report (tracking.native_crash)
 
 
 def checkpoint_root(configured: str | None, tracking_uri: str) -> Path:

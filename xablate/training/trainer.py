@@ -20,11 +20,13 @@ from xablate.config import AXES, axis_values, flatten, run_name, variant_label
 from xablate.data.digest import DATA_DIGEST_TAG, source_digest
 from xablate.models import ModelSummary
 from xablate.models.pretrained import weights_file
+from xablate.onednn import apply as apply_onednn, cpu_model
 from xablate.tracking.identity import run_identity
 from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, owner_tags, plan_run
 from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
                                     resolve_tracking_uri)
-from xablate.training.checkpoint import EpochCheckpoint, checkpoint_root
+from xablate.tracking import native_crash
+from xablate.training.checkpoint import CRASH_DIR, EpochCheckpoint, checkpoint_root
 from xablate.training.divergence import RunDiverged
 from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
 from xablate.staging import STAGE_TAG, TUNED_KEY_TAG
@@ -64,6 +66,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         raise ValueError(f"Received backend={cfg['backend']!r}, but Keras in this process runs on "
                          f"{keras.backend.backend()!r}: start the job through run.py (which sets KERAS_BACKEND "
                          f"before Keras loads) or set KERAS_BACKEND={cfg['backend']} yourself.")
+    onednn = apply_onednn(cfg["train"].get("onednn", "auto"))  # before this process' first convolution
     uri = resolve_tracking_uri(cfg["tracking"]["uri"])
     check_reachable(uri)
     weights_file(cfg["model"].get("weights"))  # pretrained weights at hand (downloaded if need be) before any run
@@ -74,8 +77,9 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     identity = run_identity(cfg, keras.backend.backend())
     digest = source_digest(cfg["data"])
     commit = git_commit()
+    crashes = checkpoint_root(cfg["train"]["checkpoint_dir"], uri) / CRASH_DIR
     plan = plan_run(client, experiment_id, identity, data_digest=digest, force=bool(cfg.get("force")),
-                    stale_after_seconds=float(cfg["tracking"]["stale_after_seconds"]))
+                    stale_after_seconds=float(cfg["tracking"]["stale_after_seconds"]), crash_dir=crashes)
     if plan.action == "skip":
         _add_stage(client, plan.run, str(cfg["tracking"].get("stage", "final")))
         return _skip(plan, label, uri, commit, context)
@@ -90,6 +94,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         DATA_DIGEST_TAG: digest,
         "xablate.backend": keras.backend.backend(),
         "xablate.device": _device(),
+        "xablate.cpu": cpu_model(),
+        "xablate.onednn": onednn,
         "xablate.overrides": " ".join(context.overrides),
         **{f"xablate.{axis}": str(cfg[axis]) for axis in (*AXES, "seed")},
         **owner_tags(),
@@ -123,6 +129,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         checkpoint = EpochCheckpoint(folder, run_id)
         if plan.action == "new":
             checkpoint.delete()  # a forced rerun, or leftovers of a deleted run: start clean
+    native_crash.arm(run_id, crashes, uri=uri, label=label)
     try:
         with Heartbeat(client, run_id, float(cfg["tracking"]["heartbeat_seconds"])), \
                 system_metrics(cfg["tracking"], uri, run_id, resumed=plan.action == "resume"):
@@ -136,6 +143,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     except BaseException as error:
         _record_failure(client, run_id, error, Path(context.output_dir))
         raise
+    finally:
+        native_crash.disarm(run_id)
     client.set_terminated(run_id, status="FINISHED")
     if checkpoint is not None:
         checkpoint.delete()
