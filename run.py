@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
@@ -44,7 +45,16 @@ def main(cfg: DictConfig) -> dict:
         overrides=list(hydra_cfg.overrides.task),
         job_num=hydra_cfg.job.num if multirun else None,
     )
-    result = train(OmegaConf.to_container(cfg, resolve=True), context)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    if not multirun:  # a single run's bad setting: one line, no traceback (a sweep's job raises to its launcher)
+        from xablate.validation import validate_job_config
+
+        try:
+            validate_job_config(plain)
+        except ValueError as error:
+            print(f"xablate: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)
+    result = train(plain, context)
     return {"run_id": result.run_id, "status": result.status}  # Hydra's job return: the staged sweeper reads it
 
 

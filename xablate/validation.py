@@ -15,6 +15,7 @@ from xablate.checks import number_in, positive_int, seed_value
 from xablate.data.sources import validate_data
 from xablate.models.pretrained import check_weights_setting
 from xablate.onednn import check_mode as check_onednn_mode
+from xablate.schema import check_known_keys
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.matching import matched_kwargs
 from xablate.models.segments import validate_segments
@@ -37,7 +38,8 @@ def normalize_axes(cfg: dict) -> dict:
 
 
 def validate_job_config(cfg: dict) -> None:
-    """Raises ValueError for the first bad setting in a composed job config."""
+    """Raises ValueError for the first bad setting in a composed job config (an unknown key first)."""
+    check_known_keys(cfg)
     if not isinstance(cfg.get("residual"), bool):
         raise ValueError(f"Received residual={cfg.get('residual')!r}; allowed: true, false.")
     seed_value("seed", cfg.get("seed"))

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
+from xablate.schema import keys_with
 from xablate.tracking.previous_runs import DATA_DIGEST_TAG  # noqa: F401  (the tag the digest is recorded as)
-SPLIT_KEYS = ("split_seed", "test_fraction", "validation_fraction", "limit_train", "limit_val", "limit_test",
-              "image_size", "train_split", "validation_split", "test_split")
+SPLIT_KEYS = keys_with("split", "data.")  # the data keys that decide which images a split holds (xablate.schema)
 LIMITS = {"train": "limit_train", "validation": "limit_val", "test": "limit_test"}
 
 

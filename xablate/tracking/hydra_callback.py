@@ -31,6 +31,7 @@ class MlflowSweepCallback(Callback):
         self.skipped_dir = Path(".")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        refuse_unknown_keys(config)  # before the store or the parent run exists
         try:
             uri = resolve_tracking_uri(config.tracking.uri)
             client, experiment_id = open_experiment(uri, str(config.tracking.experiment))
@@ -97,6 +98,23 @@ class MlflowSweepCallback(Callback):
                   + ", ".join(f"{run.info.run_name} ({_status(run)})"
                               for run in failed), file=sys.stderr, flush=True)
         self.parent = None
+
+
+def refuse_unknown_keys(config: DictConfig) -> None:
+    """Ends the sweep with one line naming an unknown key and its nearest known key, before anything is created.
+    SystemExit, not an exception: Hydra turns a callback's exceptions into warnings and would launch the jobs."""
+    from xablate.paths import project_root
+    from xablate.schema import check_known_keys, check_override_keys
+
+    job = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
+    groups = {p.name for p in (project_root() / "conf").iterdir() if p.is_dir()}
+    overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
+    try:
+        check_known_keys(job)
+        check_override_keys(overrides, groups)
+    except ValueError as error:
+        print(f"xablate: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def close_dead_parents(client, experiment_id: str, stale_after_seconds: float) -> None:

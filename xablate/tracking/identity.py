@@ -6,12 +6,12 @@ finished run can stand in for a rerun and an interrupted one can be continued. W
 launcher and the output folders do not enter the hash; Hydra's own settings never reach the job config.
 
 Identities survive upgrades. The rule for a new config key:
-  - if some value of it reproduces the behaviour from before the key existed, declare that value in
-    NEUTRAL_DEFAULTS: a key at its neutral value does not enter the hash, so every identity issued before it
-    stays valid (runs of older versions are still found, skipped or resumed);
-  - if no value does (a change of protocol), leave it out: identities change, as the results do.
-tests/test_identity.py fails for a key that is in neither NEUTRAL_DEFAULTS nor its list of hashed keys, so
-the choice is made on purpose.
+  - if some value of it reproduces the behaviour from before the key existed, declare it in xablate.schema with
+    role "neutral" and that value: a key at its neutral value does not enter the hash, so every identity
+    issued before it stays valid (runs of older versions are still found, skipped or resumed);
+  - if no value does (a change of protocol), declare it "semantic": identities change, as the results do.
+Every key declares its role in xablate.schema (tests/test_schema.py fails for one that does not, and recomputes
+the identity of every committed run from its params), so the choice is made on purpose.
 """
 
 from __future__ import annotations
@@ -21,39 +21,13 @@ import json
 from typing import Any, Mapping
 
 from xablate.config import flatten
+from xablate.schema import neutral_defaults, non_semantic_keys
 
 IDENTITY_VERSION = "1"  # bump when the hashing rule changes, so old and new hashes never collide
 
-# Keys (flattened, prefix match on whole components) that never change what a run computes.
-NON_SEMANTIC = (
-    "study",            # the MLflow experiment the run is filed under; the lookup is per study anyway
-    "force",
-    "tracking",
-    "train.verbose",
-    "train.save_model",
-    "train.checkpoint",
-    "train.checkpoint_dir",
-    "train.oom_retry",
-    "train.jit_compile",  # XLA compiles the same computation
-    "train.run_eagerly",  # the same computation, op by op
-    "train.onednn",       # the same computation through other CPU kernels (xablate/onednn.py)
-    "train.reuse_compiled",  # the same computation on a kept traced model (bit-for-bit, tests/test_reuse.py)
-    "data.cache",
-    "data.cache_dir",
-    "analysis",         # how a study is read (title, baseline, claims), not what a run computes
-)
-
-# Keys added after identities were first issued, at the value that behaves as before they existed.
-NEUTRAL_DEFAULTS: dict[str, Any] = {
-    "train.precise_bn_batches": 0,  # 0 = Keras' moving averages, as before precise batch norm
-    "data.limit_test": None,
-    "model.weights": None,              # random init, as before pretrained weights could be loaded
-    "model.head": "avg",                # global average pooling, the only head before
-    "model.match": None,                # widths as configured, not matched in parameters or FLOPs
-    "train.freeze_base_epochs": 0,      # no frozen warm-up
-    "data.augment.brightness_mode": "additive",  # Keras' RandomBrightness, as before the seed's multiplicative one
-    "data.augment.shear_degrees": None,  # shear given as a factor (data.augment.shear), as before
-}
+# Both derived from each key's declared role (xablate.schema): flattened keys, prefix match on whole components.
+NON_SEMANTIC = non_semantic_keys()  # never change what a run computes
+NEUTRAL_DEFAULTS: dict[str, Any] = neutral_defaults()  # added later, at the value that behaves as before
 
 
 def is_semantic(key: str) -> bool:

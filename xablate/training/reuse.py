@@ -27,6 +27,8 @@ from typing import Callable
 
 import keras
 
+from xablate.schema import keys_with
+
 KEPT_ARCHITECTURES = 4  # compiled models kept per process (least recently used dropped): a sweep that
                         # alternates a few variants across seeds still reuses, memory stays bounded
 
@@ -99,17 +101,15 @@ def _kernel_cache_kept(keep: bool):
 
 def architecture_key(cfg: dict, builder: dict, *, steps_per_epoch: int, backend: str) -> str:
     """What the traced steps depend on besides variable values: the builder's arguments, the recipe (optimizer,
-    schedule, averaging), batch size, schedule length, precision, XLA and the backend. The seed is not in it."""
+    schedule, averaging), the train keys declared `graph` in xablate.schema (batch size, epochs: the schedule's
+    length, precision, XLA), steps per epoch and the backend. The seed is not in it."""
     train = cfg["train"]
     return json.dumps({
         "backend": backend,
         "builder": {k: list(v) if isinstance(v, tuple) else v for k, v in builder.items()},
         "optim": cfg["optim"],
-        "batch_size": int(train["batch_size"]),
-        "epochs": int(train["epochs"]),
+        "train": {key: train.get(key) for key in keys_with("graph", "train.")},  # xablate.schema's graph keys
         "steps_per_epoch": int(steps_per_epoch),
-        "precision": train["precision"],
-        "jit_compile": train["jit_compile"],
     }, sort_keys=True, default=str)
 
 

@@ -1,0 +1,139 @@
+"""The config's schema (xablate.schema): every key declared once with its role, typos refused before any store.
+
+- Every field has a role; the identity's lists, the split keys and the reuse key are derived from the roles.
+- Every key that any group option or study file composes is declared (a new YAML key must be declared too).
+- The model section's keys are the builder's keyword arguments, read without importing Keras.
+- The identity of every committed run, recomputed from its params with the derived lists, is its tag.
+- `+train.epoch=3` and friends: refused naming the nearest known key, in process and through run.py (single run
+  and sweep), before any MLflow store exists.
+"""
+
+import hashlib
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from helpers import ROOT, run_py
+from xablate import schema
+from xablate.data.digest import SPLIT_KEYS
+from xablate.tracking.identity import IDENTITY_VERSION, NEUTRAL_DEFAULTS, NON_SEMANTIC, is_semantic, param_value
+from xablate.validation import validate_job_config
+
+TYPOS = [("+train.epoch=3", "train.epoch=3", "train.epochs"),
+         ("+optim.momentom=0.9", "optim.momentom=0.9", "optim.momentum"),
+         ("+data.limit_tran=5", "data.limit_tran=5", "data.limit_train"),
+         ("+intermediat_act=relu", "intermediat_act='relu'", "intermediate_act"),
+         ("+model.widht_multiplier=0.5", "model.widht_multiplier=0.5", "model.width_multiplier"),
+         ("+data.augment.zoon=0.2", "data.augment.zoon=0.2", "data.augment.zoom")]
+
+
+def composed(*overrides, resolve=True):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=resolve)
+
+
+def options(group):
+    return sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def test_every_field_declares_a_role_and_a_neutral_key_its_value():
+    declared = schema.declared()
+    assert len(declared) == 73
+    for name, f in declared.items():
+        assert f.metadata["role"] in schema.ROLES, name
+        assert ("neutral" in f.metadata) == (f.metadata["role"] == "neutral"), name
+    with pytest.raises(ValueError, match="allowed: semantic, neutral, non_semantic"):
+        schema.key(1, "maybe")
+    with pytest.raises(ValueError, match="declares its neutral value"):
+        schema.key(1, "neutral")
+
+
+def test_the_lists_keyed_by_role_are_derived_from_the_schema():
+    assert NEUTRAL_DEFAULTS == {
+        "model.weights": None, "model.head": "avg", "model.match": None, "data.limit_test": None,
+        "data.augment.shear_degrees": None, "data.augment.brightness_mode": "additive",
+        "train.precise_bn_batches": 0, "train.freeze_base_epochs": 0}
+    assert {"study", "force", "analysis", "tracking.uri", "tracking.stage", "train.onednn", "train.jit_compile",
+            "train.run_eagerly", "data.cache", "data.cache_dir"} <= set(NON_SEMANTIC)
+    assert not is_semantic("tracking.heartbeat_seconds") and is_semantic("train.epochs")
+    assert set(SPLIT_KEYS) == {"split_seed", "test_fraction", "validation_fraction", "limit_train", "limit_val",
+                               "limit_test", "image_size", "train_split", "validation_split", "test_split"}
+    assert schema.keys_with("graph", "train.") == ("epochs", "batch_size", "precision", "jit_compile")
+
+
+def test_the_model_keys_are_the_builders_keyword_arguments():
+    from xablate.models import build_xception
+
+    live = [name for name in inspect.signature(build_xception).parameters
+            if name not in ("residual", "intermediate_act", "segments", "input_shape", "classes")]
+    assert schema.builder_keys() == tuple(f"model.{name}" for name in live)
+
+
+@pytest.mark.parametrize("overrides", [
+    [], *[[f"data={o}"] for o in options("data")], *[[f"model={o}"] for o in options("model")],
+    *[[f"optim={o}"] for o in options("optim")], *[[f"design={o}"] for o in options("design")],
+    *[[f"experiment={o}"] for o in options("experiment")], ["debug=default"],
+])
+def test_every_composed_key_is_declared(overrides):
+    assert schema.unknown_keys(composed(*overrides, resolve=False)) == []
+
+
+@pytest.mark.parametrize("override, shown, nearest", TYPOS)
+def test_a_typo_is_refused_naming_the_nearest_key(override, shown, nearest):
+    with pytest.raises(ValueError, match=rf"^Received an unknown key {shown}; did you mean {nearest}\?"):
+        validate_job_config(composed("debug=default", override))
+
+
+def test_a_key_nothing_resembles_says_so_and_keys_under_a_free_form_block_pass():
+    with pytest.raises(ValueError, match="no known key is close"):
+        schema.check_known_keys({**composed(), "zzz": 1})
+    assert schema.unknown_keys({**composed(), "analysis": {"anything": {"goes": 1}}}) == []
+
+
+def test_the_identity_of_every_committed_run_is_recomputed_from_its_params():
+    """Golden: the derived lists hash exactly what the hand lists hashed when these runs were made."""
+    client = MlflowClient(f"sqlite:///{ROOT / 'results' / 'store' / 'mlflow.db'}")
+    known = set(schema.declared()) | set(schema.builder_keys())
+    checked = 0
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=5000):
+            tags = run.data.tags
+            if "xablate.identity" not in tags:
+                continue
+            config = {k: v for k, v in sorted(run.data.params.items()) if k in known and is_semantic(k)
+                      and not (k in NEUTRAL_DEFAULTS and v == param_value(NEUTRAL_DEFAULTS[k]))}
+            payload = {"version": IDENTITY_VERSION, "backend": tags["xablate.backend"], "config": config}
+            assert hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16] == \
+                tags["xablate.identity"], run.info.run_id
+            checked += 1
+    assert checked >= 148
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arguments", [
+    ["debug=default", "+train.epoch=3"],
+    ["-m", "debug=default", "+train.epoch=3", "seed=0,1"],  # in the sweep's base config
+    ["-m", "debug=default", "+train.epoch=2,3"],  # only in the sweep's values
+])
+def test_run_py_refuses_a_typo_in_one_line_before_any_store_exists(tmp_path, arguments):
+    proc = run_py(*arguments, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("xablate: ")]
+    assert len(errors) == 1 and "did you mean train.epochs?" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_checking_keys_imports_no_keras():
+    import subprocess
+
+    code = ("import sys; from xablate import schema; schema.check_override_keys(['+train.epochs=3'], {'model'}); "
+            "schema.builder_keys(); print(sorted(m for m in ('keras', 'tensorflow', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(ROOT), timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]

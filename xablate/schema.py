@@ -1,0 +1,279 @@
+"""Every key of a job's config, by section, with its role declared once.
+
+A section is a dataclass; each field carries its default (what conf/ sets) and its role:
+
+    semantic      can change a run's result: enters the run identity
+    neutral       added after identities were first issued: enters the identity only when set away from the
+                  value that behaves as before it existed (`neutral=`)
+    non_semantic  where results go, how much is printed, how fast: never enters the identity
+
+and two flags: `graph` (the traced train step depends on it: a kept compiled model is reused only when it is
+the same, xablate.training.reuse) and `split` (it decides which images a split holds: it enters each split's
+dataset digest, xablate.data.digest). The identity's lists, the reuse key and the digest keys are derived from
+here (`non_semantic_keys`, `neutral_defaults`, `keys_with`); tests/test_schema.py fails on a field without a role
+and on a composed key this schema does not know.
+
+`unknown_keys` closes the config: Hydra refuses `train.epoch=3` (no such key) but adds `+train.epoch=3`, so a typo
+with `+` would become another experiment; the job, and a sweep before its parent run, refuse any key not declared
+here, naming the nearest known one. The model section is the builder's: its keys are the fields below plus every
+keyword argument of `build_xception` (xablate.models), so a new builder argument is a new `model.<name>` key with
+no edit here.
+
+This module imports nothing heavy (no TensorFlow, Keras or MLflow).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any, Iterable, Mapping
+
+ROLES = ("semantic", "neutral", "non_semantic")
+FREE_FORM = ("analysis",)  # read by its own parser (xablate.studies.parse_study), any keys
+
+
+def key(default: Any = None, role: str = "semantic", *, neutral: Any = MISSING, graph: bool = False,
+        split: bool = False, doc: str = ""):
+    """A config field with its role (see the module docstring)."""
+    if role not in ROLES:
+        raise ValueError(f"Received role={role!r}; allowed: {', '.join(ROLES)}.")
+    if (role == "neutral") != (neutral is not MISSING):
+        raise ValueError("a neutral key declares its neutral value (neutral=...), and only a neutral key does")
+    meta = {"role": role, "graph": graph, "split": split, "doc": doc}
+    if neutral is not MISSING:
+        meta["neutral"] = neutral
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section(cls):
+    """A section of the config: a dataclass whose fields are keys (or nested sections)."""
+    return dataclass(cls)
+
+
+@section
+class Schedule:
+    kind: str = key("constant", doc="constant, exponential or piecewise")
+    every_epochs: float = key(None, doc="exponential: decay every this many epochs")
+    every_samples: int = key(None, doc="exponential: decay every this many images")
+    factor: float = key(None, doc="exponential, piecewise: multiply the learning rate by this")
+    at_fractions: list = key(None, doc="piecewise: fractions of training where the rate drops, e.g. [0.3, 0.7]")
+
+
+@section
+class Optim:
+    name: str = key("adam", doc="the recipe's name")
+    optimizer: str = key("adam", doc="sgd, adam or rmsprop")
+    learning_rate: float = key(0.001)
+    momentum: float = key(None, doc="sgd, rmsprop")
+    schedule: Schedule = field(default_factory=Schedule)
+    weight_decay: float = key(0.0, doc="L2 on every kernel (a builder argument)")
+    dropout: float = key(0.0, doc="before the classifier (a builder argument)")
+    ema_momentum: float = key(None, doc="Polyak/EMA weights for evaluation; null: off")
+
+
+@section
+class Augment:
+    enabled: bool = key(False)
+    rotation_degrees: float = key(20)
+    shift: float = key(0.1)
+    shear: float = key(0.1)
+    shear_degrees: float = key(None, "neutral", neutral=None, doc="an angle; replaces shear when set")
+    zoom: float = key(0.1)
+    horizontal_flip: bool = key(True)
+    brightness: list = key([0.7, 1.3])
+    brightness_mode: str = key("additive", "neutral", neutral="additive", doc="additive or multiplicative")
+
+
+@section
+class Data:
+    source: str = key("digits", doc="digits, cifar10, cifar100, folder or tfds")
+    image_size: int = key(32, split=True)
+    validation_fraction: float = key(0.1, split=True)
+    test_fraction: float = key(0.2, split=True, doc="digits: held out for testing")
+    split_seed: int = key(0, split=True)
+    limit_train: int = key(None, split=True)
+    limit_val: int = key(None, split=True)
+    limit_test: int = key(None, "neutral", neutral=None, split=True)
+    cache: str = key("auto", "non_semantic", doc="auto, memory or none")
+    pipeline: str = key("auto", doc="auto, tf_data or memory")
+    cache_dir: str = key(None, "non_semantic", doc="CIFAR: Keras' cache; TFDS: its data_dir")
+    path: str = key(None, doc="folder: <path>/train/<class>/*, <path>/test/<class>/*")
+    name: str = key(None, doc="tfds: the data set's name")
+    train_split: str = key(None, split=True, doc="tfds")
+    validation_split: str = key(None, split=True, doc="tfds")
+    test_split: str = key(None, split=True, doc="tfds")
+    augment: Augment = field(default_factory=Augment)
+
+
+@section
+class Train:
+    epochs: int = key(8, graph=True)
+    batch_size: int = key(64, graph=True)
+    verbose: Any = key("auto", "non_semantic")
+    save_model: bool = key(True, "non_semantic")
+    diverge_factor: float = key(10.0)
+    checkpoint: bool = key(True, "non_semantic")
+    checkpoint_dir: str = key(None, "non_semantic")
+    oom_retry: bool = key(True, "non_semantic")
+    precision: str = key("fp32", graph=True)
+    jit_compile: Any = key("auto", "non_semantic", graph=True, doc="XLA compiles the same computation")
+    run_eagerly: bool = key(False, "non_semantic", doc="the same computation, op by op")
+    reuse_compiled: bool = key(True, "non_semantic", doc="a kept traced model, bit-for-bit (tests/test_reuse.py)")
+    data_parallel: bool = key(False)
+    precise_bn_batches: int = key(4, "neutral", neutral=0)
+    freeze_base_epochs: int = key(0, "neutral", neutral=0)
+    onednn: str = key("auto", "non_semantic", doc="the same computation through other CPU kernels")
+
+
+@section
+class Tracking:
+    uri: str = key(None, "non_semantic")
+    experiment: str = key(None, "non_semantic")
+    heartbeat_seconds: float = key(60, "non_semantic")
+    stale_after_seconds: float = key(600, "non_semantic")
+    system_metrics: bool = key(True, "non_semantic")
+    system_metrics_seconds: float = key(10, "non_semantic")
+    stage: str = key("final", "non_semantic")
+    tuned_key: str = key(None, "non_semantic")
+
+
+@section
+class Model:
+    preset: str = key("mini", doc="a builder preset: xception, mini, debug")
+    weights: str = key(None, "neutral", neutral=None, doc="null, imagenet or a weights file")
+    head: str = key("avg", "neutral", neutral="avg", doc="avg or flatten")
+    match: str = key(None, "neutral", neutral=None, doc="null, params or flops")
+    # + every keyword argument of xablate.models.build_xception (semantic, graph): `builder_keys()`
+
+
+@section
+class Job:
+    study: str = key("default", "non_semantic")
+    residual: bool = key(True, graph=True)
+    intermediate_act: str = key("none", graph=True)
+    segments: Any = key("depthwise", graph=True)
+    seed: int = key(0)
+    backend: str = key("tensorflow")
+    force: bool = key(False, "non_semantic")
+    analysis: dict = key(None, "non_semantic", doc="a study file's analysis block (free-form)")
+    model: Model = field(default_factory=Model)
+    data: Data = field(default_factory=Data)
+    optim: Optim = field(default_factory=Optim)
+    train: Train = field(default_factory=Train)
+    tracking: Tracking = field(default_factory=Tracking)
+
+
+def _walk(cls, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for f in fields(cls):
+        name = f"{prefix}{f.name}"
+        nested = f.default_factory() if f.default_factory is not MISSING else None
+        if is_dataclass(nested):
+            yield from _walk(type(nested), f"{name}.")
+        else:
+            yield name, f
+
+
+def declared() -> dict[str, Any]:
+    """Every declared key (dotted) -> its dataclass field."""
+    return dict(_walk(Job))
+
+
+def builder_keys() -> tuple[str, ...]:
+    """`model.<argument>` for each keyword argument of the builder a user may set (not the axes, which are
+    top-level keys, nor the input shape and classes, which come from the data). Read from the builder's source,
+    so that checking a config imports no Keras (tests/test_schema.py compares it with the live signature)."""
+    import ast
+    from pathlib import Path
+
+    source = Path(__file__).with_name("models") / "xception.py"
+    tree = ast.parse(source.read_text())
+    builder = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "build_xception")
+    skip = {"residual", "intermediate_act", "segments", "input_shape", "classes"}
+    return tuple(f"model.{a.arg}" for a in builder.args.kwonlyargs if a.arg not in skip)
+
+
+def non_semantic_keys() -> tuple[str, ...]:
+    return tuple(name for name, f in declared().items() if f.metadata["role"] == "non_semantic")
+
+
+def neutral_defaults() -> dict[str, Any]:
+    return {name: f.metadata["neutral"] for name, f in declared().items() if f.metadata["role"] == "neutral"}
+
+
+def keys_with(flag: str, prefix: str = "") -> tuple[str, ...]:
+    """The declared keys with `flag` (graph or split) under `prefix` (e.g. "data."), prefix removed."""
+    return tuple(name[len(prefix):] for name, f in declared().items()
+                 if f.metadata[flag] and name.startswith(prefix))
+
+
+def unknown_keys(cfg: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """The keys of a composed job config that no section declares, each with the nearest known key (or None)."""
+    from xablate.config import flatten
+
+    known = set(declared()) | set(builder_keys())
+    unknown = []
+    for name in flatten(cfg):
+        if name in known or any(name == free or name.startswith(free + ".") for free in FREE_FORM):
+            continue
+        if any(name.startswith(k + ".") for k in known):  # a list or dict value of a known key, flattened
+            continue
+        unknown.append((name, nearest(name, known)))
+    return unknown
+
+
+def nearest(name: str, known: Iterable[str]) -> str | None:
+    """The known key a typo most likely meant: same section first, then anywhere."""
+    known = sorted(known)
+    section_ = name.rsplit(".", 1)[0] if "." in name else ""
+    same = [k for k in known if (k.rsplit(".", 1)[0] if "." in k else "") == section_]
+    for pool in (same, known):
+        leaves = {k.rsplit(".", 1)[-1]: k for k in pool}
+        close = difflib.get_close_matches(name.rsplit(".", 1)[-1], list(leaves), n=1, cutoff=0.75)
+        if close:
+            return leaves[close[0]]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def check_known_keys(cfg: Mapping[str, Any]) -> None:
+    """ValueError naming the first unknown key, its value and the nearest known key."""
+    from xablate.config import flatten
+
+    unknown = unknown_keys(cfg)
+    if not unknown:
+        return
+    flat = flatten(cfg)
+    name, close = unknown[0]
+    hint = f"did you mean {close}?" if close else "no known key is close"
+    more = f" (and {len(unknown) - 1} more: {', '.join(n for n, _ in unknown[1:])})" if len(unknown) > 1 else ""
+    section_ = name.rsplit(".", 1)[0] if "." in name else None
+    where = (f"the keys of {section_} are: {', '.join(sorted(k.rsplit('.', 1)[-1] for k in _known_in(section_)))}"
+             if section_ and _known_in(section_) else "python run.py --cfg job shows them")
+    raise ValueError(f"Received an unknown key {name}={flat[name]!r}{more}; {hint} Allowed: the keys the config "
+                     f"declares ({where}).")
+
+
+def _known_in(section_: str) -> list[str]:
+    known = set(declared()) | set(builder_keys())
+    return [k for k in known if k.rsplit(".", 1)[0] == section_]
+
+
+def check_override_keys(overrides: Iterable[str], groups: Iterable[str]) -> None:
+    """ValueError for a command-line override whose key is neither a config group nor a declared key (a sweep's
+    values are applied per job, so the sweep's parent checks their keys by name before it exists)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    known = set(declared()) | set(builder_keys())
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        name = override.get_key_element().lstrip("+~")
+        if (name.split("/")[0] in groups or name.startswith("hydra.")
+                or name.split(".")[0] in ("hydra",) or name in known
+                or any(name == free or name.startswith(free + ".") for free in FREE_FORM)
+                or any(name.startswith(k + ".") for k in known)):
+            continue
+        close = nearest(name, known)
+        hint = f"did you mean {close}?" if close else "no known key is close"
+        raise ValueError(f"Received an unknown key in the override {override.input_line}; {hint} Allowed: a config "
+                         f"group ({', '.join(sorted(groups))}) or a key the config declares.")
