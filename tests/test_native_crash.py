@@ -91,6 +91,10 @@ def test_odd_partial_batches_of_a_residual_model_finish(tmp_path):
     _, expected = onednn.wanted_env("auto", environ=clean_env())
     assert {r.data.tags["xablate.onednn"] for r in jobs} == {expected}
     assert {r.data.tags["xablate.cpu"] for r in jobs} == {onednn.cpu_model()}
+    # records hold no path of this machine: the store outside the project is named by its file
+    assert {r.data.params["tracking.uri"] for r in jobs} == {"sqlite:///.../mlflow.db"}
+    assert all(str(tmp_path) not in r.data.tags["xablate.overrides"] for r in jobs)
+    assert "tracking.uri=sqlite:///.../mlflow.db" in jobs[0].data.tags["xablate.overrides"]
 
 
 @pytest.mark.slow

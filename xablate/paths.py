@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -21,3 +22,25 @@ def project_root() -> Path:
 
 def default_tracking_uri() -> str:
     return f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def portable(text: str) -> str:
+    """A value as recorded in a run's params and tags: paths inside the project relative to it
+    (`sqlite:////home/me/xablate/results/store/mlflow.db` -> `sqlite:///results/store/mlflow.db`), other
+    absolute paths by their last component (`/scratch/me/data` -> `.../data`), so records hold no machine's
+    layout."""
+    root = str(project_root())
+    text = text.replace(root + "/", "").replace(root, ".")
+    return _ABSOLUTE.sub(lambda m: m.group(1) + ".../" + m.group(2), text)
+
+
+_ABSOLUTE = re.compile(r"(^|[=\s:]|(?<=sqlite:///))/(?:[^/\s=,]+/)+([^/\s=,]+)")
+
+
+def portable_uri(uri: str) -> str:
+    """A SQLite store inside the project is recorded relative to it, so a clone elsewhere finds it."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if path.is_relative_to(project_root()):
+            return f"sqlite:///{path.relative_to(project_root()).as_posix()}"
+    return uri

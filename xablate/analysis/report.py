@@ -21,18 +21,9 @@ from xablate.analysis.figures import (capacity_figure, curves_figure, heatmap_fi
 from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
 from xablate.analysis.tables import to_latex, to_markdown, variant_table
 from xablate.analysis.verdicts import verdict_table
-from xablate.paths import project_root
+from xablate.paths import portable_uri, project_root
 from xablate.studies import load_study
 from xablate.tracking.store import resolve_tracking_uri
-
-
-def portable_uri(uri: str) -> str:
-    """A SQLite store inside the project is recorded relative to it, so a clone elsewhere finds it."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        if path.is_relative_to(project_root()):
-            return f"sqlite:///{path.relative_to(project_root()).as_posix()}"
-    return uri
 
 
 def local_uri(recorded: str) -> str:

@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from xablate.config import short_name
+from xablate.paths import portable
 from xablate.sweeps import SWEEP_KEYS_FILE, swept_keys
 from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
 from xablate.tracking.store import PARENT_RUN_FILE, SKIPPED_DIR, open_experiment, resolve_tracking_uri
@@ -49,8 +50,8 @@ class MlflowSweepCallback(Callback):
                 **owner_tags(),
                 "xablate.role": "sweep",
                 "xablate.study": str(config.study),
-                "xablate.sweep_dir": str(sweep_dir.resolve()),
-                "xablate.overrides": " ".join(overrides),
+                "xablate.sweep_dir": portable(str(sweep_dir.resolve())),
+                "xablate.overrides": portable(" ".join(overrides)),
                 "xablate.sweep_keys": " ".join(keys),
                 "xablate.sweep_name": sweep_dir.name,
             })

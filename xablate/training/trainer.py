@@ -21,7 +21,8 @@ from xablate.data.digest import DATA_DIGEST_TAG, source_digest
 from xablate.models import ModelSummary
 from xablate.models.pretrained import weights_file
 from xablate.onednn import apply as apply_onednn, cpu_model
-from xablate.tracking.identity import run_identity
+from xablate.paths import portable
+from xablate.tracking.identity import is_semantic, run_identity
 from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, owner_tags, plan_run
 from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
                                     resolve_tracking_uri)
@@ -96,7 +97,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         "xablate.device": _device(),
         "xablate.cpu": cpu_model(),
         "xablate.onednn": onednn,
-        "xablate.overrides": " ".join(context.overrides),
+        "xablate.overrides": portable(" ".join(context.overrides)),
         **{f"xablate.{axis}": str(cfg[axis]) for axis in (*AXES, "seed")},
         **owner_tags(),
     }
@@ -133,7 +134,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     try:
         with Heartbeat(client, run_id, float(cfg["tracking"]["heartbeat_seconds"])), \
                 system_metrics(cfg["tracking"], uri, run_id, resumed=plan.action == "resume"):
-            log_params(client, run_id, {k: v for k, v in flatten(cfg).items() if not k.startswith("analysis")})
+            log_params(client, run_id, {k: portable(v) if isinstance(v, str) and not is_semantic(k) else v
+                                        for k, v in flatten(cfg).items() if not k.startswith("analysis")})
             history, summary = fit_with_oom_retry(cfg, client, run_id, Path(context.output_dir), checkpoint,
                                                    context.callbacks)
     except RunDiverged as diverged:
