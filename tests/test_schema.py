@@ -137,3 +137,29 @@ def test_checking_keys_imports_no_keras():
             "schema.builder_keys(); print(sorted(m for m in ('keras', 'tensorflow', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(ROOT), timeout=120)
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_bad_tuning_stage_is_refused_before_the_sweeps_parent_exists(tmp_path):
+    proc = run_py("-m", "experiment=fig10_tuned", "debug=default", "hydra.sweeper.tune.values=[]",
+                  f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "xablate: Received hydra.sweeper.tune.values=[]; allowed: a list of at least two distinct values." \
+        in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_run_py_help_opens_with_the_apps_own_help_listing_every_study_and_group_option(tmp_path):
+    proc = run_py("--help", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0
+    head, _, rest = proc.stdout.partition("== Config ==")
+    assert head.startswith("xablate: architecture ablations of the Xception family.")
+    assert "== Hydra ==" in rest and "--multirun" in rest  # Hydra's own flags follow
+    studies = head.split("Studies (python run.py -m experiment=NAME): ", 1)[1].split("Groups", 1)[0]
+    assert sorted(s.strip() for s in studies.replace("\n", " ").split(",")) == options("experiment")
+    groups = " ".join(head.split("Groups (GROUP=OPTION): ", 1)[1].split("Any key", 1)[0].split())
+    listed = {g.split(": ")[0]: sorted(g.split(": ")[1].split(", ")) for g in groups.split(" | ")}
+    assert listed == {group: options(group) for group in ("model", "data", "optim", "design", "debug",
+                                                          "hydra/launcher")}
+    assert "_common" not in head

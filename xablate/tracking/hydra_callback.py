@@ -102,17 +102,23 @@ class MlflowSweepCallback(Callback):
 
 
 def refuse_unknown_keys(config: DictConfig) -> None:
-    """Ends the sweep with one line naming an unknown key and its nearest known key, before anything is created.
+    """Ends the sweep with one line naming an unknown key and its nearest known key, or a bad tuning or pilot
+    stage of the staged sweeper, before anything is created.
     SystemExit, not an exception: Hydra turns a callback's exceptions into warnings and would launch the jobs."""
     from xablate.paths import project_root
     from xablate.schema import check_known_keys, check_override_keys
+    from xablate.staging import parse_pilot, parse_tune
 
     job = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
     groups = {p.name for p in (project_root() / "conf").iterdir() if p.is_dir()}
     overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
+    sweeper = config.hydra.sweeper
     try:
         check_known_keys(job)
         check_override_keys(overrides, groups)
+        for block, parse in (("tune", parse_tune), ("pilot", parse_pilot)):  # the staged sweeper's stages
+            if sweeper.get(block) is not None:
+                parse(OmegaConf.to_container(sweeper.get(block), resolve=True))
     except ValueError as error:
         print(f"xablate: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
