@@ -18,7 +18,7 @@ CASES = [
     ("segments=2.5", "Received segments=2.5 (float)"),
     ("segments=-4", "Received segments=-4; allowed"),
     ("residual=maybe", "Received residual='maybe'; allowed: true, false"),
-    ("+model.preset_size=3", "Received unknown model argument(s) ['preset_size']"),
+    ("+model.preset_size=3", "Received an unknown key model.preset_size=3; did you mean model.preset?"),
     ("model.preset=huge", "Received model.preset='huge'; allowed: xception, mini, debug"),
     ("data.source=mnist", "Received data.source='mnist'; allowed: digits, cifar10, cifar100, folder, tfds"),
     ("optim.optimizer=lamb", "Received optim.optimizer='lamb'; allowed: sgd, adam, rmsprop"),
@@ -65,6 +65,9 @@ CASES = [
     ("train.checkpoint_dir=/etc/hostname/checkpoints",
      "Received train.checkpoint_dir='/etc/hostname/checkpoints'; allowed: null (beside the store), or a folder"),
     ("tracking.uri=ftp://example.org/store", "Received tracking.uri='ftp://example.org/store'; allowed: http(s)://"),
+    ("train.onednn=fast", "Received train.onednn='fast'; allowed: auto, on, avx2, off"),
+    ("+train.epoch=3", "Received an unknown key train.epoch=3; did you mean train.epochs?"),
+    ("+tracking.stage_name=pilot", "Received an unknown key tracking.stage_name='pilot'; did you mean tracking.stage?"),
 ]
 
 # a folder source: (how the folder is broken, the message)

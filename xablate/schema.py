@@ -30,6 +30,9 @@ from typing import Any, Iterable, Mapping
 
 ROLES = ("semantic", "neutral", "non_semantic")
 FREE_FORM = ("analysis",)  # read by its own parser (xablate.studies.parse_study), any keys
+# builder arguments that come from elsewhere (the top-level axes, the data): known here, refused by the validation
+# with where they come from
+MODEL_ELSEWHERE = {"model.residual", "model.intermediate_act", "model.segments", "model.input_shape", "model.classes"}
 
 
 def key(default: Any = None, role: str = "semantic", *, neutral: Any = MISSING, graph: bool = False,
@@ -212,7 +215,7 @@ def unknown_keys(cfg: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """The keys of a composed job config that no section declares, each with the nearest known key (or None)."""
     from xablate.config import flatten
 
-    known = set(declared()) | set(builder_keys())
+    known = set(declared()) | set(builder_keys()) | MODEL_ELSEWHERE
     unknown = []
     for name in flatten(cfg):
         if name in known or any(name == free or name.startswith(free + ".") for free in FREE_FORM):
