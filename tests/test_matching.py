@@ -91,7 +91,7 @@ def test_a_point_that_cannot_be_matched_is_refused_naming_the_closest(monkeypatc
 @pytest.mark.parametrize("divisor, exact_up_to", [(8, 8), (64, 64)])
 def test_width_divisor_64_makes_every_spectrum_point_of_the_mini_model_exact(divisor, exact_up_to):
     """Clean spectrum points: at the mini preset's widths (divisor 8: separable inputs 16 … 384 with 184 = 8 · 23)
-    k <= 8 is exact in every separable layer; at +model.width_divisor=64 (inputs 64, 192, 256, 384) every k up
+    k <= 8 is exact in every separable layer; at model.width_divisor=64 (inputs 64, 192, 256, 384) every k up
     to 64 is, so no two requested points are the same model."""
     from xablate.models.segments import effective_segments
     from xablate.models.xception import separable_inputs
@@ -101,3 +101,32 @@ def test_width_divisor_64_makes_every_spectrum_point_of_the_mini_model_exact(div
     for k in (1, 2, 4, 8, 16, 32, 64):
         used = {effective_segments(k, channels) for _, channels in layers}
         assert (used == {k}) == (k <= exact_up_to), (k, used)
+
+
+def test_every_builder_argument_is_either_counted_or_changes_no_count():
+    """A new builder argument fails here until matching says whether it changes the counts (and models it)."""
+    import inspect
+
+    from xablate.models.matching import COUNT_NEUTRAL, COUNTED
+
+    assert COUNTED | COUNT_NEUTRAL == set(inspect.signature(build_xception).parameters)
+    assert not COUNTED & COUNT_NEUTRAL
+
+
+@pytest.mark.parametrize("extra", [{"intermediate_act": "elu"}, {"bn_momentum": 0.5, "dropout": 0.3},
+                                   {"segment_impl": "split", "segments": 2}, {"pooling": "max", "include_top": False},
+                                   {"weight_decay": 1e-4, "classifier_activation": None}])
+def test_the_count_neutral_arguments_leave_keras_count_equal_to_the_closed_form(extra):
+    kwargs = preset_kwargs("debug", **extra)
+    keras.backend.clear_session()
+    model = build_xception(**kwargs)
+    assert counts(**kwargs) == {"params": model.count_params(), "flops": summarize_model(model).flops}
+
+
+def test_an_argument_the_counts_do_not_model_is_refused(monkeypatch):
+    from xablate.models import matching
+
+    monkeypatch.setattr(matching, "COUNT_NEUTRAL", matching.COUNT_NEUTRAL - {"bn_momentum"})
+    with pytest.raises(ValueError, match=r"Received bn_momentum=0.5 with model.match; allowed: bn_momentum at its "
+                                         r"default \(0.99\)"):
+        counts(**preset_kwargs("debug", bn_momentum=0.5))

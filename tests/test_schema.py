@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from helpers import ROOT, run_py
+from helpers import ROOT, run_py, runs_of
 from xablate import schema
 from xablate.data.digest import SPLIT_KEYS
 from xablate.tracking.identity import IDENTITY_VERSION, NEUTRAL_DEFAULTS, NON_SEMANTIC, is_semantic, param_value
@@ -163,3 +163,32 @@ def test_run_py_help_opens_with_the_apps_own_help_listing_every_study_and_group_
     assert listed == {group: options(group) for group in ("model", "data", "optim", "design", "debug",
                                                           "hydra/launcher")}
     assert "_common" not in head
+
+
+def test_the_model_group_holds_every_builder_argument_at_preset():
+    model = composed()["model"]
+    builder = [k.split(".", 1)[1] for k in schema.builder_keys()]
+    assert list(model) == ["preset", "weights", "head", "match", *[k for k in builder if k != "head"]]
+    assert {model[k] for k in builder if k != "head"} == {schema.PRESET}
+    assert "preset" not in str(schema.without_unset(composed())["model"].values())
+    assert schema.model_settings({"preset": "mini", "width_multiplier": 0.5, "stem": "preset"}) == {
+        "preset": "mini", "width_multiplier": 0.5}
+
+
+@pytest.mark.slow
+def test_a_builder_argument_sweeps_without_plus_through_run_figures_and_status(tmp_path):
+    """The model section follows the builder: `model.width_multiplier=a,b` runs, draws and reports."""
+    from xablate.cli import main as xablate_main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = ["debug=default", "model.width_multiplier=0.0625,0.125", f"tracking.uri={uri}"]
+    proc = run_py("-m", *sweep, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = runs_of(uri, "default", role="job")
+    assert sorted(r.data.params["model.width_multiplier"] for r in runs) == ["0.0625", "0.125"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert not [k for r in runs for k, v in r.data.params.items() if v == schema.PRESET]  # unset: not logged
+    assert xablate_main(["figures", "--uri", uri, "--out", str(tmp_path / "results")]) == 0
+    table = (tmp_path / "results" / "default" / "table.csv").read_text()
+    assert "model.width_multiplier=0.0625" in table and "model.width_multiplier=0.125" in table
+    assert xablate_main(["status", *sweep[:-1], f"tracking.uri={uri}"]) == 0  # every cell done

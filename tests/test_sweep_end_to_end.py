@@ -102,7 +102,7 @@ def test_a_failed_job_fails_the_sweep_and_closes_its_parent(tmp_path):
     uri = sqlite_uri(tmp_path)
     # exact rounding: k=4 divides every debug layer (8, 8, 16, 48, 64, 96 channels), k=16 does not; the job
     # with k=16 is refused before its run starts (errors during training: tests/test_failures.py)
-    proc = run_py("-m", "segments=16,4", "+model.segment_rounding=exact", "debug=default", "train.epochs=1",
+    proc = run_py("-m", "segments=16,4", "model.segment_rounding=exact", "debug=default", "train.epochs=1",
                   f"tracking.uri={uri}", cwd=tmp_path)
     assert proc.returncode != 0
     assert "Received segments=16, which does not divide the 8 input channels of layer block2_sepconv1" in proc.stderr

@@ -1,7 +1,7 @@
 """Plain-dict helpers for a job's config (the Hydra config becomes plain Python once, in run.py), and the
 names a run is shown by.
 
-An *axis* is any config key a sweep varies (`intermediate_act`, `optim.learning_rate`, `+model.kernel_size`);
+An *axis* is any config key a sweep varies (`intermediate_act`, `optim.learning_rate`, `model.width_multiplier`);
 `seed` and `data.split_seed` are replicates, never axes. The three top-level keys of the paper's ablations go
 to the model builder (`MODEL_AXES`); any other builder argument is swept as `model.<argument>`.
 """

@@ -197,12 +197,46 @@ def builder_keys() -> tuple[str, ...]:
     return tuple(f"model.{a.arg}" for a in builder.args.kwonlyargs if a.arg not in skip)
 
 
+PRESET = "preset"  # a builder argument left at the preset's value (model.<argument>: preset)
+
+
+def model_node() -> dict[str, Any]:
+    """The model group's base node: the Model section's fields at their defaults, then every other keyword
+    argument of the builder at `preset` (the preset's or the builder's own value), so `model.<argument>=value`
+    needs no `+` and a new builder argument is a new key with no edit to conf/."""
+    node = {f.name: f.default for f in fields(Model)}
+    for name in builder_keys():
+        node.setdefault(name.split(".", 1)[1], PRESET)
+    return node
+
+
+def register() -> None:
+    """Stores the model group's base node in Hydra's ConfigStore as `model/_builder` (conf/model/*.yaml list it
+    first in their defaults). Idempotent; done when this module is imported, so that every compose (run.py,
+    the CLI, the tests) finds it."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="model", name="_builder", node=model_node())
+
+
+def model_settings(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The model section without the builder arguments left at `preset`."""
+    return {k: v for k, v in model.items() if not (isinstance(v, str) and v == PRESET)}
+
+
+def without_unset(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A job config whose model section holds only what is set (what params, identity and the analysis see)."""
+    return {**cfg, "model": model_settings(cfg["model"])} if "model" in cfg else dict(cfg)
+
+
 def non_semantic_keys() -> tuple[str, ...]:
     return tuple(name for name, f in declared().items() if f.metadata["role"] == "non_semantic")
 
 
 def neutral_defaults() -> dict[str, Any]:
-    return {name: f.metadata["neutral"] for name, f in declared().items() if f.metadata["role"] == "neutral"}
+    """Declared neutral keys at their neutral value; every builder argument is neutral at `preset`."""
+    neutral = {name: PRESET for name in builder_keys() if name not in declared()}
+    return neutral | {name: f.metadata["neutral"] for name, f in declared().items() if f.metadata["role"] == "neutral"}
 
 
 def keys_with(flag: str, prefix: str = "") -> tuple[str, ...]:
@@ -280,3 +314,6 @@ def check_override_keys(overrides: Iterable[str], groups: Iterable[str]) -> None
         hint = f"did you mean {close}?" if close else "no known key is close"
         raise ValueError(f"Received an unknown key in the override {override.input_line}; {hint} Allowed: a config "
                          f"group ({', '.join(sorted(groups))}) or a key the config declares.")
+
+
+register()  # declarative: Hydra's config registry (see `register`)

@@ -15,7 +15,7 @@ from xablate.checks import number_in, positive_int, seed_value
 from xablate.data.sources import validate_data
 from xablate.models.pretrained import check_weights_setting
 from xablate.onednn import check_mode as check_onednn_mode
-from xablate.schema import check_known_keys
+from xablate.schema import check_known_keys, model_settings, without_unset
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.matching import matched_kwargs
 from xablate.models.segments import validate_segments
@@ -30,8 +30,9 @@ VERBOSITY = ("auto", 0, 1, 2)
 
 def normalize_axes(cfg: dict) -> dict:
     """A copy of the config with the axes in canonical form (intermediate_act "none" or a name; segments an
-    int or "depthwise"), so that tags, params and the analysis compare like with like."""
-    cfg = copy.deepcopy(cfg)
+    int or "depthwise") and the model section holding only what is set (no builder argument at `preset`), so
+    that tags, params, identities and the analysis compare like with like."""
+    cfg = copy.deepcopy(without_unset(cfg))  # builder arguments left at the preset's value are not settings
     cfg["intermediate_act"] = normalize_activation(cfg["intermediate_act"]) or "none"
     cfg["segments"] = validate_segments(cfg["segments"])
     return cfg
@@ -99,7 +100,7 @@ def validate_job_config(cfg: dict) -> None:
     validate_data(cfg["data"])  # each owner checks its own settings
     validate_recipe(cfg["optim"])
 
-    model = dict(cfg["model"])
+    model = model_settings(cfg["model"])
     preset = model.pop("preset")
     check_weights_setting(model.pop("weights", None))  # where training starts from, not a builder argument
     match = model.pop("match", None)  # how the width is chosen (xablate.models.matching), not a builder argument

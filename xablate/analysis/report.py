@@ -7,6 +7,8 @@ when the same query now selects other runs, or the same runs with another status
 
 from __future__ import annotations
 
+import xablate.schema  # noqa: F401  (registers model/_builder with Hydra's ConfigStore before any compose)
+
 import json
 from datetime import datetime, timezone
 from functools import lru_cache

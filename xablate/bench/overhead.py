@@ -8,6 +8,8 @@ model, data and optimizer with the trainer's own helpers and times `model.fit` w
 
 from __future__ import annotations
 
+import xablate.schema  # noqa: F401  (registers model/_builder with Hydra's ConfigStore before any compose)
+
 import contextlib
 import io
 import os

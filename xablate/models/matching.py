@@ -19,6 +19,14 @@ import math
 from xablate.models.segments import DEPTHWISE, effective_segments, validate_segments
 from xablate.models.xception import ENTRY_FLOW, EXIT_FLOW, MIDDLE_BLOCK, STEM_WIDTHS, WIDTH_DIVISOR, scale_width
 
+# Every builder argument is either modelled by `counts` or changes no parameter or FLOP count; tests/test_matching.py
+# fails for a builder argument in neither set, and `counts` refuses one set away from its default, so a new
+# spatial argument cannot make `model.match` solve widths from wrong counts.
+COUNTED = frozenset({"input_shape", "classes", "include_top", "head", "stem", "width_multiplier", "width_divisor",
+                     "middle_blocks", "residual", "segments", "segment_rounding"})
+COUNT_NEUTRAL = frozenset({"intermediate_act", "segment_impl", "pooling", "classifier_activation", "bn_momentum",
+                           "dropout", "weight_decay", "name"})  # activations, kernels' layout, regularisation, names
+
 QUANTITIES = ("params", "flops")
 MATCH_TOLERANCE = 0.03  # relative distance to the baseline's count a matched point must reach
 BN_PARAMS = 4           # gamma, beta, moving mean, moving variance per channel (Keras counts all four)
@@ -29,6 +37,7 @@ def counts(**kwargs) -> dict[str, int]:
 
     Follows xablate.models.xception layer by layer; multiply-adds as `summarize_model` counts them (every conv
     and dense kernel once per output pixel)."""
+    _check_counted(kwargs)
     height, width, in_channels = kwargs.get("input_shape", (299, 299, 3))
     multiplier = float(kwargs.get("width_multiplier", 1.0))
     divisor = int(kwargs.get("width_divisor", WIDTH_DIVISOR))
@@ -71,6 +80,19 @@ def counts(**kwargs) -> dict[str, int]:
         params += features * classes + classes
         mult_adds += features * classes
     return {"params": params, "flops": 2 * mult_adds}
+
+
+def _check_counted(kwargs: dict) -> None:
+    import inspect
+
+    from xablate.models.xception import build_xception
+
+    defaults = {name: p.default for name, p in inspect.signature(build_xception).parameters.items()}
+    for name, value in kwargs.items():
+        if name not in COUNTED | COUNT_NEUTRAL and value != defaults.get(name):
+            raise ValueError(f"Received {name}={value!r} with model.match; allowed: {name} at its default "
+                             f"({defaults.get(name)!r}): the closed-form counts of xablate.models.matching do not "
+                             f"model it, so no width could be matched.")
 
 
 def matched_width(kwargs: dict, quantity: str, baseline_segments=DEPTHWISE) -> dict:

@@ -29,6 +29,7 @@ from xablate.data import load_data
 from xablate.data.digest import dataset_inputs, source_digest
 from xablate.models import build_xception, preset_kwargs, summarize_model
 from xablate.models.matching import match_params, matched_kwargs
+from xablate.schema import model_settings
 from xablate.models.pretrained import IMAGENET_RANGE, family_builds, load_pretrained, weights_file
 from xablate.training.curves import log_curves
 from xablate.training.finetune import set_base_trainable
@@ -48,7 +49,7 @@ def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes:
     """Builder arguments: the preset < the recipe's dropout/weight decay < model.* overrides < the axes;
     input shape and classes always come from the data; with `model.match` the width is solved for the segments
     value (xablate.models.matching); `matched=False` gives the configured width (the match's baseline)."""
-    model_cfg = dict(cfg["model"])
+    model_cfg = model_settings(cfg["model"])
     preset = model_cfg.pop("preset")
     model_cfg.pop("weights", None)  # where training starts from (xablate.models.pretrained), not an argument
     match = model_cfg.pop("match", None)  # compute-matched spectrum: the width comes from the segments value
