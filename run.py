@@ -34,7 +34,8 @@ def main(cfg: DictConfig) -> dict:
     select_backend(str(cfg.backend))  # before Keras is imported
     if multirun:
         assign_gpu(hydra_cfg.job.num, str(hydra_cfg.launcher.get("_target_", "")))
-    apply_onednn(cfg.train.get("onednn", "auto"))  # before TensorFlow loads (xablate/onednn.py: a native crash)
+    # before TensorFlow loads: xablate/onednn.py (a native crash of oneDNN on AVX-512 CPUs)
+    apply_onednn(cfg.train.get("onednn", "auto"), str(cfg.train.get("precision", "fp32")))
     if str(cfg.backend) == "tensorflow":
         start_tensorflow_quietly()  # without its C++ start-up lines (XABLATE_TF_LOGS=1 keeps them)
 

@@ -7,7 +7,7 @@ import textwrap
 
 from mlflow import MlflowClient
 
-from helpers import ROOT, runs_of, sqlite_uri
+from helpers import ROOT, clean_env, runs_of, sqlite_uri
 
 # Runs run.py as `python run.py ...` would, after making `import tensorflow` fail, as on the GPU machine.
 WITHOUT_TENSORFLOW = textwrap.dedent("""
@@ -96,52 +96,70 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert run.data.metrics["epochs_completed"] == 2
 
 
+BF16_JOB = """
+import json, sys
+from xablate.onednn import apply
+apply("auto", "bf16")  # before TensorFlow loads, as run.py does
+import keras
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from xablate.training.trainer import RunContext, train
+
+class Inspect(keras.callbacks.Callback):
+    seen = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.seen:
+            return
+        model = self.model
+        self.seen.update(
+            policy=model.dtype_policy.name,
+            compute_dtypes=sorted({layer.compute_dtype for layer in model.layers
+                                   if layer.weights and layer.name != "predictions"}),
+            variable_dtypes=sorted({v.dtype for v in model.weights}),
+            predictions_compute_dtype=model.get_layer("predictions").compute_dtype,
+            output_dtype=keras.backend.standardize_dtype(model.outputs[0].dtype),
+            jit_compile=model.jit_compile,
+            train_function=model.train_function is not None,
+            loss=float(logs["loss"]),
+        )
+
+root, uri, out = sys.argv[1:]
+with initialize_config_dir(config_dir=root + "/conf", version_base="1.3"):
+    cfg = compose("config", overrides=["debug=default", "train.precision=bf16", "train.jit_compile=true",
+                                       "train.run_eagerly=false", "study=bf16", "tracking.uri=" + uri])
+result = train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=out, callbacks=[Inspect()]))
+print("RESULT " + json.dumps({"status": result.status, "run_id": result.run_id, "history": result.history,
+                              "seen": Inspect.seen, "policy_after": keras.config.dtype_policy().name}))
+"""
+
+
 def test_mixed_bfloat16_with_xla(tmp_path):
-    """What the model and its train step actually use, seen from inside the run, not the config passed in."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    """What the model and its train step actually use, seen from inside the run, not the config passed in. In
+    its own interpreter: oneDNN's state is per process, and bf16 needs it off on AVX-512 CPUs (xablate/onednn.py)
+    where the tests' own process caps it for fp32."""
+    import json
 
-    import keras
-    from xablate.training.trainer import RunContext, train
-
-    class Inspect(keras.callbacks.Callback):
-        seen = {}
-
-        def on_train_batch_end(self, batch, logs=None):
-            if self.seen:
-                return
-            model = self.model
-            self.seen.update(
-                policy=model.dtype_policy.name,
-                layer_policies={layer.dtype_policy.name for layer in model.layers if layer.weights},
-                compute_dtypes={layer.compute_dtype for layer in model.layers
-                                if layer.weights and layer.name != "predictions"},
-                variable_dtypes={v.dtype for v in model.weights},
-                predictions_compute_dtype=model.get_layer("predictions").compute_dtype,
-                output_dtype=keras.backend.standardize_dtype(model.outputs[0].dtype),
-                jit_compile=model.jit_compile,
-                train_function=model.train_function is not None,
-                loss=float(logs["loss"]),
-            )
+    from xablate import onednn
 
     uri = sqlite_uri(tmp_path)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["debug=default", "train.precision=bf16", "train.jit_compile=true",
-                                           "train.run_eagerly=false",
-                                           "study=bf16", f"tracking.uri={uri}"])
-    result = train(OmegaConf.to_container(cfg, resolve=True),
-                   RunContext(output_dir=tmp_path / "out", callbacks=[Inspect()]))
-    assert result.status == "FINISHED"
-    seen = Inspect.seen
+    env = {k: v for k, v in clean_env().items() if k not in (onednn.ISA_VAR, onednn.OPTS_VAR)}
+    proc = subprocess.run([sys.executable, "-c", BF16_JOB, str(ROOT), uri, str(tmp_path / "out")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert result["status"] == "FINISHED"
+    seen = result["seen"]
     assert seen["policy"] == "mixed_bfloat16"
-    assert seen["compute_dtypes"] == {"bfloat16"}  # every layer with weights but the classifier computes in bf16
-    assert seen["variable_dtypes"] == {"float32"}  # ... on float32 variables
+    assert seen["compute_dtypes"] == ["bfloat16"]  # every layer with weights but the classifier computes in bf16
+    assert seen["variable_dtypes"] == ["float32"]  # ... on float32 variables
     assert seen["predictions_compute_dtype"] == "float32" and seen["output_dtype"] == "float32"
     assert seen["jit_compile"] is True  # on a CPU-only machine Keras' "auto" would have chosen False
     assert seen["train_function"]
     assert math.isfinite(seen["loss"])
-    assert len(result.history) == 2 and all(math.isfinite(row["loss"]) for row in result.history)
-    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after the run
-    run = MlflowClient(uri).get_run(result.run_id)
+    assert len(result["history"]) == 2 and all(math.isfinite(row["loss"]) for row in result["history"])
+    assert result["policy_after"] == "float32"  # the global policy is restored after the run
+    run = MlflowClient(uri).get_run(result["run_id"])
     assert run.data.params["train.precision"] == "bf16"
-    assert all(math.isfinite(m.value) for m in MlflowClient(uri).get_metric_history(result.run_id, "loss"))
+    assert run.data.tags["xablate.onednn"] == onednn.wanted_env("auto", environ={}, precision="bf16")[1]
+    assert all(math.isfinite(m.value) for m in MlflowClient(uri).get_metric_history(result["run_id"], "loss"))

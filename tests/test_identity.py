@@ -63,6 +63,7 @@ def test_a_key_at_its_neutral_default_is_left_out_of_the_hash():
 
 
 def test_a_finished_run_is_still_skipped_after_an_upgrade_adds_a_key(tmp_path, monkeypatch):
+    from xablate import schema
     from xablate.training.trainer import RunContext, train
 
     cfg = composed("debug=default", "train.epochs=1", "train.save_model=false", f"tracking.uri={sqlite_uri(tmp_path)}",
@@ -71,6 +72,8 @@ def test_a_finished_run_is_still_skipped_after_an_upgrade_adds_a_key(tmp_path, m
     assert first.status == "FINISHED"
     # the next version adds train.new_knob, whose default False behaves as before
     monkeypatch.setitem(identity.NEUTRAL_DEFAULTS, "train.new_knob", False)
+    declared = schema.declared()  # ... declared in the schema (a key nobody declared is refused)
+    monkeypatch.setattr(schema, "declared", lambda: {**declared, "train.new_knob": declared["train.checkpoint"]})
     upgraded = copy.deepcopy(cfg)
     upgraded["train"]["new_knob"] = False
     again = train(upgraded, RunContext(output_dir=Path(tmp_path / "b")))

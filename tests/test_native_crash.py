@@ -172,3 +172,20 @@ def test_the_onednn_bench_summary_is_the_median_over_rounds_and_its_ratio_to_on(
     assert len(x) == len(y) == 256  # two pairs of full batches: every batch even
     with pytest.raises(ValueError, match="allowed: at least 128 images"):
         even_batches(list(range(100)), list(range(100)), 64)
+
+
+@pytest.mark.parametrize("precision, expected", [
+    ("fp32", ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, "avx2 (auto: AVX-512 CPU)")),
+    ("bf16", ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "off (auto: AVX-512 CPU, bf16)")),
+    ("fp16", ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "off (auto: AVX-512 CPU, fp16)")),
+])
+def test_auto_turns_onednn_off_for_reduced_precision_where_the_cap_has_no_kernels(precision, expected):
+    assert onednn.wanted_env("auto", environ={}, flags=AVX512, precision=precision) == expected
+    assert onednn.wanted_env("auto", environ={}, flags=AVX2_ONLY, precision=precision) == ({}, "on (auto: no AVX-512)")
+
+
+def test_a_bf16_job_in_a_process_capped_for_fp32_is_refused_naming_the_way_out():
+    if not onednn.wanted_env("auto")[1].startswith("avx2"):
+        pytest.skip("this process is not capped (no AVX-512)")
+    with pytest.raises(ValueError, match=r"train.precision='bf16', which needs oneDNN off.*train\.onednn=off"):
+        onednn.apply("auto", precision="bf16")

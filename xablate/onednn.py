@@ -7,8 +7,9 @@ aborts (SIGABRT) or segfaults (SIGSEGV), e.g. on the last, partial batch of a 51
 tests/onednn_crash_repro.py holds the smallest reproducer and its measured boundary; capping oneDNN at AVX2
 avoids the fault, as does turning oneDNN off.
 
-    auto  (default) on a CPU with AVX-512, oneDNN is capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2); elsewhere, or
-          when the user set ONEDNN_MAX_CPU_ISA or TF_ENABLE_ONEDNN_OPTS themselves, nothing changes
+    auto  (default) on a CPU with AVX-512, oneDNN is capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) for fp32 and
+          turned off for bf16/fp16 (the cap has no reduced-precision convolutions); elsewhere, or when the user
+          set ONEDNN_MAX_CPU_ISA or TF_ENABLE_ONEDNN_OPTS themselves, nothing changes
     on    oneDNN with every instruction set the CPU has (TensorFlow's default; crashes as above)
     avx2  oneDNN capped at AVX2
     off   no oneDNN (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's Eigen kernels)
@@ -72,9 +73,12 @@ def affected_cpu(flags: frozenset[str] | None = None) -> bool:
     return "avx512f" in (cpu_flags() if flags is None else flags)
 
 
-def wanted_env(mode: str, *, environ=None, flags: frozenset[str] | None = None) -> tuple[dict[str, str], str]:
+def wanted_env(mode: str, *, environ=None, flags: frozenset[str] | None = None,
+               precision: str = "fp32") -> tuple[dict[str, str], str]:
     """The environment variables `mode` sets (none for `on` or when `auto` leaves things alone) and the state
-    they give, as recorded on the run: `on`, `avx2` or `off`, with why for `auto`."""
+    they give, as recorded on the run: `on`, `avx2` or `off`, with why for `auto`. Under the AVX2 cap oneDNN
+    has no bfloat16/float16 convolution ("could not create a primitive descriptor"), so `auto` turns oneDNN off
+    for `train.precision` bf16 or fp16 on AVX-512 CPUs instead."""
     environ = os.environ if environ is None else environ
     check_mode(mode)
     if mode == "off":
@@ -87,6 +91,8 @@ def wanted_env(mode: str, *, environ=None, flags: frozenset[str] | None = None) 
         return {}, "off (TF_ENABLE_ONEDNN_OPTS=0 in the environment)"
     if environ.get(ISA_VAR, SAFE_ISA) != SAFE_ISA:  # the user's own cap (a cap at AVX2 is what auto sets anyway)
         return {}, f"{environ[ISA_VAR].lower()} ({ISA_VAR} in the environment)"
+    if affected_cpu(flags) and precision != "fp32":
+        return {OPTS_VAR: "0"}, f"off (auto: AVX-512 CPU, {precision})"
     if affected_cpu(flags):
         return {ISA_VAR: SAFE_ISA}, "avx2 (auto: AVX-512 CPU)"
     if environ.get(ISA_VAR):
@@ -94,22 +100,24 @@ def wanted_env(mode: str, *, environ=None, flags: frozenset[str] | None = None) 
     return {}, "on (auto: no AVX-512)"
 
 
-def apply(mode: str) -> str:
+def apply(mode: str, precision: str = "fp32") -> str:
     """Sets the environment for `mode` before oneDNN reads it; returns the state in effect for the run's tag.
 
-    A process settles once: a later job asking for another state than the first one's gets ValueError (sweep
-    it in separate processes), except `auto`, which keeps what is in effect.
+    A process settles once: a later job whose state differs from the first one's gets ValueError (sweep it in
+    separate processes), except `auto` for fp32, which runs under either safe state (oneDNN capped or off).
     """
     global _applied
-    env, state = wanted_env(mode)
+    env, state = wanted_env(mode, precision=precision)
     if _applied is not None:
-        if mode != "auto" and state != _applied.split(" ")[0]:
-            raise ValueError(f"Received train.onednn={mode!r}, but this process already runs TensorFlow with oneDNN "
-                             f"{_applied!r} (oneDNN reads its settings once per process). Sweep train.onednn in "
-                             f"separate processes: hydra/launcher=joblib, or one command per value.")
+        wanted, current = state.split(" ")[0], _applied.split(" ")[0]
+        if wanted != current and not (mode == "auto" and wanted == "avx2" and current == "off"):
+            raise ValueError(f"Received train.onednn={mode!r} with train.precision={precision!r}, which needs oneDNN "
+                             f"{wanted}, but this process already runs TensorFlow with oneDNN {_applied!r} (oneDNN "
+                             f"reads its settings once per process). Sweep these in separate processes "
+                             f"(hydra/launcher=parallel, or one command each), or set train.onednn=off for all.")
         return _applied
     loaded_off = os.environ.get(OPTS_VAR) == "0"
-    if "tensorflow" in sys.modules and (OPTS_VAR in env) != loaded_off and mode != "auto":
+    if "tensorflow" in sys.modules and (OPTS_VAR in env) != loaded_off and (mode != "auto" or OPTS_VAR in env):
         raise ValueError(f"Received train.onednn={mode!r}, but TensorFlow is already imported in this process and "
                          f"reads {OPTS_VAR} only when it loads ({OPTS_VAR}={os.environ.get(OPTS_VAR)!r} then): "
                          f"start the job through run.py, which sets it first.")

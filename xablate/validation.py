@@ -5,17 +5,16 @@ Every message names the setting, the value received and what is allowed.
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
-from xablate.config import AXES
+from xablate.config import AXES, canonical_axes
 from xablate.backend import BACKENDS
 from xablate.checks import number_in, positive_int, seed_value
 from xablate.data.sources import validate_data
 from xablate.models.pretrained import check_weights_setting
 from xablate.onednn import check_mode as check_onednn_mode
-from xablate.schema import check_known_keys, model_settings, without_unset
+from xablate.schema import check_known_keys, model_settings
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.matching import matched_kwargs
 from xablate.models.segments import validate_segments
@@ -29,13 +28,9 @@ VERBOSITY = ("auto", 0, 1, 2)
 
 
 def normalize_axes(cfg: dict) -> dict:
-    """A copy of the config with the axes in canonical form (intermediate_act "none" or a name; segments an
-    int or "depthwise") and the model section holding only what is set (no builder argument at `preset`), so
-    that tags, params, identities and the analysis compare like with like."""
-    cfg = copy.deepcopy(without_unset(cfg))  # builder arguments left at the preset's value are not settings
-    cfg["intermediate_act"] = normalize_activation(cfg["intermediate_act"]) or "none"
-    cfg["segments"] = validate_segments(cfg["segments"])
-    return cfg
+    """The config in canonical form (xablate.config.canonical_axes), its activation checked against Keras'."""
+    normalize_activation(cfg["intermediate_act"])
+    return canonical_axes(cfg)
 
 
 def validate_job_config(cfg: dict) -> None:

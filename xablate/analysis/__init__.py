@@ -5,35 +5,33 @@
     history = history_frame(uri, selection.runs, axes=selection.axes)   # one row per run x epoch x metric
     figures = study_figures(selection, history)                          # chosen by the axes
     table = variant_table(selection)                                     # paired differences from the baseline
+
+The names below load their module when first used: `xablate status` reads the store without importing
+matplotlib and seaborn.
 """
 
-from xablate.analysis.figures import capacity_figure, curves_figure, heatmap_figure, trend_figure
-from xablate.analysis.report import beside_selection, selected_runs, study_figures
-from xablate.analysis.stats import holm, mean_ci, min_detectable_effect, paired_difference, seeds_needed
-from xablate.analysis.store import Selection, history_frame, runs_frame, select_runs, studies_in_store
-from xablate.analysis.tables import variant_table
-from xablate.analysis.verdicts import verdict_table
-from xablate.studies import load_study
+from importlib import import_module
 
-__all__ = [
-    "Selection",
-    "beside_selection",
-    "capacity_figure",
-    "curves_figure",
-    "heatmap_figure",
-    "history_frame",
-    "holm",
-    "load_study",
-    "mean_ci",
-    "min_detectable_effect",
-    "paired_difference",
-    "runs_frame",
-    "seeds_needed",
-    "select_runs",
-    "selected_runs",
-    "studies_in_store",
-    "study_figures",
-    "trend_figure",
-    "variant_table",
-    "verdict_table",
-]
+_HOMES = {
+    "capacity_figure": "figures", "curves_figure": "figures", "heatmap_figure": "figures", "trend_figure": "figures",
+    "beside_selection": "report", "selected_runs": "report", "study_figures": "report",
+    "holm": "stats", "mean_ci": "stats", "min_detectable_effect": "stats", "paired_difference": "stats",
+    "seeds_needed": "stats",
+    "Selection": "store", "history_frame": "store", "runs_frame": "store", "select_runs": "store",
+    "studies_in_store": "store",
+    "variant_table": "tables", "verdict_table": "verdicts",
+}
+
+__all__ = sorted([*_HOMES, "load_study"])
+
+
+def __getattr__(name: str):
+    if name == "load_study":
+        from xablate.studies import load_study
+
+        return load_study
+    if name not in _HOMES:
+        raise AttributeError(f"module 'xablate.analysis' has no attribute {name!r}")
+    value = getattr(import_module(f"xablate.analysis.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

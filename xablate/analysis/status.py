@@ -17,14 +17,15 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from xablate.config import canonical_axes
 from xablate.paths import project_root
+from xablate.schema import check_known_keys
 from xablate.staging import STAGE_TAG, parse_tune, with_overrides
 from xablate.sweeps import expand, swept_keys
 from xablate.data.digest import source_digest
 from xablate.tracking.identity import run_identity
 from xablate.tracking.previous_runs import DATA_DIGEST_TAG, IDENTITY_TAG, variant_state
 from xablate.tracking.store import resolve_tracking_uri
-from xablate.validation import normalize_axes, validate_job_config
 
 STATES = ("done", "diverged", "running", "failed", "missing")
 TO_RUN = ("failed", "missing")  # a rerun resumes the failed cells and trains the missing ones
@@ -85,10 +86,6 @@ def _grid(arguments: list[str]):
 
 def study_status(arguments: list[str], *, backend: str | None = None) -> StudyStatus:
     """The completeness of `python run.py -m <arguments>` in its store."""
-    if backend is None:
-        import keras
-
-        backend = keras.backend.backend()
     base, keys, jobs, tune = _grid(arguments)
     rows, identities = [], []
     uri = experiment = stale = None
@@ -99,9 +96,9 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
             cell = []
             for overrides in options:
                 cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
-                validate_job_config(cfg)
-                cfg = normalize_axes(cfg)
-                cell.append((run_identity(cfg, backend), source_digest(cfg["data"])))
+                check_known_keys(cfg)  # values are the job's to check; status needs no Keras to find cells
+                cfg = canonical_axes(cfg)
+                cell.append((run_identity(cfg, backend or str(cfg["backend"])), source_digest(cfg["data"])))
             if uri is None:
                 uri = resolve_tracking_uri(cfg["tracking"]["uri"])
                 experiment, stale = str(cfg["tracking"]["experiment"]), float(cfg["tracking"]["stale_after_seconds"])

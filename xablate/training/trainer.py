@@ -67,7 +67,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         raise ValueError(f"Received backend={cfg['backend']!r}, but Keras in this process runs on "
                          f"{keras.backend.backend()!r}: start the job through run.py (which sets KERAS_BACKEND "
                          f"before Keras loads) or set KERAS_BACKEND={cfg['backend']} yourself.")
-    onednn = apply_onednn(cfg["train"].get("onednn", "auto"))  # before this process' first convolution
+    # before this process' first convolution (xablate/onednn.py)
+    onednn = apply_onednn(cfg["train"].get("onednn", "auto"), str(cfg["train"].get("precision", "fp32")))
     uri = resolve_tracking_uri(cfg["tracking"]["uri"])
     check_reachable(uri)
     weights_file(cfg["model"].get("weights"))  # pretrained weights at hand (downloaded if need be) before any run
