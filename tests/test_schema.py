@@ -192,3 +192,11 @@ def test_a_builder_argument_sweeps_without_plus_through_run_figures_and_status(t
     table = (tmp_path / "results" / "default" / "table.csv").read_text()
     assert "model.width_multiplier=0.0625" in table and "model.width_multiplier=0.125" in table
     assert xablate_main(["status", *sweep[:-1], f"tracking.uri={uri}"]) == 0  # every cell done
+
+
+def test_the_config_reference_in_docs_is_generated_from_the_schema():
+    """docs/config.md lists every declared key and builder argument; regenerate: python -m xablate.schema"""
+    text = (ROOT / "docs" / "config.md").read_text()
+    assert text == schema.reference_markdown(), "docs/config.md is stale: python -m xablate.schema > docs/config.md"
+    for name in [*schema.declared(), *schema.builder_keys()]:
+        assert f"| `{name}` |" in text

@@ -68,7 +68,7 @@ class Schedule:
 class Optim:
     name: str = key("adam", doc="the recipe's name")
     optimizer: str = key("adam", doc="sgd, adam or rmsprop")
-    learning_rate: float = key(0.001)
+    learning_rate: float = key(0.001, doc="the initial learning rate")
     momentum: float = key(None, doc="sgd, rmsprop")
     schedule: Schedule = field(default_factory=Schedule)
     weight_decay: float = key(0.0, doc="L2 on every kernel (a builder argument)")
@@ -78,27 +78,27 @@ class Optim:
 
 @section
 class Augment:
-    enabled: bool = key(False)
-    rotation_degrees: float = key(20)
-    shift: float = key(0.1)
-    shear: float = key(0.1)
+    enabled: bool = key(False, doc="augment training batches (Keras preprocessing layers)")
+    rotation_degrees: float = key(20, doc="random rotation, degrees")
+    shift: float = key(0.1, doc="random translation, fraction of the image")
+    shear: float = key(0.1, doc="Keras' RandomShear factor on x and y")
     shear_degrees: float = key(None, "neutral", neutral=None, doc="an angle; replaces shear when set")
-    zoom: float = key(0.1)
-    horizontal_flip: bool = key(True)
-    brightness: list = key([0.7, 1.3])
+    zoom: float = key(0.1, doc="random zoom, fraction")
+    horizontal_flip: bool = key(True, doc="random left-right flips")
+    brightness: list = key([0.7, 1.3], doc="brightness range")
     brightness_mode: str = key("additive", "neutral", neutral="additive", doc="additive or multiplicative")
 
 
 @section
 class Data:
     source: str = key("digits", doc="digits, cifar10, cifar100, folder or tfds")
-    image_size: int = key(32, split=True)
-    validation_fraction: float = key(0.1, split=True)
+    image_size: int = key(32, split=True, doc="images are resized to image_size x image_size")
+    validation_fraction: float = key(0.1, split=True, doc="held out of training (stratified) where the source has no validation split")
     test_fraction: float = key(0.2, split=True, doc="digits: held out for testing")
-    split_seed: int = key(0, split=True)
-    limit_train: int = key(None, split=True)
-    limit_val: int = key(None, split=True)
-    limit_test: int = key(None, "neutral", neutral=None, split=True)
+    split_seed: int = key(0, split=True, doc="draws the held-out splits (data.split_seed=${seed}: one per replicate)")
+    limit_train: int = key(None, split=True, doc="use only the first N training images")
+    limit_val: int = key(None, split=True, doc="use only the first N validation images")
+    limit_test: int = key(None, "neutral", neutral=None, split=True, doc="use only the first N test images")
     cache: str = key("auto", "non_semantic", doc="auto, memory or none")
     pipeline: str = key("auto", doc="auto, tf_data or memory")
     cache_dir: str = key(None, "non_semantic", doc="CIFAR: Keras' cache; TFDS: its data_dir")
@@ -112,34 +112,34 @@ class Data:
 
 @section
 class Train:
-    epochs: int = key(8, graph=True)
-    batch_size: int = key(64, graph=True)
-    verbose: Any = key("auto", "non_semantic")
-    save_model: bool = key(True, "non_semantic")
-    diverge_factor: float = key(10.0)
-    checkpoint: bool = key(True, "non_semantic")
-    checkpoint_dir: str = key(None, "non_semantic")
-    oom_retry: bool = key(True, "non_semantic")
-    precision: str = key("fp32", graph=True)
+    epochs: int = key(8, graph=True, doc="training epochs (the schedule's length)")
+    batch_size: int = key(64, graph=True, doc="global batch size (split over replicates with data_parallel)")
+    verbose: Any = key("auto", "non_semantic", doc="auto (progress bar on a terminal), 0, 1 or 2")
+    save_model: bool = key(True, "non_semantic", doc="log the trained model as a .keras artifact")
+    diverge_factor: float = key(10.0, doc="stop as diverged when the loss exceeds this x its start (null: NaN/inf only)")
+    checkpoint: bool = key(True, "non_semantic", doc="save weights and optimizer at each epoch end (resume)")
+    checkpoint_dir: str = key(None, "non_semantic", doc="null: beside a SQLite store, else <project>/checkpoints")
+    oom_retry: bool = key(True, "non_semantic", doc="out of GPU memory: retry with half the batch, 2 accumulation steps")
+    precision: str = key("fp32", graph=True, doc="fp32, bf16 (mixed bfloat16) or fp16 (mixed float16)")
     jit_compile: Any = key("auto", "non_semantic", graph=True, doc="XLA compiles the same computation")
     run_eagerly: bool = key(False, "non_semantic", doc="the same computation, op by op")
     reuse_compiled: bool = key(True, "non_semantic", doc="a kept traced model, bit-for-bit (tests/test_reuse.py)")
-    data_parallel: bool = key(False)
-    precise_bn_batches: int = key(4, "neutral", neutral=0)
-    freeze_base_epochs: int = key(0, "neutral", neutral=0)
+    data_parallel: bool = key(False, doc="one replica per local GPU (MirroredStrategy / JAX DataParallel)")
+    precise_bn_batches: int = key(4, "neutral", neutral=0, doc="batch-norm statistics recomputed from this many batches before evaluation")
+    freeze_base_epochs: int = key(0, "neutral", neutral=0, doc="fine-tuning: train only the classifier this many epochs first")
     onednn: str = key("auto", "non_semantic", doc="the same computation through other CPU kernels")
 
 
 @section
 class Tracking:
-    uri: str = key(None, "non_semantic")
-    experiment: str = key(None, "non_semantic")
-    heartbeat_seconds: float = key(60, "non_semantic")
-    stale_after_seconds: float = key(600, "non_semantic")
-    system_metrics: bool = key(True, "non_semantic")
-    system_metrics_seconds: float = key(10, "non_semantic")
-    stage: str = key("final", "non_semantic")
-    tuned_key: str = key(None, "non_semantic")
+    uri: str = key(None, "non_semantic", doc="null: $MLFLOW_TRACKING_URI, else <project>/mlflow.db")
+    experiment: str = key(None, "non_semantic", doc="the MLflow experiment (conf: ${study})")
+    heartbeat_seconds: float = key(60, "non_semantic", doc="a running job refreshes its heartbeat tag this often")
+    stale_after_seconds: float = key(600, "non_semantic", doc="a RUNNING run from another host with an older heartbeat is dead")
+    system_metrics: bool = key(True, "non_semantic", doc="MLflow's CPU/memory/GPU sampler on the run")
+    system_metrics_seconds: float = key(10, "non_semantic", doc="its sampling interval")
+    stage: str = key("final", "non_semantic", doc="set by the staged sweeper: pilot, tune or final")
+    tuned_key: str = key(None, "non_semantic", doc="set by the staged sweeper: the key its tuning stage picks")
 
 
 @section
@@ -153,13 +153,13 @@ class Model:
 
 @section
 class Job:
-    study: str = key("default", "non_semantic")
-    residual: bool = key(True, graph=True)
-    intermediate_act: str = key("none", graph=True)
-    segments: Any = key("depthwise", graph=True)
-    seed: int = key(0)
-    backend: str = key("tensorflow")
-    force: bool = key(False, "non_semantic")
+    study: str = key("default", "non_semantic", doc="the study (MLflow experiment) the runs go to")
+    residual: bool = key(True, graph=True, doc="shortcut branches on/off (paper Fig. 9)")
+    intermediate_act: str = key("none", graph=True, doc="none, or a Keras activation between the depthwise and pointwise op (Fig. 10)")
+    segments: Any = key("depthwise", graph=True, doc="channel segments of every spatial conv: 1 ... k ... depthwise")
+    seed: int = key(0, doc="the replicate: initial weights, data order, augmentation")
+    backend: str = key("tensorflow", doc="Keras backend: tensorflow, jax or torch (conf: $KERAS_BACKEND)")
+    force: bool = key(False, "non_semantic", doc="train again even when the study holds a finished run of this config")
     analysis: dict = key(None, "non_semantic", doc="a study file's analysis block (free-form)")
     model: Model = field(default_factory=Model)
     data: Data = field(default_factory=Data)
@@ -316,4 +316,42 @@ def check_override_keys(overrides: Iterable[str], groups: Iterable[str]) -> None
                          f"group ({', '.join(sorted(groups))}) or a key the config declares.")
 
 
+def reference_markdown() -> str:
+    """docs/config.md: every key with its type, default, role and what it is (`python -m xablate.schema`)."""
+    lines = ["# Configuration reference", "",
+             "Generated from `xablate/schema.py` by `python -m xablate.schema > docs/config.md` (a test checks it is",
+             "current). Set any key as `key=value` (`python run.py train.epochs=3`); a key not listed is refused.",
+             "Roles: *semantic* keys enter the run identity; *neutral* keys enter it only away from their neutral",
+             "value; *non-semantic* keys never do. *graph*: a kept compiled model is reused only when it is the same;",
+             "*split*: it decides which images a split holds (the data digest).", ""]
+    sections: dict[str, list[str]] = {}
+    for name, f in declared().items():
+        section_ = name.rsplit(".", 1)[0] if "." in name else "(top level)"
+        role = f.metadata["role"].replace("_", "-")
+        if role == "neutral":
+            role += f" (at {_yaml(f.metadata['neutral'])})"
+        flags = ", ".join(flag for flag in ("graph", "split") if f.metadata[flag])
+        default = _yaml(f.default_factory() if f.default_factory is not MISSING else f.default)
+        kind = getattr(f.type, "__name__", str(f.type)).replace("typing.", "")
+        sections.setdefault(section_, []).append(
+            f"| `{name}` | {kind} | `{default}` | {role}{', ' + flags if flags else ''} | {f.metadata['doc']} |")
+    builder = [f"| `{name}` | builder argument | `{PRESET}` | neutral (at {PRESET}), graph | the preset's "
+               f"value unless set |" for name in builder_keys() if name not in declared()]
+    sections["model"] = sections.get("model", []) + builder
+    for section_, rows in sections.items():
+        lines += [f"## {section_}", "", "| key | type | default | role | what |", "|---|---|---|---|---|", *rows, ""]
+    lines += ["`analysis` is a study file's block, read by `xablate.studies.parse_study` (its own keys).", ""]
+    return "\n".join(lines)
+
+
+def _yaml(value: Any) -> str:
+    """A default as it is typed in YAML or on the command line."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return str(value) if not isinstance(value, (list, dict)) else str(value).replace("'", "")
+
+
 register()  # declarative: Hydra's config registry (see `register`)
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")
