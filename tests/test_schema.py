@@ -55,7 +55,8 @@ def test_every_field_declares_a_role_and_a_neutral_key_its_value():
 
 
 def test_the_lists_keyed_by_role_are_derived_from_the_schema():
-    assert NEUTRAL_DEFAULTS == {
+    builder_at_preset = {k: schema.PRESET for k in schema.builder_keys() if k != "model.head"}
+    assert NEUTRAL_DEFAULTS == builder_at_preset | {
         "model.weights": None, "model.head": "avg", "model.match": None, "data.limit_test": None,
         "data.augment.shear_degrees": None, "data.augment.brightness_mode": "additive",
         "train.precise_bn_batches": 0, "train.freeze_base_epochs": 0}
