@@ -1,4 +1,5 @@
 import os
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -16,3 +17,25 @@ def fresh_keras_session():
     """Each test starts with Keras' name counters and graph reset, as a new process would."""
     keras.backend.clear_session()
     yield
+
+
+# Test tiers. `pytest -m "not slow"` is the edit-test loop: unit and in-process tests only. A test that starts
+# run.py in a subprocess (directly or through a module-scoped fixture) belongs to the slow tier; one that is not
+# marked so fails here, naming the mark it needs, instead of quietly slowing the loop down.
+_running = {"slow": True}
+
+
+def pytest_runtest_setup(item):
+    _running["slow"] = item.get_closest_marker("slow") is not None
+
+
+class _TieredPopen(subprocess.Popen):
+    def __init__(self, args, *rest, **kwargs):
+        words = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
+        if not _running["slow"] and any(word.endswith("run.py") for word in words):
+            raise AssertionError("this test starts run.py in a subprocess: mark it @pytest.mark.slow (the fast "
+                                 "tier, pytest -m 'not slow', runs in-process tests only)")
+        super().__init__(args, *rest, **kwargs)
+
+
+subprocess.Popen = _TieredPopen

@@ -1,0 +1,27 @@
+"""The front page stays a front page, and every relative link in README.md and docs/ leads to a file."""
+
+import re
+
+import pytest
+
+from helpers import ROOT
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")
+
+
+def test_the_readme_is_a_front_page_with_the_two_quickstart_commands():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    quickstart = text.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert quickstart == ['python3.11 -m venv .venv && .venv/bin/pip install -e ".[dev]" && .venv/bin/python run.py',
+                          ".venv/bin/python -m pytest -q"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_resolves_and_no_line_is_dated(page):
+    text = page.read_text()
+    for target, _ in LINK.findall(text):
+        if "://" not in target:
+            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), f"{page.name}: a dated line (timings belong beside their CSVs)"
