@@ -9,6 +9,7 @@ from xablate.paths import portable, project_root
     ("sqlite:///{root}/results/store/mlflow.db", "sqlite:///results/store/mlflow.db"),
     ("tracking.uri=sqlite:////scratch/me/x/mlflow.db seed=0,1", "tracking.uri=sqlite:///.../mlflow.db seed=0,1"),
     ("data.path=/scratch/me/flowers debug=default", "data.path=.../flowers debug=default"),
+    ("tracking.uri=sqlite\\:////scratch/me/x/mlflow.db", "tracking.uri=sqlite\\:///.../mlflow.db"),  # Hydra's escape
     ("{root}/multirun/default/2026-12-02", "multirun/default/2026-12-02"),
     ("{root}", "."),
     ("relative/path seed=1", "relative/path seed=1"),

@@ -28,13 +28,22 @@ def portable(text: str) -> str:
     """A value as recorded in a run's params and tags: paths inside the project relative to it
     (`sqlite:////home/me/xablate/results/store/mlflow.db` -> `sqlite:///results/store/mlflow.db`), other
     absolute paths by their last component (`/scratch/me/data` -> `.../data`), so records hold no machine's
-    layout."""
-    root = str(project_root())
-    text = text.replace(root + "/", "").replace(root, ".")
-    return _ABSOLUTE.sub(lambda m: m.group(1) + ".../" + m.group(2), text)
+    layout. Works word by word on overrides (`key=value`), Hydra's escaped `sqlite\\:` included."""
+    return " ".join(_portable_word(word) for word in text.split(" "))
 
 
-_ABSOLUTE = re.compile(r"(^|[=\s:]|(?<=sqlite:///))/(?:[^/\s=,]+/)+([^/\s=,]+)")
+def _portable_word(word: str) -> str:
+    key, eq, value = word.partition("=") if "=" in word else ("", "", word)
+    uri = re.match(r"^(.*?sqlite\\?:///)(/.*)$", value)
+    prefix, path = (uri.group(1), uri.group(2)) if uri else ("", value)
+    if not path.startswith("/"):
+        return word
+    path_, root = Path(path), project_root()
+    if path_ == root:
+        return key + eq + prefix + "."
+    if path_.is_relative_to(root):
+        return key + eq + prefix + path_.relative_to(root).as_posix()
+    return key + eq + prefix + ".../" + path_.name
 
 
 def portable_uri(uri: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from xablate.config import AXES, canonical_axes
 from xablate.backend import BACKENDS
 from xablate.checks import number_in, positive_int, seed_value
-from xablate.data.sources import validate_data
+from xablate.data.checks import validate_data
 from xablate.models.pretrained import check_weights_setting
 from xablate.onednn import check_mode as check_onednn_mode
 from xablate.schema import check_known_keys, model_settings

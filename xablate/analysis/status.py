@@ -23,6 +23,7 @@ from xablate.schema import check_known_keys
 from xablate.staging import STAGE_TAG, parse_tune, with_overrides
 from xablate.sweeps import expand, swept_keys
 from xablate.data.digest import source_digest
+from xablate.data.sources import SOURCES
 from xablate.tracking.identity import run_identity
 from xablate.tracking.previous_runs import DATA_DIGEST_TAG, IDENTITY_TAG, variant_state
 from xablate.tracking.store import resolve_tracking_uri
@@ -96,7 +97,8 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
             cell = []
             for overrides in options:
                 cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
-                check_known_keys(cfg)  # values are the job's to check; status needs no Keras to find cells
+                check_known_keys(cfg)  # and the data the cell's digest reads; the rest is the job's to check
+                SOURCES[cfg["data"]["source"]].check(cfg["data"])  # (status needs no Keras to find cells)
                 cfg = canonical_axes(cfg)
                 cell.append((run_identity(cfg, backend or str(cfg["backend"])), source_digest(cfg["data"])))
             if uri is None:

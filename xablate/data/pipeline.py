@@ -76,7 +76,11 @@ def augmentation_layers(aug: dict, seed: int) -> list:
 
 CACHE_MODES = ("auto", "memory", "none")
 PIPELINES = ("auto", "tf_data", "memory")
-ARRAY_SOURCES = ("digits", "cifar10", "cifar100")  # sources that load into numpy arrays
+
+
+def array_sources() -> tuple[str, ...]:
+    """The registered sources that load into numpy arrays (the in-memory pipeline reads only those)."""
+    return tuple(name for name, source in SOURCES.items() if source.arrays)
 
 
 def tensorflow_available() -> bool:
@@ -92,7 +96,7 @@ def choose_pipeline(cfg: dict) -> str:
     if setting == "auto":
         import keras
 
-        if keras.backend.backend() == "tensorflow" or cfg["source"] not in ARRAY_SOURCES:
+        if keras.backend.backend() == "tensorflow" or not SOURCES[cfg["source"]].arrays:
             return "tf_data" if tensorflow_available() else "memory"
         return "memory"
     return setting
@@ -119,7 +123,7 @@ def load_data(cfg: dict, *, batch_size: int, seed: int, value_range: tuple[float
 
     Sources give values in [0, 1] and augmentation works there; every split is scaled to `value_range` last
     (pretrained weights expect the scaling they were trained with: Xception's ImageNet weights [-1, 1])."""
-    splits: Splits = SOURCES[cfg["source"]](cfg)
+    splits: Splits = SOURCES[cfg["source"]].load(cfg)
     if choose_pipeline(cfg) == "memory":
         return _in_memory(cfg, splits, batch_size=batch_size, seed=seed, value_range=value_range)
     import tensorflow as tf

@@ -24,11 +24,11 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
+from xablate.data.digest import DATA_DIGEST_TAG
 from xablate.tracking import native_crash
 
 HOST_TAG, PID_TAG, HEARTBEAT_TAG = "xablate.host", "xablate.pid", "xablate.heartbeat"
 IDENTITY_TAG, OUTCOME_TAG = "xablate.identity", "xablate.outcome"
-DATA_DIGEST_TAG = "xablate.data_digest"  # the data's content digest (xablate.data.digest)
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""scikit-learn's handwritten digits: the embedded default (no network)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from xablate.checks import number_in
+from xablate.data.sources.base import Source, Splits, array_splits, register, stratified_holdout
+
+
+def load_digits(cfg: dict) -> Splits:
+    """scikit-learn's handwritten digits (1,797 8x8 grey images, 10 classes), shipped inside the package.
+
+    It has no split of its own: `data.test_fraction` is held out as the test split, then `validation_fraction`
+    of the rest as validation, both stratified by class and drawn with `data.split_seed`.
+    """
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    images = (digits.images / 16.0)[..., None]  # (1797, 8, 8, 1), 0..16 grey levels -> [0, 1]
+    labels = digits.target
+    rest, test = stratified_holdout(labels, float(cfg["test_fraction"]), int(cfg.get("split_seed", 0)) + 7919)
+    return array_splits(images[rest], labels[rest], images[test], labels[test], num_classes=10, cfg=cfg)
+
+
+def digest(data: dict) -> str:
+    """The bytes of the file scikit-learn ships (it is the data)."""
+    import sklearn.datasets
+
+    shipped = Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
+    return hashlib.sha256(shipped.read_bytes()).hexdigest()[:16]
+
+
+def check(data: dict) -> None:
+    number_in("data.test_fraction", data["test_fraction"], 0.0, 1.0, low_open=True)
+    if data["test_fraction"] + data["validation_fraction"] * (1 - data["test_fraction"]) >= 0.9:
+        raise ValueError(f"Received data.test_fraction={data['test_fraction']!r} with data.validation_fraction="
+                         f"{data['validation_fraction']!r}; allowed: fractions that leave at least 10 % of the "
+                         f"images for training.")
+
+
+register(Source("digits", load=load_digits, digest=digest, describe=lambda data: ("digits", "sklearn.datasets.load_digits"),
+                check=check, arrays=True))
