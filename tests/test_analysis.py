@@ -21,6 +21,8 @@ from xablate.analysis.stats import mean_ci
 from xablate.analysis.store import RUN_COLUMNS, studies_in_store
 from xablate.studies import Study
 
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
+
 XABLATE = os.path.join(os.path.dirname(sys.executable), "xablate")
 SWEEPS = [  # (study, its sweep): a paper axis, the spectrum's ordered axis, and two axes one of them new
     ("default", ["intermediate_act=none,relu", "seed=0,1"]),

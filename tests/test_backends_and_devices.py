@@ -1,5 +1,6 @@
 """The same training under JAX without TensorFlow, data parallelism over 2 logical CPUs, and mixed precision."""
 
+import pytest
 import math
 import subprocess
 import sys
@@ -27,6 +28,7 @@ WITHOUT_TENSORFLOW = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_jax_backend_trains_without_tensorflow(tmp_path):
     """As on the GPU machine: JAX, no TensorFlow (the in-memory pipeline), one process for the sweep's jobs. The
     second and third jobs train the first job's kept model (xablate/training/reuse.py), and seed 1 again gives
@@ -82,6 +84,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     uri = sqlite_uri(tmp_path)
     proc = subprocess.run([sys.executable, "-c", MIRRORED, str(ROOT), uri, str(tmp_path / "out")], cwd=tmp_path,
@@ -134,6 +137,7 @@ print("RESULT " + json.dumps({"status": result.status, "run_id": result.run_id, 
 """
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_with_xla(tmp_path):
     """What the model and its train step actually use, seen from inside the run, not the config passed in. In
     its own interpreter: oneDNN's state is per process, and bf16 needs it off on AVX-512 CPUs (xablate/onednn.py)

@@ -9,6 +9,8 @@ import pytest
 
 from helpers import ROOT
 
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
+
 XABLATE = os.path.join(os.path.dirname(sys.executable), "xablate")
 STORE = f"sqlite:///{ROOT / 'results' / 'store' / 'mlflow.db'}"
 

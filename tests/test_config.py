@@ -53,6 +53,7 @@ def test_every_group_option_composes_and_validates(group, option, tmp_path):
         assert cfg["study"] == option
 
 
+@pytest.mark.slow
 def test_cfg_job_prints_the_composed_config(tmp_path):
     proc = run_py("--cfg", "job", "optim=paper_imagenet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

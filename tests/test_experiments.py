@@ -24,6 +24,7 @@ def test_experiment_expands_to_its_grid(experiment, axis, values):
     assert keys == [axis] and len(jobs) == len(values)
 
 
+@pytest.mark.slow
 def test_an_experiment_runs_its_sweep_end_to_end(tmp_path):
     uri = sqlite_uri(tmp_path)
     proc = run_py("-m", "experiment=fig9_residual", "debug=default", "seed=1", "train.epochs=1",

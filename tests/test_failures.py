@@ -14,6 +14,8 @@ from xablate.analysis.tables import variant_table
 from xablate.cli import main as xablate_main
 from xablate.training.trainer import RunContext, train
 
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
+
 GRID = ["experiment=fig9_residual", "debug=default", "seed=0"]
 LR_SWEEP = "optim.learning_rate=0.001,1e9"
 

@@ -56,6 +56,7 @@ def seventeen_classes(tmp_path_factory):
     return root, weights
 
 
+@pytest.mark.slow
 def test_seed_finetune_from_a_file_freezes_then_trains_everything_and_resumes_across_the_switch(
         seventeen_classes, tmp_path):
     folder, weights = seventeen_classes

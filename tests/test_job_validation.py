@@ -148,6 +148,7 @@ def test_unknown_group_option_is_refused_by_hydra(group, name):
             compose("config", overrides=[f"{group}={name}"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, message", [CASES[1], CASES[10]])
 def test_the_command_exits_non_zero_with_the_message(tmp_path, override, message):
     uri = sqlite_uri(tmp_path)

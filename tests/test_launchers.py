@@ -12,6 +12,8 @@ import pytest
 
 from helpers import run_py, runs_of, sqlite_uri
 
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
+
 
 def assert_one_parent_two_finished_children(uri, study):
     parents = runs_of(uri, study, role="sweep")

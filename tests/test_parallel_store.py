@@ -4,6 +4,9 @@ config: one parent, every run and every metric point arrives."""
 from mlflow import MlflowClient
 
 from helpers import run_py, runs_of, sqlite_uri
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
 
 VARIANTS = ["1", "2", "4", "depthwise"]
 EPOCH_METRICS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds",

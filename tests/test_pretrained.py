@@ -123,6 +123,7 @@ def test_a_file_that_matches_nothing_is_an_error(tmp_path):
         load(debug_model(), tmp_path / "other.weights.h5")
 
 
+@pytest.mark.slow
 def test_imagenet_without_the_cached_file_or_network_fails_before_any_run(tmp_path, monkeypatch):
     from helpers import run_py, sqlite_uri
 

@@ -13,6 +13,8 @@ from omegaconf import OmegaConf
 from helpers import ROOT
 from xablate.training.trainer import RunContext, train
 
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
+
 EPOCHS = 3
 STEPS = 2  # debug: 128 training images in batches of 64
 

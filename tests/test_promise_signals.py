@@ -76,10 +76,12 @@ def assert_killed_with_its_checkpoint(store, study, signum):
     return run, state, folder
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_the_run_killed_and_leaves_its_checkpoint(store):
     assert_killed_with_its_checkpoint(store, "sigint", signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_run_killed_and_the_same_command_resumes_it_under_its_run_id(store):
     killed, state, folder = assert_killed_with_its_checkpoint(store, "sigterm", signal.SIGTERM)
     assert killed.data.tags["xablate.error"] == f"KeyboardInterrupt: received signal {int(signal.SIGTERM)}"

@@ -46,6 +46,7 @@ def status(capsys, *arguments):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_status_of_every_study_and_its_exit_codes(tmp_path, capsys):
     assert len(STUDIES) >= 3
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -3,6 +3,9 @@ script on a free port, asked for the store's experiments, then stopped."""
 
 from helpers import ServedUI
 from xablate.tracking.store import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, open_experiment
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
 
 
 def test_xablate_ui_serves_the_store_and_tags_its_experiments_for_training(tmp_path):

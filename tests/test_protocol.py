@@ -44,6 +44,7 @@ def first_epochs(tmp_path_factory):
     return uri, {"precise": runs["4"], "moving": runs["0"]}
 
 
+@pytest.mark.slow
 def test_after_the_first_epoch_validation_sees_what_training_learnt(first_epochs):
     uri, runs = first_epochs
     client = MlflowClient(uri)
@@ -57,6 +58,7 @@ def test_after_the_first_epoch_validation_sees_what_training_learnt(first_epochs
     assert precise.data.metrics["accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_the_reported_number_is_the_test_split_of_the_final_weights(first_epochs):
     run = first_epochs[1]["precise"]
     params, metrics = run.data.params, run.data.metrics

@@ -13,6 +13,8 @@ from mlflow import MlflowClient
 
 from helpers import ROOT, clean_env, run_py, runs_of, sqlite_uri
 
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
+
 EPOCHS = 4
 # a learning rate halved every epoch: a resume that lost the optimizer's iteration count (and with it the
 # schedule) or its moments trains differently from the uninterrupted run

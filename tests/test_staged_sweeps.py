@@ -20,6 +20,8 @@ from helpers import ROOT, clean_env, runs_of, sqlite_uri
 from xablate.analysis import selected_runs, variant_table
 from xablate.analysis.tables import to_markdown
 
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
+
 STUDY = "staged_debug"
 EXPERIMENT = textwrap.dedent(f"""\
     # @package _global_

@@ -68,3 +68,20 @@ def test_the_tuned_fig10_declares_its_stages_and_keeps_the_tuned_key_off_its_axe
     with pytest.raises(ValueError, match="with the tuned key 'optim.learning_rate'"):
         parse_study("s", {"analysis": {"axes": ["optim.learning_rate"]},
                           "hydra": {"sweeper": {"tune": {"key": "optim.learning_rate", "values": [1, 2]}}}})
+
+
+@pytest.mark.parametrize("declared, arguments", [
+    ({"seed": "0,1"}, ["a=x,y", "b=1"]),
+    ({"seed": "range(3)", "segments": "1,4,depthwise"}, ["intermediate_act=relu,elu", "+model.x=1,2"]),
+    ({}, ["a=1,2", "b=3", "a=5,6"]),  # a later override of a key replaces the earlier one
+    ({"seed": "0,1"}, ["seed=4", "residual=true,false"]),
+])
+def test_the_grid_is_the_one_hydras_basic_sweeper_makes(declared, arguments):
+    """xablate.sweeps.expand stands in for Hydra's private BasicSweeper.split_arguments (the staged sweeper and
+    `xablate status` use it): pinned here against Hydra's own, job for job."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in declared.items()), *arguments])
+    [hydras] = BasicSweeper.split_arguments(parsed, None)
+    assert expand(declared, arguments) == [list(job) for job in hydras]

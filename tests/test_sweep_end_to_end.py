@@ -11,6 +11,8 @@ from playwright.sync_api import sync_playwright
 from helpers import ServedUI, browser, run_py, runs_of, sqlite_uri
 from xablate.tracking.store import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 
+pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
+
 EPOCH_METRICS = {"loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy",
                  "learning_rate", "epoch_seconds", "images_per_second"}
 TEST_METRICS = {"test_accuracy", "test_loss", "test_top5_accuracy"}

@@ -28,6 +28,7 @@ def test_default_store_is_fixed_in_the_project_whatever_the_working_directory(tm
     assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
+@pytest.mark.slow
 def test_environment_variable_store_and_artifacts_beside_it(tmp_path):
     uri = f"sqlite:///{tmp_path / 'env.db'}"
     proc = run_py("debug=default", "train.epochs=1", "train.save_model=false", cwd=tmp_path / "..",
@@ -111,6 +112,7 @@ def mlflow_server(tmp_path):
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_debug_job_logs_to_a_real_mlflow_server(tmp_path, mlflow_server):
     work = tmp_path / "work"
     work.mkdir()
@@ -158,6 +160,7 @@ def silent_server():
         server.close()
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_fails_the_job_fast_before_any_run(tmp_path, silent_server, monkeypatch):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf

@@ -1,4 +1,7 @@
-"""The `staged` sweeper: pilot -> tune -> final, each stage one batch through the configured launcher."""
+"""The `staged` sweeper: pilot -> tune -> final, each stage one batch through the configured launcher.
+
+Built on Hydra's public plugin API only (hydra.plugins.sweeper.Sweeper, Plugins.instantiate_launcher); the grid
+is xablate.sweeps.expand, which tests/test_studies.py pins to the order of Hydra's basic sweeper."""
 
 from __future__ import annotations
 
@@ -8,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
-from omegaconf import OmegaConf
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
 
 
 @dataclass
@@ -27,24 +31,34 @@ class StagedSweeperConf:
 ConfigStore.instance().store(group="hydra/sweeper", name="staged", node=StagedSweeperConf, provider="xablate")
 
 
-class StagedSweeper(BasicSweeper):
+class StagedSweeper(Sweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
                  tune: Optional[Dict[str, Any]] = None, pilot: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(max_batch_size=max_batch_size, params=params)
         from xablate.staging import parse_pilot, parse_tune
+
+        self.max_batch_size = max_batch_size  # one batch per stage: kept for the config's shape
+        self.params = dict(params or {})
+        self.config: Optional[DictConfig] = None
+        self.launcher = None
+        self.hydra_context: Optional[HydraContext] = None
 
         plain = lambda node: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node  # noqa
         self.tune = parse_tune(plain(tune))
         self.pilot = parse_pilot(plain(pilot))
 
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
+                                                                task_function=task_function, config=config)
+
     def sweep(self, arguments: List[str]) -> Any:
         from xablate import staging
+        from xablate.sweeps import expand, swept_keys
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
-        [grid] = self.split_arguments(overrides, None)
-        swept = {o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()}
+        declared = {k: str(v) for k, v in self.params.items()}
+        grid = expand(declared, arguments)
+        swept = set(swept_keys(declared, arguments))
         if self.tune is not None and self.tune.key in swept:
             raise ValueError(f"Received hydra.sweeper.tune.key={self.tune.key!r}, which the sweep also varies; "
                              f"allowed: a key the sweep does not vary (tuned per variant, not an axis).")
@@ -84,10 +98,11 @@ class StagedSweeper(BasicSweeper):
         results = self.launcher.launch(jobs, initial_job_idx=self.job_index)
         self.job_index += len(jobs)
         for result in results:
-            if tolerate_divergence and result.status == JobStatus.FAILED \
-                    and isinstance(result._return_value, RunDiverged):
-                continue  # a value that diverges loses; it does not end the study
-            _ = result.return_value  # re-raises a job's failure, as Hydra's basic sweeper does
+            try:
+                _ = result.return_value  # re-raises a job's failure, as Hydra's basic sweeper does
+            except RunDiverged:
+                if not tolerate_divergence:
+                    raise  # a value that diverges loses a tuning stage; it does not end the study
         return results
 
     def _choose(self, planned: list, results: list, sweep_dir: Path, swept: set) -> dict:
@@ -102,7 +117,7 @@ class StagedSweeper(BasicSweeper):
         runs: dict = {}
         for (variant, value, _), result in zip(planned, results):
             if result.status == JobStatus.FAILED:  # diverged (others raised above)
-                run_id, got = getattr(result._return_value, "run_id", None), math.nan
+                run_id, got = _diverged_run(result), math.nan
             else:
                 run_id = result.return_value["run_id"]
                 run = client.get_run(run_id)
@@ -132,3 +147,12 @@ class StagedSweeper(BasicSweeper):
                            json.dumps({r["variant"]: r["chosen"] for r in record}))
             client.log_artifact(parent_id, str(sweep_dir / staging.TUNING_FILE))
         return choices
+
+
+def _diverged_run(result) -> Optional[str]:
+    """The run id a diverged job's RunDiverged carries (read through JobReturn's public return_value)."""
+    try:
+        _ = result.return_value
+    except Exception as error:  # noqa: BLE001 - the job's own exception, re-raised by Hydra
+        return getattr(error, "run_id", None)
+    return None
