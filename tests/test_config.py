@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from helpers import ROOT, run_py
 from xablate.training.recipes import build_optimizer, current_learning_rate, learning_rate
-from xablate.validation import validate_job_config
+from xablate.training.validation import validate_job_config
 
 GROUPS = {"model": ["mini", "xception", "debug"], "data": ["digits", "cifar10", "cifar100", "folder", "tfds"],
           "optim": ["adam", "seed", "paper_imagenet", "paper_jft"],

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from helpers import ROOT, sqlite_uri
 from xablate.training.trainer import RunContext, train
-from xablate.validation import validate_job_config
+from xablate.training.validation import validate_job_config
 
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 

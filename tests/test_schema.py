@@ -23,7 +23,7 @@ from helpers import ROOT, run_py, runs_of
 from xablate import schema
 from xablate.data.digest import SPLIT_KEYS
 from xablate.tracking.identity import IDENTITY_VERSION, NEUTRAL_DEFAULTS, NON_SEMANTIC, is_semantic, param_value
-from xablate.validation import validate_job_config
+from xablate.training.validation import validate_job_config
 
 TYPOS = [("+train.epoch=3", "train.epoch=3", "train.epochs"),
          ("+optim.momentom=0.9", "optim.momentom=0.9", "optim.momentum"),

@@ -63,7 +63,7 @@ def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, pa
 
 def check_overrides(overrides: list[str]) -> None:
     """Raises, naming the problem, when the overrides do not compose into a valid job config."""
-    from xablate.validation import validate_job_config
+    from xablate.training.validation import validate_job_config
 
     validate_job_config(overhead.compose(overhead.run_overrides(Path("/nonexistent/mlflow.db"), 2, overrides)))
 

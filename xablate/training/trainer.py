@@ -32,7 +32,7 @@ from xablate.training.divergence import RunDiverged
 from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
 from xablate.staging import STAGE_TAG, TUNED_KEY_TAG
 from xablate.sweeps import SWEEP_KEYS_FILE
-from xablate.validation import normalize_axes, validate_job_config
+from xablate.training.validation import normalize_axes, validate_job_config
 
 
 @dataclass
