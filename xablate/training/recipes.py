@@ -8,33 +8,74 @@ Schedules (`schedule.kind`):
 
 from __future__ import annotations
 
+from typing import Callable
+
 import keras
 
 from xablate.checks import number_in
 
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
-SCHEDULES = ("constant", "exponential", "piecewise")
+def _constant(lr: float, schedule: dict, *, steps_per_epoch: int, epochs: int, batch_size: int):
+    return lr
+
+
+def _exponential(lr: float, schedule: dict, *, steps_per_epoch: int, epochs: int, batch_size: int):
+    if schedule.get("every_samples"):
+        decay_steps = max(1, round(schedule["every_samples"] / batch_size))
+    else:
+        decay_steps = max(1, round(schedule["every_epochs"] * steps_per_epoch))
+    return keras.optimizers.schedules.ExponentialDecay(lr, decay_steps, schedule["factor"], staircase=True)
+
+
+def _piecewise(lr: float, schedule: dict, *, steps_per_epoch: int, epochs: int, batch_size: int):
+    total = steps_per_epoch * epochs
+    boundaries = [max(1, int(f * total)) for f in schedule["at_fractions"]]
+    values = [lr * schedule["factor"] ** i for i in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def _check_factor(schedule: dict) -> None:
+    number_in("optim.schedule.factor", schedule.get("factor"), 0.0, 1.0, low_open=True, high_open=False)
+
+
+def _check_exponential(schedule: dict) -> None:
+    _check_factor(schedule)
+    every = schedule.get("every_samples") or schedule.get("every_epochs")
+    if not (isinstance(every, (int, float)) and not isinstance(every, bool) and every > 0):
+        raise ValueError(f"Received optim.schedule={schedule!r}; allowed: an exponential schedule needs "
+                         f"every_epochs > 0 or every_samples > 0.")
+
+
+def _check_piecewise(schedule: dict) -> None:
+    _check_factor(schedule)
+    fractions = schedule.get("at_fractions")
+    if (not isinstance(fractions, list) or not fractions or fractions != sorted(fractions)
+            or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions)):
+        raise ValueError(f"Received optim.schedule.at_fractions={fractions!r}; allowed: increasing fractions "
+                         f"of training between 0 and 1, e.g. [0.3, 0.7].")
+
+
+# Registries: a schedule is (its learning rate or keras schedule, the check of its settings); an optimizer is
+# its Keras constructor from (learning rate, the optim section, EMA/accumulation keywords). A new one is one entry.
+SCHEDULES: dict[str, tuple[Callable, Callable[[dict], None]]] = {
+    "constant": (_constant, lambda schedule: None),
+    "exponential": (_exponential, _check_exponential),
+    "piecewise": (_piecewise, _check_piecewise),
+}
+OPTIMIZERS: dict[str, Callable] = {
+    "sgd": lambda lr, optim, extra: keras.optimizers.SGD(lr, momentum=optim.get("momentum") or 0.0, **extra),
+    "adam": lambda lr, optim, extra: keras.optimizers.Adam(lr, **extra),
+    "rmsprop": lambda lr, optim, extra: keras.optimizers.RMSprop(lr, momentum=optim.get("momentum") or 0.0, **extra),
+}
 
 
 def learning_rate(optim: dict, *, steps_per_epoch: int, epochs: int, batch_size: int):
     """A float or a keras LearningRateSchedule for the recipe."""
-    lr = float(optim["learning_rate"])
     schedule = optim.get("schedule") or {"kind": "constant"}
-    kind = schedule["kind"]
-    if kind == "constant":
-        return lr
-    if kind == "exponential":
-        if schedule.get("every_samples"):
-            decay_steps = max(1, round(schedule["every_samples"] / batch_size))
-        else:
-            decay_steps = max(1, round(schedule["every_epochs"] * steps_per_epoch))
-        return keras.optimizers.schedules.ExponentialDecay(lr, decay_steps, schedule["factor"], staircase=True)
-    if kind == "piecewise":
-        total = steps_per_epoch * epochs
-        boundaries = [max(1, int(f * total)) for f in schedule["at_fractions"]]
-        values = [lr * schedule["factor"] ** i for i in range(len(boundaries) + 1)]
-        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    raise ValueError(f"Received optim.schedule.kind={kind!r}; allowed: {', '.join(SCHEDULES)}.")
+    if schedule["kind"] not in SCHEDULES:
+        raise ValueError(f"Received optim.schedule.kind={schedule['kind']!r}; allowed: {', '.join(SCHEDULES)}.")
+    build, _ = SCHEDULES[schedule["kind"]]
+    return build(float(optim["learning_rate"]), schedule, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                 batch_size=batch_size)
 
 
 def build_optimizer(optim: dict, *, steps_per_epoch: int, epochs: int, batch_size: int,
@@ -42,17 +83,12 @@ def build_optimizer(optim: dict, *, steps_per_epoch: int, epochs: int, batch_siz
     """The recipe's optimizer, with EMA weights (Polyak averaging) when `ema_momentum` is set, and gradients
     accumulated over `gradient_accumulation_steps` batches when given (>= 2)."""
     lr = learning_rate(optim, steps_per_epoch=steps_per_epoch, epochs=epochs, batch_size=batch_size)
-    ema = {"use_ema": True, "ema_momentum": float(optim["ema_momentum"])} if optim.get("ema_momentum") else {}
+    extra = {"use_ema": True, "ema_momentum": float(optim["ema_momentum"])} if optim.get("ema_momentum") else {}
     if gradient_accumulation_steps:
-        ema["gradient_accumulation_steps"] = int(gradient_accumulation_steps)
-    name = optim["optimizer"]
-    if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=optim.get("momentum", 0.0), **ema)
-    if name == "adam":
-        return keras.optimizers.Adam(lr, **ema)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(lr, momentum=optim.get("momentum", 0.0), **ema)
-    raise ValueError(f"Received optim.optimizer={name!r}; allowed: {', '.join(OPTIMIZERS)}.")
+        extra["gradient_accumulation_steps"] = int(gradient_accumulation_steps)
+    if optim["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"Received optim.optimizer={optim['optimizer']!r}; allowed: {', '.join(OPTIMIZERS)}.")
+    return OPTIMIZERS[optim["optimizer"]](lr, optim, extra)
 
 
 def separate_ema_buffers(optimizer: keras.optimizers.Optimizer) -> None:
@@ -87,16 +123,4 @@ def validate_recipe(optim: dict) -> None:
     kind = schedule.get("kind", "constant")
     if kind not in SCHEDULES:
         raise ValueError(f"Received optim.schedule.kind={kind!r}; allowed: {', '.join(SCHEDULES)}.")
-    if kind in ("exponential", "piecewise"):
-        number_in("optim.schedule.factor", schedule.get("factor"), 0.0, 1.0, low_open=True, high_open=False)
-    if kind == "exponential":
-        every = schedule.get("every_samples") or schedule.get("every_epochs")
-        if not (isinstance(every, (int, float)) and not isinstance(every, bool) and every > 0):
-            raise ValueError(f"Received optim.schedule={schedule!r}; allowed: an exponential schedule needs "
-                             f"every_epochs > 0 or every_samples > 0.")
-    if kind == "piecewise":
-        fractions = schedule.get("at_fractions")
-        if (not isinstance(fractions, list) or not fractions or fractions != sorted(fractions)
-                or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions)):
-            raise ValueError(f"Received optim.schedule.at_fractions={fractions!r}; allowed: increasing fractions "
-                             f"of training between 0 and 1, e.g. [0.3, 0.7].")
+    SCHEDULES[kind][1](schedule)
