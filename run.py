@@ -49,7 +49,7 @@ def main(cfg: DictConfig) -> dict:
     )
     plain = OmegaConf.to_container(cfg, resolve=True)
     if not multirun:  # a single run's bad setting: one line, no traceback (a sweep's job raises to its launcher)
-        from xablate.validation import validate_job_config
+        from xablate.training.validation import validate_job_config
 
         try:
             validate_job_config(plain)
