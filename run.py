@@ -40,6 +40,7 @@ def main(cfg: DictConfig) -> dict:
         start_tensorflow_quietly()  # without its C++ start-up lines (XABLATE_TF_LOGS=1 keeps them)
 
     from xablate.training.trainer import RunContext, train
+    from xablate.training.validation import ConfigError
 
     context = RunContext(
         output_dir=Path(hydra_cfg.runtime.output_dir),
@@ -47,16 +48,13 @@ def main(cfg: DictConfig) -> dict:
         overrides=list(hydra_cfg.overrides.task),
         job_num=hydra_cfg.job.num if multirun else None,
     )
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    if not multirun:  # a single run's bad setting: one line, no traceback (a sweep's job raises to its launcher)
-        from xablate.training.validation import validate_job_config
-
-        try:
-            validate_job_config(plain)
-        except ValueError as error:
-            print(f"xablate: {error}", file=sys.stderr, flush=True)
-            sys.exit(2)
-    result = train(plain, context)
+    try:
+        result = train(OmegaConf.to_container(cfg, resolve=True), context)
+    except ConfigError as error:
+        if multirun:
+            raise  # a sweep's job raises to its launcher
+        print(f"xablate: {error}", file=sys.stderr, flush=True)  # a single run's bad setting: one line
+        sys.exit(2)
     return {"run_id": result.run_id, "status": result.status}  # Hydra's job return: the staged sweeper reads it
 
 

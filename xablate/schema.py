@@ -249,15 +249,19 @@ def unknown_keys(cfg: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """The keys of a composed job config that no section declares, each with the nearest known key (or None)."""
     from xablate.config import flatten
 
-    known = set(declared()) | set(builder_keys()) | MODEL_ELSEWHERE
-    unknown = []
-    for name in flatten(cfg):
-        if name in known or any(name == free or name.startswith(free + ".") for free in FREE_FORM):
-            continue
-        if any(name.startswith(k + ".") for k in known):  # a list or dict value of a known key, flattened
-            continue
-        unknown.append((name, nearest(name, known)))
-    return unknown
+    known = known_keys()
+    return [(name, nearest(name, known)) for name in flatten(cfg) if not is_known(name, known)]
+
+
+def known_keys() -> set[str]:
+    """Every declared key, every builder argument, and the builder arguments that come from elsewhere."""
+    return set(declared()) | set(builder_keys()) | MODEL_ELSEWHERE
+
+
+def is_known(name: str, known: set[str]) -> bool:
+    """A known key, a key inside a free-form block, or a list/dict value of a known key (flattened)."""
+    return (name in known or any(name == free or name.startswith(free + ".") for free in FREE_FORM)
+            or any(name.startswith(k + ".") for k in known))
 
 
 def nearest(name: str, known: Iterable[str]) -> str | None:
@@ -293,8 +297,7 @@ def check_known_keys(cfg: Mapping[str, Any]) -> None:
 
 
 def _known_in(section_: str) -> list[str]:
-    known = set(declared()) | set(builder_keys())
-    return [k for k in known if k.rsplit(".", 1)[0] == section_]
+    return [k for k in set(declared()) | set(builder_keys()) if k.rsplit(".", 1)[0] == section_]
 
 
 def check_override_keys(overrides: Iterable[str], groups: Iterable[str]) -> None:
@@ -302,13 +305,10 @@ def check_override_keys(overrides: Iterable[str], groups: Iterable[str]) -> None
     values are applied per job, so the sweep's parent checks their keys by name before it exists)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    known = set(declared()) | set(builder_keys())
+    known = known_keys()
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         name = override.get_key_element().lstrip("+~")
-        if (name.split("/")[0] in groups or name.startswith("hydra.")
-                or name.split(".")[0] in ("hydra",) or name in known
-                or any(name == free or name.startswith(free + ".") for free in FREE_FORM)
-                or any(name.startswith(k + ".") for k in known)):
+        if name.split("/")[0] in groups or name.split(".")[0] == "hydra" or is_known(name, known):
             continue
         close = nearest(name, known)
         hint = f"did you mean {close}?" if close else "no known key is close"

@@ -25,31 +25,45 @@ def installed(backend: str) -> bool:
     return importlib.util.find_spec(BACKENDS[backend]) is not None
 
 
-def measure(*, builder: dict, optim: dict, jit_compile, arrays: tuple[np.ndarray, np.ndarray], batch_size: int,
-            epochs: int, seed: int, folder: Path, echo=print, timeout: float = 1800) -> list[dict]:
-    """Runs the worker under every backend; backends whose module is missing get a row saying so."""
+def write_job(folder: Path, *, builder: dict, optim: dict, jit_compile, arrays: tuple[np.ndarray, np.ndarray],
+              batch_size: int, epochs: int, seed: int) -> Path:
+    """The worker's job file (and its arrays) in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "arrays.npz", x=arrays[0], y=arrays[1])
     job = folder / "job.json"
     job.write_text(json.dumps({"builder": builder, "optim": optim, "jit_compile": jit_compile,
                                "arrays": str(folder / "arrays.npz"),
                                "batch_size": batch_size, "epochs": epochs, "seed": seed}))
+    return job
+
+
+def run_worker(job: Path, env: dict, timeout: float) -> tuple[dict | None, str]:
+    """(the worker's result, "") in a fresh interpreter with `env`; (None, why) when it failed."""
+    proc = subprocess.run([sys.executable, "-m", "xablate.bench.backends", str(job)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
+    if proc.returncode != 0 or not lines:
+        return None, f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}"
+    return json.loads(lines[-1][len(RESULT):]), ""
+
+
+def measure(*, builder: dict, optim: dict, jit_compile, arrays: tuple[np.ndarray, np.ndarray], batch_size: int,
+            epochs: int, seed: int, folder: Path, echo=print, timeout: float = 1800) -> list[dict]:
+    """Runs the worker under every backend; backends whose module is missing get a row saying so."""
+    job = write_job(folder, builder=builder, optim=optim, jit_compile=jit_compile, arrays=arrays,
+                    batch_size=batch_size, epochs=epochs, seed=seed)
     rows = []
     for backend in BACKENDS:
         if not installed(backend):
             rows.append(_row(backend, "not installed", {}))
             echo(f"backend  {backend:10s} not installed")
             continue
-        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        proc = subprocess.run([sys.executable, "-m", "xablate.bench.backends", str(job)], env=env,
-                              capture_output=True, text=True, timeout=timeout)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
-        if proc.returncode != 0 or not lines:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            rows.append(_row(backend, f"failed: {tail}"[:300], {}))
-            echo(f"backend  {backend:10s} failed (exit {proc.returncode}): {tail}")
+        result, why = run_worker(job, {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                                 timeout)
+        if result is None:
+            rows.append(_row(backend, f"failed: {why.split(': ', 1)[1]}"[:300], {}))
+            echo(f"backend  {backend:10s} failed ({why})")
             continue
-        result = json.loads(lines[-1][len(RESULT):])
         rows.append(_row(backend, "ok", result))
         echo(f"backend  {backend:10s} {steady(result['ips']):7.1f} images/s ({result['version']})")
     base = next((r for r in rows if r["backend"] == "tensorflow" and r["status"] == "ok"), None)

@@ -12,16 +12,13 @@ every batch is even, so `on` runs without the odd-batch crash it has on AVX-512 
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from xablate.bench.backends import RESULT
+from xablate.bench.backends import run_worker, write_job
 from xablate.bench.common import steady
 from xablate.onednn import ISA_VAR, OPTS_VAR, cpu_model, wanted_env
 
@@ -33,13 +30,9 @@ FIELDS = ("state", "round", "status", "environment", "steady_images_per_second",
 def measure(*, builder: dict, optim: dict, arrays: tuple[np.ndarray, np.ndarray], batch_size: int, epochs: int,
             rounds: int, seed: int, folder: Path, echo=print, timeout: float = 1800) -> list[dict]:
     """One row per state and round, then one summary row per state (median over rounds, ratio to `on`)."""
-    folder.mkdir(parents=True, exist_ok=True)
     x, y = even_batches(*arrays, batch_size)
-    np.savez(folder / "arrays.npz", x=x, y=y)
-    job = folder / "job.json"
-    job.write_text(json.dumps({"builder": builder, "optim": optim, "jit_compile": "auto",
-                               "arrays": str(folder / "arrays.npz"), "batch_size": batch_size, "epochs": epochs,
-                               "seed": seed}))
+    job = write_job(folder, builder=builder, optim=optim, jit_compile="auto", arrays=(x, y), batch_size=batch_size,
+                    epochs=epochs, seed=seed)
     rows = []
     for round_ in range(1, rounds + 1):
         for state in STATES:
@@ -95,10 +88,5 @@ def _env_text(state: str) -> str:
 def _train(state: str, job: Path, timeout: float) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in (ISA_VAR, OPTS_VAR)}
     env.update({**wanted_env(state)[0], "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"})
-    proc = subprocess.run([sys.executable, "-m", "xablate.bench.backends", str(job)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"exit {proc.returncode}: {tail}"}
-    return json.loads(lines[-1][len(RESULT):])
+    result, why = run_worker(job, env, timeout)
+    return result if result is not None else {"error": why}

@@ -33,8 +33,20 @@ def normalize_axes(cfg: dict) -> dict:
     return canonical_axes(cfg)
 
 
+class ConfigError(ValueError):
+    """A bad setting found before any data loads or any run starts (run.py prints it as one line)."""
+
+
 def validate_job_config(cfg: dict) -> None:
-    """Raises ValueError for the first bad setting in a composed job config (an unknown key first)."""
+    """Raises ConfigError (a ValueError) for the first bad setting in a composed job config (an unknown key
+    first)."""
+    try:
+        _validate_job_config(cfg)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _validate_job_config(cfg: dict) -> None:
     check_known_keys(cfg)
     if not isinstance(cfg.get("residual"), bool):
         raise ValueError(f"Received residual={cfg.get('residual')!r}; allowed: true, false.")
