@@ -17,12 +17,11 @@ CASES = [
     ("segments=0", 'Received segments=0; allowed: an integer >= 1 or "depthwise"'),
     ("segments=2.5", "Received segments=2.5 (float)"),
     ("segments=-4", "Received segments=-4; allowed"),
-    ("residual=maybe", "Received residual='maybe'; allowed: true, false"),
     ("+model.preset_size=3", "Received an unknown key model.preset_size=3; did you mean model.preset?"),
     ("model.preset=huge", "Received model.preset='huge'; allowed: xception, mini, debug"),
     ("data.source=mnist", "Received data.source='mnist'; allowed: digits, cifar10, cifar100, folder, tfds"),
     ("optim.optimizer=lamb", "Received optim.optimizer='lamb'; allowed: sgd, adam, rmsprop"),
-    ("optim.learning_rate=0", "Received optim.learning_rate=0; allowed: a number > 0"),
+    ("optim.learning_rate=0", "Received optim.learning_rate=0.0; allowed: a number > 0"),
     ("train.epochs=0", "Received train.epochs=0; allowed: an integer >= 1"),
     ("train.batch_size=-8", "Received train.batch_size=-8; allowed: an integer >= 1"),
     ("data=folder data.path=/no/such/folder", "Received data.path='/no/such/folder'; allowed: a folder holding"),
@@ -32,7 +31,7 @@ CASES = [
     ("optim=paper_imagenet optim.schedule.every_epochs=null",
      "allowed: an exponential schedule needs every_epochs > 0 or every_samples > 0"),
     ("optim=seed optim.schedule.at_fractions=[0.7,0.3]", "Received optim.schedule.at_fractions=[0.7, 0.3]"),
-    ("data.validation_fraction=0", "Received data.validation_fraction=0; allowed: 0.0 < data.validation_fraction"),
+    ("data.validation_fraction=0", "Received data.validation_fraction=0.0; allowed: 0.0 < data.validation_fraction"),
     ("data.test_fraction=1.5", "Received data.test_fraction=1.5; allowed: 0.0 < data.test_fraction"),
     ("data.test_fraction=0.85 data.validation_fraction=0.5", "allowed: fractions that leave at least 10 % of the images for training"),
     ("data.split_seed=-3", "Received data.split_seed=-3; allowed: an integer from 0 to 4294967295"),
@@ -46,17 +45,13 @@ CASES = [
     ("segments=many", "Received segments='many'; allowed: an integer >= 1 or \"depthwise\""),
     ("segments=4096", "Received segments=4096; allowed: 1 to 96 (the widest separable layer's input channels"),
     ("segments=3 model.segment_rounding=exact", "Received segments=3, which does not divide the 8 input channels of layer block2_sepconv1"),
-    ("force=maybe", "Received force='maybe'; allowed: true, false"),
     ("train.diverge_factor=0.5", "Received train.diverge_factor=0.5; allowed: a number > 1, or null"),
-    ("train.checkpoint=sometimes", "Received train.checkpoint='sometimes'; allowed: true, false"),
     ("model.weights=/nowhere/xception.h5", "Received model.weights='/nowhere/xception.h5'; the file does not exist"),
     ("model.weights=notes.txt", "Received model.weights='notes.txt'; allowed: null, imagenet, or a Keras weights file"),
     ("model.head=max", "Received head='max'; allowed: avg, flatten"),
     ("train.freeze_base_epochs=2", "Received train.freeze_base_epochs=2; allowed: an integer from 0 (no frozen "
                                    "warm-up) to train.epochs - 1 = 1"),
     ("train.run_eagerly=true train.jit_compile=true", "Received train.run_eagerly=true with train.jit_compile=true"),
-    ("tracking.system_metrics=often", "Received tracking.system_metrics='often'; allowed: true, false"),
-    ("train.reuse_compiled=maybe", "Received train.reuse_compiled='maybe'; allowed: true, false"),
     ("model.match=bytes", "Received model.match='bytes'; allowed: null, params, flops"),
     ("data.augment.brightness_mode=sideways", "Received data.augment.brightness_mode='sideways'; allowed: additive, "
                                               "multiplicative"),
@@ -68,6 +63,21 @@ CASES = [
     ("train.onednn=fast", "Received train.onednn='fast'; allowed: auto, on, avx2, off"),
     ("+train.epoch=3", "Received an unknown key train.epoch=3; did you mean train.epochs?"),
     ("+tracking.stage_name=pilot", "Received an unknown key tracking.stage_name='pilot'; did you mean tracking.stage?"),
+]
+
+# refused by the typed schema while Hydra composes (xablate.schema.job_node): (override, key, value, type)
+TYPE_CASES = [
+    ("residual=maybe", "residual", "maybe", "bool"),
+    ("force=maybe", "force", "maybe", "bool"),
+    ("train.checkpoint=sometimes", "train.checkpoint", "sometimes", "bool"),
+    ("tracking.system_metrics=often", "tracking.system_metrics", "often", "bool"),
+    ("train.reuse_compiled=maybe", "train.reuse_compiled", "maybe", "bool"),
+    ("train.epochs=three", "train.epochs", "three", "Integer"),
+    ("data.limit_train=1.5", "data.limit_train", "1.5", "Integer"),
+    ("seed=first", "seed", "first", "Integer"),
+    ("optim.learning_rate=fast", "optim.learning_rate", "fast", "Float"),
+    ("data.augment.brightness=[dim,bright]", "data.augment.brightness[0]", "dim", "Float"),
+    ("intermediate_act=null", "intermediate_act", "intermediate_act", "not Optional"),
 ]
 
 # a folder source: (how the folder is broken, the message)
@@ -113,6 +123,17 @@ def test_bad_setting_fails_before_any_run(tmp_path, override, message):
         train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=tmp_path / "out"))
     assert message in str(error.value)
     assert no_runs(uri)
+
+
+@pytest.mark.parametrize("override, key, value, kind", TYPE_CASES)
+def test_a_value_of_the_wrong_type_is_refused_while_composing(override, key, value, kind):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with pytest.raises(HydraException) as error:
+            compose("config", overrides=["debug=default", override])
+    message = str(error.value) + str(error.value.__cause__)
+    assert f"Error merging override {override}" in message
+    assert f"full_key: {key}" in message
+    assert value in message and kind in message
 
 
 def train_composed(tmp_path, overrides):

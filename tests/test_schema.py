@@ -59,6 +59,10 @@ def test_the_lists_keyed_by_role_are_derived_from_the_schema():
     assert NEUTRAL_DEFAULTS == builder_at_preset | {
         "model.weights": None, "model.head": "avg", "model.match": None, "data.limit_test": None,
         "data.augment.shear_degrees": None, "data.augment.brightness_mode": "additive",
+        # a source's own keys and a schedule's own keys: null on the others, as absent before the typed schema
+        **dict.fromkeys(["data.test_fraction", "data.path", "data.name", "data.train_split", "data.validation_split",
+                         "data.test_split", "optim.momentum", "optim.schedule.every_epochs",
+                         "optim.schedule.every_samples", "optim.schedule.factor", "optim.schedule.at_fractions"]),
         "train.precise_bn_batches": 0, "train.freeze_base_epochs": 0}
     assert {"study", "force", "analysis", "tracking.uri", "tracking.stage", "train.onednn", "train.jit_compile",
             "train.run_eagerly", "data.cache", "data.cache_dir"} <= set(NON_SEMANTIC)

@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 ROLES = ("semantic", "neutral", "non_semantic")
+# An int or a float, kept as typed: a `float` annotation would turn a YAML 20 into 20.0, and a run's params and
+# identity with it (identities issued before the typed schema say 20).
+Number = Any
 FREE_FORM = ("analysis",)  # read by its own parser (xablate.studies.parse_study), any keys
 # builder arguments that come from elsewhere (the top-level axes, the data): known here, refused by the validation
 # with where they come from
@@ -58,10 +61,10 @@ def section(cls):
 @section
 class Schedule:
     kind: str = key("constant", doc="constant, exponential or piecewise")
-    every_epochs: float = key(None, doc="exponential: decay every this many epochs")
-    every_samples: int = key(None, doc="exponential: decay every this many images")
-    factor: float = key(None, doc="exponential, piecewise: multiply the learning rate by this")
-    at_fractions: list = key(None, doc="piecewise: fractions of training where the rate drops, e.g. [0.3, 0.7]")
+    every_epochs: Optional[Number] = key(None, "neutral", neutral=None, doc="exponential: decay every this many epochs")
+    every_samples: Optional[int] = key(None, "neutral", neutral=None, doc="exponential: decay every this many images")
+    factor: Optional[float] = key(None, "neutral", neutral=None, doc="exponential, piecewise: multiply the learning rate by this")
+    at_fractions: Optional[List[float]] = key(None, "neutral", neutral=None, doc="piecewise: fractions of training where the rate drops, e.g. [0.3, 0.7]")
 
 
 @section
@@ -69,23 +72,23 @@ class Optim:
     name: str = key("adam", doc="the recipe's name")
     optimizer: str = key("adam", doc="sgd, adam or rmsprop")
     learning_rate: float = key(0.001, doc="the initial learning rate")
-    momentum: float = key(None, doc="sgd, rmsprop")
+    momentum: Optional[float] = key(None, "neutral", neutral=None, doc="sgd, rmsprop")
     schedule: Schedule = field(default_factory=Schedule)
     weight_decay: float = key(0.0, doc="L2 on every kernel (a builder argument)")
     dropout: float = key(0.0, doc="before the classifier (a builder argument)")
-    ema_momentum: float = key(None, doc="Polyak/EMA weights for evaluation; null: off")
+    ema_momentum: Optional[float] = key(None, doc="Polyak/EMA weights for evaluation; null: off")
 
 
 @section
 class Augment:
     enabled: bool = key(False, doc="augment training batches (Keras preprocessing layers)")
-    rotation_degrees: float = key(20, doc="random rotation, degrees")
+    rotation_degrees: Number = key(20, doc="random rotation, degrees")
     shift: float = key(0.1, doc="random translation, fraction of the image")
     shear: float = key(0.1, doc="Keras' RandomShear factor on x and y")
-    shear_degrees: float = key(None, "neutral", neutral=None, doc="an angle; replaces shear when set")
+    shear_degrees: Optional[Number] = key(None, "neutral", neutral=None, doc="an angle; replaces shear when set")
     zoom: float = key(0.1, doc="random zoom, fraction")
     horizontal_flip: bool = key(True, doc="random left-right flips")
-    brightness: list = key([0.7, 1.3], doc="brightness range")
+    brightness: List[float] = key([0.7, 1.3], doc="brightness range")
     brightness_mode: str = key("additive", "neutral", neutral="additive", doc="additive or multiplicative")
 
 
@@ -94,19 +97,19 @@ class Data:
     source: str = key("digits", doc="digits, cifar10, cifar100, folder or tfds")
     image_size: int = key(32, split=True, doc="images are resized to image_size x image_size")
     validation_fraction: float = key(0.1, split=True, doc="held out of training (stratified) where the source has no validation split")
-    test_fraction: float = key(0.2, split=True, doc="digits: held out for testing")
+    test_fraction: Optional[float] = key(None, "neutral", neutral=None, split=True, doc="digits: held out for testing")
     split_seed: int = key(0, split=True, doc="draws the held-out splits (data.split_seed=${seed}: one per replicate)")
-    limit_train: int = key(None, split=True, doc="use only the first N training images")
-    limit_val: int = key(None, split=True, doc="use only the first N validation images")
-    limit_test: int = key(None, "neutral", neutral=None, split=True, doc="use only the first N test images")
+    limit_train: Optional[int] = key(None, split=True, doc="use only the first N training images")
+    limit_val: Optional[int] = key(None, split=True, doc="use only the first N validation images")
+    limit_test: Optional[int] = key(None, "neutral", neutral=None, split=True, doc="use only the first N test images")
     cache: str = key("auto", "non_semantic", doc="auto, memory or none")
     pipeline: str = key("auto", doc="auto, tf_data or memory")
-    cache_dir: str = key(None, "non_semantic", doc="CIFAR: Keras' cache; TFDS: its data_dir")
-    path: str = key(None, doc="folder: <path>/train/<class>/*, <path>/test/<class>/*")
-    name: str = key(None, doc="tfds: the data set's name")
-    train_split: str = key(None, split=True, doc="tfds")
-    validation_split: str = key(None, split=True, doc="tfds")
-    test_split: str = key(None, split=True, doc="tfds")
+    cache_dir: Optional[str] = key(None, "non_semantic", doc="CIFAR: Keras' cache; TFDS: its data_dir")
+    path: Optional[str] = key(None, "neutral", neutral=None, doc="folder: <path>/train/<class>/*, <path>/test/<class>/*")
+    name: Optional[str] = key(None, "neutral", neutral=None, doc="tfds: the data set's name")
+    train_split: Optional[str] = key(None, "neutral", neutral=None, split=True, doc="tfds")
+    validation_split: Optional[str] = key(None, "neutral", neutral=None, split=True, doc="tfds")
+    test_split: Optional[str] = key(None, "neutral", neutral=None, split=True, doc="tfds")
     augment: Augment = field(default_factory=Augment)
 
 
@@ -116,9 +119,9 @@ class Train:
     batch_size: int = key(64, graph=True, doc="global batch size (split over replicates with data_parallel)")
     verbose: Any = key("auto", "non_semantic", doc="auto (progress bar on a terminal), 0, 1 or 2")
     save_model: bool = key(True, "non_semantic", doc="log the trained model as a .keras artifact")
-    diverge_factor: float = key(10.0, doc="stop as diverged when the loss exceeds this x its start (null: NaN/inf only)")
+    diverge_factor: Optional[float] = key(10.0, doc="stop as diverged when the loss exceeds this x its start (null: NaN/inf only)")
     checkpoint: bool = key(True, "non_semantic", doc="save weights and optimizer at each epoch end (resume)")
-    checkpoint_dir: str = key(None, "non_semantic", doc="null: beside a SQLite store, else <project>/checkpoints")
+    checkpoint_dir: Optional[str] = key(None, "non_semantic", doc="null: beside a SQLite store, else <project>/checkpoints")
     oom_retry: bool = key(True, "non_semantic", doc="out of GPU memory: retry with half the batch, 2 accumulation steps")
     precision: str = key("fp32", graph=True, doc="fp32, bf16 (mixed bfloat16) or fp16 (mixed float16)")
     jit_compile: Any = key("auto", "non_semantic", graph=True, doc="XLA compiles the same computation")
@@ -132,22 +135,22 @@ class Train:
 
 @section
 class Tracking:
-    uri: str = key(None, "non_semantic", doc="null: $MLFLOW_TRACKING_URI, else <project>/mlflow.db")
-    experiment: str = key(None, "non_semantic", doc="the MLflow experiment (conf: ${study})")
-    heartbeat_seconds: float = key(60, "non_semantic", doc="a running job refreshes its heartbeat tag this often")
-    stale_after_seconds: float = key(600, "non_semantic", doc="a RUNNING run from another host with an older heartbeat is dead")
+    uri: Optional[str] = key(None, "non_semantic", doc="null: $MLFLOW_TRACKING_URI, else <project>/mlflow.db")
+    experiment: Optional[str] = key(None, "non_semantic", doc="the MLflow experiment (conf: ${study})")
+    heartbeat_seconds: Number = key(60, "non_semantic", doc="a running job refreshes its heartbeat tag this often")
+    stale_after_seconds: Number = key(600, "non_semantic", doc="a RUNNING run from another host with an older heartbeat is dead")
     system_metrics: bool = key(True, "non_semantic", doc="MLflow's CPU/memory/GPU sampler on the run")
-    system_metrics_seconds: float = key(10, "non_semantic", doc="its sampling interval")
+    system_metrics_seconds: Number = key(10, "non_semantic", doc="its sampling interval")
     stage: str = key("final", "non_semantic", doc="set by the staged sweeper: pilot, tune or final")
-    tuned_key: str = key(None, "non_semantic", doc="set by the staged sweeper: the key its tuning stage picks")
+    tuned_key: Optional[str] = key(None, "non_semantic", doc="set by the staged sweeper: the key its tuning stage picks")
 
 
 @section
 class Model:
     preset: str = key("mini", doc="a builder preset: xception, mini, debug")
-    weights: str = key(None, "neutral", neutral=None, doc="null, imagenet or a weights file")
+    weights: Optional[str] = key(None, "neutral", neutral=None, doc="null, imagenet or a weights file")
     head: str = key("avg", "neutral", neutral="avg", doc="avg or flatten")
-    match: str = key(None, "neutral", neutral=None, doc="null, params or flops")
+    match: Optional[str] = key(None, "neutral", neutral=None, doc="null, params or flops")
     # + every keyword argument of xablate.models.build_xception (semantic, graph): `builder_keys()`
 
 
@@ -160,8 +163,9 @@ class Job:
     seed: int = key(0, doc="the replicate: initial weights, data order, augmentation")
     backend: str = key("tensorflow", doc="Keras backend: tensorflow, jax or torch (conf: $KERAS_BACKEND)")
     force: bool = key(False, "non_semantic", doc="train again even when the study holds a finished run of this config")
-    analysis: dict = key(None, "non_semantic", doc="a study file's analysis block (free-form)")
-    model: Model = field(default_factory=Model)
+    analysis: Any = key(None, "non_semantic", doc="a study file's analysis block (free-form)")
+    # the builder's section: Model's fields plus every builder argument, open to them (`model_node`)
+    model: Dict[str, Any] = field(default_factory=lambda: model_node(), metadata={"section": Model})
     data: Data = field(default_factory=Data)
     optim: Optim = field(default_factory=Optim)
     train: Train = field(default_factory=Train)
@@ -171,9 +175,9 @@ class Job:
 def _walk(cls, prefix: str = "") -> Iterable[tuple[str, Any]]:
     for f in fields(cls):
         name = f"{prefix}{f.name}"
-        nested = f.default_factory() if f.default_factory is not MISSING else None
+        nested = f.metadata.get("section") or (f.default_factory() if f.default_factory is not MISSING else None)
         if is_dataclass(nested):
-            yield from _walk(type(nested), f"{name}.")
+            yield from _walk(nested if isinstance(nested, type) else type(nested), f"{name}.")
         else:
             yield name, f
 
@@ -210,13 +214,26 @@ def model_node() -> dict[str, Any]:
     return node
 
 
+def job_node():
+    """The typed job config (Hydra's Structured Config): every section's dataclass, the model section open to the
+    builder's arguments (their values are checked by the builder, xablate.training.validation). Hydra merges the
+    YAML presets over it, so a value of the wrong type (`train.epochs=abc`, `data.limit_train=1.5`) is refused
+    while composing, before any run or store exists."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.structured(Job)
+
+
 def register() -> None:
-    """Stores the model group's base node in Hydra's ConfigStore as `model/_builder` (conf/model/*.yaml list it
-    first in their defaults). Idempotent; done when this module is imported, so that every compose (run.py,
-    the CLI, the tests) finds it."""
+    """Stores the schema in Hydra's ConfigStore: `_schema` (the typed job, first in conf/config.yaml's defaults)
+    and each section in its group as `<group>/_schema` (data, optim, train, tracking; `model/_builder` for the
+    model group, which conf/model/*.yaml list first). Idempotent; done when this module is imported, so that every
+    compose (run.py, the CLI, the tests) finds it."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(group="model", name="_builder", node=model_node())
+    store = ConfigStore.instance()
+    store.store(name="_schema", node=job_node())
+    store.store(group="model", name="_builder", node=model_node())
 
 
 def model_settings(model: Mapping[str, Any]) -> dict[str, Any]:
