@@ -14,9 +14,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
+from xablate.config import compose_job  # noqa: E402
 from xablate.training.trainer import RunContext, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +32,9 @@ class SegfaultInSecondEpoch(keras.callbacks.Callback):
 
 def main() -> None:
     uri, output, mode, *overrides = sys.argv[1:]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["debug=default", f"tracking.uri={uri}", *overrides])
+    cfg = compose_job(["debug=default", f"tracking.uri={uri}", *overrides])
     callbacks = [SegfaultInSecondEpoch()] if mode == "crash" else []
-    result = train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=Path(output), callbacks=callbacks))
+    result = train(cfg, RunContext(output_dir=Path(output), callbacks=callbacks))
     print(f"RESULT {result.run_id} {result.status}", flush=True)
 
 

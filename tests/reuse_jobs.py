@@ -17,7 +17,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-from xablate.bench.overhead import compose  # noqa: E402
+from xablate.config import compose_job as compose  # noqa: E402
 from xablate.training.reuse import COMPILED  # noqa: E402
 from xablate.training.trainer import RunContext, train  # noqa: E402
 

@@ -27,7 +27,8 @@ def debug_model_parameters() -> int:
     """The measured run's model, built here from the same composed config (digits: 16x16x1, 10 classes)."""
     import keras
 
-    from xablate.bench.overhead import compose, run_overrides
+    from xablate.bench.overhead import run_overrides
+    from xablate.config import compose_job as compose
     from xablate.models import build_xception
     from xablate.training.trainer import builder_kwargs
 

@@ -1,10 +1,10 @@
 """The composed config: every group and experiment composes; the contract keys are at the top level."""
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from helpers import ROOT, run_py
+from helpers import run_py
+from xablate.config import compose_job
 from xablate.training.recipes import build_optimizer, current_learning_rate, learning_rate
 from xablate.training.validation import validate_job_config
 
@@ -14,8 +14,7 @@ GROUPS = {"model": ["mini", "xception", "debug"], "data": ["digits", "cifar10", 
 
 
 def composed(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)
+    return compose_job(overrides)
 
 
 def test_default_config_holds_the_contract():

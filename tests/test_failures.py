@@ -3,11 +3,10 @@ with half the batch; `xablate status` reports a store holding all of them cell b
 
 import pytest
 import tensorflow as tf
-from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
 
-from helpers import ROOT, run_py, runs_of
+from helpers import run_py, runs_of
+from xablate.config import compose_job
 from xablate.analysis import runs_frame, selected_runs
 from xablate.analysis.status import study_status
 from xablate.analysis.tables import variant_table
@@ -21,9 +20,8 @@ LR_SWEEP = "optim.learning_rate=0.001,1e9"
 
 
 def train_in_process(tmp_path, overrides, callbacks=()):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return train(OmegaConf.to_container(cfg, resolve=True),
+    cfg = compose_job(overrides)
+    return train(cfg,
                  RunContext(output_dir=tmp_path / "job", callbacks=list(callbacks)))
 
 

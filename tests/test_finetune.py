@@ -7,12 +7,10 @@ import math
 import keras
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
 from PIL import Image
 
-from helpers import ROOT
+from xablate.config import compose_job
 from xablate.data.pipeline import augmentation_layers, load_data
 from xablate.models import build_from_preset
 from xablate.training.finetune import HEAD_LAYERS
@@ -61,10 +59,9 @@ def test_seed_finetune_from_a_file_freezes_then_trains_everything_and_resumes_ac
         seventeen_classes, tmp_path):
     folder, weights = seventeen_classes
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("config", overrides=[
-            "experiment=seed_finetune", f"data.path={folder}", f"model.weights={weights}", "debug=default",
-            "train.freeze_base_epochs=1", "data.validation_fraction=0.25", f"tracking.uri={uri}"]), resolve=True)
+    cfg = compose_job([
+        "experiment=seed_finetune", f"data.path={folder}", f"model.weights={weights}", "debug=default",
+        "train.freeze_base_epochs=1", "data.validation_fraction=0.25", f"tracking.uri={uri}"])
     assert cfg["model"]["head"] == "flatten" and cfg["data"]["augment"]["brightness_mode"] == "multiplicative"
 
     frozen = Watch(stop_after=1)

@@ -6,10 +6,9 @@ import shlex
 import subprocess
 import sys
 
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from helpers import ROOT, sqlite_uri
+from xablate.config import compose_job
 from xablate.training.trainer import RunContext, train
 from xablate.training.validation import validate_job_config
 
@@ -30,14 +29,13 @@ def test_script_is_valid_bash():
 def test_every_command_composes_and_validates():
     commands = dry_run_commands()
     assert len(commands) == 6  # mini + xception in fp32 and bf16, then sequential and parallel
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for command in commands:
-            assert command[1] == "run.py"
-            overrides = [a for a in command[2:] if a != "-m" and not a.startswith(("hydra.", "hydra/"))]
-            overrides = [a.replace("seed=0,1,2", "seed=0") for a in overrides]
-            cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
-            validate_job_config(cfg)
-            assert cfg["backend"] == "jax"
+    for command in commands:
+        assert command[1] == "run.py"
+        overrides = [a for a in command[2:] if a != "-m" and not a.startswith(("hydra.", "hydra/"))]
+        overrides = [a.replace("seed=0,1,2", "seed=0") for a in overrides]
+        cfg = compose_job(overrides)
+        validate_job_config(cfg)
+        assert cfg["backend"] == "jax"
     assert "seed=0,1,2" in commands[-1] and "hydra/launcher=parallel" in commands[-1]
     assert [c for c in commands[:4] if "train.precision=bf16" in c and "train.jit_compile=true" in c] == [
         commands[2], commands[3]]
@@ -45,9 +43,8 @@ def test_every_command_composes_and_validates():
 
 def test_report_reads_a_store(tmp_path):
     uri = sqlite_uri(tmp_path)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["debug=default", f"tracking.uri={uri}", "study=gpu_precision"])
-    train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=tmp_path / "out"))
+    cfg = compose_job(["debug=default", f"tracking.uri={uri}", "study=gpu_precision"])
+    train(cfg, RunContext(output_dir=tmp_path / "out"))
     (tmp_path / "phases.csv").write_text("mini_fp32,12.5\n")
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_report.py"), uri, str(tmp_path / "phases.csv")],
                           capture_output=True, text=True, timeout=120)

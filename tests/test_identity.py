@@ -5,11 +5,9 @@ import copy
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from helpers import ROOT, sqlite_uri
-from xablate.config import flatten
+from helpers import sqlite_uri
+from xablate.config import compose_job, flatten
 from xablate.tracking import identity
 from xablate.tracking.identity import NEUTRAL_DEFAULTS, is_semantic, run_identity
 
@@ -27,8 +25,7 @@ HASHED_KEYS = {
 
 
 def composed(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)
+    return compose_job(overrides)
 
 
 def test_every_semantic_key_is_hashed_or_declared_neutral():

@@ -4,12 +4,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
 
-from helpers import ROOT, run_py, sqlite_uri
+from helpers import run_py, sqlite_uri
+from xablate.config import compose_job
 from xablate.training.trainer import RunContext, train
 
 CASES = [
@@ -117,19 +116,17 @@ def no_runs(uri) -> bool:
 @pytest.mark.parametrize("override, message", CASES)
 def test_bad_setting_fails_before_any_run(tmp_path, override, message):
     uri = sqlite_uri(tmp_path)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["debug=default", f"tracking.uri={uri}", *override.split()])
+    cfg = compose_job(["debug=default", f"tracking.uri={uri}", *override.split()])
     with pytest.raises(ValueError) as error:
-        train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=tmp_path / "out"))
+        train(cfg, RunContext(output_dir=tmp_path / "out"))
     assert message in str(error.value)
     assert no_runs(uri)
 
 
 @pytest.mark.parametrize("override, key, value, kind", TYPE_CASES)
 def test_a_value_of_the_wrong_type_is_refused_while_composing(override, key, value, kind):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        with pytest.raises(HydraException) as error:
-            compose("config", overrides=["debug=default", override])
+    with pytest.raises(HydraException) as error:
+        compose_job(["debug=default", override])
     message = str(error.value) + str(error.value.__cause__)
     assert f"Error merging override {override}" in message
     assert f"full_key: {key}" in message
@@ -137,9 +134,8 @@ def test_a_value_of_the_wrong_type_is_refused_while_composing(override, key, val
 
 
 def train_composed(tmp_path, overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["debug=default", *overrides])
-    return train(OmegaConf.to_container(cfg, resolve=True), RunContext(output_dir=tmp_path / "out"))
+    cfg = compose_job(["debug=default", *overrides])
+    return train(cfg, RunContext(output_dir=tmp_path / "out"))
 
 
 @pytest.mark.parametrize("how, message", FOLDER_CASES)
@@ -164,9 +160,8 @@ def test_an_unreachable_tracking_server_fails_fast(tmp_path):
 @pytest.mark.parametrize("group, name", [("model", "huge"), ("experiment", "fig11_nothing"), ("optim", "lion"),
                                          ("data", "imagenet22k"), ("design", "gpu_huge")])
 def test_unknown_group_option_is_refused_by_hydra(group, name):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        with pytest.raises(HydraException, match=f"Could not find '{group}/{name}'"):
-            compose("config", overrides=[f"{group}={name}"])
+    with pytest.raises(HydraException, match=f"Could not find '{group}/{name}'"):
+        compose_job([f"{group}={name}"])
 
 
 @pytest.mark.slow

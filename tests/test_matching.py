@@ -6,7 +6,7 @@ import keras
 import pytest
 from mlflow import MlflowClient
 
-from xablate.bench.overhead import compose
+from xablate.config import compose_job as compose
 from xablate.models import build_xception, preset_kwargs, summarize_model
 from xablate.models.matching import MATCH_TOLERANCE, counts, matched_width
 from xablate.training.trainer import RunContext, train

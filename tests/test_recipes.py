@@ -6,11 +6,9 @@ lowered to 0.9, so that 8 updates move the average well away from the raw weight
 import keras
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
 
-from helpers import ROOT
+from xablate.config import compose_job
 from xablate.data import load_data
 from xablate.training.trainer import RunContext, train
 
@@ -52,11 +50,10 @@ class Inspect(keras.callbacks.Callback):
 def paper_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("config", overrides=[
-            "debug=default", "optim=paper_imagenet", "optim.ema_momentum=0.9", "train.save_model=false",
-            "train.precise_bn_batches=0",  # batch-norm statistics as trained: the EMA weights are the only change
-            "study=recipe", f"tracking.uri={uri}"]), resolve=True)
+    cfg = compose_job([
+        "debug=default", "optim=paper_imagenet", "optim.ema_momentum=0.9", "train.save_model=false",
+        "train.precise_bn_batches=0",  # batch-norm statistics as trained: the EMA weights are the only change
+        "study=recipe", f"tracking.uri={uri}"])
     inspect = Inspect()
     result = train(cfg, RunContext(output_dir=root / "job", callbacks=[inspect]))
     assert result.status == "FINISHED"
@@ -134,10 +131,9 @@ def weights_and_averages(model):
 
 def test_a_resumed_ema_run_starts_from_the_weights_and_averages_training_left(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("config", overrides=[
-            "debug=default", "optim=paper_imagenet", "optim.ema_momentum=0.9", "train.save_model=false",
-            "study=ema_resume", f"tracking.uri={uri}"]), resolve=True)
+    cfg = compose_job([
+        "debug=default", "optim=paper_imagenet", "optim.ema_momentum=0.9", "train.save_model=false",
+        "study=ema_resume", f"tracking.uri={uri}"])
     stop, see = StopAfterFirstEpoch(), SeeRestored()
     with pytest.raises(KeyboardInterrupt):
         train(cfg, RunContext(output_dir=tmp_path / "first", callbacks=[stop]))

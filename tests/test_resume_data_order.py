@@ -7,10 +7,8 @@ import hashlib
 import keras
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from helpers import ROOT
+from xablate.config import compose_job
 from xablate.training.trainer import RunContext, train
 
 pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
@@ -65,11 +63,10 @@ class StopAfterFirstEpoch(keras.callbacks.Callback):
 
 
 def config(tmp_path, study):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["debug=default", f"train.epochs={EPOCHS}", "data.pipeline=memory",
-                                           "train.save_model=false", f"study={study}",
-                                           f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
-    return OmegaConf.to_container(cfg, resolve=True)
+    cfg = compose_job(["debug=default", f"train.epochs={EPOCHS}", "data.pipeline=memory",
+                                       "train.save_model=false", f"study={study}",
+                                       f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
+    return cfg
 
 
 def epochs_of(sequence):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from helpers import ROOT, clean_env
-from xablate.bench.overhead import compose
+from xablate.config import compose_job as compose
 from xablate.training.reuse import architecture_key, reusable
 
 

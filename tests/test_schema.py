@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
 
 from helpers import ROOT, run_py, runs_of
+from xablate.config import compose_job
 from xablate import schema
 from xablate.data.digest import SPLIT_KEYS
 from xablate.tracking.identity import IDENTITY_VERSION, NEUTRAL_DEFAULTS, NON_SEMANTIC, is_semantic, param_value
@@ -34,8 +33,7 @@ TYPOS = [("+train.epoch=3", "train.epoch=3", "train.epochs"),
 
 
 def composed(*overrides, resolve=True):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=resolve)
+    return compose_job(list(overrides), resolve=resolve)
 
 
 def options(group):

@@ -23,11 +23,10 @@ import time
 
 import keras
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
 
-from helpers import ROOT, runs_of
+from helpers import runs_of
+from xablate.config import compose_job
 from xablate.tracking.store import git_commit, open_experiment
 from xablate.training.callbacks import log_missing_steps
 from xablate.training.trainer import RunContext, train
@@ -41,10 +40,9 @@ def store(tmp_path_factory):
 
 def run_job(store, study, *overrides, callbacks=()):
     root, uri = store
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["debug=default", "train.save_model=false", f"study={study}",
-                                           f"tracking.uri={uri}", *overrides])
-    return train(OmegaConf.to_container(cfg, resolve=True),
+    cfg = compose_job(["debug=default", "train.save_model=false", f"study={study}",
+                                       f"tracking.uri={uri}", *overrides])
+    return train(cfg,
                  RunContext(output_dir=root / "jobs" / study, callbacks=list(callbacks)))
 
 

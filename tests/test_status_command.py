@@ -9,11 +9,10 @@ from importlib.metadata import entry_points
 
 import keras
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
 
 from helpers import ROOT, runs_of
+from xablate.config import compose_job
 from xablate.cli import main as xablate_main
 from xablate.training.trainer import RunContext, train
 
@@ -30,11 +29,10 @@ class StopBeforeTraining(keras.callbacks.Callback):
 
 
 def start_and_stop(tmp_path, uri, study):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={study}", *ONE_CELL, "train.save_model=false",
-                                           f"tracking.uri={uri}"])
+    cfg = compose_job([f"experiment={study}", *ONE_CELL, "train.save_model=false",
+                                       f"tracking.uri={uri}"])
     with pytest.raises(RuntimeError, match="stopped by the test"):
-        train(OmegaConf.to_container(cfg, resolve=True),
+        train(cfg,
               RunContext(output_dir=tmp_path / study, callbacks=[StopBeforeTraining()]))
     (run,) = runs_of(uri, study)
     return run.info.run_id

@@ -2,10 +2,10 @@
 the stale-parent sweep closed the parent it had just created, as it belongs to this very process), a parent
 left RUNNING by a dead launcher is closed KILLED, and the sweep's keys reach its jobs."""
 
-from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
-from helpers import ROOT, sqlite_uri
+from helpers import sqlite_uri
+from xablate.config import compose_job
 from xablate.sweeps import SWEEP_KEYS_FILE
 from xablate.tracking.hydra_callback import MlflowSweepCallback
 from xablate.tracking.previous_runs import HOST_TAG, PID_TAG
@@ -19,10 +19,8 @@ def test_the_parent_runs_while_its_jobs_do_and_a_dead_launchers_parent_is_closed
 
     dead = client.create_run(experiment_id, tags={"xablate.role": "sweep", HOST_TAG: socket.gethostname(),
                                                   PID_TAG: "999999999"}).info.run_id
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                                           "experiment=fig10_intermediate_act", "hydra.sweeper.params.seed='0,1'"],
-                      return_hydra_config=True)
+    cfg = compose_job([f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                       "experiment=fig10_intermediate_act", "hydra.sweeper.params.seed='0,1'"], hydra=True)
     callback = MlflowSweepCallback()
     callback.on_multirun_start(cfg)
     parent = (tmp_path / "sweep" / PARENT_RUN_FILE).read_text()

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from mlflow import MlflowClient
 
-from helpers import ROOT, run_py, runs_of
+from helpers import run_py, runs_of
 from xablate.paths import default_tracking_uri, project_root
 from xablate.tracking.store import open_experiment, resolve_tracking_uri
 
@@ -162,9 +162,7 @@ def silent_server():
 
 @pytest.mark.slow
 def test_a_server_that_never_answers_fails_the_job_fast_before_any_run(tmp_path, silent_server, monkeypatch):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
+    from xablate.config import compose_job
     from xablate.training.trainer import RunContext, train
 
     url, requests = silent_server
@@ -172,9 +170,8 @@ def test_a_server_that_never_answers_fails_the_job_fast_before_any_run(tmp_path,
     # test fails fast then too (on the time, the error type and the requests the server saw)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("config", overrides=["debug=default", "study=silent",
-                                                                  f"tracking.uri={url}"]), resolve=True)
+    cfg = compose_job(["debug=default", "study=silent",
+                                                              f"tracking.uri={url}"])
     start = time.monotonic()
     with pytest.raises(ValueError) as error:
         train(cfg, RunContext(output_dir=tmp_path / "out"))

@@ -227,6 +227,7 @@ def run_bench_onednn(args) -> int:
 
     from xablate.backend import start_tensorflow_quietly
     from xablate.bench import harness, onednn, overhead, pipeline, report
+    from xablate.config import compose_job
 
     start_tensorflow_quietly()
     from xablate.training.fitting import builder_kwargs
@@ -237,7 +238,7 @@ def run_bench_onednn(args) -> int:
         print(f"xablate: {' '.join(args.overrides) or '(no overrides)'}: {error}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
-        cfg = overhead.compose(overhead.run_overrides(Path(scratch) / "mlflow.db", args.epochs, args.overrides))
+        cfg = compose_job(overhead.run_overrides(Path(scratch) / "mlflow.db", args.epochs, args.overrides))
         x, y = pipeline.in_memory_arrays(cfg)
         builder = builder_kwargs(cfg, image_shape=tuple(x.shape[1:]), num_classes=int(pipeline.load(cfg).num_classes))
         rows = onednn.measure(builder={**builder, "input_shape": list(builder["input_shape"])}, optim=cfg["optim"],

@@ -8,7 +8,7 @@ to the model builder (`MODEL_AXES`); any other builder argument is swept as `mod
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 MODEL_AXES = ("residual", "intermediate_act", "segments")
 AXES = MODEL_AXES  # the builder's ablation arguments that are top-level config keys
@@ -68,3 +68,18 @@ def canonical_axes(cfg: Mapping[str, Any]) -> dict[str, Any]:
     cfg["intermediate_act"] = "none" if act is None or (isinstance(act, str) and act.lower() == "none") else act
     cfg["segments"] = validate_segments(cfg["segments"])
     return cfg
+
+
+def compose_job(overrides: Iterable[str] = (), *, resolve: bool = True, hydra: bool = False):
+    """The job config `python run.py <overrides>` composes, as plain Python (resolve=False: interpolations kept);
+    hydra=True: Hydra's DictConfig with its own section (a sweep's declared params, its sweeper). The one place
+    a config is composed outside run.py (the CLI, the benchmarks, the tests)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import xablate.schema  # noqa: F401  (registers the typed schema with Hydra's ConfigStore)
+    from xablate.paths import project_root
+
+    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=hydra)
+    return cfg if hydra else OmegaConf.to_container(cfg, resolve=resolve)

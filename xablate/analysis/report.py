@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from omegaconf import OmegaConf
 
 from xablate.analysis.figures import (capacity_figure, curves_figure, heatmap_figure, is_ordered_axis, metric_label,
                                       trend_figure)
@@ -42,12 +41,9 @@ VERDICT = "verdict"
 def config_defaults() -> dict:
     """The default config's flattened values (`python run.py` with no arguments): the baseline of an axis a
     study does not declare one for."""
-    from hydra import compose, initialize_config_dir
+    from xablate.config import compose_job, flatten
 
-    from xablate.config import flatten
-
-    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
-        return flatten(OmegaConf.to_container(compose("config"), resolve=False))
+    return flatten(compose_job(resolve=False))
 
 
 def selected_runs(uri: str, study: str, sweep: str | None = None) -> Selection:

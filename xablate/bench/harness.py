@@ -21,6 +21,7 @@ from pathlib import Path
 
 from xablate.bench import HARNESS_SUITES as SUITES
 from xablate.bench import backends, overhead, parity, pipeline, report, reuse
+from xablate.config import compose_job
 
 
 def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, parity_batch: int,
@@ -31,7 +32,7 @@ def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, pa
     failed, load_before, start = False, _load(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
         folder = Path(scratch)
-        cfg = overhead.compose(overhead.run_overrides(folder / "mlflow.db", epochs, overrides))
+        cfg = compose_job(overhead.run_overrides(folder / "mlflow.db", epochs, overrides))
         if "overhead" in suites:
             rows, last = overhead.throughput(cfg, rounds=rounds, folder=folder, echo=echo)
             report.write_csv(rows, out / report.FILES["overhead"])
@@ -65,7 +66,7 @@ def check_overrides(overrides: list[str]) -> None:
     """Raises, naming the problem, when the overrides do not compose into a valid job config."""
     from xablate.training.validation import validate_job_config
 
-    validate_job_config(overhead.compose(overhead.run_overrides(Path("/nonexistent/mlflow.db"), 2, overrides)))
+    validate_job_config(compose_job(overhead.run_overrides(Path("/nonexistent/mlflow.db"), 2, overrides)))
 
 
 def _backends(cfg: dict, epochs: int, folder: Path, echo) -> list[dict]:

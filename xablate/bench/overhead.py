@@ -8,8 +8,6 @@ model, data and optimizer with the trainer's own helpers and times `model.fit` w
 
 from __future__ import annotations
 
-import xablate.schema  # noqa: F401  (registers model/_builder with Hydra's ConfigStore before any compose)
-
 import contextlib
 import io
 import os
@@ -33,16 +31,6 @@ BASE_OVERRIDES = ["model=mini", "data=digits", "train.verbose=0", "train.save_mo
                   "force=true"]
 FINAL_METRICS = ("epochs_completed", "train_seconds", "best_val_accuracy", "best_epoch")
 RUN_PY_EPOCHS = 2  # the subprocess measures start-up: a first epoch (tracing) and one more to compare it with
-
-
-def compose(overrides: list[str]) -> dict:
-    """The job config `python run.py <overrides>` would train, as plain Python."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
-        return OmegaConf.to_container(hydra_compose("config", overrides=overrides), resolve=True)
 
 
 def run_overrides(store: Path, epochs: int, extra: list[str]) -> list[str]:
