@@ -98,8 +98,10 @@ def test_fixed_costs_add_up(tiny):
     seconds = {k: float(r["seconds"]) for k, r in costs.items()}
     assert seconds["run_py_outside_epochs"] == pytest.approx(seconds["run_py_wall"] - seconds["run_py_epochs"],
                                                              abs=0.002)
-    assert 0 < seconds["imports"] < seconds["run_py_to_mlflow_run"] < seconds["run_py_to_first_epoch"] \
-        < seconds["run_py_wall"]
+    # the imports are timed in a process of their own: on a loaded machine they may outlast the whole way to
+    # run.py's MLflow run, so they are only checked against the (much later) first epoch
+    assert 0 < seconds["imports"] < seconds["run_py_to_first_epoch"]
+    assert 0 < seconds["run_py_to_mlflow_run"] < seconds["run_py_to_first_epoch"] < seconds["run_py_wall"]
     per_run = sum(seconds[k] for k in ("mlflow_plan", "mlflow_create_run", "mlflow_log_params", "mlflow_heartbeat",
                                        "mlflow_log_artifacts", "mlflow_finish")) + 2 * seconds["mlflow_log_epoch"]
     assert seconds["mlflow_per_run"] == pytest.approx(per_run, abs=0.005)

@@ -1,5 +1,6 @@
 """Seed statistics: means with Student-t confidence intervals clipped to what the metric can be, paired
-differences, Holm's step-down adjustment, non-inferiority, and the minimum detectable effect of a design.
+differences, Holm's step-down adjustment, non-inferiority and equivalence (TOST) tests, paired effect sizes, the
+power of each test and the minimum detectable effect of a design.
 
 Rules (each has a test on a made-up store whose answer is known in closed form, scipy as the reference):
 - An interval needs two values and some spread: one value gives NaN bounds; zero spread gives NaN bounds too
@@ -125,6 +126,51 @@ def non_inferiority_p(differences, margin: float) -> float:
     if len(x) < 2 or not x.std(ddof=1) > 0:
         return math.nan
     return float(stats.ttest_1samp(x, -margin, alternative="greater").pvalue)
+
+
+def equivalence_p(differences, margin: float) -> float:
+    """Two one-sided tests (TOST) of H0: |mean difference| >= margin: the larger of the one-sided p-values of
+    H0: mean <= -margin and H0: mean >= +margin (NaN below 2 values or without spread). Equivalence at level
+    alpha when it is below alpha: the (1 - 2 alpha) interval lies inside (-margin, +margin)."""
+    x = _clean(differences)
+    if len(x) < 2 or not x.std(ddof=1) > 0:
+        return math.nan
+    lower = stats.ttest_1samp(x, -margin, alternative="greater").pvalue
+    upper = stats.ttest_1samp(x, margin, alternative="less").pvalue
+    return float(max(lower, upper))
+
+
+def cohens_dz(differences) -> float:
+    """Paired Cohen's d (d_z): the mean difference over the standard deviation of the differences (NaN below 2
+    values or without spread)."""
+    x = _clean(differences)
+    if len(x) < 2 or not x.std(ddof=1) > 0:
+        return math.nan
+    return float(x.mean() / x.std(ddof=1))
+
+
+TESTS = ("superiority", "non_inferiority", "equivalence")
+
+
+def power_of_test(test: str, effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """The power of the test a verdict does, for n paired differences with standard deviation `sd`
+    (statsmodels' TTestPower; NaN below 2 values or without spread):
+
+    superiority      two-sided paired t-test, a true difference of `effect`;
+    non_inferiority  one-sided test against the margin `effect`, the true difference 0;
+    equivalence      TOST with margin `effect`, the true difference 0: 2 x (one one-sided test's power) - 1,
+                     the usual lower bound (exact when the power is high, never above it).
+    """
+    if test not in TESTS:
+        raise ValueError(f"Received test={test!r}; allowed: {', '.join(TESTS)}.")
+    if n < 2 or not sd > 0 or math.isnan(sd) or not effect > 0:
+        return math.nan
+    from statsmodels.stats.power import TTestPower
+
+    if test == "superiority":
+        return float(TTestPower().power(effect / sd, n, alpha, alternative="two-sided"))
+    one_sided = float(TTestPower().power(effect / sd, n, alpha, alternative="larger"))
+    return one_sided if test == "non_inferiority" else max(0.0, 2 * one_sided - 1)
 
 
 def holm(p_values) -> list[float]:

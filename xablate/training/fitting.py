@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import gc
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from mlflow.entities import Metric, Param
 
 from xablate.config import AXES
 from xablate.data import load_data
-from xablate.data.digest import dataset_inputs, source_digest
+from xablate.data.digest import dataset_inputs
 from xablate.models import build_xception, preset_kwargs, summarize_model
 from xablate.models.matching import match_params, matched_kwargs
 from xablate.schema import model_settings
@@ -36,9 +35,10 @@ from xablate.training.finetune import set_base_trainable
 from xablate.tracking.identity import param_value
 from xablate.training.batchnorm import PreciseBatchNorm
 from xablate.training.callbacks import MlflowEpochLogger, log_missing_steps
-from xablate.training.checkpoint import EpochCheckpoint, advance_shuffle
+from xablate.training.checkpoint import advance_shuffle
 from xablate.training.devices import distribution_scope, set_precision
 from xablate.training.divergence import DivergenceGuard
+from xablate.training.job import Job
 from xablate.training.memory import halved_batch, is_out_of_memory
 from xablate.training.recipes import build_optimizer, separate_ema_buffers
 from xablate.training.reuse import COMPILED, architecture_key, replay_build_peek, reusable, start_job
@@ -72,48 +72,47 @@ def compile_model(model, optimizer, num_classes: int, jit_compile="auto", run_ea
                   jit_compile=False if run_eagerly else jit_compile, run_eagerly=run_eagerly)
 
 
-def fit_with_oom_retry(cfg, client, run_id, output_dir, checkpoint, extra_callbacks):
+def fit_with_oom_retry(job: Job):
     """Out of accelerator memory: one retry with half the batch and gradient accumulation (same effective
     batch); the change is recorded as the tag xablate.oom_retry."""
-    batch_size = int(cfg["train"]["batch_size"])
+    batch_size = job.batch_size
     try:
-        return _fit(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, batch_size, None)
+        return _fit(job, batch_size, None)
     except Exception as error:
-        if not (cfg["train"]["oom_retry"] and is_out_of_memory(error) and batch_size >= 2):
+        if not (job.train["oom_retry"] and is_out_of_memory(error) and batch_size >= 2):
             raise
         smaller, accumulation = halved_batch(batch_size, None)
         note = (f"out of memory at batch {batch_size} ({type(error).__name__}); retried with batch {smaller} x "
                 f"{accumulation} gradient accumulation steps")
         print(f"[xablate] {note}", file=sys.stderr, flush=True)
-        client.set_tag(run_id, "xablate.oom_retry", note)
+        job.client.set_tag(job.run_id, "xablate.oom_retry", note)
         del error
         gc.collect()
-        return _fit(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, smaller, accumulation)
+        return _fit(job, smaller, accumulation)
 
 
-def _fit(cfg: dict, client: MlflowClient, run_id: str, output_dir: Path, checkpoint: EpochCheckpoint | None,
-         extra_callbacks: list, batch_size: int, accumulation: int | None):
-    output_dir.mkdir(parents=True, exist_ok=True)
-    seed, train_cfg = int(cfg["seed"]), cfg["train"]
-    start_job(seed)  # jobs sharing a process (basic launcher) start clean and seeded; kept compiled models stay
+def _fit(job: Job, batch_size: int, accumulation: int | None):
+    """`batch_size`: the batch each step loads (the configured one, or half of it after an out-of-memory retry,
+    with `accumulation` steps per update)."""
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    start_job(job.seed)  # jobs sharing a process (basic launcher) start clean and seeded; kept compiled models stay
 
-    pretrained = weights_file(cfg["model"].get("weights"))
-    data = load_data(cfg["data"], batch_size=batch_size, seed=seed,
+    pretrained = weights_file(job.cfg["model"].get("weights"))
+    data = load_data(job.cfg["data"], batch_size=batch_size, seed=job.seed,
                      value_range=IMAGENET_RANGE if pretrained is not None else (0.0, 1.0))
-    set_precision(train_cfg["precision"])
+    set_precision(job.train["precision"])
     try:
-        with distribution_scope(train_cfg["data_parallel"]) as replicas:
-            return _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation,
-                                 replicas, pretrained)
+        with distribution_scope(job.train["data_parallel"]) as replicas:
+            return _fit_in_scope(job, data, accumulation, replicas, pretrained)
     finally:
         set_precision("fp32")  # the policy is global: later jobs and callers start from float32
 
 
-def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, data, accumulation, replicas,
-                  pretrained=None):
+def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretrained=None):
     """Builds, loads pretrained weights, compiles, restores and fits inside the distribution scope (variables are
     created here)."""
-    train_cfg = cfg["train"]
+    cfg, train_cfg, client, run_id, output_dir = job.cfg, job.train, job.client, job.run_id, job.output_dir
+    checkpoint = job.checkpoint
     kwargs = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes)
     model = build_xception(**kwargs)
     summary = summarize_model(model)
@@ -123,7 +122,7 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         write_and_log(client, run_id, output_dir / "fresh_tensors.tsv", report.fresh_listing())
         print(f"[xablate] loaded {len(report.loaded)} tensors ({report.loaded_parameters:,} parameters) from "
               f"{pretrained}; {len(report.fresh)} freshly initialised (fresh_tensors.tsv)", flush=True)
-    steps_per_epoch = math.ceil(data.train_size / int(train_cfg["batch_size"]))
+    steps_per_epoch = job.steps_per_epoch(data.train_size)
     if cfg["model"].get("match"):  # the baseline's count (at the configured width), this model's, how far apart
         configured = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes, matched=False)
         log_params(client, run_id, match_params(cfg["model"]["match"], configured, kwargs))
@@ -139,7 +138,7 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         "data.value_range": list(IMAGENET_RANGE if pretrained is not None else (0.0, 1.0)),
     })
     client.log_inputs(run_id, datasets=dataset_inputs(
-        cfg["data"], source_digest(cfg["data"]),
+        cfg["data"], job.digest,
         {"train": data.train_size, "validation": data.validation_size, "test": data.test_size}))
     write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     write_and_log(client, run_id, output_dir / "model_summary.json", json.dumps(summary.to_dict(), indent=2))
@@ -159,7 +158,7 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         set_base_trainable(model, not frozen)
         # schedules count optimizer updates: with accumulation, steps of the effective (configured) batch
         optimizer = build_optimizer(cfg["optim"], steps_per_epoch=steps_per_epoch, epochs=epochs,
-                                    batch_size=int(train_cfg["batch_size"]), gradient_accumulation_steps=accumulation)
+                                    batch_size=job.batch_size, gradient_accumulation_steps=accumulation)
         model, reused = COMPILED.compiled(reuse_key, model, optimizer, lambda m, o: compile_model(
             m, o, data.num_classes, train_cfg["jit_compile"], bool(train_cfg.get("run_eagerly", False))))
         if reuse_key is not None:
@@ -195,7 +194,7 @@ def _fit_in_scope(cfg, client, run_id, output_dir, checkpoint, extra_callbacks, 
         # while the base is frozen its batch-norm statistics stay the pretrained ones (no recomputation)
         phase_evaluation = [c for c in evaluation if not (frozen_phase and isinstance(c, PreciseBatchNorm))]
         model.fit(data.train, validation_data=data.validation, epochs=until, initial_epoch=start,
-                  callbacks=[_TrainingEnds(logger), *phase_evaluation, guard, logger, *extra_callbacks],
+                  callbacks=[_TrainingEnds(logger), *phase_evaluation, guard, logger, *job.context.callbacks],
                   shuffle=False, verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
         separate_ema_buffers(model.optimizer)
 

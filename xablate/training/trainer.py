@@ -1,7 +1,7 @@
 """One job, end to end: validate -> MLflow run -> data -> model -> fit -> artifacts -> FINISHED/FAILED.
 
 `train(cfg, context)` takes the plain composed config (run.py converts Hydra's once) and a RunContext with
-what Hydra knows about the job; tests call it directly.
+what Hydra knows about the job (together: a Job, xablate.training.job); tests call it directly.
 """
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ import json
 import sys
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 from mlflow import MlflowClient
 
-from xablate.config import AXES, axis_values, flatten, run_name, variant_label
-from xablate.data.digest import DATA_DIGEST_TAG, source_digest
+from xablate.config import AXES, flatten
+from xablate.data.digest import DATA_DIGEST_TAG
 from xablate.models import ModelSummary
 from xablate.models.pretrained import weights_file
 from xablate.onednn import apply as apply_onednn, cpu_model
 from xablate.paths import portable
-from xablate.tracking.identity import is_semantic, run_identity
+from xablate.tracking.identity import is_semantic
 from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, owner_tags, plan_run
 from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
                                     resolve_tracking_uri)
@@ -31,19 +31,7 @@ from xablate.training.checkpoint import CRASH_DIR, EpochCheckpoint, checkpoint_r
 from xablate.training.divergence import RunDiverged
 from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
 from xablate.staging import STAGE_TAG, TUNED_KEY_TAG
-from xablate.sweeps import SWEEP_KEYS_FILE
-from xablate.training.validation import normalize_axes, validate_job_config
-
-
-@dataclass
-class RunContext:
-    """What the launcher knows about a job: where it writes, and which sweep it belongs to."""
-
-    output_dir: Path
-    sweep_dir: Path | None = None
-    overrides: list[str] = field(default_factory=list)
-    job_num: int | None = None
-    callbacks: list = field(default_factory=list)  # extra Keras callbacks (profilers, notebooks, tests)
+from xablate.training.job import Job, RunContext  # noqa: F401  (RunContext: callers import it from here)
 
 
 @dataclass
@@ -61,40 +49,36 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     A run with the same identity in the study is skipped when it finished or diverged, and resumed (same run
     id, from its last epoch checkpoint) when it was interrupted or failed; `force=true` always starts anew.
     """
-    validate_job_config(cfg)
-    cfg = normalize_axes(cfg)
-    if cfg["backend"] != keras.backend.backend():
+    job = Job.prepare(cfg, context, keras.backend.backend())
+    cfg = job.cfg
+    if cfg["backend"] != job.backend:
         raise ValueError(f"Received backend={cfg['backend']!r}, but Keras in this process runs on "
-                         f"{keras.backend.backend()!r}: start the job through run.py (which sets KERAS_BACKEND "
+                         f"{job.backend!r}: start the job through run.py (which sets KERAS_BACKEND "
                          f"before Keras loads) or set KERAS_BACKEND={cfg['backend']} yourself.")
     # before this process' first convolution (xablate/onednn.py)
-    onednn = apply_onednn(cfg["train"].get("onednn", "auto"), str(cfg["train"].get("precision", "fp32")))
+    onednn = apply_onednn(job.train.get("onednn", "auto"), str(job.train.get("precision", "fp32")))
     uri = resolve_tracking_uri(cfg["tracking"]["uri"])
     check_reachable(uri)
     weights_file(cfg["model"].get("weights"))  # pretrained weights at hand (downloaded if need be) before any run
     client, experiment_id = open_experiment(uri, cfg["tracking"]["experiment"])
-    axes = axis_values(cfg, _sweep_keys(context.sweep_dir), context.overrides)
-    label = variant_label(axes)
-    name = run_name(axes, int(cfg["seed"]))
-    identity = run_identity(cfg, keras.backend.backend())
-    digest = source_digest(cfg["data"])
+    axes, label, identity, digest = job.axes, job.label, job.identity, job.digest
     commit = git_commit()
     crashes = checkpoint_root(cfg["train"]["checkpoint_dir"], uri) / CRASH_DIR
     plan = plan_run(client, experiment_id, identity, data_digest=digest, force=bool(cfg.get("force")),
                     stale_after_seconds=float(cfg["tracking"]["stale_after_seconds"]), crash_dir=crashes)
     if plan.action == "skip":
-        _add_stage(client, plan.run, str(cfg["tracking"].get("stage", "final")))
+        _add_stage(client, plan.run, job.stage)
         return _skip(plan, label, uri, commit, context)
 
     tags = {
         "xablate.variant": label,
         "xablate.axes": json.dumps(axes),
         "xablate.study": str(cfg["study"]),
-        STAGE_TAG: str(cfg["tracking"].get("stage", "final")),
+        STAGE_TAG: job.stage,
         **({TUNED_KEY_TAG: str(cfg["tracking"]["tuned_key"])} if cfg["tracking"].get("tuned_key") else {}),
         IDENTITY_TAG: identity,
         DATA_DIGEST_TAG: digest,
-        "xablate.backend": keras.backend.backend(),
+        "xablate.backend": job.backend,
         "xablate.device": _device(),
         "xablate.cpu": cpu_model(),
         "xablate.onednn": onednn,
@@ -121,8 +105,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         print(f"[xablate] resuming MLflow run {run_id} ({label}): it was {plan.reason.split(',')[0]}",
               flush=True)
     else:
-        run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        print(f"[xablate] MLflow run {run_id} ({name}) in experiment '{cfg['tracking']['experiment']}' at {uri}",
+        run_id = client.create_run(experiment_id, run_name=job.name, tags=tags).info.run_id
+        print(f"[xablate] MLflow run {run_id} ({job.name}) in experiment '{cfg['tracking']['experiment']}' at {uri}",
               flush=True)
 
     checkpoint = None
@@ -131,14 +115,14 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         checkpoint = EpochCheckpoint(folder, run_id)
         if plan.action == "new":
             checkpoint.delete()  # a forced rerun, or leftovers of a deleted run: start clean
+    job.client, job.run_id, job.checkpoint = client, run_id, checkpoint
     native_crash.arm(run_id, crashes, uri=uri, label=label)
     try:
         with Heartbeat(client, run_id, float(cfg["tracking"]["heartbeat_seconds"])), \
                 system_metrics(cfg["tracking"], uri, run_id, resumed=plan.action == "resume"):
             log_params(client, run_id, {k: portable(v) if isinstance(v, str) and not is_semantic(k) else v
                                         for k, v in flatten(cfg).items() if not k.startswith("analysis")})
-            history, summary = fit_with_oom_retry(cfg, client, run_id, Path(context.output_dir), checkpoint,
-                                                   context.callbacks)
+            history, summary = fit_with_oom_retry(job)
     except RunDiverged as diverged:
         _record_divergence(client, run_id, diverged)
         diverged.run_id = run_id  # the staged sweeper scores a diverged tuning run instead of failing the sweep
@@ -195,13 +179,6 @@ def _add_stage(client: MlflowClient, run, stage: str) -> None:
     stages = run.data.tags.get(STAGE_TAG, "final").split(",")
     if stage not in stages:
         client.set_tag(run.info.run_id, STAGE_TAG, ",".join([*stages, stage]))
-
-
-def _sweep_keys(sweep_dir: Path | None) -> list[str]:
-    """The keys this job's sweep varies (written by the sweep callback); none for a single run."""
-    if sweep_dir is None or not (Path(sweep_dir) / SWEEP_KEYS_FILE).exists():
-        return []
-    return (Path(sweep_dir) / SWEEP_KEYS_FILE).read_text().split()
 
 
 def _parent_run_id(sweep_dir: Path) -> str:

@@ -1,0 +1,86 @@
+"""A job: the composed config, what the launcher knows about it, and what is derived from them once.
+
+`Job.prepare(cfg, context)` validates the config, puts the axes in canonical form and derives the run's identity,
+data digest, axes, label and name; the trainer then attaches the MLflow run (`client`, `run_id`) and the epoch
+checkpoint, and the fitting code reads everything from the job instead of a long list of positional arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xablate.config import axis_values, run_name, variant_label
+from xablate.data.digest import source_digest
+from xablate.sweeps import SWEEP_KEYS_FILE
+from xablate.tracking.identity import run_identity
+from xablate.training.validation import normalize_axes, validate_job_config
+
+
+@dataclass
+class RunContext:
+    """What the launcher knows about a job: where it writes, and which sweep it belongs to."""
+
+    output_dir: Path
+    sweep_dir: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    job_num: int | None = None
+    callbacks: list = field(default_factory=list)  # extra Keras callbacks (profilers, notebooks, tests)
+
+
+@dataclass
+class Job:
+    cfg: dict[str, Any]  # validated, axes canonical
+    context: RunContext
+    backend: str
+    identity: str  # xablate.tracking.identity: what a finished run of the same job shares
+    digest: str  # xablate.data.digest: the data it trains and is tested on
+    axes: dict[str, Any]  # what the sweep varies, with this job's values
+    label: str  # the variant, e.g. "act=elu"
+    name: str  # the run's name, e.g. "act=elu · seed 0"
+    client: Any = None  # the MlflowClient and run, once the trainer has opened it
+    run_id: str | None = None
+    checkpoint: Any = None  # xablate.training.checkpoint.EpochCheckpoint, when train.checkpoint
+
+    @classmethod
+    def prepare(cls, cfg: dict[str, Any], context: RunContext, backend: str) -> Job:
+        validate_job_config(cfg)
+        cfg = normalize_axes(cfg)
+        axes = axis_values(cfg, sweep_keys(context.sweep_dir), context.overrides)
+        return cls(cfg=cfg, context=context, backend=backend, identity=run_identity(cfg, backend),
+                   digest=source_digest(cfg["data"]), axes=axes, label=variant_label(axes),
+                   name=run_name(axes, int(cfg["seed"])))
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg["seed"])
+
+    @property
+    def train(self) -> dict[str, Any]:
+        return self.cfg["train"]
+
+    @property
+    def stage(self) -> str:
+        return str(self.cfg["tracking"].get("stage", "final"))
+
+    @property
+    def batch_size(self) -> int:
+        """The configured (effective) batch: what the schedule and the steps per epoch count in, whatever the
+        out-of-memory retry or the replicas split it into."""
+        return int(self.train["batch_size"])
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.context.output_dir)
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        return math.ceil(train_size / self.batch_size)
+
+
+def sweep_keys(sweep_dir: Path | None) -> list[str]:
+    """The keys this job's sweep varies (written by the sweep callback); none for a single run."""
+    if sweep_dir is None or not (Path(sweep_dir) / SWEEP_KEYS_FILE).exists():
+        return []
+    return (Path(sweep_dir) / SWEEP_KEYS_FILE).read_text().split()
