@@ -138,3 +138,40 @@ def test_rank_agreement_with_ties_and_accuracies_at_0_and_1_matches_scipy():
     reference = stats.kendalltau([0.0, 0.0, 1.0, 1.0, 0.5], [0.1, 0.3, 0.9, 1.0, 0.2])
     agreement = rank_agreement(pilot, full)
     assert (agreement.tau, agreement.p_value) == pytest.approx((reference.statistic, reference.pvalue))
+
+
+def test_the_power_of_each_test_matches_statsmodels_and_the_noncentral_t():
+    from statsmodels.stats.power import TTestPower
+
+    from xablate.analysis.stats import power_of_test
+
+    # superiority: two-sided paired t, straight from the noncentral t
+    sd, n, effect = 0.01, 8, 0.008
+    shift, critical = effect / sd * math.sqrt(n), stats.t.ppf(0.975, n - 1)
+    closed = stats.nct.sf(critical, n - 1, shift) + stats.nct.cdf(-critical, n - 1, shift)
+    assert power_of_test("superiority", effect, sd, n) == pytest.approx(closed)
+    # non-inferiority: one-sided against the margin, true difference 0
+    one = stats.nct.sf(stats.t.ppf(0.95, n - 1), n - 1, effect / sd * math.sqrt(n))
+    assert power_of_test("non_inferiority", effect, sd, n) == pytest.approx(one)
+    assert power_of_test("equivalence", effect, sd, n) == pytest.approx(max(0.0, 2 * one - 1))
+    assert power_of_test("equivalence", effect, sd, n) == pytest.approx(
+        2 * TTestPower().power(effect / sd, n, 0.05, alternative="larger") - 1)
+    # far out statsmodels' two-sided form is NaN; ours is the (whole) upper tail
+    assert power_of_test("superiority", 0.05, 0.01, 10) == pytest.approx(1.0)
+    for no_test in [(0.01, 0.0, 5), (0.01, 0.01, 1), (0.0, 0.01, 5), (0.01, math.nan, 5)]:
+        assert math.isnan(power_of_test("superiority", *no_test))
+    with pytest.raises(ValueError, match="allowed: superiority, non_inferiority, equivalence"):
+        power_of_test("bayesian", 0.01, 0.01, 5)
+
+
+def test_tost_and_the_paired_effect_size_in_closed_form():
+    from xablate.analysis.stats import cohens_dz, equivalence_p
+
+    diffs = [0.002, 0.003, 0.001, 0.0025, 0.0015]
+    m, s, n = np.mean(diffs), np.std(diffs, ddof=1), len(diffs)
+    lower = stats.t.sf((m + 0.01) / (s / math.sqrt(n)), n - 1)
+    upper = stats.t.cdf((m - 0.01) / (s / math.sqrt(n)), n - 1)
+    assert equivalence_p(diffs, 0.01) == pytest.approx(max(lower, upper))
+    assert cohens_dz(diffs) == pytest.approx(m / s)
+    assert math.isnan(equivalence_p([0.01, 0.01, 0.01], 0.05)) and math.isnan(cohens_dz([0.3]))
+    assert equivalence_p([1.0, 0.0, 1.0, 0.0], 0.01) > 0.5  # values at 0 or 1: a wide spread, nothing equivalent

@@ -38,13 +38,33 @@ def test_the_paper_studies_claims_as_the_paper_makes_them():
     ({"axes": "residual"}, "Received analysis.axes='residual' in experiments/s.yaml; allowed: a list of config keys"),
     ({"claims": [{"claim": "x", "better": True, "no_worse": True, "than": [False]}]}, "allowed: exactly one of better"),
     ({"claims": [{"claim": "x", "better": True}]}, "Received than=None for the claim 'x'"),
-    ({"claims": [{"claim": "x", "no_worse": True, "than": [False]}]}, "Received margin=0.0 for the claim 'x'"),
+    ({"claims": [{"claim": "x", "no_worse": True, "than": [False]}]}, "Received no margin for the no_worse claim 'x'"),
+    ({"claims": [{"claim": "x", "equivalent": [True, False]}]}, "Received no margin for the equivalent claim 'x'"),
+    ({"claims": [{"claim": "x", "equivalent": [True, False], "margin": -0.01}]}, "Received margin=-0.01 for the "
+                                                                                  "claim 'x'"),
+    ({"claims": [{"claim": "x", "no_worse": True, "than": [False], "margin": 0}]}, "Received margin=0 for the claim"),
+    ({"claims": [{"claim": "x", "equivalent": [True]}]}, "Received than=None for the claim 'x'"),
+    ({"claims": [{"claim": "x", "better": True, "than": [False], "smallest_effect": 0}]},
+     "Received smallest_effect=0 for the better claim 'x'"),
+    ({"claims": [{"claim": "x", "no_worse": True, "than": [False], "margin": 0.01, "smallest_effect": 0.01}]},
+     "Received smallest_effect=0.01 for the no_worse claim 'x'"),
     ({"claims": [{"claim": "x", "better": True, "than": [False], "metric": "auc"}]}, "Received metric='auc'"),
     ({"axes": ["a", "b"], "claims": [{"claim": "x", "better": 1, "than": [2]}]}, "the study has 2 axes"),
 ])
 def test_a_bad_analysis_block_is_refused(block, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_study("s", {"analysis": {"axes": ["residual"], **block}}, where="experiments/s.yaml")
+
+
+def test_an_equivalence_claim_reads_as_a_pair_or_against_a_list():
+    pair = parse_study("s", {"analysis": {"axes": ["act"], "claims": [
+        {"claim": "x", "equivalent": ["none", "elu"], "margin": 0.01},
+        {"claim": "y", "equivalent": "none", "than": ["elu", "relu"], "margin": 0.02},
+        {"claim": "z", "better": "none", "than": ["elu"], "margin": 0.01, "smallest_effect": 0.005}]}})
+    assert [(c.kind, c.variant, c.others, c.margin, c.smallest_effect) for c in pair.claims] == [
+        ("equivalent", {"act": "none"}, [{"act": "elu"}], 0.01, None),
+        ("equivalent", {"act": "none"}, [{"act": "elu"}, {"act": "relu"}], 0.02, None),
+        ("better", {"act": "none"}, [{"act": "elu"}], 0.01, 0.005)]
 
 
 def test_sweep_expansion_matches_hydras_grammar():

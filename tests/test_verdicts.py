@@ -12,7 +12,8 @@ from xablate.analysis.plan import plan_seeds
 from xablate.analysis.report import selected_runs
 from xablate.analysis.store import history_frame
 from xablate.analysis.tables import variant_table
-from xablate.analysis.verdicts import CONTRADICTED, INCONCLUSIVE, REPRODUCED, verdict_table
+from xablate.analysis.verdicts import (CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NON_INFERIOR, REPRODUCED, spread_range,
+                                      verdict_table, verdict_tables)
 from xablate.studies import parse_study
 
 FIG10 = {"analysis": {"title": "made-up Fig. 10", "axes": ["intermediate_act"],
@@ -60,7 +61,12 @@ def test_noise_is_inconclusive_and_says_what_it_could_not_detect(uri, monkeypatc
     sds = [np.std(np.subtract(values["none"], values[o]), ddof=1) for o in ("elu", "relu")]
     from xablate.analysis.stats import min_detectable_effect
     assert row.mde == pytest.approx(max(min_detectable_effect(sd, 10) for sd in sds))
-    assert f"could not have detected differences smaller than {row.mde:.4f}" in row.evidence
+    assert f"post hoc: at the observed spread a true difference of {row.mde:.4f} would be found 80% of the time" \
+        in row.evidence
+    low, high = spread_range(10)  # chi-square interval of a standard deviation from 10 values
+    assert (low, high) == pytest.approx((math.sqrt(9 / stats.chi2.ppf(0.975, 9)), math.sqrt(9 / stats.chi2.ppf(0.025, 9))))
+    assert f"the true one may be {low:.2f}x to {high:.2f}x it" in row.evidence
+    assert spread_range(3) == pytest.approx((0.52, 6.28), abs=0.01)  # the issue's "0.52x to 6.3x" at n = 3
 
 
 def test_zero_spread_is_inconclusive_however_consistent(uri, monkeypatch):
@@ -82,7 +88,7 @@ def test_holm_turns_a_borderline_family_inconclusive(uri, monkeypatch):
     log_study(uri, "f10", {"none": [b + d for b, d in zip(base, diffs)], "elu": base, "relu": base})
     _, table = _verdict(uri, "f10", FIG10, monkeypatch)
     assert table["verdict"].tolist() == [INCONCLUSIVE]
-    assert f"p={p:.3g}, Holm p={2 * p:.3g}" in table["evidence"].iloc[0]
+    assert f"p={p:.3g}, Holm p={2 * p:.3g}, n=6" in table["evidence"].iloc[0]
     one = {"analysis": {**FIG10["analysis"], "claims": [{**FIG10["analysis"]["claims"][0], "than": ["elu"]}]}}
     _, single = _verdict(uri, "f10", one, monkeypatch)  # the same comparison alone: reproduced
     assert single["verdict"].tolist() == [REPRODUCED]
@@ -127,7 +133,7 @@ def test_non_inferiority_with_a_margin(uri, monkeypatch):
     noise = np.random.default_rng(11).normal(0, 0.002, 10)
     log_study(uri, "close", {"depthwise": list(np.add(base, noise) - 0.002), 4: base}, axis="segments")
     log_study(uri, "worse", {"depthwise": list(np.add(base, noise) - 0.05), 4: base}, axis="segments")
-    assert _verdict(uri, "close", spec, monkeypatch)[1]["verdict"].tolist() == [REPRODUCED]
+    assert _verdict(uri, "close", spec, monkeypatch)[1]["verdict"].tolist() == [NON_INFERIOR]
     assert _verdict(uri, "worse", spec, monkeypatch)[1]["verdict"].tolist() == [CONTRADICTED]
 
 
@@ -167,3 +173,102 @@ def test_the_seed_plan_matches_a_closed_form_power_calculation(uri, monkeypatch)
     assert plan.rows["seeds_needed"].tolist() == [expected]
     assert plan.command == "python run.py -m study=p intermediate_act=none,elu seed=" + ",".join(
         str(s) for s in range(3, expected))
+
+
+EQUIVALENCE = {"analysis": {"axes": ["intermediate_act"], "baseline": {"intermediate_act": "none"},
+                            "claims": [{"claim": "none and elu are equivalent", "metric": "test_accuracy",
+                                        "equivalent": ["none", "elu"], "margin": 0.01}]}}
+
+
+def _comparisons(uri, study, spec, monkeypatch):
+    monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, spec))
+    selection = selected_runs(uri, study)
+    history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+    return verdict_tables([(selection, history)])
+
+
+def test_a_small_tight_difference_is_equivalent_at_one_point_and_not_at_a_tenth(uri, monkeypatch):
+    """A and B differ by 0.2 points with a tight spread: TOST at ±1 point says equivalent, at ±0.1 point it
+    cannot (the difference itself is larger than the margin); the p-values are scipy's two one-sided tests."""
+    base = _seeds(0.90, 0.01, seed=12)
+    diffs = 0.002 + np.random.default_rng(13).normal(0, 0.001, 10)
+    log_study(uri, "eq", {"none": list(np.add(base, diffs)), "elu": base})
+    claims, rows = _comparisons(uri, "eq", EQUIVALENCE, monkeypatch)
+    assert claims["verdict"].tolist() == [EQUIVALENT]
+    [row] = rows.itertuples()
+    tost = max(stats.ttest_1samp(diffs, -0.01, alternative="greater").pvalue,
+               stats.ttest_1samp(diffs, 0.01, alternative="less").pvalue)
+    assert row.p == pytest.approx(tost) and row.p_holm == pytest.approx(tost) and row.p < 0.05
+    assert row.effect_size == pytest.approx(np.mean(diffs) / np.std(diffs, ddof=1))
+    assert row.delta == pytest.approx(np.mean(diffs)) and row.n == 10 and row.margin == 0.01
+    from statsmodels.stats.power import TTestPower
+    one_sided = TTestPower().power(0.01 / np.std(diffs, ddof=1), 10, 0.05, alternative="larger")
+    assert row.power == pytest.approx(2 * one_sided - 1) and row.power_basis == "a priori"
+    tight = {"analysis": {**EQUIVALENCE["analysis"],
+                          "claims": [{**EQUIVALENCE["analysis"]["claims"][0], "margin": 0.001}]}}
+    claims, rows = _comparisons(uri, "eq", tight, monkeypatch)
+    assert claims["verdict"].tolist() == [CONTRADICTED]  # the whole 95 % CI lies above +0.1 point
+    assert rows["p"].iloc[0] > 0.05
+
+
+def test_equivalence_is_inconclusive_when_the_interval_straddles_the_margin(uri, monkeypatch):
+    base = _seeds(0.90, 0.01, seed=14)
+    diffs = 0.008 + np.random.default_rng(15).normal(0, 0.01, 10)
+    log_study(uri, "eq", {"none": list(np.add(base, diffs)), "elu": base})
+    claims, rows = _comparisons(uri, "eq", EQUIVALENCE, monkeypatch)
+    assert claims["verdict"].tolist() == [INCONCLUSIVE]
+    assert rows["ci_low"].iloc[0] < 0.01 < rows["ci_high"].iloc[0]
+
+
+def test_a_superiority_claim_with_a_margin_says_equivalent_when_there_is_no_difference_that_matters(uri, monkeypatch):
+    base = _seeds(0.90, 0.01, seed=16)
+    diffs = np.random.default_rng(17).normal(0, 0.002, 10)
+    log_study(uri, "sup", {"none": list(np.add(base, diffs)), "elu": base})
+    spec = {"analysis": {**FIG10["analysis"], "claims": [{**FIG10["analysis"]["claims"][0], "than": ["elu"],
+                                                          "margin": 0.01, "smallest_effect": 0.01}]}}
+    claims, rows = _comparisons(uri, "sup", spec, monkeypatch)
+    assert claims["verdict"].tolist() == [EQUIVALENT]
+    [row] = rows.itertuples()
+    assert row.p == pytest.approx(stats.ttest_1samp(diffs, 0).pvalue) and row.p > 0.05 and row.p_tost < 0.05
+    from statsmodels.stats.power import TTestPower
+    sd = np.std(diffs, ddof=1)
+    expected = TTestPower().power(0.01 / sd, 10, 0.05, alternative="two-sided")
+    if math.isnan(expected):  # statsmodels' two-sided form is NaN this far out; its upper tail at alpha/2 is all
+        expected = TTestPower().power(0.01 / sd, 10, 0.025, alternative="larger")
+    assert row.power == pytest.approx(expected) and row.power > 0.99
+    assert "TOST p=" in claims["evidence"].iloc[0] and "power " in claims["evidence"].iloc[0]
+
+
+def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_is_better(uri, monkeypatch):
+    """Δ is variant − baseline in the metric's own units; for a loss the claim's sign flips only the test."""
+    rng = np.random.default_rng(18)
+    fast = {s: list(np.exp(-np.arange(5) * 0.9) + rng.normal(0, 0.01, 5)) for s in range(6)}
+    slow = {s: list(np.exp(-np.arange(5) * 0.5) + rng.normal(0, 0.01, 5)) for s in range(6)}
+    log_study(uri, "conv", {"none": _seeds(0.8, 0.01, n=6, seed=1), "elu": _seeds(0.8, 0.01, n=6, seed=2)},
+              losses={"none": fast, "elu": slow})
+    spec = {"analysis": {**FIG10["analysis"], "claims": [
+        {"claim": "none converges faster", "metric": "final_loss", "better": "none", "than": ["elu"]}]}}
+    claims, rows = _comparisons(uri, "conv", spec, monkeypatch)
+    [row] = rows.itertuples()
+    raw = [fast[s][-1] - slow[s][-1] for s in range(6)]
+    half = stats.t.ppf(0.975, 5) * np.std(raw, ddof=1) / math.sqrt(6)
+    assert row.delta == pytest.approx(np.mean(raw)) and row.delta < 0 and not row.higher_is_better
+    assert (row.ci_low, row.ci_high) == pytest.approx((np.mean(raw) - half, np.mean(raw) + half))
+    assert row.p == pytest.approx(stats.ttest_1samp(raw, 0).pvalue)
+    assert row.effect_size == pytest.approx(-np.mean(raw) / np.std(raw, ddof=1))  # + favours the claim
+    assert row.outcome == REPRODUCED and row.power_basis == "post hoc" and math.isnan(row.power)
+    assert list(rows.columns) == ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n",
+                                  "delta", "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm",
+                                  "effect_size", "outcome", "margin", "power", "power_basis", "mde", "look",
+                                  "registration"]
+
+
+def test_one_seed_or_values_at_the_ceiling_give_no_test(uri, monkeypatch):
+    log_study(uri, "one", {"none": [0.9], "elu": [0.8]})
+    claims, rows = _comparisons(uri, "one", EQUIVALENCE, monkeypatch)
+    assert claims["verdict"].tolist() == [INCONCLUSIVE] and math.isnan(rows["p"].iloc[0])
+    assert "fewer than 2 paired seeds" in claims["evidence"].iloc[0]
+    log_study(uri, "ceiling", {"none": [1.0, 1.0, 1.0], "elu": [1.0, 1.0, 1.0]})
+    claims, rows = _comparisons(uri, "ceiling", EQUIVALENCE, monkeypatch)
+    assert claims["verdict"].tolist() == [INCONCLUSIVE] and math.isnan(rows["effect_size"].iloc[0])
+    assert "zero spread" in claims["evidence"].iloc[0]

@@ -15,6 +15,14 @@
           no_worse: depthwise
           than: [4]
           margin: 0.01
+        - claim: no activation and ELU are equivalent within 1 point
+          equivalent: [none, elu]       # or equivalent: none with than: [elu, ...]
+          margin: 0.01
+
+A claim's kind is its test: `better` a two-sided paired t-test (with `margin`, also an equivalence test, so that
+"no difference that matters" can be said), `no_worse` a one-sided test against `margin`, `equivalent` two
+one-sided tests (TOST) at ±`margin`. `smallest_effect` (better) declares the smallest difference that matters:
+the verdict then reports the test's power against it a priori, as `xablate plan` plans seeds for it.
 
 A study without a file (the user's `python run.py -m a=1,2` lands in study `default`) is read the same way with
 no declarations: axes from what its sweeps varied, baseline from the default config, no claims.
@@ -42,19 +50,27 @@ METRICS = {
     "final_loss": ("training loss (final epoch)", False, (0.0, float("inf"))),
     "train_loss_auc": ("training-loss area (mean training loss over epochs)", False, (0.0, float("inf"))),
 }
-CLAIM_KINDS = ("better", "no_worse")
+CLAIM_KINDS = ("better", "no_worse", "equivalent")
+NEEDS_MARGIN = ("no_worse", "equivalent")
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim: `variant` better than (or no worse than, by `margin`) each of `others` on `metric`."""
+    """One claim: `variant` better than (no worse than by `margin`, equivalent within ±`margin` to) each of
+    `others` on `metric`."""
 
     text: str
-    kind: str               # better | no_worse
+    kind: str               # better | no_worse | equivalent
     variant: dict
     others: list[dict]
     metric: str
-    margin: float = 0.0
+    margin: float = 0.0     # no_worse, equivalent: required; better: optional (an equivalence margin)
+    smallest_effect: float | None = None  # better: the smallest difference that matters (a priori power)
+
+    def as_record(self) -> dict:
+        """What a study's sweep records before its runs (xablate.analysis.registration hashes it)."""
+        return {"claim": self.text, "kind": self.kind, "variant": self.variant, "than": self.others,
+                "metric": self.metric, "margin": self.margin, "smallest_effect": self.smallest_effect}
 
 
 @dataclass(frozen=True)
@@ -131,23 +147,36 @@ def _variant(value: Any, axes: list[str], what: str, at: str) -> dict:
 
 def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
     if not isinstance(raw, dict) or "claim" not in raw:
-        raise ValueError(f"Received the claim {raw!r}{at}; allowed: a mapping with claim (its text), better or "
-                         f"no_worse, than, and optionally metric and margin.")
+        raise ValueError(f"Received the claim {raw!r}{at}; allowed: a mapping with claim (its text), better, "
+                         f"no_worse or equivalent, than, and optionally metric, margin and smallest_effect.")
     kinds = [k for k in CLAIM_KINDS if k in raw]
     if len(kinds) != 1:
         raise ValueError(f"Received the claim {raw['claim']!r}{at} with {kinds or 'neither'}; allowed: exactly one "
                          f"of {', '.join(CLAIM_KINDS)}.")
     kind = kinds[0]
-    others = raw.get("than")
+    variant, others = raw[kind], raw.get("than")
+    if kind == "equivalent" and others is None and isinstance(variant, list) and len(variant) == 2:
+        variant, others = variant[0], [variant[1]]  # equivalent: [A, B]
     if not isinstance(others, list) or not others:
-        raise ValueError(f"Received than={others!r} for the claim {raw['claim']!r}{at}; allowed: a non-empty list.")
+        raise ValueError(f"Received than={others!r} for the claim {raw['claim']!r}{at}; allowed: a non-empty list"
+                         + (" (or equivalent: [A, B])" if kind == "equivalent" else "") + ".")
     claim_metric = raw.get("metric", metric)
     if claim_metric not in METRICS:
         raise ValueError(f"Received metric={claim_metric!r} for the claim {raw['claim']!r}{at}; allowed: "
                          f"{', '.join(METRICS)}.")
-    margin = raw.get("margin", 0.0)
-    if kind == "no_worse" and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
+    margin = raw.get("margin")
+    if margin is None and kind in NEEDS_MARGIN:
+        raise ValueError(f"Received no margin for the {kind} claim {raw['claim']!r}{at}; allowed: margin, a number "
+                         f"> 0 in the metric's units (how far apart still counts as "
+                         f"{'no worse' if kind == 'no_worse' else 'equivalent'}).")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
         raise ValueError(f"Received margin={margin!r} for the claim {raw['claim']!r}{at}; allowed: a number > 0 "
                          f"(how much worse still counts as no worse, in the metric's units).")
-    return Claim(text=str(raw["claim"]), kind=kind, variant=_variant(raw[kind], axes, kind, at),
-                 others=[_variant(o, axes, "than", at) for o in others], metric=claim_metric, margin=float(margin))
+    effect = raw.get("smallest_effect")
+    if effect is not None and (kind != "better" or isinstance(effect, bool) or not isinstance(effect, (int, float))
+                               or effect <= 0):
+        raise ValueError(f"Received smallest_effect={effect!r} for the {kind} claim {raw['claim']!r}{at}; allowed: "
+                         f"a number > 0 on a better claim (a no_worse or equivalent claim's margin plays that role).")
+    return Claim(text=str(raw["claim"]), kind=kind, variant=_variant(variant, axes, kind, at),
+                 others=[_variant(o, axes, "than", at) for o in others], metric=claim_metric,
+                 margin=float(margin or 0.0), smallest_effect=None if effect is None else float(effect))

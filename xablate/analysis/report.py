@@ -21,7 +21,7 @@ from xablate.analysis.figures import (capacity_figure, curves_figure, heatmap_fi
                                       trend_figure)
 from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
 from xablate.analysis.tables import to_latex, to_markdown, variant_table
-from xablate.analysis.verdicts import verdict_table
+from xablate.analysis.verdicts import verdict_tables
 from xablate.paths import portable_uri, project_root
 from xablate.studies import load_study
 from xablate.tracking.store import resolve_tracking_uri
@@ -142,8 +142,8 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
 
 
 def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
-    """The declared claims of `studies` against their runs: verdict.csv/.md with each claim's evidence and the
-    smallest effect its design could detect."""
+    """The declared claims of `studies` against their runs: verdict.md (one row per claim: its outcome and
+    evidence) and verdict.csv (one row per comparison, every number it rests on)."""
     uri = resolve_tracking_uri(uri)
     pairs, used = [], []
     for study in studies:
@@ -151,18 +151,20 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
         if not selection.runs.empty and selection.study.claims:
             pairs.append((selection, history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)))
             used.append(selection.runs)
-    table = verdict_table(pairs)
+    table, comparisons = verdict_tables(pairs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / VERDICT
-    table.to_csv(path.with_suffix(".csv"), index=False)
-    lines = ["| study | claim | verdict | smallest detectable effect | evidence |", "|---|---|---|---|---|"]
-    lines += [f"| {r.study} | {r.claim} | **{r.verdict}** | {'–' if r.mde != r.mde else f'{r.mde:.4f}'} | "
-              f"{r.evidence} |" for r in table.itertuples()]
-    lines += ["", "Paired by replicate (seed, split); Holm across the comparisons of one claim; diverged runs "
-              "scored (accuracy at chance, loss at the worst reached); the smallest detectable effect is at 80 % "
-              "power, two-sided α = 0.05, from the observed spread of the paired differences (xablate/analysis/"
-              "verdicts.py)."]
+    comparisons.to_csv(path.with_suffix(".csv"), index=False)  # tidy: one row per comparison
+    lines = ["| study | claim | outcome | registration | evidence |", "|---|---|---|---|---|"]
+    lines += [f"| {r.study} | {r.claim} | **{r.verdict}** | {r.registration} | {r.evidence} |"
+              for r in table.itertuples()]
+    lines += ["", "Outcomes: reproduced (superiority), non-inferior, equivalent (TOST at ±margin), contradicted, "
+              "inconclusive. Paired by replicate (seed, split); Holm across the comparisons of one claim; diverged "
+              "runs scored (accuracy at chance, loss at the worst reached); d: paired Cohen's d_z; power: of the "
+              "test done, against the claim's margin or declared smallest effect, at the observed spread. "
+              "verdict.csv holds every comparison (Δ = variant − baseline in the metric's units, its 95 % CI, p, "
+              "Holm p, TOST p, d, power, registration); the rules: xablate/analysis/verdicts.py."]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     _sidecar(path, uri, {"studies": [p[0].study.name for p in pairs]},
              pd.concat(used) if used else runs_frame(uri, study="-"))

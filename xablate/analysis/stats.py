@@ -168,7 +168,10 @@ def power_of_test(test: str, effect: float, sd: float, n: int, alpha: float = AL
     from statsmodels.stats.power import TTestPower
 
     if test == "superiority":
-        return float(TTestPower().power(effect / sd, n, alpha, alternative="two-sided"))
+        power = float(TTestPower().power(effect / sd, n, alpha, alternative="two-sided"))
+        if math.isnan(power):  # scipy's noncentral t is NaN far out in the wrong-sign tail, where it adds nothing
+            power = float(TTestPower().power(effect / sd, n, alpha / 2, alternative="larger"))
+        return power
     one_sided = float(TTestPower().power(effect / sd, n, alpha, alternative="larger"))
     return one_sided if test == "non_inferiority" else max(0.0, 2 * one_sided - 1)
 

@@ -1,21 +1,28 @@
-"""A study's declared claims against its runs: reproduced / contradicted / inconclusive, each with the
-smallest effect the design could have detected.
+"""A study's declared claims against its runs, in the words a reviewer uses.
 
 Claims come from the study's file (xablate/studies.py). For a claim over m comparisons (one variant against
 each of m others), differences are paired by replicate (seed, split) and signed so that positive favours the
 claim (for a metric where lower is better, other - variant). Diverged runs are scored, not dropped: an
-accuracy at chance, a loss at the worst value reached in the study (xablate.analysis.store.scored).
+accuracy at chance, a loss at the worst value reached in the study (xablate.analysis.store.scored). p-values
+are Holm-adjusted across the m comparisons of a claim; alpha = 0.05.
 
-- `better` (superiority): each comparison's two-sided paired t-test; p-values Holm-adjusted across the m
-  comparisons. A comparison is reproduced when its adjusted p < 0.05 and the mean difference favours the
-  claim, contradicted when adjusted p < 0.05 against it, else inconclusive.
-- `no_worse` (non-inferiority with margin M): H0 "worse by at least M" tested one-sided; Holm across the m
-  comparisons. Reproduced when adjusted p < 0.05; contradicted when the 95 % CI of the difference lies wholly
-  below -M (worse by more than the margin); else inconclusive.
-- Fewer than two pairs, or zero spread of the differences: inconclusive (no noise estimate, so no test).
-- The claim is reproduced when every comparison is, contradicted when any is, else inconclusive.
-Every comparison reports its minimum detectable effect (80 % power, two-sided alpha 0.05, from the observed
-spread), so "inconclusive" reads "could not have detected effects smaller than X".
+Outcome of one comparison, by the claim's kind (the test it declares):
+- `better` (two-sided paired t-test): `reproduced` when the adjusted p < alpha and the difference favours the
+  claim, `contradicted` when it is significant against it; with a declared `margin`, `equivalent` when the test
+  found no difference and two one-sided tests (TOST) put it inside ±margin (adjusted p < alpha); else
+  `inconclusive`.
+- `no_worse` (one-sided test of H0 "worse by at least margin"): `non-inferior` when the adjusted p < alpha;
+  `contradicted` when the 95 % CI lies wholly below -margin; else `inconclusive`.
+- `equivalent` (TOST at ±margin): `equivalent` when the adjusted TOST p < alpha; `contradicted` when the 95 % CI
+  lies wholly outside ±margin; else `inconclusive`.
+- Fewer than two pairs, or zero spread of the differences: `inconclusive` (no noise estimate, so no test).
+A claim's outcome is its comparisons' when they all agree, `contradicted` when any is, else `inconclusive`.
+
+Each comparison reports the paired effect size (Cohen's d_z) and the power of the test actually done: against
+the claim's margin (no_worse, equivalent) or its declared smallest effect (better), labelled *a priori*; a
+better claim that declares neither gets its minimum detectable effect instead, labelled *post hoc*, with the
+95 % interval of the spread it rests on (with 3 seeds the true spread may be half or six times the observed).
+Both use the observed spread of the differences.
 """
 
 from __future__ import annotations
@@ -23,83 +30,152 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from scipy import stats
 
-from xablate.analysis.stats import ALPHA, holm, non_inferiority_p, paired_difference
+from xablate.analysis.stats import (ALPHA, POWER, cohens_dz, equivalence_p, holm, non_inferiority_p,
+                                    paired_difference, power_of_test)
 from xablate.analysis.store import Selection, with_history_measures
 from xablate.analysis.tables import per_replicate
 from xablate.studies import METRICS, Claim
 
-REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
-VERDICT_COLUMNS = ["study", "claim", "metric", "verdict", "evidence", "mde"]
+REPRODUCED, NON_INFERIOR, EQUIVALENT = "reproduced", "non-inferior", "equivalent"
+CONTRADICTED, INCONCLUSIVE = "contradicted", "inconclusive"
+OUTCOMES = (REPRODUCED, NON_INFERIOR, EQUIVALENT, CONTRADICTED, INCONCLUSIVE)
+SUPPORTED = {"better": REPRODUCED, "no_worse": NON_INFERIOR, "equivalent": EQUIVALENT}
+TEST_OF = {"better": "superiority", "no_worse": "non_inferiority", "equivalent": "equivalence"}
+VERDICT_COLUMNS = ["study", "claim", "metric", "verdict", "evidence", "mde", "registration"]
+COMPARISON_COLUMNS = ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n", "delta",
+                      "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm", "effect_size", "outcome",
+                      "margin", "power", "power_basis", "mde", "look", "registration"]
+NOT_RECORDED = "not recorded"
 
 
-def decide_comparison(kind: str, mean: float, low: float, high: float, p_adjusted: float, margin: float) -> str:
-    """One comparison's verdict from its signed difference (positive favours the claim)."""
+def decide_comparison(kind: str, mean: float, low: float, high: float, p_adjusted: float, margin: float,
+                      tost_adjusted: float = math.nan) -> str:
+    """One comparison's outcome from its signed difference (positive favours the claim): its mean and 95 % CI,
+    the Holm-adjusted p of the claim's test and, for a better claim with a margin, the adjusted TOST p."""
+    if kind == "equivalent":
+        p_adjusted = tost_adjusted
     if math.isnan(p_adjusted):
         return INCONCLUSIVE
     if kind == "better":
         if p_adjusted < ALPHA:
             return REPRODUCED if mean > 0 else CONTRADICTED
-        return INCONCLUSIVE
+        return EQUIVALENT if margin > 0 and tost_adjusted < ALPHA else INCONCLUSIVE
     if p_adjusted < ALPHA:
-        return REPRODUCED
-    return CONTRADICTED if high < -margin else INCONCLUSIVE
+        return SUPPORTED[kind]
+    if kind == "no_worse":
+        return CONTRADICTED if high < -margin else INCONCLUSIVE
+    return CONTRADICTED if low > margin or high < -margin else INCONCLUSIVE
 
 
 def combine(decisions: list[str]) -> str:
-    if decisions and all(d == REPRODUCED for d in decisions):
-        return REPRODUCED
+    if decisions and len(set(decisions)) == 1:
+        return decisions[0]
     return CONTRADICTED if CONTRADICTED in decisions else INCONCLUSIVE
 
 
-def evaluate_claim(selection: Selection, claim: Claim) -> dict:
-    """The verdict row of one claim."""
+def spread_range(n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The 95 % interval of the true standard deviation as multiples of one observed from n values (chi-square)."""
+    if n < 2:
+        return math.nan, math.nan
+    df = n - 1
+    return (math.sqrt(df / stats.chi2.ppf((1 + confidence) / 2, df)),
+            math.sqrt(df / stats.chi2.ppf((1 - confidence) / 2, df)))
+
+
+def _power(claim: Claim, sd: float, n: int) -> tuple[float, str]:
+    """The power of the claim's test and what it is computed against."""
+    if claim.kind == "better" and claim.smallest_effect is None:
+        return math.nan, "post hoc"
+    effect = claim.smallest_effect if claim.kind == "better" else claim.margin
+    return power_of_test(TEST_OF[claim.kind], effect, sd, n), "a priori"
+
+
+def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]]:
+    """The verdict row of one claim and its comparison rows."""
     runs = selection.runs
-    sign = 1.0 if METRICS[claim.metric][1] else -1.0
-    mine = per_replicate(runs[runs["variant"] == selection.variant_of(claim.variant)], claim.metric)
-    rows = []
+    higher = METRICS[claim.metric][1]
+    sign = 1.0 if higher else -1.0
+    variant = selection.variant_of(claim.variant)
+    mine = per_replicate(runs[runs["variant"] == variant], claim.metric)
+    measured = []
     for other in claim.others:
         label = selection.variant_of(other)
         theirs = per_replicate(runs[runs["variant"] == label], claim.metric)
         signed_mine = {k: sign * v for k, v in mine.items()}
         signed_theirs = {k: sign * v for k, v in theirs.items()}
         diff = paired_difference(signed_mine, signed_theirs)
-        if claim.kind == "no_worse":
-            keys = diff.replicates
-            p = non_inferiority_p([signed_mine[k] - signed_theirs[k] for k in keys], claim.margin)
-        else:
-            p = diff.p_value
-        rows.append((label, diff, p))
-    adjusted = holm([p for _, _, p in rows])
-    decisions, parts, mdes = [], [], []
-    for (label, diff, p), p_adj in zip(rows, adjusted):
-        i = diff.interval
-        decisions.append(decide_comparison(claim.kind, i.mean, i.low, i.high, p_adj, claim.margin))
-        mdes.append(diff.mde)
+        signed = [signed_mine[k] - signed_theirs[k] for k in diff.replicates]
+        p = non_inferiority_p(signed, claim.margin) if claim.kind == "no_worse" else diff.p_value
+        tost = equivalence_p(signed, claim.margin) if claim.margin > 0 and claim.kind != "no_worse" else math.nan
+        measured.append((label, diff, signed, p, tost))
+    adjusted = holm([m[3] for m in measured])
+    tost_adjusted = holm([m[4] for m in measured])
+    decisions, parts, comparisons = [], [], []
+    for (label, diff, signed, p, tost), p_adj, tost_adj in zip(measured, adjusted, tost_adjusted):
+        i, n = diff.interval, len(diff.replicates)
+        outcome = decide_comparison(claim.kind, i.mean, i.low, i.high, p_adj, claim.margin, tost_adj)
+        decisions.append(outcome)
+        power, basis = _power(claim, i.sd, n)
+        d = cohens_dz(signed)
         why = ""
-        if len(diff.replicates) < 2:
+        if n < 2:
             why = " (fewer than 2 paired seeds: no test)"
         elif not i.sd > 0:
             why = " (zero spread of the differences: no noise estimate, no test)"
-        parts.append(f"vs {label}: {i.mean:+.4f} [{i.low:+.4f}, {i.high:+.4f}], p={p:.3g}, Holm p={p_adj:.3g}, "
-                     f"n={len(diff.replicates)}, MDE={diff.mde:.4f}{why}")
+        shown_p = tost if claim.kind == "equivalent" else p
+        shown_adj = tost_adj if claim.kind == "equivalent" else p_adj
+        text = (f"vs {label}: **{outcome}**, {i.mean:+.4f} [{i.low:+.4f}, {i.high:+.4f}], d={d:.2f}, "
+                f"p={shown_p:.3g}, Holm p={shown_adj:.3g}")
+        if claim.kind == "better" and claim.margin > 0:
+            text += f", TOST p={tost:.3g} (Holm {tost_adj:.3g})"
+        text += f", n={n}"
+        if basis == "a priori" and not math.isnan(power):
+            text += f", power {power:.0%} at {claim.smallest_effect or claim.margin:g}"
+        parts.append(text + why)
+        comparisons.append({
+            "study": selection.study.name, "claim": claim.text, "metric": claim.metric, "higher_is_better": higher,
+            "kind": claim.kind, "variant": variant, "baseline": label, "n": n,
+            # variant - baseline in the metric's own units (not signed by the claim)
+            "delta": sign * i.mean, "ci_low": sign * (i.low if higher else i.high),
+            "ci_high": sign * (i.high if higher else i.low), "p": shown_p, "p_holm": shown_adj,
+            "p_tost": tost, "p_tost_holm": tost_adj, "effect_size": d, "outcome": outcome,
+            "margin": claim.margin if claim.margin > 0 else math.nan, "power": power, "power_basis": basis,
+            "mde": diff.mde, "look": f"fixed design (n={n})", "registration": NOT_RECORDED})
     verdict = combine(decisions)
-    worst_mde = max((m for m in mdes if not math.isnan(m)), default=math.nan)
-    direction = "" if METRICS[claim.metric][1] else " (sign: lower is better, so + favours the claim)"
-    evidence = f"{claim.metric}{direction}" + (f", margin {claim.margin}" if claim.kind == "no_worse" else "") + \
-        "; " + "; ".join(parts)
-    if verdict == INCONCLUSIVE and not math.isnan(worst_mde):
-        evidence += f" — could not have detected differences smaller than {worst_mde:.4f}"
-    return {"study": selection.study.name, "claim": claim.text, "metric": claim.metric, "verdict": verdict,
-            "evidence": evidence, "mde": worst_mde}
+    mdes = [c["mde"] for c in comparisons if not math.isnan(c["mde"])]
+    worst_mde = max(mdes, default=math.nan)
+    direction = "" if higher else " (sign: lower is better, so + favours the claim)"
+    margin = f", margin ±{claim.margin:g}" if claim.kind != "no_worse" and claim.margin > 0 else (
+        f", margin {claim.margin:g}" if claim.margin > 0 else "")
+    evidence = f"{claim.metric}{direction}{margin}; " + "; ".join(parts)
+    if verdict == INCONCLUSIVE and not math.isnan(worst_mde) and all(c["power_basis"] == "post hoc"
+                                                                     for c in comparisons):
+        n = max(c["n"] for c in comparisons)
+        low, high = spread_range(n)
+        evidence += (f" — post hoc: at the observed spread a true difference of {worst_mde:.4f} would be found "
+                     f"{POWER:.0%} of the time; that spread rests on n={n} (the true one may be {low:.2f}x to "
+                     f"{high:.2f}x it), so this is a rough scale, not a bound")
+    row = {"study": selection.study.name, "claim": claim.text, "metric": claim.metric, "verdict": verdict,
+           "evidence": evidence, "mde": worst_mde, "registration": NOT_RECORDED}
+    return row, comparisons
 
 
-def verdict_table(selections: list[tuple[Selection, pd.DataFrame]]) -> pd.DataFrame:
-    """One row per declared claim of each study, given as (selection, history)."""
-    rows = []
+def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per declared claim, one row per comparison) of each study, given as (selection, history)."""
+    rows, comparisons = [], []
     for selection, history in selections:
         if selection.runs.empty or not selection.study.claims:
             continue
         selection.runs = with_history_measures(selection.runs, history)
-        rows += [evaluate_claim(selection, claim) for claim in selection.study.claims]
-    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+        for claim in selection.study.claims:
+            row, compared = evaluate_claim(selection, claim)
+            rows.append(row)
+            comparisons += compared
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS), pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS)
+
+
+def verdict_table(selections: list[tuple[Selection, pd.DataFrame]]) -> pd.DataFrame:
+    """One row per declared claim of each study, given as (selection, history)."""
+    return verdict_tables(selections)[0]
