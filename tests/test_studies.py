@@ -105,3 +105,34 @@ def test_the_grid_is_the_one_hydras_basic_sweeper_makes(declared, arguments):
     parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in declared.items()), *arguments])
     [hydras] = BasicSweeper.split_arguments(parsed, None)
     assert expand(declared, arguments) == [list(job) for job in hydras]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # a sweep typed on the command line reaches the callback as the sweeper's params (a=1,2 does not compose)
+    (["experiment=fig10_intermediate_act", "hydra.sweeper.params.intermediate_act='none,gelu'"],
+     "naming intermediate_act=elu, a variant this sweep does not make; allowed: intermediate_act in gelu, none"),
+    (["experiment=fig9_residual", "residual=true"], "naming residual=false, a variant this sweep does not make"),
+    (["experiment=spectrum_matched", "hydra.sweeper.params.segments='1,depthwise'"], "naming segments=4"),
+    (["experiment=fig10_intermediate_act", "+analysis.claims=[{claim: x, equivalent: [none, elu]}]"],
+     "Received no margin for the equivalent claim 'x'"),
+])
+def test_a_claim_the_sweep_cannot_test_is_refused_before_the_parent_run(tmp_path, capsys, overrides, message):
+    from xablate.config import compose_job
+    from xablate.tracking.hydra_callback import refuse_unknown_keys
+
+    cfg = compose_job([*overrides, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"], hydra=True)
+    with pytest.raises(SystemExit) as exit_:
+        refuse_unknown_keys(cfg)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("overrides", [
+    ["experiment=fig10_intermediate_act"], ["experiment=fig9_residual", "hydra.sweeper.params.seed='0,1'"],
+    ["experiment=fig10_intermediate_act", "intermediate_act=none", "analysis.claims=[]"],
+    ["experiment=spectrum_matched"], ["experiment=fig10_tuned"], ["experiment=spectrum"]])
+def test_every_committed_study_and_an_exploratory_subset_pass_the_claim_check(overrides):
+    from xablate.config import compose_job
+    from xablate.tracking.hydra_callback import refuse_unknown_keys
+
+    refuse_unknown_keys(compose_job(overrides, hydra=True))

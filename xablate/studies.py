@@ -180,3 +180,29 @@ def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
     return Claim(text=str(raw["claim"]), kind=kind, variant=_variant(variant, axes, kind, at),
                  others=[_variant(o, axes, "than", at) for o in others], metric=claim_metric,
                  margin=float(margin or 0.0), smallest_effect=None if effect is None else float(effect))
+
+
+def _as_override(value: Any) -> str:
+    """A value as the sweep writes it on the command line (true, 4, none), whatever its YAML or Hydra spelling."""
+    text = str(value)
+    return text.lower() if text.lower() in ("true", "false", "none", "null") else text
+
+
+def check_claims_made(study: Study, jobs: list[list[str]], job_config: dict) -> None:
+    """ValueError for a claim that names a variant the sweep does not make: each of its axis values must be one
+    the sweep's jobs take (`jobs`: one override list per job, xablate.sweeps.expand), or the configured value of
+    an axis the sweep does not vary (`job_config`, flattened)."""
+    made: dict[str, set[str]] = {}
+    for job in jobs:
+        for override in job:
+            key, _, value = override.lstrip("+~").partition("=")
+            made.setdefault(key, set()).add(_as_override(value))
+    for claim in study.claims:
+        for variant in (claim.variant, *claim.others):
+            for axis, value in variant.items():
+                values = made.get(axis, {_as_override(job_config[axis])} if axis in job_config else set())
+                if _as_override(value) not in values:
+                    raise ValueError(
+                        f"Received the claim {claim.text!r} naming {axis}={_as_override(value)}, a variant this sweep "
+                        f"does not make; allowed: {axis} in {', '.join(sorted(values)) or '(not a config key)'} (to run "
+                        f"part of a study without its claims: analysis.claims=[]).")

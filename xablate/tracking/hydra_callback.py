@@ -107,7 +107,10 @@ def refuse_unknown_keys(config: DictConfig) -> None:
     SystemExit, not an exception: Hydra turns a callback's exceptions into warnings and would launch the jobs."""
     from xablate.paths import project_root
     from xablate.schema import check_known_keys, check_override_keys
+    from xablate.config import flatten
     from xablate.staging import parse_pilot, parse_tune
+    from xablate.studies import check_claims_made, parse_study
+    from xablate.sweeps import expand
 
     job = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
     groups = {p.name for p in (project_root() / "conf").iterdir() if p.is_dir()}
@@ -119,6 +122,12 @@ def refuse_unknown_keys(config: DictConfig) -> None:
         for block, parse in (("tune", parse_tune), ("pilot", parse_pilot)):  # the staged sweeper's stages
             if sweeper.get(block) is not None:
                 parse(OmegaConf.to_container(sweeper.get(block), resolve=True))
+        if job.get("analysis"):  # the study's claims: well formed, and about variants this sweep makes
+            declared = sweeper.get("params")
+            declared = OmegaConf.to_container(declared, resolve=False) if declared else {}
+            study = parse_study(str(job.get("study")), {"analysis": job["analysis"],
+                                                        "hydra": {"sweeper": {"params": declared}}})
+            check_claims_made(study, expand(declared, overrides), flatten(job))
     except ValueError as error:
         print(f"xablate: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
