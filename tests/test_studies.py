@@ -110,8 +110,9 @@ def test_the_grid_is_the_one_hydras_basic_sweeper_makes(declared, arguments):
 @pytest.mark.parametrize("overrides, message", [
     # a sweep typed on the command line reaches the callback as the sweeper's params (a=1,2 does not compose)
     (["experiment=fig10_intermediate_act", "hydra.sweeper.params.intermediate_act='none,gelu'"],
-     "naming intermediate_act=elu, a variant this sweep does not make; allowed: intermediate_act in gelu, none"),
-    (["experiment=fig9_residual", "residual=true"], "naming residual=false, a variant this sweep does not make"),
+     "naming intermediate_act=elu, a variant neither this sweep nor the study's grid makes; allowed: "
+     "intermediate_act in gelu, none"),
+    (["experiment=fig9_residual", "hydra.sweeper.params.residual=true"], "naming residual=false, a variant neither"),
     (["experiment=spectrum_matched", "hydra.sweeper.params.segments='1,depthwise'"], "naming segments=4"),
     (["experiment=fig10_intermediate_act", "+analysis.claims=[{claim: x, equivalent: [none, elu]}]"],
      "Received no margin for the equivalent claim 'x'"),
@@ -129,7 +130,8 @@ def test_a_claim_the_sweep_cannot_test_is_refused_before_the_parent_run(tmp_path
 
 @pytest.mark.parametrize("overrides", [
     ["experiment=fig10_intermediate_act"], ["experiment=fig9_residual", "hydra.sweeper.params.seed='0,1'"],
-    ["experiment=fig10_intermediate_act", "intermediate_act=none", "analysis.claims=[]"],
+    ["experiment=fig10_intermediate_act", "hydra.sweeper.params.intermediate_act=none", "analysis.claims=[]"],
+    ["experiment=fig9_residual", "residual=false"],  # completes part of the study (status prints such commands)
     ["experiment=spectrum_matched"], ["experiment=fig10_tuned"], ["experiment=spectrum"]])
 def test_every_committed_study_and_an_exploratory_subset_pass_the_claim_check(overrides):
     from xablate.config import compose_job

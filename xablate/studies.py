@@ -189,9 +189,10 @@ def _as_override(value: Any) -> str:
 
 
 def check_claims_made(study: Study, jobs: list[list[str]], job_config: dict) -> None:
-    """ValueError for a claim that names a variant the sweep does not make: each of its axis values must be one
-    the sweep's jobs take (`jobs`: one override list per job, xablate.sweeps.expand), or the configured value of
-    an axis the sweep does not vary (`job_config`, flattened)."""
+    """ValueError for a claim that names a variant the sweep does not make (a typo in a claim, or in the grid):
+    each of its axis values must be one the sweep's jobs take (`jobs`: one override list per job,
+    xablate.sweeps.expand; the caller passes the study's declared grid too, so that a command that completes part
+    of a study passes), or the configured value of an axis the sweep does not vary (`job_config`, flattened)."""
     made: dict[str, set[str]] = {}
     for job in jobs:
         for override in job:
@@ -203,6 +204,6 @@ def check_claims_made(study: Study, jobs: list[list[str]], job_config: dict) -> 
                 values = made.get(axis, {_as_override(job_config[axis])} if axis in job_config else set())
                 if _as_override(value) not in values:
                     raise ValueError(
-                        f"Received the claim {claim.text!r} naming {axis}={_as_override(value)}, a variant this sweep "
-                        f"does not make; allowed: {axis} in {', '.join(sorted(values)) or '(not a config key)'} (to run "
+                        f"Received the claim {claim.text!r} naming {axis}={_as_override(value)}, a variant neither this "
+                        f"sweep nor the study's grid makes; allowed: {axis} in {', '.join(sorted(values)) or '(not a config key)'} (to run "
                         f"part of a study without its claims: analysis.claims=[]).")

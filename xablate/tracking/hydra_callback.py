@@ -127,7 +127,8 @@ def refuse_unknown_keys(config: DictConfig) -> None:
             declared = OmegaConf.to_container(declared, resolve=False) if declared else {}
             study = parse_study(str(job.get("study")), {"analysis": job["analysis"],
                                                         "hydra": {"sweeper": {"params": declared}}})
-            check_claims_made(study, expand(declared, overrides), flatten(job))
+            # the study's own grid and this command's (status prints commands that complete part of a study)
+            check_claims_made(study, expand(declared, []) + expand(declared, overrides), flatten(job))
     except ValueError as error:
         print(f"xablate: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
