@@ -37,6 +37,7 @@ from IPython.display import Markdown, display
 
 from xablate.analysis import (beside_selection, history_frame, selected_runs, study_figures, variant_table,
                               verdict_table)
+from xablate.analysis.registration import registrations
 from xablate.analysis.store import runs_frame, studies_in_store
 from xablate.analysis.tables import to_markdown
 
@@ -65,8 +66,10 @@ for study in studies:
 # ## Verdicts on the studies' declared claims
 
 # %%
-verdicts = verdict_table(verdict_inputs)
+registered = {(s.study.name, text): label for s, _ in verdict_inputs  # claims recorded before their runs?
+              for text, label in registrations(TRACKING_URI, s.study.name, s.study.claims, s.runs).items()}
+verdicts = verdict_table(verdict_inputs, registered)
 for row in verdicts.itertuples():
-    display(Markdown(f"**{row.verdict}** — {row.claim} ({row.study})\n\n{row.evidence}"))
+    display(Markdown(f"**{row.verdict}** ({row.registration}) — {row.claim} ({row.study})\n\n{row.evidence}"))
 if verdicts.empty:
     print("No study drawn here declares claims.")

@@ -1,9 +1,12 @@
 """Each study in experiments/ expands to its own grid (as Hydra's sweeper would), and one runs end to end."""
 
+import json
+
 import pytest
 
 from helpers import run_py, runs_of, sqlite_uri
 from xablate.analysis.status import grid_jobs
+from xablate.analysis.store import runs_frame
 
 SEEDS = [str(seed) for seed in range(10)]  # the studies declare ten seeds per variant
 
@@ -37,3 +40,13 @@ def test_an_experiment_runs_its_sweep_end_to_end(tmp_path):
     assert sorted((c.data.params["residual"], c.data.params["seed"]) for c in children) == [
         ("False", "1"), ("True", "1")]  # the experiment's residual axis, the command line's seed
     assert {c.data.tags["xablate.study"] for c in children} == {"fig9_residual"}
+    # the claims as they stood before the runs, on the parent: the verdict calls them pre-registered
+    from xablate.analysis.registration import registrations
+    from xablate.studies import claim_hash, load_study
+
+    study = load_study("fig9_residual")
+    recorded = json.loads(parent.data.tags["xablate.claims"])
+    assert [r["hash"] for r in recorded] == [claim_hash(c) for c in study.claims]
+    assert recorded[0]["claim"] == study.claims[0].text and recorded[0]["kind"] == "better"
+    labels = registrations(uri, "fig9_residual", study.claims, runs_frame(uri, study="fig9_residual"))
+    assert list(labels.values())[0].startswith("pre-registered (")

@@ -4,6 +4,7 @@ MLflow runs logged as the trainer logs them (tests/made_up_store.py), read back 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -272,3 +273,54 @@ def test_one_seed_or_values_at_the_ceiling_give_no_test(uri, monkeypatch):
     claims, rows = _comparisons(uri, "ceiling", EQUIVALENCE, monkeypatch)
     assert claims["verdict"].tolist() == [INCONCLUSIVE] and math.isnan(rows["effect_size"].iloc[0])
     assert "zero spread" in claims["evidence"].iloc[0]
+
+
+def _parent_with_claims(uri, study, claims_spec):
+    """A sweep's parent run recording `claims_spec` as the sweep callback does (tag xablate.claims)."""
+    from mlflow import MlflowClient
+
+    from xablate.studies import CLAIMS_TAG, claims_record
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(study)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(study)
+    parent = client.create_run(experiment_id, tags={"xablate.role": "sweep", "mlflow.source.git.commit": "abc1234def5",
+                                                    CLAIMS_TAG: claims_record(parse_study(study, claims_spec))})
+    client.set_terminated(parent.info.run_id)
+
+
+def test_a_claim_recorded_before_its_runs_is_pre_registered_and_an_edited_one_exploratory(uri, monkeypatch, tmp_path):
+    import time
+
+    from xablate.analysis.registration import registrations
+
+    _parent_with_claims(uri, "reg", FIG10)
+    time.sleep(0.01)
+    values = {"none": _seeds(0.90, 0.01, seed=1), "elu": _seeds(0.80, 0.01, seed=2), "relu": _seeds(0.82, 0.01, seed=3)}
+    log_study(uri, "reg", values)
+    edited = {"analysis": {**FIG10["analysis"], "claims": [{**FIG10["analysis"]["claims"][0], "than": ["elu"]}]}}
+    late = {"analysis": {**FIG10["analysis"], "claims": [{"claim": "relu beats elu", "metric": "test_accuracy",
+                                                          "better": "relu", "than": ["elu"]}]}}
+    time.sleep(0.01)
+    _parent_with_claims(uri, "reg", edited)  # the same claim's text, another comparison: after 30 runs
+    _parent_with_claims(uri, "reg", late)
+    selection = selected_runs(uri, "reg")
+    labels = {}
+    for spec in (FIG10, edited, late):
+        study = parse_study("reg", spec)
+        labels.update({(spec is FIG10, k): v for k, v in registrations(uri, "reg", study.claims, selection.runs).items()})
+    assert labels[(True, "none beats elu and relu")].startswith("pre-registered (")
+    assert labels[(True, "none beats elu and relu")].endswith(", commit abc1234def)")
+    assert labels[(False, "none beats elu and relu")] == "exploratory (changed after 30 runs)"
+    assert labels[(False, "relu beats elu")] == "exploratory (first recorded after 30 runs)"
+    never = parse_study("reg", {"analysis": {**FIG10["analysis"], "claims": [{**FIG10["analysis"]["claims"][0],
+                                                                            "metric": "test_loss"}]}})
+    assert registrations(uri, "reg", never.claims, selection.runs) == {
+        "none beats elu and relu": "exploratory (claim not recorded before its runs)"}
+    # through the report: both files say which rows are pre-registered
+    from xablate.analysis.report import write_verdict
+
+    monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, edited))
+    csv_path, md_path = write_verdict(uri, tmp_path / "out", ["reg"])
+    assert pd.read_csv(csv_path)["registration"].tolist() == ["exploratory (changed after 30 runs)"]
+    assert "| exploratory (changed after 30 runs) |" in md_path.read_text()

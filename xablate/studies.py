@@ -30,6 +30,8 @@ no declarations: axes from what its sweeps varied, baseline from the default con
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ METRICS = {
     "final_loss": ("training loss (final epoch)", False, (0.0, float("inf"))),
     "train_loss_auc": ("training-loss area (mean training loss over epochs)", False, (0.0, float("inf"))),
 }
+CLAIMS_TAG = "xablate.claims"  # on a sweep's parent run: the claims it started with, each with its hash
 CLAIM_KINDS = ("better", "no_worse", "equivalent")
 NEEDS_MARGIN = ("no_worse", "equivalent")
 
@@ -207,3 +210,16 @@ def check_claims_made(study: Study, jobs: list[list[str]], job_config: dict) -> 
                         f"Received the claim {claim.text!r} naming {axis}={_as_override(value)}, a variant neither this "
                         f"sweep nor the study's grid makes; allowed: {axis} in {', '.join(sorted(values)) or '(not a config key)'} (to run "
                         f"part of a study without its claims: analysis.claims=[]).")
+
+
+def claim_hash(claim: Claim) -> str:
+    """A claim's fingerprint: its text, kind, variants, metric, margin and smallest effect (any edit changes it)."""
+    return hashlib.sha256(json.dumps(claim.as_record(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def claims_record(study: Study) -> str:
+    """The tag a sweep's parent run records before its jobs: every claim with its hash (JSON). Over MLflow's tag
+    limit the texts and hashes alone."""
+    records = [{**c.as_record(), "hash": claim_hash(c)} for c in study.claims]
+    text = json.dumps(records, sort_keys=True)
+    return text if len(text) <= 7000 else json.dumps([{"claim": r["claim"][:200], "hash": r["hash"]} for r in records])

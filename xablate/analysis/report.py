@@ -21,6 +21,7 @@ from xablate.analysis.figures import (capacity_figure, curves_figure, heatmap_fi
                                       trend_figure)
 from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
 from xablate.analysis.tables import to_latex, to_markdown, variant_table
+from xablate.analysis.registration import registrations
 from xablate.analysis.verdicts import verdict_tables
 from xablate.paths import portable_uri, project_root
 from xablate.studies import load_study
@@ -151,7 +152,9 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
         if not selection.runs.empty and selection.study.claims:
             pairs.append((selection, history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)))
             used.append(selection.runs)
-    table, comparisons = verdict_tables(pairs)
+    registered = {(selection.study.name, text): label for selection, _ in pairs for text, label in
+                  registrations(uri, selection.study.name, selection.study.claims, selection.runs).items()}
+    table, comparisons = verdict_tables(pairs, registered)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / VERDICT

@@ -162,8 +162,10 @@ def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]
     return row, comparisons
 
 
-def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one row per declared claim, one row per comparison) of each study, given as (selection, history)."""
+def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
+                   registered: dict[tuple[str, str], str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per declared claim, one row per comparison) of each study, given as (selection, history);
+    `registered`: {(study, claim text): registration label} (xablate.analysis.registration)."""
     rows, comparisons = [], []
     for selection, history in selections:
         if selection.runs.empty or not selection.study.claims:
@@ -171,11 +173,16 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]]) -> tuple[pd
         selection.runs = with_history_measures(selection.runs, history)
         for claim in selection.study.claims:
             row, compared = evaluate_claim(selection, claim)
+            label = (registered or {}).get((selection.study.name, claim.text), NOT_RECORDED)
+            row["registration"] = label
+            for c in compared:
+                c["registration"] = label
             rows.append(row)
             comparisons += compared
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS), pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS)
 
 
-def verdict_table(selections: list[tuple[Selection, pd.DataFrame]]) -> pd.DataFrame:
+def verdict_table(selections: list[tuple[Selection, pd.DataFrame]],
+                  registered: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """One row per declared claim of each study, given as (selection, history)."""
-    return verdict_tables(selections)[0]
+    return verdict_tables(selections, registered)[0]

@@ -46,6 +46,7 @@ class MlflowSweepCallback(Callback):
             if tune and tune.get("key") and tune.get("key") not in keys:  # staged sweeper: runs differ in it too
                 keys.append(str(tune.get("key")))
             varies = " × ".join(short_name(k) for k in keys) or "one job"
+            registered = _claims_tags(config)  # the claims as they stand before this sweep's runs
             run = client.create_run(experiment_id, run_name=f"{config.study}: {varies}", tags={
                 **owner_tags(),
                 "xablate.role": "sweep",
@@ -54,6 +55,7 @@ class MlflowSweepCallback(Callback):
                 "xablate.overrides": portable(" ".join(overrides)),
                 "xablate.sweep_keys": " ".join(keys),
                 "xablate.sweep_name": sweep_dir.name,
+                **registered,
             })
             sweep_dir.mkdir(parents=True, exist_ok=True)
             (sweep_dir / SWEEP_KEYS_FILE).write_text("\n".join(keys))
@@ -132,6 +134,20 @@ def refuse_unknown_keys(config: DictConfig) -> None:
     except ValueError as error:
         print(f"xablate: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def _claims_tags(config: DictConfig) -> dict[str, str]:
+    """The study's claims with their hashes, and the commit, for the parent run (xablate.analysis.registration
+    reads them: a claim is pre-registered when it was recorded before the first run that tests it)."""
+    from xablate.studies import CLAIMS_TAG, claims_record, parse_study
+    from xablate.tracking.store import git_commit
+
+    analysis = OmegaConf.to_container(config.analysis, resolve=True) if config.get("analysis") else None
+    if not analysis or not analysis.get("claims"):
+        return {}
+    study = parse_study(str(config.study), {"analysis": analysis})
+    commit = git_commit()
+    return {CLAIMS_TAG: claims_record(study), **({"mlflow.source.git.commit": commit} if commit else {})}
 
 
 def close_dead_parents(client, experiment_id: str, stale_after_seconds: float) -> None:

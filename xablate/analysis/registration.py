@@ -1,0 +1,55 @@
+"""Which claims were fixed before their runs.
+
+A study's sweep records its claims, each with a hash, on its parent run before any job starts
+(xablate.tracking.hydra_callback, tag xablate.claims). A claim as it stands today is *pre-registered* when the
+earliest parent that recorded exactly it (same hash) started before every run the verdict draws on; otherwise it
+is computed all the same but labelled *exploratory*: first recorded after N runs, changed after N runs (a claim
+with the same text was recorded earlier in another form), or never recorded (runs made before claims were
+recorded, or outside a sweep).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from xablate.studies import CLAIMS_TAG, Claim, claim_hash
+
+PRE_REGISTERED = "pre-registered"
+
+
+def registrations(uri: str, study: str, claims: list[Claim], runs: pd.DataFrame) -> dict[str, str]:
+    """{claim text: its registration label} for `claims` of `study`, against the runs the verdict uses."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(study)
+    parents = [] if experiment is None else client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`xablate.role` = 'sweep'", max_results=10_000,
+        order_by=["attributes.start_time ASC"])
+    first: dict[str, tuple[int, str]] = {}  # hash -> (start ms, commit) of the earliest parent recording it
+    texts: dict[str, int] = {}  # claim text -> earliest start of any record of it
+    for parent in parents:
+        raw = parent.data.tags.get(CLAIMS_TAG)
+        if not raw:
+            continue
+        for record in json.loads(raw):
+            first.setdefault(record["hash"], (parent.info.start_time, parent.data.tags.get("mlflow.source.git.commit")))
+            texts.setdefault(record["claim"], parent.info.start_time)
+    starts = pd.to_datetime(runs["start_time"]) if len(runs) else pd.Series([], dtype="datetime64[ns]")
+    labels = {}
+    for claim in claims:
+        found = first.get(claim_hash(claim))
+        if found is None:
+            labels[claim.text] = "exploratory (claim not recorded before its runs)"
+            continue
+        at, commit = found
+        before = int((starts < pd.Timestamp(at, unit="ms")).sum())
+        if before == 0:
+            when = pd.Timestamp(at, unit="ms").strftime("%Y-%m-%d %H:%M")
+            labels[claim.text] = f"{PRE_REGISTERED} ({when} UTC" + (f", commit {commit[:10]})" if commit else ")")
+        elif texts.get(claim.text, at) < at:
+            labels[claim.text] = f"exploratory (changed after {before} runs)"
+        else:
+            labels[claim.text] = f"exploratory (first recorded after {before} runs)"
+    return labels
