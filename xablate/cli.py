@@ -190,6 +190,8 @@ def run_status(args) -> int:
     for study in studies:
         arguments = ([f"experiment={study}"] if study else []) + list(args.overrides)
         try:
+            if study:  # the composition its runs were made with (e.g. design=cpu_repro), unless typed otherwise
+                arguments = with_recorded_composition(study, arguments)
             status = study_status(arguments)
         except Exception as error:  # a bad override: say which, as run.py would
             print(f"xablate: {' '.join(arguments)}: {error}", file=sys.stderr)
@@ -205,6 +207,31 @@ def run_status(args) -> int:
     if skipped:
         print(f"xablate: not checked here (see the reasons above): {', '.join(skipped)}", file=sys.stderr)
     return 1 if incomplete else 0
+
+
+def with_recorded_composition(study: str, arguments: list[str], uri: str | None = None,
+                              replicates: bool = True) -> list[str]:
+    """`arguments` (experiment=<study> first) with the overrides every run of the study in the store was made
+    with (xablate.analysis.composition) that the user did not set, printed when there are any; `replicates`:
+    the seeds of its latest finished sweep too."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from xablate.analysis.composition import recorded_composition
+    from xablate.config import REPLICATE_KEYS
+    from xablate.analysis.status import study_grid
+    from xablate.tracking.store import resolve_tracking_uri
+
+    typed = {o.get_key_element().lstrip("+~"): o for o in OverridesParser.create().parse_overrides(arguments)}
+    uri = uri or resolve_tracking_uri(typed["tracking.uri"].value() if "tracking.uri" in typed else None)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return arguments  # no store yet (reading would create one)
+    _, keys, _, tune = study_grid(arguments)
+    composition, runs = recorded_composition(uri, study, [*keys, *([tune.key] if tune else [])])
+    added = [o for o in composition if o.split("=", 1)[0].lstrip("+~") not in typed
+             and (replicates or o.split("=", 1)[0].lstrip("+~") not in REPLICATE_KEYS)]
+    if added:
+        print(f"[xablate] {study}: composed as its {runs} runs in the store were: {' '.join(added)}", flush=True)
+    return [arguments[0], *added, *arguments[1:]]
 
 
 def run_bench_harness(args, argv: list[str] | None) -> int:
@@ -307,9 +334,13 @@ def run_plan(args) -> int:
         return 2
     selection = selected_runs(uri, args.study)
     history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
-    arguments = ([f"experiment={args.study}"] if args.study in declared_studies() else
-                 [f"study={args.study}", *(f"{a}={','.join(map(str, dict.fromkeys(selection.runs[a])))}"
-                                           for a in selection.axes)]) + list(args.overrides)
+    if args.study in declared_studies():  # the study with the composition its runs were made with
+        arguments = with_recorded_composition(args.study, [f"experiment={args.study}", *args.overrides], uri,
+                                              replicates=False)  # the plan adds seeds after those it has
+        arguments += [f"tracking.uri={args.uri}"] if args.uri else []  # the new runs join the same store
+    else:
+        arguments = [f"study={args.study}", *(f"{a}={','.join(map(str, dict.fromkeys(selection.runs[a])))}"
+                                              for a in selection.axes), *args.overrides]
     print(format_plan(plan_seeds(selection, history, args.mde, arguments)))
     return 0
 

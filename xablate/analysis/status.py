@@ -66,6 +66,11 @@ class StudyStatus:
         return commands
 
 
+def study_grid(arguments: list[str]):
+    """(shared arguments, swept keys, one override list per job, the tuning stage or None)."""
+    return _grid(arguments)
+
+
 def grid_jobs(arguments: list[str]) -> tuple[list[str], list[str], list[list[str]]]:
     """(shared arguments, swept keys, one override list per job) for `run.py -m <arguments>`."""
     base, keys, jobs, _ = _grid(arguments)

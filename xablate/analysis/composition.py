@@ -1,0 +1,57 @@
+"""The composition a study's runs were made with, read back from the store.
+
+Every run records the command-line overrides it was started with (tag xablate.overrides), and so does every
+sweep's parent run (the command as typed). The overrides all of a study's runs share, less what its grid varies,
+the replicate keys and where results went (tracking.*), are the study's composition — e.g. `design=cpu_repro` for
+the committed CPU reproduction — and the replicates are those of its latest finished sweep (`seed=range(3)` for a
+study declared at 10 seeds but run at 3). `xablate status` and `xablate plan` put them in front of the user's
+arguments, so that they report and extend exactly those runs instead of the default configuration's, and say so.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from mlflow import MlflowClient
+
+from xablate.config import REPLICATE_KEYS
+
+DROPPED = ("experiment", "study", *REPLICATE_KEYS)  # the study itself, its replicates
+
+
+def _pairs(recorded: str) -> list[tuple[str, str]]:
+    """(key, value as typed) of one run's recorded overrides, in order (Hydra's grammar: quoting, escapes)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    import shlex
+
+    parsed = OverridesParser.create().parse_overrides(shlex.split(recorded, posix=False))
+    return [(o.get_key_element(), o.input_line.split("=", 1)[1] if "=" in o.input_line else "") for o in parsed]
+
+
+def recorded_composition(uri: str, study: str, varied: list[str]) -> tuple[list[str], int]:
+    """(the overrides every job run of `study` was started with, less the keys in `varied`, the replicate keys and
+    tracking.*; how many runs agree). Empty when the study has no runs or they share nothing."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        return [], 0
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`xablate.variant` != ''",
+                              max_results=50_000)
+    recorded = [r.data.tags.get("xablate.overrides") for r in runs]
+    recorded = [r for r in recorded if r is not None]
+    if not recorded:
+        return [], 0
+    skip = set(varied) | set(DROPPED)
+    shared: Counter = Counter()
+    for overrides in recorded:
+        shared.update({f"{key}={value}" for key, value in _pairs(overrides)
+                       if key.lstrip("+~") not in skip and not key.lstrip("+~").startswith("tracking.")})
+    first = [f"{k}={v}" for k, v in _pairs(recorded[0])]  # in the order they were typed
+    composition = [o for o in first if shared[o] == len(recorded)]
+    finished = client.search_runs([experiment.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+                                  filter_string="tags.`xablate.role` = 'sweep' and attributes.status = 'FINISHED'")
+    if finished and finished[0].data.tags.get("xablate.overrides"):  # its replicates, as typed (seed=range(3))
+        composition += [f"{k}={v}" for k, v in _pairs(finished[0].data.tags["xablate.overrides"])
+                        if k.lstrip("+~") in REPLICATE_KEYS]
+    return composition, len(recorded)
