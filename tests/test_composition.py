@@ -66,3 +66,26 @@ def test_status_of_each_committed_study_with_no_other_argument_is_done(study, ce
     assert status.returncode == 0, status.stdout + status.stderr
     assert f"{cells} cells" in status.stdout and "missing: 0" in status.stdout
     assert f"{study}: composed as its" in status.stdout and "design=cpu_repro" in status.stdout
+
+
+def test_the_committed_stores_variant_tags_match_each_runs_params():
+    import json
+
+    import yaml
+
+    from xablate.config import variant_label
+    from xablate.studies import load_study
+
+    client = MlflowClient(STORE)
+    checked = 0
+    for experiment in client.search_experiments():
+        study = load_study(experiment.name)
+        if not study.axes:
+            continue
+        for run in client.search_runs([experiment.experiment_id], filter_string="tags.`xablate.variant` != ''"):
+            values = {a: yaml.safe_load(run.data.params[a]) for a in study.axes}
+            if study.tune is not None:  # a tuned study's variants carry their tuned value too
+                values[study.tune.key] = json.loads(run.data.tags["xablate.axes"])[study.tune.key]
+            assert run.data.tags["xablate.variant"] == variant_label(values), (experiment.name, run.info.run_id)
+            checked += 1
+    assert checked == 148

@@ -31,3 +31,40 @@ def test_the_parent_runs_while_its_jobs_do_and_a_dead_launchers_parent_is_closed
     assert client.get_run(dead).info.status == "KILLED"
     callback._close_parent()
     assert client.get_run(parent).info.status == "FAILED"  # no child finished
+
+
+def test_a_command_running_one_value_of_a_studys_axis_names_its_runs_by_that_value(tmp_path):
+    """`-m experiment=fig10_intermediate_act intermediate_act=elu` sweeps nothing on the command line, but its runs
+    are the study's ELU variant: the sweep's keys include the study's axes (so the job's tag says so)."""
+    uri = sqlite_uri(tmp_path)
+    cfg = compose_job([f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                       "experiment=fig10_intermediate_act", "intermediate_act=elu"], hydra=True)
+    MlflowSweepCallback().on_multirun_start(cfg)
+    assert (tmp_path / "sweep" / SWEEP_KEYS_FILE).read_text().split() == ["seed", "intermediate_act"]
+    from xablate.training.job import Job, RunContext
+
+    job = Job.prepare(compose_job(["debug=default", "experiment=fig10_intermediate_act", "intermediate_act=elu"]),
+                      RunContext(output_dir=tmp_path, sweep_dir=tmp_path / "sweep"), "tensorflow")
+    assert (job.label, job.name) == ("intermediate_act=elu", "act=elu · seed 0")
+    single = Job.prepare(compose_job(["debug=default", "experiment=fig9_residual", "residual=false"]),
+                         RunContext(output_dir=tmp_path), "tensorflow")  # one run, no sweep: the study's axes
+    assert single.label == "residual=False"
+
+
+def test_variant_tags_are_repaired_from_params(tmp_path):
+    import json
+
+    from made_up_store import log_study
+    from xablate.tracking.retag import retag_variants
+
+    uri = sqlite_uri(tmp_path)
+    ids = log_study(uri, "s", {"elu": [0.8, 0.81], "relu": [0.7, 0.71]})
+    client = MlflowClient(uri)
+    for run_id in ids["elu"]:
+        client.set_tag(run_id, "xablate.variant", "baseline")
+        client.set_tag(run_id, "xablate.axes", "{}")
+    assert retag_variants(uri, "s", ["intermediate_act"]) == 2
+    tags = [client.get_run(r).data.tags for r in ids["elu"] + ids["relu"]]
+    assert [t["xablate.variant"] for t in tags] == ["intermediate_act=elu"] * 2 + ["intermediate_act=relu"] * 2
+    assert json.loads(tags[0]["xablate.axes"]) == {"intermediate_act": "elu"}
+    assert retag_variants(uri, "s", ["intermediate_act"]) == 0

@@ -19,7 +19,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from xablate.config import short_name
+from xablate.config import REPLICATE_KEYS, short_name
 from xablate.paths import portable
 from xablate.sweeps import SWEEP_KEYS_FILE, swept_keys
 from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
@@ -41,7 +41,14 @@ class MlflowSweepCallback(Callback):
             close_dead_parents(client, experiment_id, float(config.tracking.stale_after_seconds))
             overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
             declared = config.hydra.sweeper.get("params")
-            keys = swept_keys(OmegaConf.to_container(declared, resolve=False) if declared else {}, overrides)
+            declared = OmegaConf.to_container(declared, resolve=False) if declared else {}
+            keys = swept_keys(declared, overrides)
+            # and what the study varies, when this command runs one value of it (intermediate_act=elu): its runs
+            # are still that study's variants, named by their value (not "baseline")
+            analysis = config.get("analysis")
+            study_axes = list(analysis.get("axes") or []) if analysis else []
+            keys += [k for k in dict.fromkeys([*swept_keys(declared, []), *study_axes])
+                     if k not in keys and k not in REPLICATE_KEYS]
             tune = config.hydra.sweeper.get("tune")
             if tune and tune.get("key") and tune.get("key") not in keys:  # staged sweeper: runs differ in it too
                 keys.append(str(tune.get("key")))

@@ -48,7 +48,10 @@ class Job:
     def prepare(cls, cfg: dict[str, Any], context: RunContext, backend: str) -> Job:
         validate_job_config(cfg)
         cfg = normalize_axes(cfg)
-        axes = axis_values(cfg, sweep_keys(context.sweep_dir), context.overrides)
+        keys = sweep_keys(context.sweep_dir)
+        analysis = cfg.get("analysis") or {}
+        keys += [k for k in analysis.get("axes") or [] if k not in keys]  # a study's axes name its variants
+        axes = axis_values(cfg, keys, context.overrides)
         return cls(cfg=cfg, context=context, backend=backend, identity=run_identity(cfg, backend),
                    digest=source_digest(cfg["data"]), axes=axes, label=variant_label(axes),
                    name=run_name(axes, int(cfg["seed"])))
