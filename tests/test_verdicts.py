@@ -324,3 +324,56 @@ def test_a_claim_recorded_before_its_runs_is_pre_registered_and_an_edited_one_ex
     csv_path, md_path = write_verdict(uri, tmp_path / "out", ["reg"])
     assert pd.read_csv(csv_path)["registration"].tolist() == ["exploratory (changed after 30 runs)"]
     assert "| exploratory (changed after 30 runs) |" in md_path.read_text()
+
+
+def test_group_sequential_boundaries_match_published_values():
+    """Lan-DeMets spending, 5 equally spaced looks, two-sided alpha 0.05 (one-sided 0.025 per side): the
+    boundaries of Jennison & Turnbull / gsDesign's sfLDOF and sfLDPocock."""
+    from xablate.analysis.sequential import boundaries, spent
+
+    looks = tuple(k / 5 for k in range(1, 6))
+    assert boundaries(looks, 0.05, "obrien_fleming", 2) == pytest.approx((4.877, 3.357, 2.680, 2.290, 2.031), abs=2e-3)
+    assert boundaries(looks, 0.05, "pocock", 2) == pytest.approx((2.438, 2.427, 2.410, 2.397, 2.386), abs=2e-3)
+    assert boundaries(looks, 0.025, "obrien_fleming", 1) == pytest.approx(boundaries(looks, 0.05, "obrien_fleming", 2),
+                                                                         abs=1e-3)
+    assert boundaries((1.0,), 0.05, "pocock", 2) == pytest.approx((stats.norm.isf(0.025),))  # one look: fixed design
+    assert spent(1.0, 0.05, "obrien_fleming") == pytest.approx(0.05) and spent(1.0, 0.05, "pocock") == pytest.approx(0.05)
+
+
+SEQUENTIAL = {"analysis": {**FIG10["analysis"], "sequential": {"looks": [3, 5, 10], "spending": "pocock"},
+                           "claims": [{**FIG10["analysis"]["claims"][0], "than": ["elu"]}]}}
+
+
+def test_a_clear_effect_is_decided_at_the_first_look_and_noise_runs_to_the_last(uri, monkeypatch):
+    from xablate.analysis.sequential import SequentialSpec
+
+    clear = {"none": _seeds(0.90, 0.005, seed=20), "elu": _seeds(0.80, 0.005, seed=21)}
+    log_study(uri, "seq", clear)
+    claims, rows = _comparisons(uri, "seq", SEQUENTIAL, monkeypatch)
+    assert claims["verdict"].tolist() == [REPRODUCED] and rows["n"].tolist() == [3]
+    nominal = SequentialSpec((3, 5, 10), "pocock").nominal(0, 2)
+    assert nominal == pytest.approx(2 * stats.norm.sf(stats.norm.isf(0.05 * math.log(1 + (math.e - 1) * 0.3)
+                                                                     / 2)))  # one look spent: its own boundary
+    assert rows["look"].iloc[0].startswith(f"look 1 of 3 (n=3, pocock nominal p < {nominal:.3g} two-sided)")
+    p = stats.ttest_rel(clear["none"][:3], clear["elu"][:3]).pvalue
+    assert rows["p"].iloc[0] == pytest.approx(p) and p < nominal
+    noise = {"none": _seeds(0.85, 0.02, seed=24), "elu": _seeds(0.85, 0.02, seed=25)}
+    log_study(uri, "noise", noise)
+    claims, rows = _comparisons(uri, "noise", SEQUENTIAL, monkeypatch)
+    assert claims["verdict"].tolist() == [INCONCLUSIVE] and rows["n"].tolist() == [10]
+    assert rows["look"].iloc[0].startswith("look 3 of 3 (n=10")
+    log_study(uri, "short", {k: v[:6] for k, v in noise.items()})  # 6 seeds: the second look, then more to run
+    claims, rows = _comparisons(uri, "short", SEQUENTIAL, monkeypatch)
+    assert rows["n"].tolist() == [5] and rows["look"].iloc[0].endswith("; continuing to n=10")
+
+
+@pytest.mark.parametrize("sequential, message", [
+    ({"looks": [5, 3]}, "Received analysis.sequential.looks=[5, 3]"),
+    ({"looks": [1, 3]}, "allowed: increasing integers >= 2"),
+    ({"looks": [3, 5], "spending": "haybittle"}, "Received analysis.sequential.spending='haybittle'; allowed: "
+                                                "obrien_fleming, pocock"),
+    ({"looks": [3, 5], "alpha": 0.9}, "Received analysis.sequential.alpha=0.9"),
+    ({"looks": [3, 5], "stop": "early"}, "Received analysis.sequential.stop='early'")])
+def test_a_bad_sequential_design_is_refused(sequential, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_study("s", {"analysis": {**FIG10["analysis"], "sequential": sequential}})

@@ -88,6 +88,7 @@ class Study:
     tune: TuneSpec | None = None      # a tuning stage (hydra.sweeper.tune): one value of tune.key per variant
     pilot: PilotSpec | None = None    # a pilot pass (hydra.sweeper.pilot): its ranking is compared with the study's
     beside: str | None = None         # another study drawn in this one's trend figure, e.g. unmatched beside matched
+    sequential: Any = None            # seeds until decided: xablate.analysis.sequential.SequentialSpec
 
 
 def experiments_dir() -> Path:
@@ -135,8 +136,14 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
     if beside is not None and (not isinstance(beside, str) or not beside or beside == name):
         raise ValueError(f"Received analysis.beside={beside!r}{at}; allowed: the name of another study (drawn in "
                          f"this study's trend figure).")
+    from xablate.analysis.sequential import parse_sequential
+
+    sequential = parse_sequential(block.get("sequential"), at)
+    if sequential is not None and not claims:
+        raise ValueError(f"Received analysis.sequential={block['sequential']!r}{at} without claims; allowed: a "
+                         f"sequential design for a study that declares claims (its looks decide them).")
     return Study(name=name, title=str(block.get("title") or name), axes=axes, baseline=baseline, metric=metric,
-                 claims=claims, declared=True, tune=tune, pilot=pilot, beside=beside)
+                 claims=claims, declared=True, tune=tune, pilot=pilot, beside=beside, sequential=sequential)
 
 
 def _variant(value: Any, axes: list[str], what: str, at: str) -> dict:

@@ -51,18 +51,20 @@ NOT_RECORDED = "not recorded"
 
 
 def decide_comparison(kind: str, mean: float, low: float, high: float, p_adjusted: float, margin: float,
-                      tost_adjusted: float = math.nan) -> str:
+                      tost_adjusted: float = math.nan, levels: tuple[float, float] = (ALPHA, ALPHA)) -> str:
     """One comparison's outcome from its signed difference (positive favours the claim): its mean and 95 % CI,
-    the Holm-adjusted p of the claim's test and, for a better claim with a margin, the adjusted TOST p."""
+    the Holm-adjusted p of the claim's test and, for a better claim with a margin, the adjusted TOST p;
+    `levels`: the nominal level of a two-sided and of a one-sided test (alpha, or a sequential look's)."""
+    two_sided, one_sided = levels
     if kind == "equivalent":
         p_adjusted = tost_adjusted
     if math.isnan(p_adjusted):
         return INCONCLUSIVE
     if kind == "better":
-        if p_adjusted < ALPHA:
+        if p_adjusted < two_sided:
             return REPRODUCED if mean > 0 else CONTRADICTED
-        return EQUIVALENT if margin > 0 and tost_adjusted < ALPHA else INCONCLUSIVE
-    if p_adjusted < ALPHA:
+        return EQUIVALENT if margin > 0 and tost_adjusted < one_sided else INCONCLUSIVE
+    if p_adjusted < one_sided:
         return SUPPORTED[kind]
     if kind == "no_worse":
         return CONTRADICTED if high < -margin else INCONCLUSIVE
@@ -93,8 +95,35 @@ def _power(claim: Claim, sd: float, n: int) -> tuple[float, str]:
 
 
 def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]]:
-    """The verdict row of one claim and its comparison rows."""
-    runs = selection.runs
+    """The verdict row of one claim and its comparison rows; for a sequential study, at the first look that
+    decides it (xablate.analysis.sequential), else at the last look its seeds reach."""
+    spec = selection.study.sequential
+    if spec is None:
+        return _evaluate(selection, claim, selection.runs, (ALPHA, ALPHA), None)
+    seeds = sorted({int(s) for s in selection.runs["seed"]})
+    reached = [k for k, n in enumerate(spec.looks) if len(seeds) >= n]
+    if not reached:
+        row, compared = _evaluate(selection, claim, selection.runs, (0.0, 0.0),
+                                  f"before the first look (n={len(seeds)} of {spec.looks[0]})")
+        return row, compared
+    for k in reached:
+        n = spec.looks[k]
+        levels = (spec.nominal(k, 2), spec.nominal(k, 1))
+        runs = selection.runs[selection.runs["seed"].astype(int).isin(seeds[:n])]
+        where = f"look {k + 1} of {len(spec.looks)} (n={n}, {spec.spending} nominal p < {levels[0]:.3g} two-sided)"
+        row, compared = _evaluate(selection, claim, runs, levels, where)
+        if row["verdict"] != INCONCLUSIVE:
+            break
+    if row["verdict"] == INCONCLUSIVE and k < len(spec.looks) - 1:
+        where += f"; continuing to n={spec.looks[k + 1]}"
+        for c in compared:
+            c["look"] = where
+    row["evidence"] += f" — sequential: {where}"
+    return row, compared
+
+
+def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, float],
+              look: str | None) -> tuple[dict, list[dict]]:
     higher = METRICS[claim.metric][1]
     sign = 1.0 if higher else -1.0
     variant = selection.variant_of(claim.variant)
@@ -115,7 +144,7 @@ def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]
     decisions, parts, comparisons = [], [], []
     for (label, diff, signed, p, tost), p_adj, tost_adj in zip(measured, adjusted, tost_adjusted):
         i, n = diff.interval, len(diff.replicates)
-        outcome = decide_comparison(claim.kind, i.mean, i.low, i.high, p_adj, claim.margin, tost_adj)
+        outcome = decide_comparison(claim.kind, i.mean, i.low, i.high, p_adj, claim.margin, tost_adj, levels)
         decisions.append(outcome)
         power, basis = _power(claim, i.sd, n)
         d = cohens_dz(signed)
@@ -142,7 +171,7 @@ def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]
             "ci_high": sign * (i.high if higher else i.low), "p": shown_p, "p_holm": shown_adj,
             "p_tost": tost, "p_tost_holm": tost_adj, "effect_size": d, "outcome": outcome,
             "margin": claim.margin if claim.margin > 0 else math.nan, "power": power, "power_basis": basis,
-            "mde": diff.mde, "look": f"fixed design (n={n})", "registration": NOT_RECORDED})
+            "mde": diff.mde, "look": look or f"fixed design (n={n})", "registration": NOT_RECORDED})
     verdict = combine(decisions)
     mdes = [c["mde"] for c in comparisons if not math.isnan(c["mde"])]
     worst_mde = max(mdes, default=math.nan)
