@@ -75,11 +75,15 @@ def compose_job(overrides: Iterable[str] = (), *, resolve: bool = True, hydra: b
     hydra=True: Hydra's DictConfig with its own section (a sweep's declared params, its sweeper). The one place
     a config is composed outside run.py (the CLI, the benchmarks, the tests)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     import xablate.schema  # noqa: F401  (registers the typed schema with Hydra's ConfigStore)
     from xablate.paths import project_root
 
-    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+    if GlobalHydra.instance().is_initialized():  # inside a running Hydra app (a sweeper): its config search path
         cfg = compose("config", overrides=list(overrides), return_hydra_config=hydra)
+    else:
+        with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=list(overrides), return_hydra_config=hydra)
     return cfg if hydra else OmegaConf.to_container(cfg, resolve=resolve)

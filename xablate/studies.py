@@ -195,7 +195,12 @@ def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
 def _as_override(value: Any) -> str:
     """A value as the sweep writes it on the command line (true, 4, none), whatever its YAML or Hydra spelling."""
     text = str(value)
-    return text.lower() if text.lower() in ("true", "false", "none", "null") else text
+    if text.lower() in ("true", "false", "none", "null"):
+        return text.lower()
+    try:  # 1e-7, 1.0e-7 and 0.0000001 are one value
+        return str(float(text)) if not text.isdigit() else text
+    except ValueError:
+        return text
 
 
 def check_claims_made(study: Study, jobs: list[list[str]], job_config: dict) -> None:

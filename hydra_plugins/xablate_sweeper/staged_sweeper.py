@@ -57,6 +57,9 @@ class StagedSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         declared = {k: str(v) for k, v in self.params.items()}
+        sequential = self._sequential_study()
+        if sequential is not None and not any(staging.override_key(a) == "seed" for a in arguments):
+            arguments = [*arguments, f"seed=range({sequential.sequential.looks[-1]})"]  # up to the last look
         grid = expand(declared, arguments)
         swept = set(swept_keys(declared, arguments))
         if self.tune is not None and self.tune.key in swept:
@@ -80,7 +83,52 @@ class StagedSweeper(Sweeper):
             results = self._launch([job for _, _, job in planned], tolerate_divergence=True)
             returns.append(results)
             choices = self._choose(planned, results, sweep_dir, swept)
-        returns.append(self._launch(staging.final_jobs(grid, choices, self.tune), tolerate_divergence=False))
+        final = staging.final_jobs(grid, choices, self.tune)
+        if sequential is None:
+            returns.append(self._launch(final, tolerate_divergence=False))
+        else:
+            returns += self._launch_sequentially(final, sequential)
+        return returns
+
+    def _sequential_study(self):
+        """The study, when its analysis declares a sequential design (seeds until decided)."""
+        from xablate.studies import parse_study
+
+        analysis = self.config.get("analysis")
+        if not analysis or not analysis.get("sequential"):
+            return None
+        return parse_study(str(self.config.study), {"analysis": OmegaConf.to_container(analysis, resolve=True)})
+
+    def _launch_sequentially(self, final: List[List[str]], study) -> list:
+        """The final stage look by look: the seeds up to each look, then every claim analysed with the alpha spent
+        so far (xablate.analysis.sequential); no further seeds once every claim is decided."""
+        from xablate import staging
+        from xablate.analysis.report import config_defaults
+        from xablate.analysis.store import history_frame, runs_frame, select_runs
+        from xablate.analysis.verdicts import INCONCLUSIVE, verdict_tables
+        from xablate.tracking.store import resolve_tracking_uri
+
+        spec, returns, run_ids, previous = study.sequential, [], set(), 0
+        seed_of = lambda job: int(next(o.split("=", 1)[1] for o in job if staging.override_key(o) == "seed"))  # noqa
+        uri = resolve_tracking_uri(self.config.tracking.uri)
+        for k, n in enumerate(spec.looks):
+            batch = [job for job in final if previous <= seed_of(job) < n]
+            previous = n
+            print(f"[xablate] sequential look {k + 1} of {len(spec.looks)}: seeds up to {n} per variant "
+                  f"({len(batch)} job(s))", flush=True)
+            results = self._launch(batch, tolerate_divergence=False)
+            returns.append(results)
+            run_ids |= {r.return_value["run_id"] for r in results}
+            runs = runs_frame(uri, study=study.name)
+            selection = select_runs(runs[runs["run_id"].isin(run_ids)].reset_index(drop=True), study,
+                                    config_defaults())
+            history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+            table, _ = verdict_tables([(selection, history)])
+            for row in table.itertuples():
+                print(f"  {row.claim}: {row.verdict}", flush=True)
+            if (table["verdict"] != INCONCLUSIVE).all():
+                print(f"[xablate] every claim decided at look {k + 1} (n={n}): no further seeds", flush=True)
+                break
         return returns
 
     def _value_in(self, job: List[str], key: str, default: Any) -> Any:

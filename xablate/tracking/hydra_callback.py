@@ -138,6 +138,10 @@ def refuse_unknown_keys(config: DictConfig) -> None:
                                                         "hydra": {"sweeper": {"params": declared}}})
             # the study's own grid and this command's (status prints commands that complete part of a study)
             check_claims_made(study, expand(declared, []) + expand(declared, overrides), flatten(job))
+            if study.sequential is not None and "StagedSweeper" not in str(sweeper.get("_target_")):
+                raise ValueError(f"Received analysis.sequential={job['analysis']['sequential']} with Hydra's "
+                                 f"{sweeper.get('_target_')}; allowed: the staged sweeper, which adds seeds look by "
+                                 f"look (the study's defaults: - override /hydra/sweeper: staged).")
     except ValueError as error:
         print(f"xablate: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

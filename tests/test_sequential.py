@@ -1,0 +1,58 @@
+"""Seeds until decided, end to end: a debug study built so that its claim is decided at the first look (a real
+learning rate against 1e-7 on the training loss) stops after the first look's seeds, resumes after a kill
+without training a finished seed again, and is refused with Hydra's basic sweeper."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT, clean_env, run_py, runs_of, sqlite_uri
+
+pytestmark = pytest.mark.slow  # trains through run.py
+
+ANALYSIS = ("analysis={axes: [optim.learning_rate], baseline: {optim.learning_rate: 1.0e-7}, claims: [{claim: "
+            "'a real learning rate trains', metric: final_loss, better: 0.01, than: [1.0e-7]}], sequential: "
+            "{looks: [3, 5, 8], spending: pocock}}")
+
+
+def command(uri):
+    return ["-m", "hydra/sweeper=staged", "study=seq", "debug=default", "train.save_model=false",
+            "optim.learning_rate=0.01,1e-7", ANALYSIS, f"tracking.uri={uri}"]
+
+
+def test_a_claim_decided_at_the_first_look_stops_the_seeds_and_a_killed_sweep_resumes(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    # killed while the first look's fifth job trains
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *command(uri)], cwd=tmp_path, env=clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    for line in proc.stdout:
+        if "(lr=1e-07 · seed 1)" in line:  # its MLflow run exists: kill the whole sweep now
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=120)
+    before = {r.info.run_id: r.info.status for r in runs_of(uri, "seq", role="job")}
+    assert len(before) == 5 and list(before.values()).count("FINISHED") == 4
+    done = run_py(*command(uri), cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    assert "sequential look 1 of 3: seeds up to 3 per variant (6 job(s))" in out
+    assert "every claim decided at look 1 (n=3): no further seeds" in out
+    assert "look 2 of 3" not in out
+    after = runs_of(uri, "seq", role="job")
+    assert len(after) == 6 and all(r.info.status == "FINISHED" for r in after)  # the killed run resumed, not redone
+    assert {r.info.run_id for r in after} >= set(before)
+    assert sorted(int(r.data.params["seed"]) for r in after) == [0, 0, 1, 1, 2, 2]
+    again = run_py(*command(uri), cwd=tmp_path, timeout=600)
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("skipping") == 6
+    assert len(runs_of(uri, "seq", role="job")) == 6
+
+
+def test_a_sequential_study_needs_the_staged_sweeper(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    proc = run_py(*[a for a in command(uri) if a != "hydra/sweeper=staged"], cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    assert "allowed: the staged sweeper, which adds seeds look by look" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
