@@ -45,6 +45,12 @@ def test_a_claim_decided_at_the_first_look_stops_the_seeds_and_a_killed_sweep_re
     assert len(after) == 6 and all(r.info.status == "FINISHED" for r in after)  # the killed run resumed, not redone
     assert {r.info.run_id for r in after} >= set(before)
     assert sorted(int(r.data.params["seed"]) for r in after) == [0, 0, 1, 1, 2, 2]
+    # status understands it: the grid reaches the look that decided every claim, not the last look
+    xablate = os.path.join(os.path.dirname(sys.executable), "xablate")
+    status = subprocess.run([xablate, "status", *command(uri)[1:]], cwd=tmp_path, env=clean_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "6 cells" in status.stdout and "sequential: every claim decided by n=3 (look 1 of 3)" in status.stdout
     again = run_py(*command(uri), cwd=tmp_path, timeout=600)
     assert again.returncode == 0 and (again.stdout + again.stderr).count("skipping") == 6
     assert len(runs_of(uri, "seq", role="job")) == 6

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from hydra import compose, initialize_config_dir
@@ -39,6 +40,7 @@ class StudyStatus:
     base: list[str]          # the arguments every job shares
     sweep_keys: list[str]    # the keys the grid varies, in Hydra's order
     cells: pd.DataFrame      # one row per job: the sweep keys' values, state, run_id, reason
+    note: str = ""           # a sequential study: what its looks decided so far
 
     def counts(self) -> dict[str, int]:
         return {state: int((self.cells["state"] == state).sum()) for state in STATES}
@@ -90,8 +92,48 @@ def _grid(arguments: list[str]):
     return base, swept_keys(params, arguments), expand(params, arguments), tune
 
 
+def sequential_progress(uri: str, study) -> tuple[int, str]:
+    """(seeds per variant the study needs now, what its looks decided) for a sequential study: the look every
+    claim was decided at, else the next look after the one its seeds reach (the first look with no runs)."""
+    from xablate.analysis.report import config_defaults
+    from xablate.analysis.store import history_frame, runs_frame, select_runs
+    from xablate.analysis.verdicts import INCONCLUSIVE, verdict_tables
+
+    spec = study.sequential
+    runs = runs_frame(uri, study=study.name) if not (uri.startswith("sqlite:///") and not
+                                                     Path(uri[len("sqlite:///"):]).exists()) else None
+    if runs is None or runs.empty:
+        return spec.looks[0], f"sequential: no runs yet, first look at n={spec.looks[0]}"
+    selection = select_runs(runs, study, config_defaults())
+    history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+    table, rows = verdict_tables([(selection, history)])
+    reached = rows.groupby("claim")["n"].max() if not rows.empty else None
+    if reached is None or rows.empty:
+        return spec.looks[0], f"sequential: first look at n={spec.looks[0]}"
+    if (table["verdict"] != INCONCLUSIVE).all():
+        n = int(reached.max())
+        return n, f"sequential: every claim decided by n={n} (look {spec.looks.index(n) + 1} of {len(spec.looks)})"
+    n = int(reached.min())
+    later = [look for look in spec.looks if look > n]
+    needed = later[0] if n in spec.looks and later else (n if n in spec.looks else spec.looks[0])
+    return needed, f"sequential: undecided at n={n}; next look at n={needed} ({', '.join(map(str, spec.looks))})"
+
+
 def study_status(arguments: list[str], *, backend: str | None = None) -> StudyStatus:
-    """The completeness of `python run.py -m <arguments>` in its store."""
+    """The completeness of `python run.py -m <arguments>` in its store; a sequential study's grid reaches the
+    look it needs now (unless seeds are typed)."""
+    note = ""
+    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+        first = compose("config", overrides=[a for a, o in zip(arguments, OverridesParser.create().parse_overrides(
+            arguments)) if not o.is_sweep_override()])
+    analysis = OmegaConf.to_container(first.analysis, resolve=True) if first.get("analysis") else None
+    typed_seed = any(a.split("=", 1)[0].lstrip("+~") == "seed" for a in arguments)
+    if analysis and analysis.get("sequential") and not typed_seed:
+        from xablate.studies import parse_study
+
+        study = parse_study(str(first.study), {"analysis": analysis})
+        needed, note = sequential_progress(resolve_tracking_uri(first.tracking.uri), study)
+        arguments = [*arguments, f"seed=range({needed})"]
     base, keys, jobs, tune = _grid(arguments)
     rows, identities = [], []
     uri = experiment = stale = None
@@ -128,13 +170,14 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
         state, run = variant_state(sorted(same_data, key=lambda r: -r.info.start_time), stale)
         row.update(state=state, run_id=run.info.run_id if run else "",
                    reason=(run.data.tags.get("xablate.error", "") if run and state in ("failed", "diverged") else ""))
-    return StudyStatus(experiment, uri, base, keys, pd.DataFrame(rows, columns=[*keys, "state", "run_id", "reason"]))
+    return StudyStatus(experiment, uri, base, keys, pd.DataFrame(rows, columns=[*keys, "state", "run_id", "reason"]),
+                       note)
 
 
 def format_status(status: StudyStatus) -> str:
     """The grid as a matrix (rows: all swept keys but the last; columns: the last), counts and commands."""
     cells = status.cells
-    lines = [f"study {status.study!r} in {status.uri}: {len(cells)} cells"]
+    lines = [f"study {status.study!r} in {status.uri}: {len(cells)} cells"] + ([status.note] if status.note else [])
     if status.sweep_keys:
         *rows, column = status.sweep_keys
         if rows:
