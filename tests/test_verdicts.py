@@ -377,3 +377,16 @@ def test_a_clear_effect_is_decided_at_the_first_look_and_noise_runs_to_the_last(
 def test_a_bad_sequential_design_is_refused(sequential, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_study("s", {"analysis": {**FIG10["analysis"], "sequential": sequential}})
+
+
+def test_the_sequential_replay_counts_the_runs_each_design_needed(uri, monkeypatch):
+    from xablate.bench.sequential import replay
+
+    log_study(uri, "clear", {"none": _seeds(0.90, 0.005, seed=20), "elu": _seeds(0.80, 0.005, seed=21)})
+    monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, {
+        "analysis": {**FIG10["analysis"], "claims": [{**FIG10["analysis"]["claims"][0], "than": ["elu"]}]}}))
+    selection = selected_runs(uri, "clear")
+    history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+    row = replay(selection, history, "pocock")
+    assert (row["looks"], row["fixed_runs"], row["stopped_at"], row["sequential_runs"]) == ("3 5 10", 20, 3, 6)
+    assert row["same_outcomes"] and row["fixed_outcomes"] == REPRODUCED and row["runs_ratio"] == 0.3

@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="alternating rounds of the three states (3)")
     onednn.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "onednn.csv", help="CSV to write")
     onednn.add_argument("overrides", nargs="*", help="run.py overrides of the measured run, e.g. model=debug")
+    sequential = suites.add_parser(
+        "sequential", help="the seeds a group-sequential design would have needed for each study in the store",
+        description="Replays seeds-until-decided (looks 3, 5, 10 and the study's own count; O'Brien-Fleming and "
+                    "Pocock spending) over each study with claims, against its fixed design: runs needed and "
+                    "whether the outcomes agree. Trains nothing.")
+    sequential.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or the "
+                                                        "project's store)")
+    sequential.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "sequential.csv", help="CSV to write")
     harness = suites.add_parser(
         "harness", help="xablate's cost over plain Keras: run vs bare fit, builder parity, input pipeline, backends",
         description="Measures side by side in one process: a real xablate run vs a bare model.fit of the same "
@@ -364,6 +372,18 @@ def main(argv: list[str] | None = None) -> int:
             rows = store.run(folder=args.folder or Path(scratch), writers=args.writers, epochs=args.epochs,
                              out=args.out)
         return 1 if any(r["errors"] or r["metric_points"] != r["expected_points"] for r in rows) else 0
+    if args.command == "bench" and args.suite == "sequential":
+        from xablate.analysis.store import studies_in_store
+        from xablate.bench import sequential
+        from xablate.tracking.store import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(args.uri)
+        rows = sequential.measure(uri, studies_in_store(uri))
+        for row in rows:
+            print(f"{row['study']:24s} {row['spending']:15s} fixed {row['fixed_runs']:3d} runs -> "
+                  f"{row['sequential_runs']:3d} (x{row['runs_ratio']:.2f}), same outcomes: {row['same_outcomes']}")
+        print(f"wrote {sequential.write(rows, args.out)}")
+        return 0
     if args.command == "bench" and args.suite == "harness":
         return run_bench_harness(args, argv)
     if args.command == "bench" and args.suite == "onednn":
