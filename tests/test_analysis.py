@@ -2,6 +2,7 @@
 key the analysis has never heard of), figures chosen by the axes, tables, `xablate figures` for every study,
 one study or one sweep, stale outputs, and the one parametrised notebook (as a script and in a Jupyter kernel)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from xablate.analysis.figures import curve_statistics
 from xablate.analysis.report import regenerate, stale_outputs
 from xablate.analysis.stats import mean_ci
 from xablate.analysis.store import RUN_COLUMNS, studies_in_store
+from xablate.analysis.verdicts import verdict_tables
 from xablate.studies import Study
 
 pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
@@ -123,7 +125,16 @@ def test_ordered_axis_gets_a_trend_against_effective_segments(store):
     uri, _ = store
     selection = selected_runs(uri, "spectrum")
     figures = study_figures(selection, history_frame(uri, selection.runs, axes=selection.axes))
-    assert list(figures) == ["spectrum", "curves", "capacity"]
+    assert list(figures) == ["spectrum", "curves", "capacity", "claims"]
+    # the claims figure: each comparison's difference (+ favours the claim), its CI and the claim's margin
+    (forest,) = figures["claims"].axes
+    comparisons = verdict_tables([(dataclasses.replace(selection), history_frame(uri, selection.runs,
+                                                                                   axes=selection.axes))])[1]
+    drawn = [c.lines[0].get_xdata()[0] for c in forest.containers]
+    signs = [1.0 if h else -1.0 for h in comparisons["higher_is_better"]]
+    assert drawn == pytest.approx([s * d for s, d in zip(signs, comparisons["delta"])])
+    margins = [line.get_xdata()[0] for line in forest.get_lines() if line.get_linestyle() == "--"]
+    assert margins == pytest.approx([-m for m in comparisons["margin"].dropna()])
     top, bottom = figures["spectrum"].axes
     xs = top.containers[0].lines[0].get_xdata()
     assert list(xs) == sorted(xs)  # numeric order: 2, 4, depthwise
@@ -250,7 +261,27 @@ def test_the_notebook_in_a_jupyter_kernel_shows_every_figure_once(store, tmp_pat
                for o in cell.get("outputs", [])]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     texts = [o["data"].get("text/plain", "") for o in outputs if "data" in o]
-    # default: curves + capacity; spectrum: trend, curves, capacity; lr: heatmap, curves, capacity
-    assert len(images) == 2 + 3 + 3
+    # default: curves + capacity; spectrum: trend, curves, capacity, claims; lr: heatmap, curves, capacity
+    assert len(images) == 2 + 4 + 3
     assert not any("<Figure size" in t and "image/png" not in o.get("data", {})
                    for t, o in zip(texts, [o for o in outputs if "data" in o]))
+
+
+def test_losses_are_drawn_on_a_log_axis_set_by_the_means_and_legends_take_given_names():
+    from xablate.analysis.figures import curves_figure
+
+    rows = []
+    for seed, scale in enumerate([1.0, 1.1, 0.9]):  # the third seed's band would reach far below the means
+        for epoch in range(6):
+            loss = scale * 2.0 * 0.1 ** epoch if seed < 2 else 1e-7
+            rows += [{"run_id": f"r{seed}", "variant": "a", "epoch": epoch, "step": 10 * (epoch + 1),
+                      "metric": "loss", "value": loss},
+                     {"run_id": f"r{seed}", "variant": "a", "epoch": epoch, "step": 10 * (epoch + 1),
+                      "metric": "val_accuracy", "value": 0.5}]
+    history = pd.DataFrame(rows)
+    fig = curves_figure(history, ["a"], labels={"a": "a · lr 0.003"})
+    accuracy, loss = fig.axes
+    assert loss.get_yscale() == "log" and accuracy.get_yscale() == "linear"
+    means = history[history["metric"] == "loss"].groupby("epoch")["value"].mean()
+    assert loss.get_ylim()[0] == pytest.approx(means.min() / 2)
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["a · lr 0.003 (n=3)"]

@@ -60,7 +60,10 @@ def test_the_matched_spectrum_is_drawn_beside_the_unmatched_one(uri, tmp_path):
     np.testing.assert_allclose(theirs.lines[0].get_xdata(), [2, 4, 16])
     np.testing.assert_allclose(theirs.lines[0].get_ydata(), [0.72, 0.77, 0.91])
     labels = [t.get_text() for t in top.get_legend().get_texts()]
-    assert "mean ± 95 % CI (spectrum_matched)" in labels and "mean ± 95 % CI (spectrum)" in labels
+    assert "mean ± 95 % CI, n=2 per point (spectrum_matched)" in labels  # each series says its own n
+    assert "mean ± 95 % CI, n=2 per point (spectrum)" in labels
+    assert ours.lines[0].get_linestyle() == "None"  # no line orders means that few seeds cannot order
+    assert "n =" not in top.get_ylabel()
     params = {line.get_label(): list(line.get_ydata()) for line in bottom.get_lines()}
     assert params["parameters (millions) (spectrum_matched)"] == pytest.approx([0.00101, 0.00099, 0.001])
     assert params["parameters (millions) (spectrum)"] == pytest.approx([0.004, 0.0025, 0.001])
@@ -82,7 +85,7 @@ def test_without_the_other_study_in_the_store_the_figure_shows_this_one_alone(ur
     from xablate.analysis import history_frame, study_figures
     top, _ = study_figures(matched, history_frame(uri, matched.runs, axes=matched.axes))["spectrum_matched"].axes
     assert len(top.containers) == 1
-    assert [t.get_text() for t in top.get_legend().get_texts()] == ["each seed", "mean ± 95 % CI"]
+    assert [t.get_text() for t in top.get_legend().get_texts()] == ["each seed", "mean ± 95 % CI, n=2 per point"]
 
 
 @pytest.mark.parametrize("value", [3, "", "spectrum_matched"])

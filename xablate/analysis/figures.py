@@ -24,7 +24,7 @@ from xablate.studies import METRICS
 CURVE_LABELS = {
     "val_accuracy": ("validation accuracy", (0.0, 1.0)),
     "accuracy": ("training accuracy (training mode)", (0.0, 1.0)),
-    "loss": ("training loss (cross-entropy, training mode)", (0.0, math.inf)),
+    "loss": ("training loss (training mode)", (0.0, math.inf)),
     "val_loss": ("validation loss (cross-entropy)", (0.0, math.inf)),
 }
 CEILING = 0.9  # above this mean accuracy, curves get a panel of error rate on a log scale
@@ -60,11 +60,15 @@ def _x(group: pd.DataFrame) -> float:
     return float(steps.iloc[0]) if len(steps) else float(group["epoch"].iloc[0] + 1)
 
 
+LOG_CURVES = ("loss", "val_loss", "val_error")  # drawn on a log axis: a loss near zero still shows its decline
+
+
 def curves_figure(history: pd.DataFrame, variants: list[str], metrics=("val_accuracy", "loss"), title: str = "",
-                  zoom_error: bool | None = None) -> Figure:
+                  zoom_error: bool | None = None, labels: dict[str, str] | None = None) -> Figure:
     """Fig. 9 / Fig. 10 style: metric against training steps, one colour per variant — each seed a thin line,
-    the mean over seeds a thick one with its 95 % band. Near the ceiling a last panel shows the validation
-    error rate (1 - accuracy) on a log scale."""
+    the mean over seeds a thick one with its 95 % band. Losses (and, near the ceiling, a last panel of the
+    validation error rate 1 - accuracy) on a log axis whose range follows the means, not the bands' lower edges.
+    `labels`: a legend name per variant (e.g. with its tuned learning rate)."""
     have_steps = history["step"].notna().any() if "step" in history else False
     if zoom_error is None:
         last = history[history["metric"] == "val_accuracy"].groupby("run_id")["value"].last()
@@ -90,15 +94,20 @@ def curves_figure(history: pd.DataFrame, variants: list[str], metrics=("val_accu
             if stats.empty:  # no run of this variant logged the metric
                 continue
             n = int(stats["n"].max())
-            panel.plot(stats["x"], stats["mean"], color=colors[variant], linewidth=2, label=f"{variant} (n={n})")
+            panel.plot(stats["x"], stats["mean"], color=colors[variant], linewidth=2,
+                       label=f"{(labels or {}).get(variant, variant)} (n={n})")
             panel.fill_between(stats["x"], stats["low"], stats["high"], color=colors[variant], alpha=0.2,
                                linewidth=0)
         panel.set_xlabel("training steps (optimizer updates)" if have_steps else "epoch")
         if metric == "val_error":
-            panel.set_yscale("log")
             panel.set_ylabel("validation error (1 − accuracy), log scale")
         else:
-            panel.set_ylabel(CURVE_LABELS.get(metric, (metric,))[0])
+            panel.set_ylabel(CURVE_LABELS.get(metric, (metric,))[0] + (", log scale" if metric in LOG_CURVES else ""))
+        if metric in LOG_CURVES and (part["value"] > 0).any():
+            panel.set_yscale("log")
+            means = part.groupby(["variant", "epoch"])["value"].mean()
+            low, high = float(means[means > 0].min()), float(part["value"].max())
+            panel.set_ylim(low / 2, high * 1.5)  # 3-seed bands reaching towards 0 do not set the range
         if panel.get_legend_handles_labels()[0]:
             panel.legend(fontsize=7)
     if title:
@@ -160,9 +169,11 @@ def trend_figure(selection: Selection, metric: str, title: str = "", beside: Sel
     if beside is not None:
         other_stats, other_x, _ = _trend_points(beside, metric)
         series.append((beside, other_stats, other_x, "--", colors[1]))
-    counts = []
+    counts, beside_ticks = [], []
     for part, part_stats, part_x, style, color in series:
         named = f" ({part.study.name})" if beside is not None else ""
+        seeds = sorted({int(n) for n in part_stats["n"]})
+        n_text = f"n={seeds[0]}" if len(seeds) == 1 else f"n={seeds[0]}–{seeds[-1]}"
         runs = part.runs.assign(_value=scored(part.runs, metric))
         xmap = dict(zip(part_stats["variant"], part_x))
         dots = runs[runs["variant"].isin(xmap)]
@@ -170,14 +181,17 @@ def trend_figure(selection: Selection, metric: str, title: str = "", beside: Sel
                     label=f"each seed{named}")
         yerr = np.nan_to_num(np.vstack([part_stats["mean"] - part_stats["low"],
                                         part_stats["high"] - part_stats["mean"]]).astype(float))
+        # no line joins the means: with a few seeds their order between neighbours is mostly not established
         top.errorbar(part_x.to_numpy(float), part_stats["mean"].to_numpy(float), yerr=yerr, marker="o", capsize=3,
-                     linestyle=style, color=color, label=f"mean ± 95 % CI{named}")
+                     linestyle="none", color=color, label=f"mean ± 95 % CI, {n_text} per point{named}")
+        if part is not selection:
+            beside_ticks += [(xv, str(v)) for xv, v in zip(part_x, part_stats[axis])]
         bottom.plot(part_x, part_stats["total_params"] / 1e6, marker="s", linestyle=style, color=color,
                     label=f"parameters (millions){named}")
         bottom.plot(part_x, part_stats["flops"] / 1e6, marker="^", linestyle=style, color=color, alpha=0.6,
                     label=f"FLOPs per image (millions){named}")
         counts += part_stats["n"].tolist()
-    top.set_ylabel(f"{metric_label(metric)}\n(n = {int(min(counts))}–{int(max(counts))} seeds per point)")
+    top.set_ylabel(metric_label(metric))
     top.legend(fontsize=7)
     bottom.set_yscale("log")
     bottom.set_ylabel("model size")
@@ -186,8 +200,17 @@ def trend_figure(selection: Selection, metric: str, title: str = "", beside: Sel
     if (every_x > 0).all() and every_x.max() / max(every_x.min(), 1e-12) >= 8:
         bottom.set_xscale("log", base=2)
     if spectrum:
-        bottom.set_xticks(x, [f"{v}\n({e:.3g})" for v, e in zip(stats[axis], x)], fontsize=7)
-        bottom.set_xlabel("segments k requested (effective: geometric mean over layers of the divisor each used)")
+        bottom.set_xticks(x, [str(v) for v in stats[axis]], fontsize=7)
+        bottom.set_xlabel("segments k requested, each point at the segments it used (geometric mean over layers; "
+                          "the table lists them)", fontsize=7)
+        # the other study's points where they were drawn: a minor tick, its requested k beside the point
+        own = [float(v) for v in x]
+        extra = [(xv, v) for xv, v in beside_ticks if min(abs(math.log(xv / o)) for o in own) > 0.05]
+        if extra:
+            bottom.set_xticks([xv for xv, _ in extra], [""] * len(extra), minor=True)
+            for xv, v in extra:
+                bottom.annotate(f"k={v}", (xv, 0), xycoords=("data", "axes fraction"), xytext=(0, 3),
+                                textcoords="offset points", ha="center", fontsize=6, color=colors[1])
     else:
         bottom.set_xticks(x, [str(v) for v in stats[axis]], fontsize=7)
         bottom.set_xlabel(axis)
@@ -225,15 +248,58 @@ def capacity_figure(selection: Selection, metric: str, title: str = "") -> Figur
     panels = fig.subplots(1, 2, sharey=True)
     colors = sns.color_palette(n_colors=max(1, len(stats)))
     yerr = np.nan_to_num(np.vstack([stats["mean"] - stats["low"], stats["high"] - stats["mean"]]))
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     for panel, column, label in zip(panels, ["total_params", "flops"], ["parameters", "FLOPs per image"]):
         xs, ys = stats[column].to_numpy(float), stats["mean"].to_numpy(float)
+        # variants of (nearly) one size are spread sideways by a few percent, so no marker hides another
+        same = {i: [j for j in range(len(xs)) if abs(math.log(xs[j] / xs[i])) < 0.02] for i in range(len(xs))}
         for i, variant in enumerate(stats["variant"]):
-            panel.errorbar(xs[i:i + 1], ys[i:i + 1], yerr=yerr[:, i:i + 1], marker="o", capsize=3,
-                           color=colors[i], label=f"{variant} (n={int(stats['n'].iloc[i])})")
-        panel.set_xscale("log")
+            group = same[i]
+            dodge = 1.0 + 0.03 * (group.index(i) - (len(group) - 1) / 2) if len(group) > 1 else 1.0
+            panel.errorbar(xs[i:i + 1] * dodge, ys[i:i + 1], yerr=yerr[:, i:i + 1], marker=markers[i % len(markers)],
+                           capsize=3, color=colors[i], label=f"{variant} (n={int(stats['n'].iloc[i])})")
+        if any(len(g) > 1 for g in same.values()):
+            # a wide enough range that the few-percent spread reads as side by side, not as different sizes
+            panel.set_xlim(float(xs.min()) / 1.6, float(xs.max()) * 1.6)
+            panel.set_xlabel(label + " (log scale; variants of one size drawn side by side)")
+            continue
         panel.set_xlabel(label + " (log scale)")
+    for panel in panels:
+        panel.set_xscale("log")
     panels[0].set_ylabel(metric_label(metric))
     panels[1].legend(fontsize=6, loc="best")
     if title:
         fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def claims_figure(rows: pd.DataFrame, title: str = "") -> Figure:
+    """Each comparison of the study's claims (xablate.analysis.verdicts, one row each): the difference it rests
+    on, signed so that right favours the claim, with its 95 % CI; 0 solid; a claim's margin dashed (-margin for
+    non-inferiority, ±margin for equivalence); the outcome and n beside each row."""
+    fig = _new_figure(7.2, 0.9 + 0.55 * len(rows))
+    panel = fig.subplots()
+    colors = {"reproduced": "#0072B2", "non-inferior": "#0072B2", "equivalent": "#009E73", "contradicted": "#D55E00",
+              "inconclusive": "#7f7f7f"}
+    labels = []
+    for y, row in enumerate(rows.itertuples()):
+        sign = 1.0 if row.higher_is_better else -1.0
+        delta, low, high = sign * row.delta, sorted((sign * row.ci_low, sign * row.ci_high))[0], \
+            sorted((sign * row.ci_low, sign * row.ci_high))[1]
+        panel.errorbar([delta], [y], xerr=[[max(delta - low, 0)], [max(high - delta, 0)]] if not math.isnan(low)
+                       else None, marker="o", capsize=3, color=colors.get(row.outcome, "k"), linestyle="none")
+        if row.margin == row.margin:  # not NaN
+            marks = [-row.margin] if row.kind == "no_worse" else [-row.margin, row.margin]
+            for m in marks:
+                panel.plot([m, m], [y - 0.35, y + 0.35], linestyle="--", color="0.3", linewidth=1)
+        panel.annotate(f"{row.outcome} (n={row.n})", (1.01, y), xycoords=("axes fraction", "data"), va="center",
+                       fontsize=7, color=colors.get(row.outcome, "k"))
+        labels.append(f"{row.variant}\nvs {row.baseline} · {row.metric}")
+    panel.axvline(0, color="0.2", linewidth=0.8)
+    panel.set_yticks(range(len(rows)), labels, fontsize=6)
+    panel.invert_yaxis()
+    panel.set_xlabel("difference (+ favours the claim), mean and 95 % CI over paired seeds; dashed: the claim's "
+                     "margin", fontsize=7)
+    if title:
+        panel.set_title(title, fontsize=9)
     return fig

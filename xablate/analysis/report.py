@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import xablate.schema  # noqa: F401  (registers model/_builder with Hydra's ConfigStore before any compose)
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -17,11 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 
-from xablate.analysis.figures import (capacity_figure, curves_figure, heatmap_figure, is_ordered_axis, metric_label,
-                                      trend_figure)
+from xablate.analysis.figures import (capacity_figure, claims_figure, curves_figure, heatmap_figure, is_ordered_axis,
+                                      metric_label, trend_figure)
 from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
 from xablate.analysis.tables import to_latex, to_markdown, variant_table
 from xablate.analysis.registration import registrations
+from xablate.config import short_name
 from xablate.analysis.verdicts import verdict_tables
 from xablate.paths import portable_uri, project_root
 from xablate.studies import load_study
@@ -101,16 +103,38 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
     n = f"n={seeds.min()}–{seeds.max()}" if len(seeds) and seeds.min() != seeds.max() else f"n={seeds.max() if len(seeds) else 0}"
     title = f"{study.title} ({n} seeds per variant)"
     curves = curves_figure(history[history["run_id"].isin(finished["run_id"])],
-                           [v for v in selection.variants if v in set(finished["variant"])], title=title)
+                           [v for v in selection.variants if v in set(finished["variant"])], title=title,
+                           labels=tuned_labels(selection))
     values = ordered(selection.runs[selection.axes[0]]) if selection.axes else []
     if len(selection.axes) >= 2:
         main = {study.name: heatmap_figure(selection, metric, title=f"{study.title}: {metric_label(metric)}, {n}"),
                 "curves": curves}
     elif selection.axes and is_ordered_axis(values, selection.axes[0]):
-        main = {study.name: trend_figure(selection, metric, title=title, beside=beside), "curves": curves}
+        # with a study beside it, each series' legend says its own n
+        main = {study.name: trend_figure(selection, metric, title=title if beside is None else study.title,
+                                         beside=beside), "curves": curves}
     else:
         main = {study.name: curves}
-    return {**main, "capacity": capacity_figure(selection, metric, title=f"{title}: {metric_label(metric)} vs capacity, mean ± 95 % CI")}
+    main["capacity"] = capacity_figure(selection, metric,
+                                       title=f"{title}: {metric_label(metric)} vs capacity, mean ± 95 % CI")
+    if study.claims and not finished.empty:  # each comparison's difference, its CI and the claim's margin
+        _, rows = verdict_tables([(dataclasses.replace(selection), history)])  # (a copy: it adds measures)
+        if not rows.empty:
+            main["claims"] = claims_figure(rows, title=f"{study.title}: the claims' comparisons")
+    return main
+
+
+def tuned_labels(selection: Selection) -> dict[str, str]:
+    """A tuned study's legend names: each variant with the value its tuning chose (e.g. `… · lr 0.003`)."""
+    tune = selection.study.tune
+    if tune is None or "params" not in selection.runs:
+        return {}
+    labels = {}
+    for variant, params in selection.runs.groupby("variant")["params"]:
+        values = sorted({str(p.get(tune.key)) for p in params if isinstance(p, dict) and p.get(tune.key) is not None})
+        if values:
+            labels[variant] = f"{variant} · {short_name(tune.key)} {'/'.join(values)}"
+    return labels
 
 
 def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None) -> list[Path]:
