@@ -25,3 +25,19 @@ def test_every_relative_link_resolves_and_no_line_is_dated(page):
         if "://" not in target:
             assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
     assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), f"{page.name}: a dated line (timings belong beside their CSVs)"
+
+
+def test_documents_quote_the_generated_results_as_they_are(tmp_path):
+    from xablate.analysis.quotes import requote, stale_quotes
+
+    for document in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        assert stale_quotes(document, ROOT) == [], f"{document.name}: run xablate figures --out results"
+    assert "<!-- xablate:quote results/verdict.md -->" in (ROOT / "docs" / "results.md").read_text()
+    # the mechanism: a block is replaced by the file it names, text around it kept
+    (tmp_path / "out.md").write_text("| a |\n")
+    doc = tmp_path / "doc.md"
+    doc.write_text("reading\n<!-- xablate:quote out.md -->\nold copy\n<!-- xablate:end -->\nmore\n")
+    assert stale_quotes(doc, tmp_path) == ["out.md"]
+    assert requote(doc, tmp_path) and doc.read_text() == (
+        "reading\n<!-- xablate:quote out.md -->\n| a |\n<!-- xablate:end -->\nmore\n")
+    assert stale_quotes(doc, tmp_path) == [] and not requote(doc, tmp_path)

@@ -324,6 +324,12 @@ def run_figures(args) -> int:
         return 0
     for path in regenerate(uri, args.out, args.study or in_store):
         print(f"wrote {path}")
+    if args.out.resolve() == DEFAULT_RESULTS_DIR.resolve():  # the docs quoting these outputs, refreshed
+        from xablate.analysis.quotes import requote
+
+        for document in sorted((project_root() / "docs").glob("*.md")) + [project_root() / "README.md"]:
+            if document.exists() and requote(document, project_root()):
+                print(f"requoted {document}")
     return 0
 
 
