@@ -192,7 +192,9 @@ def trend_figure(selection: Selection, metric: str, title: str = "", beside: Sel
                     label=f"FLOPs per image (millions){named}")
         counts += part_stats["n"].tolist()
     top.set_ylabel(metric_label(metric))
-    top.legend(fontsize=7)
+    low, high = top.get_ylim()
+    top.set_ylim(low, high + 0.22 * (high - low))  # room above the data for the legend: it hides no point
+    top.legend(fontsize=6.5, ncol=2, loc="upper center")
     bottom.set_yscale("log")
     bottom.set_ylabel("model size")
     bottom.legend(fontsize=6 if beside is not None else 7)
