@@ -89,3 +89,12 @@ def test_the_committed_stores_variant_tags_match_each_runs_params():
             assert run.data.tags["xablate.variant"] == variant_label(values), (experiment.name, run.info.run_id)
             checked += 1
     assert checked == 148
+
+
+def test_runs_logged_before_and_after_a_key_existed_group_as_one_configuration():
+    from xablate.analysis.store import _config_id
+
+    old = {"intermediate_act": "none", "optim.learning_rate": "0.001", "data.limit_test": "None"}
+    new = {**old, "data.path": "None", "optim.momentum": "None", "optim.schedule.factor": "None"}
+    assert _config_id(old, set()) == _config_id(new, set())
+    assert _config_id({**new, "optim.momentum": "0.9"}, set()) != _config_id(new, set())

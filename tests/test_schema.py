@@ -203,3 +203,17 @@ def test_the_config_reference_in_docs_is_generated_from_the_schema():
     assert text == schema.reference_markdown(), "docs/config.md is stale: python -m xablate.schema > docs/config.md"
     for name in [*schema.declared(), *schema.builder_keys()]:
         assert f"| `{name}` |" in text
+
+
+def test_numbers_keep_the_form_they_were_typed_in_so_identities_do_not_move():
+    """A float annotation would turn learning_rate=1 into 1.0 (and its identity with it): numbers stay as typed;
+    a source's own keys, null elsewhere, enter neither the identity nor the run's configuration group."""
+    from xablate.config import compose_job
+    from xablate.tracking.identity import semantic_config
+
+    cfg = compose_job(["optim.learning_rate=1", "optim.weight_decay=0", "train.diverge_factor=10",
+                       "optim.schedule.every_samples=3e6"])
+    assert (cfg["optim"]["learning_rate"], cfg["optim"]["weight_decay"], cfg["train"]["diverge_factor"]) == (1, 0, 10)
+    assert semantic_config(cfg)["optim.learning_rate"] == "1" and cfg["optim"]["schedule"]["every_samples"] == 3e6
+    cifar = semantic_config(compose_job(["data=cifar10"]))
+    assert not {"data.test_fraction", "data.path", "data.train_split", "optim.momentum"} & set(cifar)

@@ -256,7 +256,8 @@ def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_i
     assert row.delta == pytest.approx(np.mean(raw)) and row.delta < 0 and not row.higher_is_better
     assert (row.ci_low, row.ci_high) == pytest.approx((np.mean(raw) - half, np.mean(raw) + half))
     assert row.p == pytest.approx(stats.ttest_1samp(raw, 0).pvalue)
-    assert row.effect_size == pytest.approx(-np.mean(raw) / np.std(raw, ddof=1))  # + favours the claim
+    assert row.effect_size == pytest.approx(np.mean(raw) / np.std(raw, ddof=1))  # signed like delta
+    assert "d=" + f"{-np.mean(raw) / np.std(raw, ddof=1):.2f}" in claims["evidence"].iloc[0]  # text: + favours it
     assert row.outcome == REPRODUCED and row.power_basis == "post hoc" and math.isnan(row.power)
     assert list(rows.columns) == ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n",
                                   "delta", "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm",
@@ -390,3 +391,24 @@ def test_the_sequential_replay_counts_the_runs_each_design_needed(uri, monkeypat
     row = replay(selection, history, "pocock")
     assert (row["looks"], row["fixed_runs"], row["stopped_at"], row["sequential_runs"]) == ("3 5 10", 20, 3, 6)
     assert row["same_outcomes"] and row["fixed_outcomes"] == REPRODUCED and row["runs_ratio"] == 0.3
+
+
+def test_before_the_first_look_nothing_is_decided_and_looks_use_their_own_interval(uri, monkeypatch):
+    """Two seeds far worse than the margin: a fixed design would say contradicted, a sequential one waits for its
+    first look; at a look the interval is the look's nominal level, wider than 95 %."""
+    spec = {"analysis": {**FIG10["analysis"], "sequential": {"looks": [3, 5], "spending": "obrien_fleming"},
+                         "claims": [{"claim": "none no worse than elu", "metric": "test_accuracy",
+                                     "no_worse": "none", "than": ["elu"], "margin": 0.01}]}}
+    log_study(uri, "early", {"none": [0.70, 0.71], "elu": [0.90, 0.92]})
+    claims, rows = _comparisons(uri, "early", spec, monkeypatch)
+    assert claims["verdict"].tolist() == [INCONCLUSIVE] and rows["outcome"].tolist() == [INCONCLUSIVE]
+    assert rows["look"].iloc[0] == "before the first look (n=2 of 3)"
+    base = _seeds(0.90, 0.01, seed=30)
+    diffs = np.random.default_rng(31).normal(0.0, 0.01, 10)
+    log_study(uri, "look", {"none": list(np.add(base, diffs)), "elu": base})
+    _, rows = _comparisons(uri, "look", spec, monkeypatch)
+    from xablate.analysis.sequential import SequentialSpec
+    n = int(rows["n"].iloc[0])
+    level = SequentialSpec((3, 5), "obrien_fleming").nominal([3, 5].index(n), 2)
+    half = stats.t.ppf(1 - level / 2, n - 1) * np.std(diffs[:n], ddof=1) / math.sqrt(n)
+    assert level < 0.05 and rows["ci_high"].iloc[0] - rows["ci_low"].iloc[0] == pytest.approx(2 * half)

@@ -29,8 +29,9 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 ROLES = ("semantic", "neutral", "non_semantic")
-# An int or a float, kept as typed: a `float` annotation would turn a YAML 20 into 20.0, and a run's params and
-# identity with it (identities issued before the typed schema say 20).
+# A number, kept as typed: a `float` annotation would turn 20 (YAML) or learning_rate=1 (command line) into 20.0 and
+# 1.0, and a run's params and identity with them (identities issued before the typed schema say 20 and 1); the
+# value is checked where it is used (xablate.training.validation: "a number > 0", ...).
 Number = Any
 FREE_FORM = ("analysis",)  # read by its own parser (xablate.studies.parse_study), any keys
 # builder arguments that come from elsewhere (the top-level axes, the data): known here, refused by the validation
@@ -62,8 +63,8 @@ def section(cls):
 class Schedule:
     kind: str = key("constant", doc="constant, exponential or piecewise")
     every_epochs: Optional[Number] = key(None, "neutral", neutral=None, doc="exponential: decay every this many epochs")
-    every_samples: Optional[int] = key(None, "neutral", neutral=None, doc="exponential: decay every this many images")
-    factor: Optional[float] = key(None, "neutral", neutral=None, doc="exponential, piecewise: multiply the learning rate by this")
+    every_samples: Optional[Number] = key(None, "neutral", neutral=None, doc="exponential: decay every this many images")
+    factor: Optional[Number] = key(None, "neutral", neutral=None, doc="exponential, piecewise: multiply the learning rate by this")
     at_fractions: Optional[List[float]] = key(None, "neutral", neutral=None, doc="piecewise: fractions of training where the rate drops, e.g. [0.3, 0.7]")
 
 
@@ -71,22 +72,22 @@ class Schedule:
 class Optim:
     name: str = key("adam", doc="the recipe's name")
     optimizer: str = key("adam", doc="sgd, adam or rmsprop")
-    learning_rate: float = key(0.001, doc="the initial learning rate")
-    momentum: Optional[float] = key(None, "neutral", neutral=None, doc="sgd, rmsprop")
+    learning_rate: Number = key(0.001, doc="the initial learning rate")
+    momentum: Optional[Number] = key(None, "neutral", neutral=None, doc="sgd, rmsprop")
     schedule: Schedule = field(default_factory=Schedule)
-    weight_decay: float = key(0.0, doc="L2 on every kernel (a builder argument)")
-    dropout: float = key(0.0, doc="before the classifier (a builder argument)")
-    ema_momentum: Optional[float] = key(None, doc="Polyak/EMA weights for evaluation; null: off")
+    weight_decay: Number = key(0.0, doc="L2 on every kernel (a builder argument)")
+    dropout: Number = key(0.0, doc="before the classifier (a builder argument)")
+    ema_momentum: Optional[Number] = key(None, doc="Polyak/EMA weights for evaluation; null: off")
 
 
 @section
 class Augment:
     enabled: bool = key(False, doc="augment training batches (Keras preprocessing layers)")
     rotation_degrees: Number = key(20, doc="random rotation, degrees")
-    shift: float = key(0.1, doc="random translation, fraction of the image")
-    shear: float = key(0.1, doc="Keras' RandomShear factor on x and y")
+    shift: Number = key(0.1, doc="random translation, fraction of the image")
+    shear: Number = key(0.1, doc="Keras' RandomShear factor on x and y")
     shear_degrees: Optional[Number] = key(None, "neutral", neutral=None, doc="an angle; replaces shear when set")
-    zoom: float = key(0.1, doc="random zoom, fraction")
+    zoom: Number = key(0.1, doc="random zoom, fraction")
     horizontal_flip: bool = key(True, doc="random left-right flips")
     brightness: List[float] = key([0.7, 1.3], doc="brightness range")
     brightness_mode: str = key("additive", "neutral", neutral="additive", doc="additive or multiplicative")
@@ -96,8 +97,8 @@ class Augment:
 class Data:
     source: str = key("digits", doc="digits, cifar10, cifar100, folder or tfds")
     image_size: int = key(32, split=True, doc="images are resized to image_size x image_size")
-    validation_fraction: float = key(0.1, split=True, doc="held out of training (stratified) where the source has no validation split")
-    test_fraction: Optional[float] = key(None, "neutral", neutral=None, split=True, doc="digits: held out for testing")
+    validation_fraction: Number = key(0.1, split=True, doc="held out of training (stratified) where the source has no validation split")
+    test_fraction: Optional[Number] = key(None, "neutral", neutral=None, split=True, doc="digits: held out for testing")
     split_seed: int = key(0, split=True, doc="draws the held-out splits (data.split_seed=${seed}: one per replicate)")
     limit_train: Optional[int] = key(None, split=True, doc="use only the first N training images")
     limit_val: Optional[int] = key(None, split=True, doc="use only the first N validation images")
@@ -119,7 +120,7 @@ class Train:
     batch_size: int = key(64, graph=True, doc="global batch size (split over replicates with data_parallel)")
     verbose: Any = key("auto", "non_semantic", doc="auto (progress bar on a terminal), 0, 1 or 2")
     save_model: bool = key(True, "non_semantic", doc="log the trained model as a .keras artifact")
-    diverge_factor: Optional[float] = key(10.0, doc="stop as diverged when the loss exceeds this x its start (null: NaN/inf only)")
+    diverge_factor: Optional[Number] = key(10.0, doc="stop as diverged when the loss exceeds this x its start (null: NaN/inf only)")
     checkpoint: bool = key(True, "non_semantic", doc="save weights and optimizer at each epoch end (resume)")
     checkpoint_dir: Optional[str] = key(None, "non_semantic", doc="null: beside a SQLite store, else <project>/checkpoints")
     oom_retry: bool = key(True, "non_semantic", doc="out of GPU memory: retry with half the batch, 2 accumulation steps")
@@ -158,7 +159,7 @@ class Model:
 class Job:
     study: str = key("default", "non_semantic", doc="the study (MLflow experiment) the runs go to")
     residual: bool = key(True, graph=True, doc="shortcut branches on/off (paper Fig. 9)")
-    intermediate_act: str = key("none", graph=True, doc="none, or a Keras activation between the depthwise and pointwise op (Fig. 10)")
+    intermediate_act: Optional[str] = key("none", graph=True, doc="none, or a Keras activation between the depthwise and pointwise op (Fig. 10)")
     segments: Any = key("depthwise", graph=True, doc="channel segments of every spatial conv: 1 ... k ... depthwise")
     seed: int = key(0, doc="the replicate: initial weights, data order, augmentation")
     backend: str = key("tensorflow", doc="Keras backend: tensorflow, jax or torch (conf: $KERAS_BACKEND)")

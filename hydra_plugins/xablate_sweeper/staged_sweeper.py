@@ -97,7 +97,8 @@ class StagedSweeper(Sweeper):
         analysis = self.config.get("analysis")
         if not analysis or not analysis.get("sequential"):
             return None
-        return parse_study(str(self.config.study), {"analysis": OmegaConf.to_container(analysis, resolve=True)})
+        return parse_study(str(self.config.study), {"analysis": OmegaConf.to_container(analysis, resolve=True),
+                                                    "hydra": {"sweeper": {"params": dict(self.params)}}})
 
     def _launch_sequentially(self, final: List[List[str]], study) -> list:
         """The final stage look by look: the seeds up to each look, then every claim analysed with the alpha spent
@@ -126,7 +127,7 @@ class StagedSweeper(Sweeper):
             table, _ = verdict_tables([(selection, history)])
             for row in table.itertuples():
                 print(f"  {row.claim}: {row.verdict}", flush=True)
-            if (table["verdict"] != INCONCLUSIVE).all():
+            if not table.empty and (table["verdict"] != INCONCLUSIVE).all():
                 print(f"[xablate] every claim decided at look {k + 1} (n={n}): no further seeds", flush=True)
                 break
         return returns

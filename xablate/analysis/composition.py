@@ -43,6 +43,9 @@ def recorded_composition(uri: str, study: str, varied: list[str]) -> tuple[list[
     if not recorded:
         return [], 0
     skip = set(varied) | set(DROPPED)
+    # a path recorded portably (`.../images`, or relative to the project) is not the path to type: left out
+    skip |= {key.lstrip("+~") for overrides in recorded for key, value in _pairs(overrides)
+             if value.startswith(".../") or "/" in value}
     shared: Counter = Counter()
     for overrides in recorded:
         shared.update({f"{key}={value}" for key, value in _pairs(overrides)

@@ -112,10 +112,11 @@ def sequential_progress(uri: str, study) -> tuple[int, str]:
         return spec.looks[0], f"sequential: first look at n={spec.looks[0]}"
     if (table["verdict"] != INCONCLUSIVE).all():
         n = int(reached.max())
-        return n, f"sequential: every claim decided by n={n} (look {spec.looks.index(n) + 1} of {len(spec.looks)})"
-    n = int(reached.min())
+        return n, f"sequential: every claim decided by n={n} ({', '.join(map(str, spec.looks))})"
+    undecided = table.loc[table["verdict"] == INCONCLUSIVE, "claim"]
+    n = int(reached[reached.index.isin(undecided)].min())  # the claims still open set the pace
     later = [look for look in spec.looks if look > n]
-    needed = later[0] if n in spec.looks and later else (n if n in spec.looks else spec.looks[0])
+    needed = later[0] if later else spec.looks[-1]
     return needed, f"sequential: undecided at n={n}; next look at n={needed} ({', '.join(map(str, spec.looks))})"
 
 
@@ -125,13 +126,15 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
     note = ""
     with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
         first = compose("config", overrides=[a for a, o in zip(arguments, OverridesParser.create().parse_overrides(
-            arguments)) if not o.is_sweep_override()])
+            arguments)) if not o.is_sweep_override()], return_hydra_config=True)
     analysis = OmegaConf.to_container(first.analysis, resolve=True) if first.get("analysis") else None
     typed_seed = any(a.split("=", 1)[0].lstrip("+~") == "seed" for a in arguments)
     if analysis and analysis.get("sequential") and not typed_seed:
         from xablate.studies import parse_study
 
-        study = parse_study(str(first.study), {"analysis": analysis})
+        declared = first.hydra.sweeper.get("params") if "hydra" in first else None
+        study = parse_study(str(first.study), {"analysis": analysis, "hydra": {"sweeper": {
+            "params": OmegaConf.to_container(declared, resolve=False) if declared else {}}}})
         needed, note = sequential_progress(resolve_tracking_uri(first.tracking.uri), study)
         arguments = [*arguments, f"seed=range({needed})"]
     base, keys, jobs, tune = _grid(arguments)

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from xablate.config import REPLICATE_KEYS, variant_label
 from xablate.studies import METRICS, Study
-from xablate.tracking.identity import is_semantic
+from xablate.tracking.identity import NEUTRAL_DEFAULTS, is_semantic, param_value
 from xablate.tracking.store import resolve_tracking_uri
 
 RUN_COLUMNS = [
@@ -181,8 +181,11 @@ def in_stage(runs: pd.DataFrame, stage: str) -> pd.Series:
 
 
 def _config_id(params: dict, leave_out: set[str]) -> str:
+    """Which configuration a run belongs to: its semantic params, as the identity reads them (a key at its neutral
+    value left out, so runs logged before and after a key existed group together)."""
     items = sorted((k, v) for k, v in params.items()
-                   if k not in leave_out and k not in REPLICATE_KEYS and is_semantic(k) and not k.startswith("analysis"))
+                   if k not in leave_out and k not in REPLICATE_KEYS and is_semantic(k) and not k.startswith("analysis")
+                   and not (k in NEUTRAL_DEFAULTS and v == param_value(NEUTRAL_DEFAULTS[k])))
     return hashlib.sha1(json.dumps(items).encode()).hexdigest()[:10]
 
 

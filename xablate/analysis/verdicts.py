@@ -18,7 +18,8 @@ Outcome of one comparison, by the claim's kind (the test it declares):
 - Fewer than two pairs, or zero spread of the differences: `inconclusive` (no noise estimate, so no test).
 A claim's outcome is its comparisons' when they all agree, `contradicted` when any is, else `inconclusive`.
 
-Each comparison reports the paired effect size (Cohen's d_z) and the power of the test actually done: against
+Each comparison reports the paired effect size (Cohen's d_z; in verdict.csv signed like delta, variant - baseline;
+in the evidence text like the claim, + favours it) and the power of the test actually done: against
 the claim's margin (no_worse, equivalent) or its declared smallest effect (better), labelled *a priori*; a
 better claim that declares neither gets its minimum detectable effect instead, labelled *post hoc*, with the
 95 % interval of the spread it rests on (with 3 seeds the true spread may be half or six times the observed).
@@ -105,6 +106,9 @@ def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]
     if not reached:
         row, compared = _evaluate(selection, claim, selection.runs, (0.0, 0.0),
                                   f"before the first look (n={len(seeds)} of {spec.looks[0]})")
+        for c in compared:  # nothing is decided before the first look, in either direction
+            c["outcome"] = INCONCLUSIVE
+        row["verdict"] = INCONCLUSIVE
         return row, compared
     for k in reached:
         n = spec.looks[k]
@@ -134,7 +138,9 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
         theirs = per_replicate(runs[runs["variant"] == label], claim.metric)
         signed_mine = {k: sign * v for k, v in mine.items()}
         signed_theirs = {k: sign * v for k, v in theirs.items()}
-        diff = paired_difference(signed_mine, signed_theirs)
+        # at a sequential look the interval is at that look's nominal level (a repeated confidence interval), so
+        # "contradicted" spends no more error than the boundary allows
+        diff = paired_difference(signed_mine, signed_theirs, 1 - levels[0] if look and levels[0] > 0 else 0.95)
         signed = [signed_mine[k] - signed_theirs[k] for k in diff.replicates]
         p = non_inferiority_p(signed, claim.margin) if claim.kind == "no_worse" else diff.p_value
         tost = equivalence_p(signed, claim.margin) if claim.margin > 0 and claim.kind != "no_worse" else math.nan
@@ -169,7 +175,7 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
             # variant - baseline in the metric's own units (not signed by the claim)
             "delta": sign * i.mean, "ci_low": sign * (i.low if higher else i.high),
             "ci_high": sign * (i.high if higher else i.low), "p": shown_p, "p_holm": shown_adj,
-            "p_tost": tost, "p_tost_holm": tost_adj, "effect_size": d, "outcome": outcome,
+            "p_tost": tost, "p_tost_holm": tost_adj, "effect_size": sign * d, "outcome": outcome,
             "margin": claim.margin if claim.margin > 0 else math.nan, "power": power, "power_basis": basis,
             "mde": diff.mde, "look": look or f"fixed design (n={n})", "registration": NOT_RECORDED})
     verdict = combine(decisions)

@@ -21,6 +21,7 @@ from xablate.data.sources import SOURCES
 from xablate.schema import keys_with
 
 DATA_DIGEST_TAG = "xablate.data_digest"  # the run tag the source digest is recorded as
+SOURCE_OWN_KEYS = ("test_fraction", "train_split", "validation_split", "test_split")
 SPLIT_KEYS = keys_with("split", "data.")  # the data keys that decide which images a split holds (xablate.schema)
 LIMITS = {"train": "limit_train", "validation": "limit_val", "test": "limit_test"}
 
@@ -42,7 +43,10 @@ def source_digest(data: dict) -> str:
 def dataset_inputs(data: dict, digest: str, sizes: dict[str, int]) -> list[DatasetInput]:
     """One MLflow dataset input per split, named `<data>/<split>`, with the split's size as its profile."""
     name, source = data_source(data)
-    split_settings = {key: data.get(key) for key in SPLIT_KEYS if key in data}
+    # a source's own keys are null on the other sources (the typed schema holds every key): left out when null,
+    # as they were absent before it, so the same data keeps its dataset digests
+    split_settings = {key: data.get(key) for key in SPLIT_KEYS
+                      if key in data and not (key in SOURCE_OWN_KEYS and data.get(key) is None)}
     inputs = []
     for split, size in sizes.items():
         dataset = Dataset(name=f"{name}/{split}", digest=_hash(digest, split, split_settings),

@@ -156,7 +156,9 @@ def _claims_tags(config: DictConfig) -> dict[str, str]:
     analysis = OmegaConf.to_container(config.analysis, resolve=True) if config.get("analysis") else None
     if not analysis or not analysis.get("claims"):
         return {}
-    study = parse_study(str(config.study), {"analysis": analysis})
+    declared = config.hydra.sweeper.get("params")
+    study = parse_study(str(config.study), {"analysis": analysis, "hydra": {"sweeper": {
+        "params": OmegaConf.to_container(declared, resolve=False) if declared else {}}}})
     commit = git_commit()
     return {CLAIMS_TAG: claims_record(study), **({"mlflow.source.git.commit": commit} if commit else {})}
 
