@@ -278,30 +278,34 @@ def capacity_figure(selection: Selection, metric: str, title: str = "") -> Figur
 def claims_figure(rows: pd.DataFrame, title: str = "") -> Figure:
     """Each comparison of the study's claims (xablate.analysis.verdicts, one row each): the difference it rests
     on, signed so that right favours the claim, with its 95 % CI; 0 solid; a claim's margin dashed (-margin for
-    non-inferiority, ±margin for equivalence); the outcome and n beside each row."""
-    fig = _new_figure(7.2, 0.9 + 0.55 * len(rows))
-    panel = fig.subplots()
+    non-inferiority, ±margin for equivalence); the outcome and n beside each row. One panel per metric (their
+    units differ)."""
+    metrics = list(dict.fromkeys(rows["metric"]))
+    fig = _new_figure(7.2, 0.6 + 0.55 * len(rows) + 0.5 * len(metrics))
+    panels = fig.subplots(len(metrics), 1, squeeze=False, height_ratios=[
+        max(1, int((rows["metric"] == m).sum())) for m in metrics])[:, 0]
     colors = {"reproduced": "#0072B2", "non-inferior": "#0072B2", "equivalent": "#009E73", "contradicted": "#D55E00",
               "inconclusive": "#7f7f7f"}
-    labels = []
-    for y, row in enumerate(rows.itertuples()):
-        sign = 1.0 if row.higher_is_better else -1.0
-        delta, low, high = sign * row.delta, sorted((sign * row.ci_low, sign * row.ci_high))[0], \
-            sorted((sign * row.ci_low, sign * row.ci_high))[1]
-        panel.errorbar([delta], [y], xerr=[[max(delta - low, 0)], [max(high - delta, 0)]] if not math.isnan(low)
-                       else None, marker="o", capsize=3, color=colors.get(row.outcome, "k"), linestyle="none")
-        if row.margin == row.margin:  # not NaN
-            marks = [-row.margin] if row.kind == "no_worse" else [-row.margin, row.margin]
-            for m in marks:
-                panel.plot([m, m], [y - 0.35, y + 0.35], linestyle="--", color="0.3", linewidth=1)
-        panel.annotate(f"{row.outcome} (n={row.n})", (1.01, y), xycoords=("axes fraction", "data"), va="center",
-                       fontsize=7, color=colors.get(row.outcome, "k"))
-        labels.append(f"{row.variant}\nvs {row.baseline} · {row.metric}")
-    panel.axvline(0, color="0.2", linewidth=0.8)
-    panel.set_yticks(range(len(rows)), labels, fontsize=6)
-    panel.invert_yaxis()
-    panel.set_xlabel("difference (+ favours the claim), mean and 95 % CI over paired seeds; dashed: the claim's "
-                     "margin", fontsize=7)
+    for panel, metric in zip(panels, metrics):
+        part = rows[rows["metric"] == metric]
+        labels = []
+        for y, row in enumerate(part.itertuples()):
+            sign = 1.0 if row.higher_is_better else -1.0
+            delta = sign * row.delta
+            low, high = sorted((sign * row.ci_low, sign * row.ci_high))
+            panel.errorbar([delta], [y], xerr=None if math.isnan(low) else [[max(delta - low, 0)], [max(high - delta, 0)]],
+                           marker="o", capsize=3, color=colors.get(row.outcome, "k"), linestyle="none")
+            if row.margin == row.margin:  # not NaN
+                for m in ([-row.margin] if row.kind == "no_worse" else [-row.margin, row.margin]):
+                    panel.plot([m, m], [y - 0.35, y + 0.35], linestyle="--", color="0.3", linewidth=1)
+            panel.annotate(f"{row.outcome} (n={row.n})", (1.01, y), xycoords=("axes fraction", "data"),
+                           va="center", fontsize=7, color=colors.get(row.outcome, "k"))
+            labels.append(f"{row.variant}\nvs {row.baseline}")
+        panel.axvline(0, color="0.2", linewidth=0.8)
+        panel.set_yticks(range(len(part)), labels, fontsize=6)
+        panel.set_ylim(len(part) - 0.5, -0.5)
+        panel.set_xlabel(f"{metric_label(metric)}: difference (+ favours the claim), mean and 95 % CI over paired "
+                         f"seeds; dashed: the claim's margin", fontsize=7)
     if title:
-        panel.set_title(title, fontsize=9)
+        panels[0].set_title(title, fontsize=9)
     return fig
