@@ -112,7 +112,9 @@ def sequential_progress(uri: str, study) -> tuple[int, str]:
         return spec.looks[0], f"sequential: first look at n={spec.looks[0]}"
     if (table["verdict"] != INCONCLUSIVE).all():
         n = int(reached.max())
-        return n, f"sequential: every claim decided by n={n} ({', '.join(map(str, spec.looks))})"
+        at = f"look {spec.looks.index(n) + 1} of {len(spec.looks)}" if n in spec.looks else \
+            f"looks {', '.join(map(str, spec.looks))}"
+        return n, f"sequential: every claim decided by n={n} ({at})"
     undecided = table.loc[table["verdict"] == INCONCLUSIVE, "claim"]
     n = int(reached[reached.index.isin(undecided)].min())  # the claims still open set the pace
     later = [look for look in spec.looks if look > n]
