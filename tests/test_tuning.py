@@ -1,0 +1,81 @@
+"""The Optuna tune stage's groundwork (xablate.tuning): the declared search space and its refusals, TPE finding a
+known optimum through ask/tell, and a study in its SQLite file surviving a killed stage without repeating a
+finished trial. No training: the objective is made up, its optimum known in closed form."""
+
+import math
+
+import optuna
+import pytest
+
+from xablate.tuning import SearchSpec, ask, open_study, parse_search, storage_path, tell
+
+SPACE = {"space": {"optim.learning_rate": {"log_uniform": [1.0e-4, 1.0e-1]}}, "sampler": "tpe", "trials": 12,
+         "startup": 4}
+
+
+def objective(values):  # best at learning_rate = 1e-3, falling off in log10 distance
+    return -(math.log10(values["optim.learning_rate"]) + 3) ** 2
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"space": {}}, "Received hydra.sweeper.tune.space={}; allowed: a mapping of config keys"),
+    ({"space": {"optim.learning_rate": {"log_uniform": [0, 1e-2]}}}, "allowed: 0 < low < high (a log range cannot "
+                                                                      "touch zero)"),
+    ({"space": {"optim.learning_rate": {"uniform": [1e-2, 1e-3]}}}, "allowed: low < high (a range that is neither"),
+    ({"space": {"optim.learning_rate": {"uniform": [1e-3, 1e-3]}}}, "allowed: low < high"),
+    ({"space": {"optim.learning_rate": {"normal": [0, 1]}}}, "allowed: one of {log_uniform: ...}"),
+    ({"space": {"model.middle_blocks": {"int": [2.5, 8]}}}, "allowed: [low, high], two integers"),
+    ({"space": {"optim.optimizer": {"choice": ["adam"]}}}, "a list of at least two distinct values"),
+    ({**SPACE, "sampler": "cmaes"}, "Received hydra.sweeper.tune.sampler='cmaes'; allowed: tpe, random, grid"),
+    ({**SPACE, "sampler": "grid"}, "allowed: tpe or random for a continuous range"),
+    ({**SPACE, "pruner": "patient"}, "Received hydra.sweeper.tune.pruner='patient'; allowed: none, median"),
+    ({**SPACE, "trials": 4}, "Received hydra.sweeper.tune.trials=4; allowed: more than startup=4"),
+    ({**SPACE, "trials": 1}, "allowed: an integer >= 2"),
+])
+def test_bad_search_settings_are_named(block, message):
+    with pytest.raises(ValueError) as error:
+        parse_search(block)
+    assert message in str(error.value)
+
+
+def test_tpe_finds_the_known_optimum_through_ask_and_tell(tmp_path):
+    spec = parse_search(SPACE)
+    study = open_study(tmp_path / "optuna.db", "made-up/variant", spec)
+    while True:
+        batch = ask(study, spec, 2)  # two at a time, as a launcher would run them
+        if not batch:
+            break
+        for trial, values in batch:
+            tell(study, trial, [objective(values), math.nan])  # a diverged seed is left out of the mean
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 12
+    assert abs(math.log10(study.best_params["optim.learning_rate"]) + 3) < 0.5  # within a factor ~3 of 1e-3
+
+
+def test_a_killed_stage_re_asks_its_running_trials_with_their_values_and_repeats_no_finished_one(tmp_path):
+    spec = parse_search({**SPACE, "trials": 6})
+    path = tmp_path / "optuna.db"
+    study = open_study(path, "s/v", spec)
+    first = ask(study, spec, 3)
+    tell(study, first[0][0], [objective(first[0][1])])  # one finished, two left RUNNING by the kill
+    running = sorted(v["optim.learning_rate"] for _, v in first[1:])
+    again = open_study(path, "s/v", spec)  # typed again: the same file, the same study
+    resumed = ask(again, spec, 5)
+    assert sorted(v["optim.learning_rate"] for _, v in resumed[:2]) == pytest.approx(running)
+    assert len(resumed) == 5  # 6 trials in all: 1 finished + 5, none of them the finished one again
+    finished = first[0][1]["optim.learning_rate"]
+    assert all(v["optim.learning_rate"] != finished for _, v in resumed)
+    for trial, values in resumed:
+        tell(again, trial, [objective(values)])
+    assert ask(again, spec, 5) == []
+    assert len(again.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 6
+
+
+def test_every_seed_diverged_fails_the_trial_and_the_storage_sits_beside_the_store(tmp_path):
+    spec = SearchSpec({"optim.learning_rate": ("log_uniform", [1e-4, 1e-1])}, sampler="random", trials=2)
+    study = open_study(tmp_path / "optuna.db", "s/v", spec)
+    (trial, _), = ask(study, spec, 1)
+    assert math.isnan(tell(study, trial, [math.nan, math.nan]))
+    assert study.get_trials()[0].state == optuna.trial.TrialState.FAIL
+    assert storage_path("sqlite:////data/store/mlflow.db", tmp_path).as_posix() == "/data/store/optuna.db"
+    assert storage_path("http://mlflow:5000", tmp_path) == tmp_path / "optuna.db"

@@ -1,0 +1,172 @@
+"""Optuna inside the tune stage (groundwork): the search space a study declares, and one Optuna study per variant
+kept in a plain SQLite file beside the MLflow store, asked and told through Optuna's public ask/tell API.
+
+    hydra:
+      sweeper:
+        tune:
+          space:
+            optim.learning_rate: {log_uniform: [1.0e-4, 1.0e-2]}
+            optim.weight_decay: {uniform: [0.0, 1.0e-4]}
+            model.middle_blocks: {int: [2, 8]}
+            optim.optimizer: {choice: [adam, sgd]}
+          sampler: tpe            # tpe | random | grid (grid: choice and int keys only)
+          startup: 4              # tpe: random trials before the model (Optuna's n_startup_trials)
+          trials: 8               # per variant
+          seeds: 2                # a trial's objective is the mean over its seeds on the validation split
+          pruner: none            # none | median | successive_halving | hyperband (pilot and tune only)
+
+A trial killed with its sweep is re-asked with the same values when the stage is typed again, so the runs it
+finished are skipped by identity and no finished trial repeats (`ask`). Bad settings are refused with the key,
+the value and what is allowed (`parse_search`), before any run or sweep parent exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+STORAGE_FILE = "optuna.db"
+TRIAL_TAG = "xablate.tune.trial"  # on a tuning run: its variant's Optuna study and trial number
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    space: dict[str, tuple[str, list]]  # key -> (distribution, its arguments)
+    sampler: str = "tpe"
+    trials: int = 8
+    startup: int = 4
+    pruner: str = "none"
+    seed: int = 0  # the sampler's own seed: the same study asks the same values
+    extra: dict = field(default_factory=dict)
+
+
+def _error(setting: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"Received hydra.sweeper.tune.{setting}={value!r}; allowed: {allowed}.")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _distribution(key: str, raw: Any) -> tuple[str, list]:
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in DISTRIBUTIONS:
+        raise _error(f"space.{key}", raw, "one of " + ", ".join(f"{{{d}: ...}}" for d in DISTRIBUTIONS))
+    kind, args = next(iter(raw.items()))
+    if kind == "choice":
+        if not isinstance(args, list) or len(args) < 2 or len({repr(a) for a in args}) != len(args):
+            raise _error(f"space.{key}.choice", args, "a list of at least two distinct values")
+        return kind, list(args)
+    if not isinstance(args, list) or len(args) != 2 or not all(_number(a) for a in args):
+        raise _error(f"space.{key}.{kind}", args, "[low, high], two numbers")
+    low, high = args
+    if not low < high:
+        raise _error(f"space.{key}.{kind}", args, "low < high (a range that is neither empty nor inverted)")
+    if kind == "log_uniform" and low <= 0:
+        raise _error(f"space.{key}.log_uniform", args, "0 < low < high (a log range cannot touch zero)")
+    if kind == "int" and not all(isinstance(a, int) for a in args):
+        raise _error(f"space.{key}.int", args, "[low, high], two integers")
+    return kind, [low, high]
+
+
+def parse_search(block: dict) -> SearchSpec:
+    """The Optuna form of hydra.sweeper.tune (a `space` mapping); errors name the setting."""
+    space = block.get("space")
+    if not isinstance(space, dict) or not space:
+        raise _error("space", space, "a mapping of config keys to distributions, e.g. "
+                                     "{optim.learning_rate: {log_uniform: [1.0e-4, 1.0e-2]}}")
+    parsed = {str(key): _distribution(str(key), raw) for key, raw in space.items()}
+    sampler = block.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise _error("sampler", sampler, ", ".join(SAMPLERS))
+    if sampler == "grid" and any(kind not in ("choice", "int") for kind, _ in parsed.values()):
+        raise _error("sampler", sampler, "tpe or random for a continuous range (grid takes choice and int keys)")
+    trials = block.get("trials", 8)
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 2:
+        raise _error("trials", trials, "an integer >= 2 (trials per variant)")
+    startup = block.get("startup", min(4, trials - 1))
+    if isinstance(startup, bool) or not isinstance(startup, int) or startup < 1:
+        raise _error("startup", startup, "an integer >= 1 (random trials before TPE models the space)")
+    if sampler == "tpe" and trials <= startup:
+        raise _error("trials", trials, f"more than startup={startup} (with fewer, TPE never leaves its random "
+                                       f"start-up: lower startup or use sampler: random)")
+    pruner = block.get("pruner", "none")
+    if pruner not in PRUNERS:
+        raise _error("pruner", pruner, ", ".join(PRUNERS))
+    return SearchSpec(parsed, sampler, trials, startup, pruner)
+
+
+def storage_path(tracking_uri: str, project: Path) -> Path:
+    """The SQLite file of the Optuna studies: beside a SQLite MLflow store (the store folder carries both), else
+    in the project."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///"):]).parent / STORAGE_FILE
+    return project / STORAGE_FILE
+
+
+def open_study(path: Path, name: str, spec: SearchSpec):
+    """The variant's Optuna study in `path` (created, or loaded as a killed stage left it)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{path}"
+    try:  # a resumed study seeds its sampler past the trials it holds, so it does not replay their draws
+        seed = spec.seed + len(optuna.load_study(study_name=name, storage=storage).trials)
+    except KeyError:
+        seed = spec.seed
+    if spec.sampler == "tpe":
+        sampler = optuna.samplers.TPESampler(n_startup_trials=spec.startup, seed=seed)
+    elif spec.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        grid = {k: (args if kind == "choice" else list(range(args[0], args[1] + 1)))
+                for k, (kind, args) in spec.space.items()}
+        sampler = optuna.samplers.GridSampler(grid, seed=seed)
+    return optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                               sampler=sampler, load_if_exists=True)
+
+
+def _suggest(trial, key: str, kind: str, args: list):
+    if kind == "log_uniform":
+        return trial.suggest_float(key, args[0], args[1], log=True)
+    if kind == "uniform":
+        return trial.suggest_float(key, args[0], args[1])
+    if kind == "int":
+        return trial.suggest_int(key, args[0], args[1])
+    return trial.suggest_categorical(key, args)
+
+
+def ask(study, spec: SearchSpec, n: int) -> list[tuple[Any, dict]]:
+    """Up to `n` trials to run now, each with its values: first the trials a killed stage left RUNNING (failed and
+    re-asked with the same values, so their finished runs are skipped by identity), then new ones, never more than
+    the study's `trials` in all."""
+    import optuna
+
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(stale.params, skip_if_exists=False)
+    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                        optuna.trial.TrialState.PRUNED)))
+    asked = []
+    for _ in range(max(0, min(n, spec.trials - done))):
+        trial = study.ask()
+        asked.append((trial, {k: _suggest(trial, k, kind, args) for k, (kind, args) in spec.space.items()}))
+    return asked
+
+
+def tell(study, trial, scores: list[float]) -> float:
+    """Records a trial's objective, the mean of its seeds' finite scores (higher is better); a trial with none
+    (every seed diverged) fails and never wins. Returns the mean (NaN when failed)."""
+    import optuna
+
+    finite = [s for s in scores if not math.isnan(s)]
+    if not finite:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return math.nan
+    mean = sum(finite) / len(finite)
+    study.tell(trial, mean)
+    return mean
