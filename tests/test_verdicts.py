@@ -28,11 +28,26 @@ def uri(tmp_path):
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-def _verdict(uri, study, spec, monkeypatch):
+def _analysed(uri, study, spec, monkeypatch):
+    """The study's selection and history, its analysis block `spec` standing in for a study file."""
     monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, spec))
     selection = selected_runs(uri, study)
-    history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+    return selection, history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+
+
+def _verdict(uri, study, spec, monkeypatch):
+    selection, history = _analysed(uri, study, spec, monkeypatch)
     return selection, verdict_table([(selection, history)])
+
+
+def _log_converging(uri, study, seeds, rates, rng_seed, accuracy):
+    """Two variants whose training losses fall as exp(-rate * epoch) (plus noise) over 5 epochs, per seed."""
+    rng = np.random.default_rng(rng_seed)
+    losses = {v: {s: list(np.exp(-np.arange(5) * rate) + rng.normal(0, 0.01, 5)) for s in range(seeds)}
+              for v, rate in rates.items()}
+    log_study(uri, study, {v: _seeds(mean, 0.01, n=seeds, seed=i) for v, (i, mean) in accuracy.items()},
+              losses=losses)
+    return losses
 
 
 def _seeds(mean, spread, n=10, seed=0):
@@ -114,11 +129,7 @@ def test_a_diverged_seed_counts_against_its_variant(uri, monkeypatch):
 
 def test_convergence_is_judged_on_the_training_loss_area_not_on_accuracy(uri, monkeypatch):
     """`none` ends less accurate but its training loss falls faster: the convergence claim follows the loss."""
-    rng = np.random.default_rng(7)
-    fast = {s: list(np.exp(-np.arange(5) * 0.9) + rng.normal(0, 0.01, 5)) for s in range(8)}
-    slow = {s: list(np.exp(-np.arange(5) * 0.4) + rng.normal(0, 0.01, 5)) for s in range(8)}
-    log_study(uri, "conv", {"none": _seeds(0.80, 0.01, n=8, seed=8), "elu": _seeds(0.90, 0.01, n=8, seed=9)},
-              losses={"none": fast, "elu": slow})
+    _log_converging(uri, "conv", 8, {"none": 0.9, "elu": 0.4}, 7, {"none": (8, 0.80), "elu": (9, 0.90)})
     claims = [{"claim": "none converges faster", "metric": "train_loss_auc", "better": "none", "than": ["elu"]},
               {"claim": "none ends more accurate", "metric": "test_accuracy", "better": "none", "than": ["elu"]}]
     spec = {"analysis": {**FIG10["analysis"], "claims": claims}}
@@ -182,10 +193,7 @@ EQUIVALENCE = {"analysis": {"axes": ["intermediate_act"], "baseline": {"intermed
 
 
 def _comparisons(uri, study, spec, monkeypatch):
-    monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, spec))
-    selection = selected_runs(uri, study)
-    history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
-    return verdict_tables([(selection, history)])
+    return verdict_tables([_analysed(uri, study, spec, monkeypatch)])
 
 
 def test_a_small_tight_difference_is_equivalent_at_one_point_and_not_at_a_tenth(uri, monkeypatch):
@@ -242,11 +250,8 @@ def test_a_superiority_claim_with_a_margin_says_equivalent_when_there_is_no_diff
 
 def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_is_better(uri, monkeypatch):
     """Δ is variant − baseline in the metric's own units; for a loss the claim's sign flips only the test."""
-    rng = np.random.default_rng(18)
-    fast = {s: list(np.exp(-np.arange(5) * 0.9) + rng.normal(0, 0.01, 5)) for s in range(6)}
-    slow = {s: list(np.exp(-np.arange(5) * 0.5) + rng.normal(0, 0.01, 5)) for s in range(6)}
-    log_study(uri, "conv", {"none": _seeds(0.8, 0.01, n=6, seed=1), "elu": _seeds(0.8, 0.01, n=6, seed=2)},
-              losses={"none": fast, "elu": slow})
+    losses = _log_converging(uri, "conv", 6, {"none": 0.9, "elu": 0.5}, 18, {"none": (1, 0.8), "elu": (2, 0.8)})
+    fast, slow = losses["none"], losses["elu"]
     spec = {"analysis": {**FIG10["analysis"], "claims": [
         {"claim": "none converges faster", "metric": "final_loss", "better": "none", "than": ["elu"]}]}}
     claims, rows = _comparisons(uri, "conv", spec, monkeypatch)
@@ -412,3 +417,10 @@ def test_before_the_first_look_nothing_is_decided_and_looks_use_their_own_interv
     level = SequentialSpec((3, 5), "obrien_fleming").nominal([3, 5].index(n), 2)
     half = stats.t.ppf(1 - level / 2, n - 1) * np.std(diffs[:n], ddof=1) / math.sqrt(n)
     assert level < 0.05 and rows["ci_high"].iloc[0] - rows["ci_low"].iloc[0] == pytest.approx(2 * half)
+
+
+def test_bench_sequential_refuses_a_bad_uri_in_one_line(capsys):
+    from xablate.cli import main as xablate_main
+
+    assert xablate_main(["bench", "sequential", "--uri", "ftp://nowhere"]) == 2
+    assert "Received --uri='ftp://nowhere'; allowed: http(s)://" in capsys.readouterr().err

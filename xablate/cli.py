@@ -381,9 +381,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench" and args.suite == "sequential":
         from xablate.analysis.store import studies_in_store
         from xablate.bench import sequential
-        from xablate.tracking.store import resolve_tracking_uri
+        from xablate.tracking.store import check_reachable, resolve_tracking_uri
 
-        uri = resolve_tracking_uri(args.uri)
+        try:  # a bad --uri: said in one line, before anything is read
+            uri = resolve_tracking_uri(args.uri)
+            check_reachable(uri)
+        except ValueError as error:
+            print(f"xablate: {str(error).replace('tracking.uri=', '--uri=')}", file=sys.stderr)
+            return 2
         rows = sequential.measure(uri, studies_in_store(uri))
         for row in rows:
             print(f"{row['study']:24s} {row['spending']:15s} fixed {row['fixed_runs']:3d} runs -> "

@@ -80,11 +80,19 @@ def grid_jobs(arguments: list[str]) -> tuple[list[str], list[str], list[list[str
 
 
 def _grid(arguments: list[str]):
-    parser = OverridesParser.create()
-    parsed = parser.parse_overrides(arguments)
+    base, cfg = _composed(arguments)
+    return _grid_of(cfg, base, arguments)
+
+
+def _composed(arguments: list[str]):
+    """(the arguments every job shares, the config they compose to, with Hydra's section)."""
+    parsed = OverridesParser.create().parse_overrides(arguments)
     base = [a for a, o in zip(arguments, parsed) if not o.is_sweep_override()]
     with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=base, return_hydra_config=True)
+        return base, compose("config", overrides=base, return_hydra_config=True)
+
+
+def _grid_of(cfg, base: list[str], arguments: list[str]):
     declared = cfg.hydra.sweeper.get("params")
     params = OmegaConf.to_container(declared, resolve=False) if declared is not None else {}
     tune = cfg.hydra.sweeper.get("tune")
@@ -126,20 +134,18 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
     """The completeness of `python run.py -m <arguments>` in its store; a sequential study's grid reaches the
     look it needs now (unless seeds are typed)."""
     note = ""
-    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
-        first = compose("config", overrides=[a for a, o in zip(arguments, OverridesParser.create().parse_overrides(
-            arguments)) if not o.is_sweep_override()], return_hydra_config=True)
+    base, first = _composed(arguments)
     analysis = OmegaConf.to_container(first.analysis, resolve=True) if first.get("analysis") else None
     typed_seed = any(a.split("=", 1)[0].lstrip("+~") == "seed" for a in arguments)
     if analysis and analysis.get("sequential") and not typed_seed:
         from xablate.studies import parse_study
 
-        declared = first.hydra.sweeper.get("params") if "hydra" in first else None
+        declared = first.hydra.sweeper.get("params")
         study = parse_study(str(first.study), {"analysis": analysis, "hydra": {"sweeper": {
             "params": OmegaConf.to_container(declared, resolve=False) if declared else {}}}})
         needed, note = sequential_progress(resolve_tracking_uri(first.tracking.uri), study)
-        arguments = [*arguments, f"seed=range({needed})"]
-    base, keys, jobs, tune = _grid(arguments)
+        arguments = [*arguments, f"seed=range({needed})"]  # a sweep: the shared arguments stay the same
+    base, keys, jobs, tune = _grid_of(first, base, arguments)
     rows, identities = [], []
     uri = experiment = stale = None
     with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
