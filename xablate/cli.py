@@ -234,7 +234,7 @@ def with_recorded_composition(study: str, arguments: list[str], uri: str | None 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         return arguments  # no store yet (reading would create one)
     _, keys, _, tune = study_grid(arguments)
-    composition, runs = recorded_composition(uri, study, [*keys, *([tune.key] if tune else [])])
+    composition, runs = recorded_composition(uri, study, [*keys, *(tune.keys if tune else ())])
     added = [o for o in composition if o.split("=", 1)[0].lstrip("+~") not in typed
              and (replicates or o.split("=", 1)[0].lstrip("+~") not in REPLICATE_KEYS)]
     if added:

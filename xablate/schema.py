@@ -144,6 +144,7 @@ class Tracking:
     system_metrics_seconds: Number = key(10, "non_semantic", doc="its sampling interval")
     stage: str = key("final", "non_semantic", doc="set by the staged sweeper: pilot, tune or final")
     tuned_key: Optional[str] = key(None, "non_semantic", doc="set by the staged sweeper: the key its tuning stage picks")
+    trial: Optional[str] = key(None, "non_semantic", doc="set by the staged sweeper on a pruned search's scout: <Optuna study>@<trial>")
 
 
 @section

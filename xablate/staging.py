@@ -48,12 +48,18 @@ TUNING_FILE = "tuning.json"
 
 @dataclass(frozen=True)
 class TuneSpec:
-    key: str
-    values: list
+    key: str                  # the tuned key; with a search space, its keys joined by commas (the xablate.tuned_key tag)
+    values: list              # the grid form's candidate values (empty with a search space)
     seeds: int = 1
     budget: dict = field(default_factory=dict)
     metric: str = "final_val_accuracy"
     epochs_fraction: float | None = None
+    search: Any = None        # xablate.tuning.SearchSpec: Optuna over a declared space (the `space` form)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The config keys the stage tunes (one in the grid form)."""
+        return tuple(self.search.space) if self.search is not None else (self.key,)
 
 
 @dataclass(frozen=True)
@@ -100,22 +106,52 @@ def parse_tune(block: Any) -> TuneSpec | None:
         return None
     if not isinstance(block, dict):
         raise _error("tune", block, "a mapping with key, values and optionally seeds, budget, metric")
-    unknown = sorted(set(block) - {"key", "values", "seeds", "budget", "metric", "epochs_fraction"})
+    common = {"seeds", "budget", "metric", "epochs_fraction"}
+    if "space" in block:
+        return _parse_search_form(block, common)
+    unknown = sorted(set(block) - {"key", "values", *common})
     if unknown:
-        raise _error(f"tune.{unknown[0]}", block[unknown[0]], "key, values, seeds, budget, epochs_fraction, metric")
+        allowed = "key, values, seeds, budget, epochs_fraction, metric (or the search form: space, sampler, trials, " \
+                  "startup, pruner)"
+        raise _error(f"tune.{unknown[0]}", block[unknown[0]], allowed)
     key = block.get("key")
     if not isinstance(key, str) or not key or key in REPLICATE_KEYS or key == STAGE_KEY:
         raise _error("tune.key", key, "a config key such as optim.learning_rate (not a replicate key)")
     values = block.get("values")
     if not isinstance(values, list) or len(values) < 2 or len({json.dumps(v) for v in values}) != len(values):
         raise _error("tune.values", values, "a list of at least two distinct values")
+    metric = _metric(block)
+    budget = _budget(block, "tune")
+    return TuneSpec(key=key, values=list(values), seeds=_seeds(block, "tune"), budget=budget, metric=metric,
+                    epochs_fraction=_fraction(block, "tune", budget))
+
+
+def _metric(block: dict) -> str:
     metric = block.get("metric", "final_val_accuracy")
     if metric not in TUNE_METRICS:
         raise _error("tune.metric", metric, f"{', '.join(TUNE_METRICS)} (validation metrics: tuning never reads "
                                             f"the test split)")
+    return metric
+
+
+def _parse_search_form(block: dict, common: set) -> TuneSpec:
+    """The Optuna form: a `space` of distributions searched per variant (xablate.tuning)."""
+    from xablate.tuning import SEARCH_SETTINGS, parse_search
+
+    unknown = sorted(set(block) - {*SEARCH_SETTINGS, *common})
+    if unknown:
+        raise _error(f"tune.{unknown[0]}", block[unknown[0]],
+                     f"{', '.join(SEARCH_SETTINGS)}, {', '.join(sorted(common))} (key and values belong to the grid "
+                     f"form, without space)")
+    search = parse_search(block)
+    for key in search.space:
+        if key in REPLICATE_KEYS or key == STAGE_KEY or not key or "=" in key:
+            raise _error(f"tune.space.{key}", block["space"][key], "config keys such as optim.learning_rate (not a "
+                                                                   "replicate key)")
+    metric = _metric(block)
     budget = _budget(block, "tune")
-    return TuneSpec(key=key, values=list(values), seeds=_seeds(block, "tune"), budget=budget, metric=metric,
-                    epochs_fraction=_fraction(block, "tune", budget))
+    return TuneSpec(key=",".join(search.space), values=[], seeds=_seeds(block, "tune"), budget=budget,
+                    metric=metric, epochs_fraction=_fraction(block, "tune", budget), search=search)
 
 
 def parse_pilot(block: Any) -> PilotSpec | None:
@@ -139,12 +175,12 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def variants_of(jobs: list[list[str]], tuned: str | None = None) -> dict[tuple, list[list[str]]]:
-    """The grid's jobs grouped by variant (every override but the replicate keys and the tuned key), in grid
+def variants_of(jobs: list[list[str]], tuned: tuple[str, ...] = ()) -> dict[tuple, list[list[str]]]:
+    """The grid's jobs grouped by variant (every override but the replicate keys and the tuned keys), in grid
     order."""
     groups: dict[tuple, list[list[str]]] = {}
     for job in jobs:
-        variant = tuple(o for o in job if override_key(o) not in REPLICATE_KEYS and override_key(o) != tuned)
+        variant = tuple(o for o in job if override_key(o) not in REPLICATE_KEYS and override_key(o) not in tuned)
         groups.setdefault(variant, []).append(job)
     return groups
 
@@ -186,7 +222,7 @@ def pilot_jobs(grid: list[list[str]], pilot: PilotSpec, full_epochs: int) -> lis
 def tune_jobs(grid: list[list[str]], tune: TuneSpec, full_epochs: int) -> list[tuple[tuple, Any, list[str]]]:
     """(variant, value, job overrides) of the tuning stage: every variant x value x the first `seeds` replicates."""
     out, budget = [], stage_budget(tune, full_epochs)
-    for variant, jobs in variants_of(grid, tune.key).items():
+    for variant, jobs in variants_of(grid, tune.keys).items():
         for value in tune.values:
             for job in jobs[:tune.seeds]:
                 out.append((variant, value, with_overrides(job, {**budget, tune.key: value,
@@ -194,10 +230,11 @@ def tune_jobs(grid: list[list[str]], tune: TuneSpec, full_epochs: int) -> list[t
     return out
 
 
-def final_jobs(grid: list[list[str]], choices: dict[tuple, Any] | None, tune: TuneSpec | None) -> list[list[str]]:
+def final_jobs(grid: list[list[str]], choices: dict[tuple, dict] | None, tune: TuneSpec | None) -> list[list[str]]:
+    """The study's own runs, each variant at its tuned values (`choices`: variant -> {key: value})."""
     out = []
-    for variant, jobs in variants_of(grid, tune.key if tune is not None else None).items():
-        extra = {tune.key: choices[variant], TUNED_KEY: tune.key} if tune is not None and choices else {}
+    for variant, jobs in variants_of(grid, tune.keys if tune is not None else ()).items():
+        extra = {**choices[variant], TUNED_KEY: tune.key} if tune is not None and choices else {}
         out += [with_overrides(job, {**extra, STAGE_KEY: "final"}) for job in jobs]
     return out
 

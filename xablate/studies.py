@@ -122,7 +122,7 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
         axes = [k for k in swept_keys(declared_sweep, []) if k not in REPLICATE_KEYS] or None
     elif not (isinstance(axes, list) and all(isinstance(a, str) for a in axes)):
         raise ValueError(f"Received analysis.axes={axes!r}{at}; allowed: a list of config keys.")
-    if tune is not None and axes and tune.key in axes:
+    if tune is not None and axes and set(tune.keys) & set(axes):
         raise ValueError(f"Received analysis.axes={axes!r}{at} with the tuned key {tune.key!r}; allowed: axes "
                          f"without it (each variant has its own tuned value).")
     baseline = block.get("baseline") or {}

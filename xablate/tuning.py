@@ -13,7 +13,13 @@ kept in a plain SQLite file beside the MLflow store, asked and told through Optu
           startup: 4              # tpe: random trials before the model (Optuna's n_startup_trials)
           trials: 8               # per variant
           seeds: 2                # a trial's objective is the mean over its seeds on the validation split
-          pruner: none            # none | median | successive_halving | hyperband (pilot and tune only)
+          pruner: none            # none | median | successive_halving | hyperband (tune stage only)
+          parallel: 1             # trials asked per variant at once (each batch: variants x parallel x seeds jobs)
+
+With a pruner, each trial's first seed is its scout: it trains first, reporting its per-epoch validation metric
+to the trial, and stops where the pruner says (the run ends KILLED with xablate.outcome=pruned, the epoch and the
+reason); only the trials it did not prune run their other seeds. The final stage is never pruned: its jobs carry
+no trial.
 
 A trial killed with its sweep is re-asked with the same values when the stage is typed again, so the runs it
 finished are skipped by identity and no finished trial repeats (`ask`). Bad settings are refused with the key,
@@ -30,8 +36,11 @@ from typing import Any
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
+SEARCH_SETTINGS = ("space", "sampler", "trials", "startup", "pruner", "parallel")
 STORAGE_FILE = "optuna.db"
-TRIAL_TAG = "xablate.tune.trial"  # on a tuning run: its variant's Optuna study and trial number
+TRIAL_KEY = "tracking.trial"  # on a tuning job: `<its variant's Optuna study>@<trial number>` (non-semantic)
+PRUNED = "pruned"             # xablate.outcome of a run its pruner stopped (MLflow status KILLED)
+SIGNIFICANT_DIGITS = 3        # a sampled float is run at 3 significant digits (readable runs, stable identities)
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class SearchSpec:
     trials: int = 8
     startup: int = 4
     pruner: str = "none"
+    parallel: int = 1
     seed: int = 0  # the sampler's own seed: the same study asks the same values
     extra: dict = field(default_factory=dict)
 
@@ -97,7 +107,10 @@ def parse_search(block: dict) -> SearchSpec:
     pruner = block.get("pruner", "none")
     if pruner not in PRUNERS:
         raise _error("pruner", pruner, ", ".join(PRUNERS))
-    return SearchSpec(parsed, sampler, trials, startup, pruner)
+    parallel = block.get("parallel", 1)
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= trials:
+        raise _error("parallel", parallel, f"an integer from 1 to trials={trials} (trials asked per variant at once)")
+    return SearchSpec(parsed, sampler, trials, startup, pruner, parallel)
 
 
 def storage_path(tracking_uri: str, project: Path) -> Path:
@@ -108,12 +121,38 @@ def storage_path(tracking_uri: str, project: Path) -> Path:
     return project / STORAGE_FILE
 
 
-def open_study(path: Path, name: str, spec: SearchSpec):
-    """The variant's Optuna study in `path` (created, or loaded as a killed stage left it)."""
+def study_name(study: str, variant: str) -> str:
+    """The Optuna study of one variant of a study, e.g. `fig9_tuned/residual:false` (no `=`, `,` or `@`, so it
+    travels in a command-line override)."""
+    return f"{study}/{variant}".replace("=", ":").replace(",", "+").replace("@", "_")
+
+
+def trial_ref(study, trial) -> str:
+    return f"{study.study_name}@{trial.number}"
+
+
+def make_pruner(name: str, startup: int, epochs: int):
+    """The Optuna pruner `name` for a stage of `epochs` epochs (reported as steps 1..epochs): median waits for
+    `startup` trials and the first epoch; successive halving and Hyperband keep a third at each rung."""
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=1)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(path: Path, name: str, spec: SearchSpec, epochs: int = 1, metric: str = "final_val_accuracy"):
+    """The variant's Optuna study in `path` (created, or loaded as a killed stage left it). Its pruner's settings
+    are stored with it (user attributes), so a job reporting to one of its trials prunes by the same rule."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{path}"
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:  # a resumed study seeds its sampler past the trials it holds, so it does not replay their draws
         seed = spec.seed + len(optuna.load_study(study_name=name, storage=storage).trials)
     except KeyError:
@@ -126,8 +165,18 @@ def open_study(path: Path, name: str, spec: SearchSpec):
         grid = {k: (args if kind == "choice" else list(range(args[0], args[1] + 1)))
                 for k, (kind, args) in spec.space.items()}
         sampler = optuna.samplers.GridSampler(grid, seed=seed)
-    return optuna.create_study(storage=storage, study_name=name, direction="maximize",
-                               sampler=sampler, load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                                pruner=make_pruner(spec.pruner, spec.startup, epochs), load_if_exists=True)
+    study.set_user_attr("pruner", {"name": spec.pruner, "startup": spec.startup, "epochs": epochs,
+                                   "metric": metric})
+    return study
+
+
+def rounded(value: Any) -> Any:
+    """A sampled float at SIGNIFICANT_DIGITS significant digits; other values as they are."""
+    if isinstance(value, float) and value != 0 and math.isfinite(value):
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    return value
 
 
 def _suggest(trial, key: str, kind: str, args: list):
@@ -154,7 +203,7 @@ def ask(study, spec: SearchSpec, n: int) -> list[tuple[Any, dict]]:
     asked = []
     for _ in range(max(0, min(n, spec.trials - done))):
         trial = study.ask()
-        asked.append((trial, {k: _suggest(trial, k, kind, args) for k, (kind, args) in spec.space.items()}))
+        asked.append((trial, {k: rounded(_suggest(trial, k, kind, args)) for k, (kind, args) in spec.space.items()}))
     return asked
 
 
@@ -170,3 +219,36 @@ def tell(study, trial, scores: list[float]) -> float:
     mean = sum(finite) / len(finite)
     study.tell(trial, mean)
     return mean
+
+
+def prune(study, trial) -> None:
+    """Records a trial its scout's pruner stopped (Optuna keeps its last reported value)."""
+    import optuna
+
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+
+class TrialReporter:
+    """Inside a tuning job: reports each epoch's validation value to the job's trial and asks its pruner, through
+    Optuna's storage API (`tracking.trial` names the study and trial; the study carries its pruner's settings)."""
+
+    def __init__(self, ref: str, storage_file: Path):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        name, number = ref.rsplit("@", 1)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{storage_file}")
+        settings = optuna.load_study(study_name=name, storage=storage).user_attrs.get("pruner", {})
+        self.pruner_name = settings.get("name", "none")
+        self.metric = settings.get("metric", "final_val_accuracy")
+        self.study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(
+            self.pruner_name, int(settings.get("startup", 1)), int(settings.get("epochs", 1))))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), int(number))
+        self.trial = optuna.trial.Trial(self.study, trial_id)
+
+    def should_stop(self, value: float, epoch: int) -> bool:
+        """Reports `value` (higher is better) after `epoch` epochs; True when the pruner stops the trial here."""
+        if not math.isfinite(value):
+            return False  # the divergence guard's business
+        self.trial.report(value, epoch)
+        return self.pruner_name != "none" and self.trial.should_prune()

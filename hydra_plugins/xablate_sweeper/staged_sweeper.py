@@ -62,8 +62,10 @@ class StagedSweeper(Sweeper):
             arguments = [*arguments, f"seed=range({sequential.sequential.looks[-1]})"]  # up to the last look
         grid = expand(declared, arguments)
         swept = set(swept_keys(declared, arguments))
-        if self.tune is not None and self.tune.key in swept:
-            raise ValueError(f"Received hydra.sweeper.tune.key={self.tune.key!r}, which the sweep also varies; "
+        both = [key for key in (self.tune.keys if self.tune is not None else ()) if key in swept]
+        if both:
+            setting = "tune.key" if self.tune.search is None else f"tune.space.{both[0]}"
+            raise ValueError(f"Received hydra.sweeper.{setting}={both[0]!r}, which the sweep also varies; "
                              f"allowed: a key the sweep does not vary (tuned per variant, not an axis).")
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,9 @@ class StagedSweeper(Sweeper):
             print(f"[xablate] pilot: {len(jobs)} job(s) at {staging.stage_budget(self.pilot, epochs)}", flush=True)
             returns.append(self._launch(jobs, tolerate_divergence=True))
         choices = None
-        if self.tune is not None:
+        if self.tune is not None and self.tune.search is not None:
+            choices = self._tune_by_search(grid, epochs, sweep_dir, swept)
+        elif self.tune is not None:
             planned = staging.tune_jobs(grid, self.tune, epochs)
             print(f"[xablate] tuning {self.tune.key} over {self.tune.values} per variant: {len(planned)} job(s) at "
                   f"{staging.stage_budget(self.tune, epochs)}", flush=True)
@@ -132,6 +136,130 @@ class StagedSweeper(Sweeper):
                 break
         return returns
 
+    def _tune_by_search(self, grid: List[List[str]], epochs: int, sweep_dir: Path, swept: set) -> dict:
+        """Optuna per variant (xablate.tuning): ask `parallel` trials of every variant, run each trial's seeds as
+        one launcher batch (with a pruner, the first seeds first, pruned as they train, then the other seeds of
+        the trials left), tell each trial the mean over its seeds; until every variant has its trials."""
+        from xablate import staging, tuning
+        from xablate.paths import project_root
+        from xablate.tracking.store import resolve_tracking_uri
+
+        spec, search = self.tune, self.tune.search
+        uri = resolve_tracking_uri(self.config.tracking.uri)
+        budget = staging.stage_budget(spec, epochs)
+        stage_epochs = int(budget.get("train.epochs", self._value_in(grid[0], "train.epochs", epochs)))
+        variants = staging.variants_of(grid, spec.keys)
+        path = tuning.storage_path(uri, project_root())
+        studies = {v: tuning.open_study(path, tuning.study_name(str(self.config.study), staging.variant_name(v, swept)),
+                                        search, epochs=stage_epochs, metric=spec.metric) for v in variants}
+        print(f"[xablate] tuning {', '.join(spec.keys)} per variant with Optuna ({search.sampler}, {search.trials} "
+              f"trials of {spec.seeds} seed(s), pruner {search.pruner}) at {budget}; studies in {path}", flush=True)
+        record: dict = {v: [] for v in variants}
+        while True:
+            asked = [(v, trial, values) for v in variants for trial, values in tuning.ask(studies[v], search,
+                                                                                         search.parallel)]
+            if not asked:
+                break
+            scores = {id(trial): [] for _, trial, _ in asked}
+            runs = {id(trial): [] for _, trial, _ in asked}
+            pruned: set = set()
+
+            def jobs_of(entries, seeds, scout):
+                out = []
+                for v, trial, values in entries:
+                    for job in variants[v][seeds]:
+                        extra = {**budget, **values, staging.STAGE_KEY: "tune", staging.TUNED_KEY: spec.key}
+                        if scout:
+                            extra[tuning.TRIAL_KEY] = tuning.trial_ref(studies[v], trial)
+                        out.append(((v, trial), staging.with_overrides(job, extra)))
+                return out
+
+            if search.pruner != "none":  # scouts first: each trial's first seed, which its pruner may stop
+                batches = [jobs_of(asked, slice(0, 1), True), None]
+            else:
+                batches = [jobs_of(asked, slice(0, spec.seeds), False)]
+            for index, batch in enumerate(batches):
+                if batch is None:  # the other seeds of the trials their scouts did not prune
+                    batch = jobs_of([a for a in asked if id(a[1]) not in pruned], slice(1, spec.seeds), False)
+                if not batch:
+                    continue
+                results = self._launch([job for _, job in batch], tolerate_divergence=True)
+                for ((v, trial), _), result in zip(batch, results):
+                    run_id, got, outcome = self._tuning_result(result)
+                    runs[id(trial)].append(run_id)
+                    if outcome == tuning.PRUNED:
+                        pruned.add(id(trial))
+                    else:
+                        scores[id(trial)].append(got)
+            for v, trial, values in asked:
+                if id(trial) in pruned:
+                    tuning.prune(studies[v], trial)
+                    value, state = math.nan, "pruned"
+                else:
+                    value = tuning.tell(studies[v], trial, scores[id(trial)])
+                    state = "failed" if math.isnan(value) else "complete"
+                record[v].append({"trial": trial.number, "values": values, "state": state, "score": value,
+                                  "runs": runs[id(trial)]})
+                print(f"  {staging.variant_name(v, swept):30s} trial {trial.number}: "
+                      + ", ".join(f"{k}={x}" for k, x in values.items()) + f" -> {state}"
+                      + ("" if math.isnan(value) else f" {value:.4f}"), flush=True)
+        return self._record_search(studies, record, sweep_dir, swept)
+
+    def _tuning_result(self, result):
+        """(run id, score, outcome) of one tuning job: a diverged run scores NaN, a pruned one says so."""
+        from mlflow import MlflowClient
+
+        from xablate import staging
+        from xablate.tracking.store import resolve_tracking_uri
+        from xablate.tracking.previous_runs import OUTCOME_TAG
+
+        if result.status == JobStatus.FAILED:
+            return _diverged_run(result), math.nan, "diverged"
+        run = MlflowClient(resolve_tracking_uri(self.config.tracking.uri)).get_run(result.return_value["run_id"])
+        return (run.info.run_id, staging.score(run.data.metrics, run.info.status, self.tune.metric),
+                run.data.tags.get(OUTCOME_TAG, ""))
+
+    def _record_search(self, studies: dict, record: dict, sweep_dir: Path, swept: set) -> dict:
+        """Each variant's best trial (its values are the final stage's), kept in tuning.json and on the parent."""
+        import optuna
+        from mlflow import MlflowClient
+
+        from xablate import staging
+        from xablate.tracking.store import PARENT_RUN_FILE, resolve_tracking_uri
+        from xablate.tuning import rounded
+
+        spec, choices, variants = self.tune, {}, []
+        for v, study in studies.items():
+            complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if not complete:
+                raise RuntimeError(f"no tuning trial of {staging.variant_name(v, swept)} finished (all diverged, "
+                                   f"failed or pruned): nothing to choose from")
+            best = max(complete, key=lambda t: (t.value, -t.number))
+            choices[v] = {k: rounded(best.params[k]) for k in spec.keys}
+            trials = [{"trial": t.number, "values": {k: rounded(x) for k, x in t.params.items()},
+                       "state": t.state.name.lower(), "score": t.value,
+                       "pruned_at": max(t.intermediate_values) if t.state.name == "PRUNED" and t.intermediate_values
+                       else None} for t in study.get_trials(deepcopy=False)
+                      if t.state.name in ("COMPLETE", "PRUNED")]
+            variants.append({"variant": staging.variant_name(v, swept), "study": study.study_name,
+                             "chosen": choices[v] if len(spec.keys) > 1 else choices[v][spec.key],
+                             "trials": trials, "this_sweep": record[v]})
+            print(f"  {staging.variant_name(v, swept):30s} -> " + ", ".join(f"{k}={x}" for k, x in choices[v].items())
+                  + f"   (trial {best.number}, {best.value:.4f} mean over seeds)", flush=True)
+        document = {"key": spec.key, "space": {k: {kind: args} for k, (kind, args) in spec.search.space.items()},
+                    "sampler": spec.search.sampler, "trials": spec.search.trials, "pruner": spec.search.pruner,
+                    "metric": spec.metric, "seeds": spec.seeds, "budget": spec.budget,
+                    "epochs_fraction": spec.epochs_fraction, "variants": variants}
+        (sweep_dir / staging.TUNING_FILE).write_text(json.dumps(document, indent=2, default=str))
+        parent = sweep_dir / PARENT_RUN_FILE
+        if parent.exists():
+            client = MlflowClient(resolve_tracking_uri(self.config.tracking.uri))
+            parent_id = parent.read_text().strip()
+            client.set_tag(parent_id, staging.KEY_TAG, spec.key)
+            client.set_tag(parent_id, staging.CHOICES_TAG, json.dumps({r["variant"]: r["chosen"] for r in variants}))
+            client.log_artifact(parent_id, str(sweep_dir / staging.TUNING_FILE))
+        return choices
+
     def _value_in(self, job: List[str], key: str, default: Any) -> Any:
         from xablate.staging import override_key
 
@@ -178,7 +306,7 @@ class StagedSweeper(Sweeper):
         print(f"[xablate] tuned {self.tune.key} on {self.tune.metric} (validation):", flush=True)
         for variant, per_value in scores.items():
             best, means = staging.pick(self.tune.values, per_value)
-            choices[variant] = best
+            choices[variant] = {self.tune.key: best}
             shown = {v: (m if higher or math.isnan(m) else -m) for v, m in means.items()}
             record.append({"variant": staging.variant_name(variant, swept), "chosen": best, "scores": shown,
                            "runs": runs[variant]})

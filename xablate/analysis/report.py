@@ -131,9 +131,10 @@ def tuned_labels(selection: Selection) -> dict[str, str]:
         return {}
     labels = {}
     for variant, params in selection.runs.groupby("variant")["params"]:
-        values = sorted({str(p.get(tune.key)) for p in params if isinstance(p, dict) and p.get(tune.key) is not None})
-        if values:
-            labels[variant] = f"{variant} · {short_name(tune.key)} {'/'.join(values)}"
+        for key in tune.keys:
+            values = sorted({str(p.get(key)) for p in params if isinstance(p, dict) and p.get(key) is not None})
+            if values:
+                labels[variant] = f"{labels.get(variant, variant)} · {short_name(key)} {'/'.join(values)}"
     return labels
 
 

@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 from xablate.config import canonical_axes
 from xablate.paths import project_root
 from xablate.schema import check_known_keys
-from xablate.staging import STAGE_TAG, parse_tune, with_overrides
+from xablate.staging import CHOICES_TAG, REPLICATE_KEYS, STAGE_TAG, override_key, parse_tune, variant_name, \
+    with_overrides
 from xablate.sweeps import expand, swept_keys
 from xablate.data.digest import source_digest
 from xablate.data.sources import SOURCES
@@ -92,6 +93,26 @@ def _composed(arguments: list[str]):
         return base, compose("config", overrides=base, return_hydra_config=True)
 
 
+def recorded_choices(uri: str, experiment: str) -> dict[str, dict]:
+    """A searched study's tuned values per variant name, as its latest sweep parent recorded them ({} before any
+    search finished)."""
+    import json
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return {}
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return {}
+    parents = client.search_runs([found.experiment_id], filter_string=f"tags.`{CHOICES_TAG}` != ''",
+                                 order_by=["attributes.start_time DESC"], max_results=1)
+    if not parents:
+        return {}
+    key = parents[0].data.tags.get("xablate.tune.key", "")
+    return {variant: value if isinstance(value, dict) else {key: value}
+            for variant, value in json.loads(parents[0].data.tags[CHOICES_TAG]).items()}
+
+
 def _grid_of(cfg, base: list[str], arguments: list[str]):
     declared = cfg.hydra.sweeper.get("params")
     params = OmegaConf.to_container(declared, resolve=False) if declared is not None else {}
@@ -148,10 +169,21 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
     base, keys, jobs, tune = _grid_of(first, base, arguments)
     rows, identities = [], []
     uri = experiment = stale = None
+    searched = {} if tune is None or tune.search is None else \
+        recorded_choices(resolve_tracking_uri(first.tracking.uri), str(first.tracking.experiment))
     with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
         for job in jobs:
-            # a tuned study's cell is done at whichever value its tuning chose: one identity per candidate
-            options = [job] if tune is None else [with_overrides(job, {tune.key: v}) for v in tune.values]
+            # a tuned study's cell is done at whichever value its tuning chose: one identity per candidate (a
+            # grid), or the values its search recorded (none yet: the cell is missing)
+            known = True
+            if tune is None:
+                options = [job]
+            elif tune.search is None:
+                options = [with_overrides(job, {tune.key: v}) for v in tune.values]
+            else:
+                variant = tuple(o for o in job if override_key(o) not in (*REPLICATE_KEYS, *tune.keys))
+                chosen = searched.get(variant_name(variant, set(keys)))
+                options, known = ([with_overrides(job, chosen)], True) if chosen else ([job], False)
             cell = []
             for overrides in options:
                 cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
@@ -163,8 +195,8 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
                 uri = resolve_tracking_uri(cfg["tracking"]["uri"])
                 experiment, stale = str(cfg["tracking"]["experiment"]), float(cfg["tracking"]["stale_after_seconds"])
             values = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job)}
-            rows.append({key: values[key] for key in keys if key != (tune.key if tune else None)})
-            identities.append(cell)
+            rows.append({key: values[key] for key in keys if key not in (tune.keys if tune else ())})
+            identities.append(cell if known else [])  # a search not run yet: nothing in the store is this cell
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     runs = []

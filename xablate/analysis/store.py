@@ -226,7 +226,7 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) 
     if runs.empty:
         return Selection(study, runs.assign(variant=pd.Series(dtype=str), replicate=pd.Series(dtype=object)), [],
                          dict(study.baseline), metric)
-    tuned = ({study.tune.key} if study.tune is not None else set()) | (set(runs["tuned_key"].dropna()) if "tuned_key" in runs else set())
+    tuned = (set(study.tune.keys) if study.tune is not None else set()) | (set(runs["tuned_key"].dropna()) if "tuned_key" in runs else set())
     candidates = [a for a in _candidate_axes(runs, study) if a not in tuned]
     frame = runs[in_stage(runs, "final")].copy()
     if frame.empty:

@@ -61,8 +61,10 @@ def variant_table(selection: Selection, metric: str | None = None) -> pd.DataFra
     tuned_keys = list(dict.fromkeys(runs["tuned_key"].dropna())) if "tuned_key" in runs else []
     key = selection.study.tune.key if selection.study.tune is not None else (tuned_keys[0] if tuned_keys else None)
     if key is not None:  # each variant's own value of the tuned key (its runs' value; several if they differ)
-        table["tuned"] = [", ".join(dict.fromkeys(str(typed(p.get(key)))
-                                                  for p in runs.loc[runs["variant"] == variant, "params"]))
+        keys = key.split(",")  # a search may tune several keys: `key=value` each
+        show = (lambda p: str(typed(p.get(keys[0])))) if len(keys) == 1 else \
+            (lambda p: " ".join(f"{k}={typed(p.get(k))}" for k in keys))
+        table["tuned"] = [", ".join(dict.fromkeys(show(p) for p in runs.loc[runs["variant"] == variant, "params"]))
                           for variant in table["variant"]]
         table.attrs["tuned_key"] = key
     agreement = pilot_agreement(selection, table)

@@ -50,8 +50,8 @@ class MlflowSweepCallback(Callback):
             keys += [k for k in dict.fromkeys([*swept_keys(declared, []), *study_axes])
                      if k not in keys and k not in REPLICATE_KEYS]
             tune = config.hydra.sweeper.get("tune")
-            if tune and tune.get("key") and tune.get("key") not in keys:  # staged sweeper: runs differ in it too
-                keys.append(str(tune.get("key")))
+            tuned = [tune.get("key")] if tune and tune.get("key") else list(tune.get("space") or []) if tune else []
+            keys += [str(k) for k in tuned if k not in keys]  # staged sweeper: runs differ in the tuned keys too
             varies = " × ".join(short_name(k) for k in keys) or "one job"
             registered = _claims_tags(config)  # the claims as they stand before this sweep's runs
             run = client.create_run(experiment_id, run_name=f"{config.study}: {varies}", tags={

@@ -2,6 +2,7 @@
 
     FINISHED                          -> skip (a result; `force=true` starts a new run)
     FAILED with outcome=diverged      -> skip (divergence is a result too)
+    KILLED with outcome=pruned        -> skip (a tuning trial's pruner stopped it: a result of the search)
     RUNNING, owner alive              -> skip (another process is training it right now)
     RUNNING, owner dead; KILLED;
     FAILED by an error                -> resume that run: same run id, from its last epoch checkpoint
@@ -81,6 +82,8 @@ def variant_state(runs: list[Run], stale_after_seconds: float) -> tuple[str, Run
             return "done", run
         if run.info.status == "FAILED" and run.data.tags.get(OUTCOME_TAG) == "diverged":
             return "diverged", run
+        if run.info.status == "KILLED" and run.data.tags.get(OUTCOME_TAG) == "pruned":
+            return "pruned", run
     latest = runs[0]
     if latest.info.status in ("RUNNING", "SCHEDULED") and owner_alive(latest, stale_after_seconds):
         return "running", latest
@@ -106,6 +109,8 @@ def plan_run(client: MlflowClient, experiment_id: str, identity: str, *, force: 
         return Plan("skip", run, "already FINISHED")
     if state == "diverged":
         return Plan("skip", run, "diverged (a result; force=true trains it again)")
+    if state == "pruned":
+        return Plan("skip", run, "was pruned by its tuning trial (a result; force=true trains it again)")
     if state == "running":
         owner = f"{run.data.tags.get(HOST_TAG)}:{run.data.tags.get(PID_TAG)}"
         return Plan("skip", run, f"RUNNING in process {owner}")

@@ -194,7 +194,8 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         # while the base is frozen its batch-norm statistics stay the pretrained ones (no recomputation)
         phase_evaluation = [c for c in evaluation if not (frozen_phase and isinstance(c, PreciseBatchNorm))]
         model.fit(data.train, validation_data=data.validation, epochs=until, initial_epoch=start,
-                  callbacks=[_TrainingEnds(logger), *phase_evaluation, guard, logger, *job.context.callbacks],
+                  callbacks=[_TrainingEnds(logger), *phase_evaluation, guard, logger,
+                             *([job.pruning] if job.pruning is not None else []), *job.context.callbacks],
                   shuffle=False, verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
         separate_ema_buffers(model.optimizer)
 
@@ -212,7 +213,8 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
     val_acc = [h["val_accuracy"] for h in history]
     if val_acc and guard.diverged is None:
         final += [_metric("best_val_accuracy", max(val_acc)), _metric("best_epoch", int(val_acc.index(max(val_acc))))]
-    if guard.diverged is None:
+    pruned = job.pruning is not None and job.pruning.pruned_epoch is not None
+    if guard.diverged is None and not pruned:  # a pruned tuning run stops there: no test split for it
         # the reported number: the final weights (Keras' fit leaves the EMA weights in place) on the test split
         test = model.evaluate(data.test, callbacks=[c for c in evaluation if isinstance(c, PreciseBatchNorm)],
                               verbose=0, return_dict=True)
@@ -223,7 +225,7 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         log_curves(client, run_id, output_dir / "curves.png", history)
     if guard.diverged is not None:
         raise guard.diverged
-    if train_cfg["save_model"]:
+    if train_cfg["save_model"] and not pruned:
         model_path = output_dir / "model.keras"
         model.save(model_path)
         client.log_artifact(run_id, str(model_path))

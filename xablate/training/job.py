@@ -43,6 +43,7 @@ class Job:
     client: Any = None  # the MlflowClient and run, once the trainer has opened it
     run_id: str | None = None
     checkpoint: Any = None  # xablate.training.checkpoint.EpochCheckpoint, when train.checkpoint
+    pruning: Any = None  # xablate.training.pruning.PruningCallback, on a pruned search's scout (tracking.trial)
 
     @classmethod
     def prepare(cls, cfg: dict[str, Any], context: RunContext, backend: str) -> Job:

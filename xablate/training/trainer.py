@@ -31,6 +31,7 @@ from xablate.training.checkpoint import CRASH_DIR, EpochCheckpoint, checkpoint_r
 from xablate.training.divergence import RunDiverged
 from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
 from xablate.staging import STAGE_TAG, TUNED_KEY_TAG
+from xablate.tuning import PRUNED
 from xablate.training.job import Job, RunContext  # noqa: F401  (RunContext: callers import it from here)
 
 
@@ -116,6 +117,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         if plan.action == "new":
             checkpoint.delete()  # a forced rerun, or leftovers of a deleted run: start clean
     job.client, job.run_id, job.checkpoint = client, run_id, checkpoint
+    if cfg["tracking"].get("trial"):  # a pruned search's scout: its trial's pruner may stop it (tune stage only)
+        job.pruning = pruning_callback(str(cfg["tracking"]["trial"]), uri)
     native_crash.arm(run_id, crashes, uri=uri, label=label)
     try:
         with Heartbeat(client, run_id, float(cfg["tracking"]["heartbeat_seconds"])), \
@@ -132,10 +135,34 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         raise
     finally:
         native_crash.disarm(run_id)
+    if job.pruning is not None and job.pruning.pruned_epoch is not None:
+        _record_pruned(client, run_id, job.pruning)
+        if checkpoint is not None:
+            checkpoint.delete()
+        return TrainResult(run_id, uri, "PRUNED", history, summary)
     client.set_terminated(run_id, status="FINISHED")
     if checkpoint is not None:
         checkpoint.delete()
     return TrainResult(run_id, uri, "FINISHED", history, summary)
+
+
+def pruning_callback(trial: str, uri: str):
+    from xablate.paths import project_root
+    from xablate.training.pruning import PruningCallback
+    from xablate.tuning import TrialReporter, storage_path
+
+    return PruningCallback(TrialReporter(trial, storage_path(uri, project_root())))
+
+
+def _record_pruned(client: MlflowClient, run_id: str, pruning) -> None:
+    """Pruned is a tuning result, not a failure: KILLED with outcome=pruned, the epoch and the pruner's reason."""
+    try:
+        client.set_tag(run_id, OUTCOME_TAG, PRUNED)
+        client.set_tag(run_id, "xablate.pruned_epoch", str(pruning.pruned_epoch))
+        client.set_tag(run_id, "xablate.pruned_reason", pruning.reason)
+    finally:
+        client.set_terminated(run_id, status="KILLED")
+    print(f"[xablate] run {run_id}: {pruning.reason}; recorded as outcome=pruned", flush=True)
 
 
 @contextmanager
