@@ -120,6 +120,18 @@ def test_a_diverged_cell_is_not_retrained(store, identity, capsys):
     assert again.data.tags == before.data.tags
 
 
+def test_a_pruned_tuning_run_is_a_result_not_retrained(store, identity, capsys):
+    # as a pruned scout is recorded (tests/test_search_sweeps.py prunes some): KILLED, outcome=pruned
+    pruned = hand_made_run(store, "pruned", identity, "KILLED", **{
+        "xablate.outcome": "pruned", "xablate.pruned_epoch": "1",
+        "xablate.pruned_reason": "median pruner stopped the trial after epoch 1 of its stage: val_accuracy 0.1"})
+    result = run_job(store, "pruned")
+    assert (result.status, result.run_id) == ("SKIPPED", pruned)
+    assert f"run {pruned} was pruned by its tuning trial" in capsys.readouterr().out
+    (again,) = runs_of(store[1], "pruned")
+    assert again.info.status == "KILLED" and "xablate.resumes" not in again.data.tags
+
+
 def test_a_running_run_whose_process_is_alive_is_skipped(store, identity, capsys):
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     try:

@@ -33,7 +33,8 @@ def test_tuning_jobs_are_every_variant_by_value_on_its_first_replicates_at_the_s
 
 
 def test_final_jobs_run_the_whole_grid_each_variant_at_its_choice():
-    choices = {("intermediate_act=none",): 0.001, ("intermediate_act=elu",): 0.003}
+    choices = {("intermediate_act=none",): {"optim.learning_rate": 0.001},
+               ("intermediate_act=elu",): {"optim.learning_rate": 0.003}}
     jobs = final_jobs(GRID + [["intermediate_act=elu", "seed=2", "optim.learning_rate=9"]], choices, TUNE)
     assert len(jobs) == 5
     assert jobs[0] == ["intermediate_act=none", "seed=0", "optim.learning_rate=0.001",
@@ -106,4 +107,35 @@ def test_a_nested_budget_reads_as_dotted_keys():
 def test_bad_pilot_settings_are_named(block, message):
     with pytest.raises(ValueError) as error:
         parse_pilot(block)
+    assert message in str(error.value)
+
+
+SEARCH = {"space": {"optim.learning_rate": {"log_uniform": [1.0e-4, 1.0e-2]}}, "trials": 6, "startup": 2, "seeds": 2}
+
+
+def test_the_search_form_parses_into_a_spec_with_its_keys():
+    spec = parse_tune({**SEARCH, "space": {**SEARCH["space"], "optim.weight_decay": {"uniform": [0.0, 1.0e-4]}},
+                       "pruner": "median", "parallel": 2, "epochs_fraction": 0.5})
+    assert spec.keys == ("optim.learning_rate", "optim.weight_decay")
+    assert spec.key == "optim.learning_rate,optim.weight_decay"  # the xablate.tuned_key tag
+    assert (spec.search.trials, spec.search.startup, spec.search.pruner, spec.search.parallel) == (6, 2, "median", 2)
+    assert (spec.seeds, spec.epochs_fraction, spec.values) == (2, 0.5, [])
+    assert parse_tune({"key": "optim.learning_rate", "values": [1, 2]}).keys == ("optim.learning_rate",)
+
+
+@pytest.mark.parametrize("block, message", [
+    ({**SEARCH, "metric": "test_accuracy"}, "Received hydra.sweeper.tune.metric='test_accuracy'; allowed: "
+                                            "final_val_accuracy, best_val_accuracy, final_val_loss"),
+    ({**SEARCH, "key": "optim.learning_rate"}, "Received hydra.sweeper.tune.key='optim.learning_rate'; allowed: "
+                                               "space, sampler"),
+    ({**SEARCH, "pruner": "asha"}, "Received hydra.sweeper.tune.pruner='asha'; allowed: none, median, "
+                                   "successive_halving, hyperband"),
+    ({**SEARCH, "parallel": 7}, "Received hydra.sweeper.tune.parallel=7; allowed: an integer from 1 to trials=6"),
+    ({**SEARCH, "space": {"seed": {"int": [0, 3]}}}, "Received hydra.sweeper.tune.space.seed={'int': [0, 3]}; "
+                                                     "allowed: config keys such as optim.learning_rate"),
+    ({**SEARCH, "startup": 6}, "Received hydra.sweeper.tune.trials=6; allowed: more than startup=6"),
+])
+def test_bad_search_settings_are_refused_naming_the_key(block, message):
+    with pytest.raises(ValueError) as error:
+        parse_tune(block)
     assert message in str(error.value)

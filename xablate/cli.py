@@ -27,6 +27,17 @@ def _int_list(option: str):
     return parse
 
 
+def _name_list(option: str, allowed: tuple[str, ...]):
+    """A parser of comma-separated names out of `allowed` whose error names `option`."""
+    def parse(text: str) -> list[str]:
+        values = [v for v in text.split(",") if v]
+        if not values or any(v not in allowed for v in values):
+            raise argparse.ArgumentTypeError(f"Received {option}={text!r}; allowed: comma-separated names out of "
+                                             f"{', '.join(allowed)}.")
+        return values
+    return parse
+
+
 def _positive(kind):
     def parse(text: str):
         value = kind(text)
@@ -100,6 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
     sequential.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or the "
                                                         "project's store)")
     sequential.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "sequential.csv", help="CSV to write")
+    pruning = suites.add_parser(
+        "pruning", help="tune-stage epochs a pruner saves against the same search unpruned, and its choices",
+        description="Runs one random-sampler search (the same trials each time) unpruned and with each pruner, "
+                    "each a real staged sweep in its own store; writes pruning.csv: tune-stage runs, pruned runs, "
+                    "epochs and training seconds, their ratio to the unpruned search, and whether each variant's "
+                    "choice is the same. Arguments after the options are run.py overrides (default: debug=default).")
+    pruning.add_argument("--pruners", type=_name_list("--pruners", ("median", "successive_halving", "hyperband")),
+                         default=["median", "successive_halving", "hyperband"],
+                         help="comma-separated pruners to compare with none (all three)")
+    pruning.add_argument("--trials", type=_int_at_least("--trials", 2), default=8, help="trials per variant (8)")
+    pruning.add_argument("--seeds", type=_int_at_least("--seeds", 1), default=2, help="seeds per trial (2)")
+    pruning.add_argument("--startup", type=_int_at_least("--startup", 1), default=2,
+                         help="trials the median pruner waits for (2)")
+    pruning.add_argument("--epochs", type=_int_at_least("--epochs", 2), default=4, help="the tune stage's epochs (4)")
+    pruning.add_argument("--folder", type=Path, default=None, help="where the stores go (a temporary folder)")
+    pruning.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "pruning.csv", help="CSV to write")
+    pruning.add_argument("overrides", nargs="*", help="run.py overrides, e.g. debug=default")
     harness = suites.add_parser(
         "harness", help="xablate's cost over plain Keras: run vs bare fit, builder parity, input pipeline, backends",
         description="Measures side by side in one process: a real xablate run vs a bare model.fit of the same "
@@ -394,6 +422,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['study']:24s} {row['spending']:15s} fixed {row['fixed_runs']:3d} runs -> "
                   f"{row['sequential_runs']:3d} (x{row['runs_ratio']:.2f}), same outcomes: {row['same_outcomes']}")
         print(f"wrote {sequential.write(rows, args.out)}")
+        return 0
+    if args.command == "bench" and args.suite == "pruning":
+        import tempfile
+
+        from xablate.bench import pruning
+
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = pruning.measure(args.folder or Path(scratch), args.pruners, trials=args.trials, seeds=args.seeds,
+                                   startup=args.startup, epochs=args.epochs, overrides=args.overrides or None)
+        for row in rows:
+            print(f"{row['pruner']:20s} tune {row['tune_runs']:3d} runs ({row['pruned_runs']:2d} pruned), "
+                  f"{row['tune_epochs']:4d} epochs (x{row['epochs_ratio']:.2f}), {row['tune_train_seconds']:7.1f} s "
+                  f"training (x{row['seconds_ratio']:.2f}); choices {row['choices']} same: {row['same_choices']}")
+        print(f"wrote {pruning.write(rows, args.out)}")
         return 0
     if args.command == "bench" and args.suite == "harness":
         return run_bench_harness(args, argv)

@@ -203,6 +203,8 @@ def _value(value: Any) -> str:
         return "null"
     if isinstance(value, (list, dict)):
         return json.dumps(value)
+    if isinstance(value, str) and any(c in value for c in ",[]{}()'\" "):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"  # a string Hydra reads as one
     return str(value)
 
 

@@ -309,3 +309,52 @@ def claims_figure(rows: pd.DataFrame, title: str = "") -> Figure:
     if title:
         panels[0].set_title(title, fontsize=9)
     return fig
+
+
+def sensitivity_figure(runs: pd.DataFrame, trials: pd.DataFrame, keys: tuple[str, ...], metric: str,
+                       chosen: dict[str, dict], title: str = "") -> Figure:
+    """A tuned study's sensitivity: for each tuned key a panel of every variant's tuning metric (validation)
+    against the key's value. Each seed is a small dot, each trial's mean over its seeds a large dot with its
+    seeds' range as a band (a vertical bar); pruned seeds as crosses at the value they stopped with; each variant's
+    chosen value a dashed line. A key spanning 10x or more of positive values gets a log axis."""
+    variants = list(dict.fromkeys(trials["variant"])) if len(trials) else []
+    palette = dict(zip(variants, sns.color_palette("colorblind", max(len(variants), 1))))
+    fig = _new_figure(4.2 * len(keys) + 1.2, 3.4)
+    panels = fig.subplots(1, len(keys), squeeze=False)[0]
+    label = f"{metric.replace('_', ' ')} (validation, tune-stage budget)"
+    for panel, key in zip(panels, keys):
+        for variant in variants:
+            color = palette[variant]
+            mine, seeds = trials[trials["variant"] == variant], runs[runs["variant"] == variant]
+            finished = seeds[seeds["outcome"] != "pruned"]
+            panel.scatter(finished[key], finished["value"], s=8, color=color, alpha=0.45, linewidths=0)
+            pruned = seeds[seeds["outcome"] == "pruned"]
+            if len(pruned):
+                panel.scatter(pruned[key], pruned["value"], s=22, marker="x", color=color, alpha=0.8, linewidths=1)
+            sign = 1.0 if TUNED_HIGHER.get(metric, True) else -1.0
+            means = mine.dropna(subset=["mean"])
+            panel.errorbar(means[key], sign * means["mean"],
+                           yerr=[(sign * means["mean"] - np.minimum(sign * means["low"], sign * means["high"])).clip(0),
+                                 (np.maximum(sign * means["low"], sign * means["high"]) - sign * means["mean"]).clip(0)],
+                           fmt="o", markersize=5, color=color, capsize=2, linewidth=1,
+                           label=f"{variant} (→ " + ", ".join(f"{k.rsplit('.', 1)[-1]} {v:.3g}" if isinstance(v, float)
+                                                              else f"{k.rsplit('.', 1)[-1]} {v}"
+                                                              for k, v in chosen.get(variant, {}).items()) + ")")
+            if variant in chosen and key in chosen[variant]:
+                panel.axvline(float(chosen[variant][key]), color=color, linestyle="--", linewidth=1)
+        values = pd.to_numeric(runs[key], errors="coerce").dropna() if key in runs else pd.Series(dtype=float)
+        if len(values) and values.min() > 0 and values.max() / values.min() >= 10:
+            panel.set_xscale("log")
+        panel.set_xlabel(key)
+    panels[0].set_ylabel(label)
+    handles, names = panels[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3), fontsize=7,
+                   title="variant (→ its chosen values, dashed); small dots: seeds; large: a trial's mean, bar: its "
+                         "seeds' range; ×: a pruned scout", title_fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+TUNED_HIGHER = {"final_val_accuracy": True, "best_val_accuracy": True, "final_val_loss": False}

@@ -19,8 +19,10 @@ import pandas as pd
 
 
 from xablate.analysis.figures import (capacity_figure, claims_figure, curves_figure, heatmap_figure, is_ordered_axis,
-                                      metric_label, trend_figure)
-from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
+                                      metric_label, sensitivity_figure, trend_figure)
+from xablate.analysis.sensitivity import trial_table, tuning_runs
+from xablate.analysis.store import (Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store,
+                                    typed)
 from xablate.analysis.tables import to_latex, to_markdown, variant_table
 from xablate.analysis.registration import registrations
 from xablate.config import short_name
@@ -124,6 +126,15 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
     return main
 
 
+def chosen_values(selection: Selection) -> dict[str, dict]:
+    """Each variant's tuned values, as its final runs were configured."""
+    tune = selection.study.tune
+    if tune is None or selection.runs.empty:
+        return {}
+    return {variant: {k: typed(params.iloc[-1].get(k)) for k in tune.keys if params.iloc[-1].get(k) is not None}
+            for variant, params in selection.runs.groupby("variant")["params"]}
+
+
 def tuned_labels(selection: Selection) -> dict[str, str]:
     """A tuned study's legend names: each variant with the value its tuning chose (e.g. `… · lr 0.003`)."""
     tune = selection.study.tune
@@ -159,12 +170,30 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
                                     pd.concat([runs, beside.runs]))
         else:
             written += _save_figure(fig, folder / name, uri, query, runs)
-    if selection.pilot is None:
-        written += _save_table(variant_table(selection), folder / "table", uri, query, runs)
-    else:  # the table's rank-agreement line reads the pilot's runs too
-        written += _save_table(variant_table(selection), folder / "table", uri, {**query, "pilot": True},
-                               pd.concat([runs, selection.pilot]))
+    # a staged study's table reads its pilot (rank agreement) and its tuning runs (flatness, costs) too
+    extra = {**({"pilot": True} if selection.pilot is not None else {}),
+             **({"tuning": True} if selection.tuning is not None else {})}
+    read = pd.concat([runs, *(f for f in (selection.pilot, selection.tuning) if f is not None)])
+    written += _save_table(variant_table(selection), folder / "table", uri, {**query, **extra}, read)
+    if selection.tuning is not None and selection.study.tune is not None:
+        written += _save_sensitivity(selection, folder, uri, {**query, **extra}, read)
     return written
+
+
+def _save_sensitivity(selection: Selection, folder: Path, uri: str, query: dict, read: pd.DataFrame) -> list[Path]:
+    """sensitivity.png/.pdf (every tuning trial against each tuned key) and sensitivity.csv (its data: one row
+    per variant and setting)."""
+    tune = selection.study.tune
+    seeds = tuning_runs(selection)
+    trials = trial_table(seeds, tune.keys)
+    chosen = chosen_values(selection)
+    fig = sensitivity_figure(seeds, trials, tune.keys, tune.metric, chosen,
+                             title=f"{selection.study.name}: tuning sensitivity, "
+                                   f"{trials.groupby('variant').size().max()} settings per variant at the tune "
+                                   f"stage's budget")
+    written = _save_figure(fig, folder / "sensitivity", uri, query, read)
+    trials.drop(columns="setting").to_csv(folder / "sensitivity.csv", index=False)
+    return [*written, folder / "sensitivity.csv"]
 
 
 def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
@@ -222,6 +251,8 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
             runs = selection.runs
             if query.get("pilot") and selection.pilot is not None:
                 runs = pd.concat([runs, selection.pilot])
+            if query.get("tuning") and selection.tuning is not None:
+                runs = pd.concat([runs, selection.tuning])
             current.update(zip(runs["run_id"], runs["status"]))
         recorded = meta["runs"]
         added = set(current) - set(recorded)

@@ -164,6 +164,7 @@ class Selection:
     metric: str                           # the reported number
     variants: list[str] = field(default_factory=list)  # variant labels, baseline first
     pilot: pd.DataFrame | None = None     # a staged study's finished pilot runs, labelled by variant like `runs`
+    tuning: pd.DataFrame | None = None    # its tune-stage runs (any outcome: pruned and diverged trials too)
 
     @property
     def baseline_label(self) -> str:
@@ -254,6 +255,14 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) 
     if len(pilot):
         selection.pilot = pilot.assign(variant=[variant_label({a: _value(row, a) for a in axes})
                                                 for _, row in pilot.iterrows()])
+    tuning = runs[in_stage(runs, "tune") & (runs["status"] != "RUNNING")]
+    if len(tuning) and study.tune is not None:  # of the main configuration, but for the tuned keys and budget
+        leave = set(candidates) | tuned | {"train.epochs"} | set(study.tune.budget)
+        main_ids = {_config_id(p, leave) for p in chosen["params"]}
+        tuning = tuning[[_config_id(p, leave) in main_ids for p in tuning["params"]]]
+    if len(tuning):
+        selection.tuning = tuning.assign(variant=[variant_label({a: _value(row, a) for a in axes})
+                                                  for _, row in tuning.iterrows()])
     combos = sorted({tuple(row[a] for a in axes) for _, row in chosen.iterrows()},
                     key=lambda combo: [axis_sort_key(v) for v in combo])
     labels = [variant_label(dict(zip(axes, combo))) for combo in combos]

@@ -10,7 +10,10 @@ import math
 import pandas as pd
 
 from xablate.analysis.stats import PAIRED_TEST, RankAgreement, holm, mean_ci, paired_difference, rank_agreement
+from xablate.analysis.sensitivity import describe_costs, describe_flatness, flat_range, stage_costs, trial_table, \
+    tuning_runs
 from xablate.analysis.store import Selection, scored, typed
+from xablate.config import short_name
 from xablate.studies import METRICS
 
 TABLE_COLUMNS = [
@@ -63,13 +66,21 @@ def variant_table(selection: Selection, metric: str | None = None) -> pd.DataFra
     if key is not None:  # each variant's own value of the tuned key (its runs' value; several if they differ)
         keys = key.split(",")  # a search may tune several keys: `key=value` each
         show = (lambda p: str(typed(p.get(keys[0])))) if len(keys) == 1 else \
-            (lambda p: " ".join(f"{k}={typed(p.get(k))}" for k in keys))
+            (lambda p: " ".join(f"{short_name(k)}={typed(p.get(k))}" for k in keys))
         table["tuned"] = [", ".join(dict.fromkeys(show(p) for p in runs.loc[runs["variant"] == variant, "params"]))
                           for variant in table["variant"]]
         table.attrs["tuned_key"] = key
     agreement = pilot_agreement(selection, table)
     if agreement is not None:
         table.attrs["pilot_agreement"] = agreement
+    if selection.tuning is not None and selection.study.tune is not None:  # how flat each optimum is, the costs
+        keys = selection.study.tune.keys
+        flat = flat_range(trial_table(tuning_runs(selection), keys), keys)
+        table["flat"] = [describe_flatness(flat[v]) if v in flat else "–" for v in table["variant"]]
+        table.attrs["tune_metric"] = selection.study.tune.metric
+    costs = describe_costs(stage_costs(selection)) if selection.study.tune or selection.pilot is not None else ""
+    if costs:
+        table.attrs["costs"] = costs
     return table
 
 
@@ -115,6 +126,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         "MDE (80 % power)": ["–" if math.isnan(m) else f"{m:.4f}" for m in table["mde"]],
         "parameters": [f"{int(v):,}" if v == v else "–" for v in table["total_params"]],
         **({f"{table.attrs['tuned_key']} (tuned)": table["tuned"]} if "tuned" in table else {}),
+        **({"within 1 SE of the best trial": table["flat"]} if "flat" in table else {}),
     })
 
 
@@ -129,10 +141,19 @@ def to_markdown(table: pd.DataFrame) -> str:
     if "tuned_key" in table.attrs:
         note += (f"\n{table.attrs['tuned_key']} (tuned): each variant's value, picked by its own tuning stage on the "
                  f"validation split; the comparison is tuned against tuned.\n")
+    if "flat" in table:
+        note += (f"\nWithin 1 SE of the best trial: the tuned values whose trials' mean {table.attrs['tune_metric']} "
+                 f"(validation, over their seeds) lies within one standard error of the best trial's; one value: a "
+                 f"sharp optimum, a wide range: a flat one (sensitivity.png shows every trial).\n")
+    if table.attrs.get("costs"):
+        note += f"\nCost per stage: {table.attrs['costs']}.\n"
     agreement = table.attrs.get("pilot_agreement")
     if agreement is not None:
         note += (f"\nPilot vs full study: Kendall's τ = {_p(agreement.tau)} (p = {_p(agreement.p_value)}, "
-                 f"{agreement.n} variants) between the pilot's ranking (final validation accuracy) and this table's.\n")
+                 f"{agreement.n} variants) between the pilot's ranking (final validation accuracy) and this table's"
+                 + (" — an untuned pilot: it ran before tuning, every variant at the study's shared settings, so τ "
+                    "says how well an untuned short run predicts the tuned study" if "tuned_key" in table.attrs else "")
+                 + ".\n")
     return "\n".join(lines) + "\n" + note
 
 

@@ -96,10 +96,13 @@ class MlflowSweepCallback(Callback):
             order_by=["attributes.start_time ASC"],
         )
         skipped = [client.get_run(path.read_text().strip()) for path in sorted(self.skipped_dir.glob("*"))]
-        failed = [child for child in children if child.info.status != "FINISHED"]
+        failed = [child for child in children if child.info.status != "FINISHED" and _status(child) != "PRUNED"]
         ok = not failed and not jobs_raised and (children or skipped)
         client.set_terminated(parent_id, status="FINISHED" if ok else "FAILED")
         print(summary_table(children, skipped), flush=True)
+        costs = stage_costs_line([*children, *skipped])
+        if costs:
+            print(f"[xablate] cost per stage (this sweep's runs, skipped ones included): {costs}", flush=True)
         if jobs_raised and not failed:
             print("[xablate] a job failed before its run started (see its error above)", file=sys.stderr,
                   flush=True)
@@ -174,7 +177,29 @@ def close_dead_parents(client, experiment_id: str, stale_after_seconds: float) -
 def _status(run) -> str:
     if run.info.status == "FAILED" and run.data.tags.get(OUTCOME_TAG) == "diverged":
         return "DIVERGED"
+    if run.info.status == "KILLED" and run.data.tags.get(OUTCOME_TAG) == "pruned":
+        return "PRUNED"  # a tuning trial's pruner stopped it: a result of the search, not a failure
     return run.info.status
+
+
+def stage_costs_line(runs) -> str:
+    """A staged sweep's runs, pruned runs, epochs and training minutes per stage (a run in the first stage it
+    served); empty for a sweep with one stage."""
+    from xablate.staging import STAGE_TAG, STAGES
+
+    costs: dict = {}
+    for run in {r.info.run_id: r for r in runs}.values():
+        tagged = run.data.tags.get(STAGE_TAG, "final").split(",")
+        stage = next((s for s in STAGES if s in tagged), "final")
+        entry = costs.setdefault(stage, [0, 0, 0, 0.0])
+        entry[0] += 1
+        entry[1] += _status(run) == "PRUNED"
+        entry[2] += int(run.data.metrics.get("epochs_completed", 0))
+        entry[3] += run.data.metrics.get("train_seconds", 0.0) / 60
+    if set(costs) <= {"final"}:
+        return ""
+    return "; ".join(f"{stage} {n} runs{f', {p} pruned' if p else ''}, {e} epochs, {m:.1f} min"
+                     for stage in STAGES if stage in costs for n, p, e, m in [costs[stage]])
 
 
 def summary_table(runs, skipped=()) -> str:
