@@ -127,3 +127,20 @@ def test_the_sensitivity_figure_draws_every_trial_and_each_variants_choice():
     assert [line.get_xdata()[0] for line in lines] == [1e-3, 1e-3]  # one chosen line per variant
     means = sorted(float(y) for c in panel.containers for y in c.lines[0].get_ydata())
     assert means == pytest.approx(sorted([0.85, 0.83, 0.55, 0.70, 0.65]))  # every trial with a mean
+
+
+def test_a_tuned_verdict_names_each_variants_setting_and_whether_they_differ():
+    from xablate.analysis.sensitivity import chosen_values
+    from xablate.analysis.verdicts import tuned_note
+
+    finals = pd.DataFrame([{"variant": v, "params": {KEY: str(lr)}, "run_id": f"f{i}"}
+                           for i, (v, lr) in enumerate([("residual=true", 1e-3), ("residual=false", 3e-3),
+                                                        ("residual=false", 3e-3)])])
+    sel = Selection(study(), finals, ["residual"], {"residual": True}, "test_accuracy")
+    chosen = chosen_values(sel)
+    assert chosen == {"residual=true": {KEY: 1e-3}, "residual=false": {KEY: 3e-3}}
+    compared = [{"variant": "residual=true", "baseline": "residual=false"}]
+    assert tuned_note(chosen, compared) == (" — tuned per variant: residual=true at lr 0.001 vs residual=false at lr "
+                                            "0.003 (different tuned settings: a difference between each at its own "
+                                            "best, not at a shared setting)")
+    assert tuned_note({**chosen, "residual=false": {KEY: 1e-3}}, compared).endswith("(the same tuned setting)")

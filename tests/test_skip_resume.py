@@ -125,11 +125,21 @@ def test_a_pruned_tuning_run_is_a_result_not_retrained(store, identity, capsys):
     pruned = hand_made_run(store, "pruned", identity, "KILLED", **{
         "xablate.outcome": "pruned", "xablate.pruned_epoch": "1",
         "xablate.pruned_reason": "median pruner stopped the trial after epoch 1 of its stage: val_accuracy 0.1"})
-    result = run_job(store, "pruned")
+    result = run_job(store, "pruned", "tracking.stage=tune")
     assert (result.status, result.run_id) == ("SKIPPED", pruned)
     assert f"run {pruned} was pruned by its tuning trial" in capsys.readouterr().out
     (again,) = runs_of(store[1], "pruned")
     assert again.info.status == "KILLED" and "xablate.resumes" not in again.data.tags
+
+
+def test_a_pruned_run_never_stands_in_for_a_final_replicate(store, identity, capsys):
+    pruned = hand_made_run(store, "pruned_final", identity, "KILLED", **{"xablate.outcome": "pruned",
+                                                                          "xablate.pruned_epoch": "1"})
+    result = run_job(store, "pruned_final")  # tracking.stage: final (the default)
+    assert result.status == "FINISHED" and result.run_id != pruned
+    assert "a pruned tuning run does not stand in for a final replicate" in capsys.readouterr().out
+    runs = {r.info.run_id: r for r in runs_of(store[1], "pruned_final")}
+    assert runs[pruned].info.status == "KILLED" and runs[result.run_id].data.tags["xablate.stage"] == "final"
 
 
 def test_a_running_run_whose_process_is_alive_is_skipped(store, identity, capsys):

@@ -116,6 +116,13 @@ def test_the_grid_is_the_one_hydras_basic_sweeper_makes(declared, arguments):
     (["experiment=spectrum_matched", "hydra.sweeper.params.segments='1,depthwise'"], "naming segments=4"),
     (["experiment=fig10_intermediate_act", "+analysis.claims=[{claim: x, equivalent: [none, elu]}]"],
      "Received no margin for the equivalent claim 'x'"),
+    # a tuned study's search: refused by the same callback, before its parent run or optuna.db exists
+    (["experiment=fig9_tuned", "hydra.sweeper.tune.metric=test_accuracy"],
+     "Received hydra.sweeper.tune.metric='test_accuracy'; allowed: final_val_accuracy, best_val_accuracy"),
+    (["experiment=fig9_tuned", "hydra.sweeper.tune.pruner=patient"],
+     "Received hydra.sweeper.tune.pruner='patient'; allowed: none, median, successive_halving, hyperband"),
+    (["experiment=fig9_tuned", "hydra.sweeper.tune.trials=3"],
+     "Received hydra.sweeper.tune.trials=3; allowed: more than startup=4"),
 ])
 def test_a_claim_the_sweep_cannot_test_is_refused_before_the_parent_run(tmp_path, capsys, overrides, message):
     from xablate.config import compose_job
@@ -132,7 +139,7 @@ def test_a_claim_the_sweep_cannot_test_is_refused_before_the_parent_run(tmp_path
     ["experiment=fig10_intermediate_act"], ["experiment=fig9_residual", "hydra.sweeper.params.seed='0,1'"],
     ["experiment=fig10_intermediate_act", "hydra.sweeper.params.intermediate_act=none", "analysis.claims=[]"],
     ["experiment=fig9_residual", "residual=false"],  # completes part of the study (status prints such commands)
-    ["experiment=spectrum_matched"], ["experiment=fig10_tuned"], ["experiment=spectrum"]])
+    ["experiment=spectrum_matched"], ["experiment=fig10_tuned"], ["experiment=spectrum"], ["experiment=fig9_tuned"]])
 def test_every_committed_study_and_an_exploratory_subset_pass_the_claim_check(overrides):
     from xablate.config import compose_job
     from xablate.tracking.hydra_callback import refuse_unknown_keys

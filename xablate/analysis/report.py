@@ -20,9 +20,8 @@ import pandas as pd
 
 from xablate.analysis.figures import (capacity_figure, claims_figure, curves_figure, heatmap_figure, is_ordered_axis,
                                       metric_label, sensitivity_figure, trend_figure)
-from xablate.analysis.sensitivity import trial_table, tuning_runs
-from xablate.analysis.store import (Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store,
-                                    typed)
+from xablate.analysis.sensitivity import chosen_values, trial_table, tuning_runs
+from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
 from xablate.analysis.tables import to_latex, to_markdown, variant_table
 from xablate.analysis.registration import registrations
 from xablate.config import short_name
@@ -40,6 +39,7 @@ def local_uri(recorded: str) -> str:
 
 
 VERDICT = "verdict"
+SENSITIVITY = "sensitivity"
 
 
 @lru_cache(maxsize=1)
@@ -123,16 +123,19 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
         _, rows = verdict_tables([(dataclasses.replace(selection), history)])  # (a copy: it adds measures)
         if not rows.empty:
             main["claims"] = claims_figure(rows, title=f"{study.title}: the claims' comparisons")
+    if selection.tuning is not None and study.tune is not None:  # every tuning trial against each tuned key
+        main[SENSITIVITY] = sensitivity_figure(*sensitivity_data(selection), study.tune.keys, study.tune.metric,
+                                               chosen_values(selection),
+                                               title=f"{study.name}: tuning sensitivity, up to "
+                                                     f"{study.tune.search.trials if study.tune.search else len(study.tune.values)}"
+                                                     f" settings per variant at the tune stage's budget")
     return main
 
 
-def chosen_values(selection: Selection) -> dict[str, dict]:
-    """Each variant's tuned values, as its final runs were configured."""
-    tune = selection.study.tune
-    if tune is None or selection.runs.empty:
-        return {}
-    return {variant: {k: typed(params.iloc[-1].get(k)) for k in tune.keys if params.iloc[-1].get(k) is not None}
-            for variant, params in selection.runs.groupby("variant")["params"]}
+def sensitivity_data(selection: Selection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per tuning run, one row per variant and tuned setting) of a tuned study."""
+    seeds = tuning_runs(selection)
+    return seeds, trial_table(seeds, selection.study.tune.keys)
 
 
 def tuned_labels(selection: Selection) -> dict[str, str]:
@@ -164,36 +167,22 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     beside = None if sweep else beside_selection(uri, selection)
-    for name, fig in study_figures(selection, history, beside).items():
-        if beside is not None and name == study:  # the trend figure draws the other study's runs too
-            written += _save_figure(fig, folder / name, uri, {**query, "beside": beside.study.name},
-                                    pd.concat([runs, beside.runs]))
-        else:
-            written += _save_figure(fig, folder / name, uri, query, runs)
     # a staged study's table reads its pilot (rank agreement) and its tuning runs (flatness, costs) too
     extra = {**({"pilot": True} if selection.pilot is not None else {}),
              **({"tuning": True} if selection.tuning is not None else {})}
     read = pd.concat([runs, *(f for f in (selection.pilot, selection.tuning) if f is not None)])
+    for name, fig in study_figures(selection, history, beside).items():
+        if beside is not None and name == study:  # the trend figure draws the other study's runs too
+            written += _save_figure(fig, folder / name, uri, {**query, "beside": beside.study.name},
+                                    pd.concat([runs, beside.runs]))
+        elif name == SENSITIVITY:  # drawn from the tuning runs; its data beside it, one row per trial
+            written += _save_figure(fig, folder / name, uri, {**query, **extra}, read)
+            sensitivity_data(selection)[1].drop(columns="setting").to_csv(folder / f"{name}.csv", index=False)
+            written.append(folder / f"{name}.csv")
+        else:
+            written += _save_figure(fig, folder / name, uri, query, runs)
     written += _save_table(variant_table(selection), folder / "table", uri, {**query, **extra}, read)
-    if selection.tuning is not None and selection.study.tune is not None:
-        written += _save_sensitivity(selection, folder, uri, {**query, **extra}, read)
     return written
-
-
-def _save_sensitivity(selection: Selection, folder: Path, uri: str, query: dict, read: pd.DataFrame) -> list[Path]:
-    """sensitivity.png/.pdf (every tuning trial against each tuned key) and sensitivity.csv (its data: one row
-    per variant and setting)."""
-    tune = selection.study.tune
-    seeds = tuning_runs(selection)
-    trials = trial_table(seeds, tune.keys)
-    chosen = chosen_values(selection)
-    fig = sensitivity_figure(seeds, trials, tune.keys, tune.metric, chosen,
-                             title=f"{selection.study.name}: tuning sensitivity, "
-                                   f"{trials.groupby('variant').size().max()} settings per variant at the tune "
-                                   f"stage's budget")
-    written = _save_figure(fig, folder / "sensitivity", uri, query, read)
-    trials.drop(columns="setting").to_csv(folder / "sensitivity.csv", index=False)
-    return [*written, folder / "sensitivity.csv"]
 
 
 def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:

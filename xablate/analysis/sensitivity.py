@@ -44,6 +44,23 @@ def tuning_runs(selection: Selection) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def chosen_values(selection: Selection) -> dict[str, dict]:
+    """Each variant's tuned values, as its final runs were configured ({} for an untuned study)."""
+    tune = selection.study.tune
+    if tune is None or selection.runs.empty or "params" not in selection.runs:
+        return {}
+    return {variant: {k: typed(params.iloc[-1].get(k)) for k in tune.keys if params.iloc[-1].get(k) is not None}
+            for variant, params in selection.runs.groupby("variant")["params"]}
+
+
+def describe_setting(values: dict) -> str:
+    """Tuned values as `lr 0.003` / `lr 0.003, weight_decay 1e-05`."""
+    from xablate.config import short_name
+
+    return ", ".join(f"{short_name(k)} {v:.3g}" if isinstance(v, float) else f"{short_name(k)} {v}"
+                     for k, v in values.items()) or "–"
+
+
 def trial_table(runs: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
     """One row per variant and setting of the tuned keys: seeds (n), mean and SD of the score, its range over the
     seeds (the band the figure draws), and how many seeds were pruned or diverged."""

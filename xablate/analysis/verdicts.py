@@ -35,6 +35,7 @@ from scipy import stats
 
 from xablate.analysis.stats import (ALPHA, POWER, cohens_dz, equivalence_p, holm, non_inferiority_p,
                                     paired_difference, power_of_test)
+from xablate.analysis.sensitivity import chosen_values, describe_setting
 from xablate.analysis.store import Selection, with_history_measures
 from xablate.analysis.tables import per_replicate
 from xablate.studies import METRICS, Claim
@@ -47,7 +48,7 @@ TEST_OF = {"better": "superiority", "no_worse": "non_inferiority", "equivalent":
 VERDICT_COLUMNS = ["study", "claim", "metric", "verdict", "evidence", "mde", "registration"]
 COMPARISON_COLUMNS = ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n", "delta",
                       "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm", "effect_size", "outcome",
-                      "margin", "power", "power_basis", "mde", "look", "registration"]
+                      "margin", "power", "power_basis", "mde", "look", "registration", "tuned"]
 NOT_RECORDED = "not recorded"
 
 
@@ -197,6 +198,19 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
     return row, comparisons
 
 
+def tuned_note(chosen: dict[str, dict], compared: list[dict]) -> str:
+    """What a tuned comparison rests on: the variants' own tuned values, and whether they differ (then the
+    difference depends on them: at a shared setting it could be another, see the study's sensitivity.png)."""
+    parts = []
+    for c in compared:
+        mine, theirs = chosen.get(c["variant"], {}), chosen.get(c["baseline"], {})
+        same = ("the same tuned setting" if mine == theirs
+                else "different tuned settings: a difference between each at its own best, not at a shared setting")
+        parts.append(f"{c['variant']} at {describe_setting(mine)} vs {c['baseline']} at {describe_setting(theirs)} "
+                     f"({same})")
+    return " — tuned per variant: " + "; ".join(parts)
+
+
 def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
                    registered: dict[tuple[str, str], str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per declared claim, one row per comparison) of each study, given as (selection, history);
@@ -206,8 +220,14 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
         if selection.runs.empty or not selection.study.claims:
             continue
         selection.runs = with_history_measures(selection.runs, history)
+        chosen = chosen_values(selection)
         for claim in selection.study.claims:
             row, compared = evaluate_claim(selection, claim)
+            if chosen:  # a tuned study: the difference is between each variant at its own tuned values
+                row["evidence"] += tuned_note(chosen, compared)
+                for c in compared:
+                    c["tuned"] = (f"{c['variant']}: {describe_setting(chosen.get(c['variant'], {}))}; "
+                                  f"{c['baseline']}: {describe_setting(chosen.get(c['baseline'], {}))}")
             label = (registered or {}).get((selection.study.name, claim.text), NOT_RECORDED)
             row["registration"] = label
             for c in compared:

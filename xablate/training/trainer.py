@@ -23,7 +23,7 @@ from xablate.models.pretrained import weights_file
 from xablate.onednn import apply as apply_onednn, cpu_model
 from xablate.paths import portable
 from xablate.tracking.identity import is_semantic
-from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, owner_tags, plan_run
+from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, Plan, owner_tags, plan_run
 from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
                                     resolve_tracking_uri)
 from xablate.tracking import native_crash
@@ -67,6 +67,10 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     crashes = checkpoint_root(cfg["train"]["checkpoint_dir"], uri) / CRASH_DIR
     plan = plan_run(client, experiment_id, identity, data_digest=digest, force=bool(cfg.get("force")),
                     stale_after_seconds=float(cfg["tracking"]["stale_after_seconds"]), crash_dir=crashes)
+    if plan.action == "skip" and plan.run.data.tags.get(OUTCOME_TAG) == PRUNED and job.stage != "tune":
+        print(f"[xablate] training {label} anew: run {plan.run.info.run_id} of the same config was pruned, and a "
+              f"pruned tuning run does not stand in for a {job.stage} replicate", flush=True)
+        plan = Plan("new")
     if plan.action == "skip":
         _add_stage(client, plan.run, job.stage)
         return _skip(plan, label, uri, commit, context)
