@@ -162,7 +162,7 @@ def test_the_search_table_says_how_flat_each_optimum_is_and_what_each_stage_cost
     table = variant_table(selection)
     assert all(cell.endswith("within 1 SE)") for cell in table["flat"]), table["flat"].tolist()
     markdown = to_markdown(table)
-    assert "Cost per stage: tune " in markdown and "final 4 runs, 12 epochs" in markdown
+    assert "Cost per stage: tune " in markdown and "final 4 runs, 12 epochs, " in markdown and " min wall)" in markdown
     assert "within 1 SE of the best trial" in markdown
 
 

@@ -30,9 +30,10 @@ def study(metric="final_val_accuracy"):
 def run(variant, lr, seed, value, status="FINISHED", outcome="finished", stage="tune", epochs=2, seconds=10.0,
         metric="final_val_accuracy"):
     run.count += 1
+    start = pd.Timestamp("2026-12-03 00:00:00")
     return {"run_id": f"r{run.count}", "variant": variant, "params": {KEY: str(lr), "seed": str(seed)}, "seed": seed,
             "status": status, "outcome": outcome, "stage": stage, metric: value, "epochs": epochs,
-            "train_seconds": seconds}
+            "train_seconds": seconds, "start_time": start, "end_time": start + pd.Timedelta(seconds=seconds + 4)}
 
 
 run.count = 0
@@ -106,12 +107,12 @@ def test_each_stage_costs_its_runs_epochs_and_time_a_shared_run_counted_once():
     shared = run("residual=true", 1e-3, 0, 0.9, stage="tune,final", epochs=2, seconds=12.0)
     sel = selection(RUNS + [shared], final=final + [shared], pilot=pilot)
     costs = stage_costs(sel).set_index("stage")
-    assert costs.loc["pilot"].tolist() == [1, 0, 1, pytest.approx(6 / 3600)]
+    assert costs.loc["pilot"].tolist() == [1, 0, 1, pytest.approx(6 / 3600), pytest.approx(10 / 3600)]  # +4 s each
     assert costs.loc["tune", "runs"] == len(RUNS) + 1 and costs.loc["tune", "pruned"] == 1
     assert costs.loc["tune", "epochs"] == 2 * len(RUNS) - 1 + 2  # the pruned scout stopped after 1 of 2
     assert costs.loc["final"].tolist()[:3] == [2, 0, 12]
     line = describe_costs(stage_costs(sel))
-    assert line.startswith("pilot 1 runs, 1 epochs, 0.1 min; tune 12 runs, 1 pruned, 23 epochs")
+    assert line.startswith("pilot 1 runs, 1 epochs, 0.1 min training (0.2 min wall); tune 12 runs, 1 pruned, 23 epochs")
     assert line.endswith(f"pilot and tuning {24 / 36:.0%} of all epochs")
 
 

@@ -267,7 +267,8 @@ def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_i
     assert list(rows.columns) == ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n",
                                   "delta", "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm",
                                   "effect_size", "outcome", "margin", "power", "power_basis", "mde", "look",
-                                  "registration"]
+                                  "registration", "tuned"]
+    assert rows["tuned"].isna().all()  # an untuned study: each variant at the shared settings
 
 
 def test_one_seed_or_values_at_the_ceiling_give_no_test(uri, monkeypatch):

@@ -107,7 +107,8 @@ def describe_flatness(entry: dict) -> str:
 
 
 def stage_costs(selection: Selection) -> pd.DataFrame:
-    """Runs, pruned runs, epochs and training hours per stage; a run serving two stages counts in the first."""
+    """Runs, pruned runs, epochs, training hours (epochs' time) and wall hours (each run's start to end: building,
+    evaluating and logging too) per stage; a run serving two stages counts in the first."""
     frames = [f for f in (selection.pilot, selection.tuning, selection.runs) if f is not None and len(f)]
     rows = []
     if frames:
@@ -118,10 +119,12 @@ def stage_costs(selection: Selection) -> pd.DataFrame:
             group = runs[first == stage]
             if group.empty:
                 continue
+            wall = (group["end_time"] - group["start_time"]).dt.total_seconds() if "end_time" in group else None
             rows.append({"stage": stage, "runs": len(group), "pruned": int((group["outcome"] == "pruned").sum()),
                          "epochs": int(np.nansum(group["epochs"].astype(float))),
-                         "hours": float(np.nansum(group["train_seconds"].astype(float))) / 3600})
-    return pd.DataFrame(rows, columns=["stage", "runs", "pruned", "epochs", "hours"])
+                         "hours": float(np.nansum(group["train_seconds"].astype(float))) / 3600,
+                         "wall_hours": float(np.nansum(wall)) / 3600 if wall is not None else math.nan})
+    return pd.DataFrame(rows, columns=["stage", "runs", "pruned", "epochs", "hours", "wall_hours"])
 
 
 def describe_costs(costs: pd.DataFrame) -> str:
@@ -131,7 +134,9 @@ def describe_costs(costs: pd.DataFrame) -> str:
     parts = []
     for row in costs.itertuples():
         pruned = f", {row.pruned} pruned" if row.pruned else ""
-        parts.append(f"{row.stage} {row.runs} runs{pruned}, {row.epochs} epochs, {row.hours * 60:.1f} min")
+        wall = "" if math.isnan(row.wall_hours) else f" ({row.wall_hours * 60:.1f} min wall)"
+        parts.append(f"{row.stage} {row.runs} runs{pruned}, {row.epochs} epochs, {row.hours * 60:.1f} min training"
+                     f"{wall}")
     total = costs["epochs"].sum()
     before = costs.loc[costs["stage"] != "final", "epochs"].sum()
     share = f"; pilot and tuning {before / total:.0%} of all epochs" if total and before else ""

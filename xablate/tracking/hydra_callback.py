@@ -191,15 +191,16 @@ def stage_costs_line(runs) -> str:
     for run in {r.info.run_id: r for r in runs}.values():
         tagged = run.data.tags.get(STAGE_TAG, "final").split(",")
         stage = next((s for s in STAGES if s in tagged), "final")
-        entry = costs.setdefault(stage, [0, 0, 0, 0.0])
+        entry = costs.setdefault(stage, [0, 0, 0, 0.0, 0.0])
         entry[0] += 1
         entry[1] += _status(run) == "PRUNED"
         entry[2] += int(run.data.metrics.get("epochs_completed", 0))
         entry[3] += run.data.metrics.get("train_seconds", 0.0) / 60
+        entry[4] += ((run.info.end_time or run.info.start_time) - run.info.start_time) / 60000
     if set(costs) <= {"final"}:
         return ""
-    return "; ".join(f"{stage} {n} runs{f', {p} pruned' if p else ''}, {e} epochs, {m:.1f} min"
-                     for stage in STAGES if stage in costs for n, p, e, m in [costs[stage]])
+    return "; ".join(f"{stage} {n} runs{f', {p} pruned' if p else ''}, {e} epochs, {m:.1f} min training "
+                     f"({w:.1f} min wall)" for stage in STAGES if stage in costs for n, p, e, m, w in [costs[stage]])
 
 
 def summary_table(runs, skipped=()) -> str:
