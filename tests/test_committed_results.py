@@ -26,6 +26,17 @@ def test_committed_figures_and_tables_are_not_stale():
     verdict = (ROOT / "results" / "verdict.md").read_text()
     for study in ("fig9_residual", "fig10_intermediate_act", "fig10_tuned", "spectrum", "spectrum_matched"):
         assert f"| {study} |" in verdict, study
+    # the tuned study: every grid value of every variant in its sensitivity data, one seed each (so no SE), its
+    # costs in the table note, and each variant's setting in the verdict
+    import pandas as pd
+
+    sensitivity = pd.read_csv(ROOT / "results" / "fig10_tuned" / "sensitivity.csv")
+    assert len(sensitivity) == 9 and set(sensitivity["optim.learning_rate"]) == {3e-4, 1e-3, 3e-3}
+    assert (sensitivity["n"] == 1).all() and (ROOT / "results" / "fig10_tuned" / "sensitivity.png").exists()
+    table = (ROOT / "results" / "fig10_tuned" / "table.md").read_text()
+    assert "| one seed: no SE |" in table and "Cost per stage: pilot 3 runs, 15 epochs" in table
+    assert "tune 9 runs, 63 epochs" in table and "final 30 runs, 600 epochs" in table
+    assert "intermediate_act=none at lr 0.003 vs intermediate_act=relu at lr 0.003 (the same tuned setting)" in verdict
 
 
 # the spectra were committed at 5 (matched) and 3 (unmatched) seeds per point; their study files sweep 10

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from xablate.analysis.stats import mean_ci
 from xablate.analysis.store import Selection, axis_sort_key, ordered, scored
@@ -319,9 +320,9 @@ def sensitivity_figure(runs: pd.DataFrame, trials: pd.DataFrame, keys: tuple[str
     chosen value a dashed line. A key spanning 10x or more of positive values gets a log axis."""
     variants = list(dict.fromkeys(trials["variant"])) if len(trials) else []
     palette = dict(zip(variants, sns.color_palette("colorblind", max(len(variants), 1))))
-    fig = _new_figure(4.2 * len(keys) + 1.2, 3.4)
+    fig = _new_figure(max(4.6 * len(keys) + 1.0, 7.0), 3.8)
     panels = fig.subplots(1, len(keys), squeeze=False)[0]
-    label = f"{metric.replace('_', ' ')} (validation, tune-stage budget)"
+    label = f"{metric.replace('_', ' ')}\n(validation, at the tune stage's budget)"
     for panel, key in zip(panels, keys):
         for variant in variants:
             color = palette[variant]
@@ -345,11 +346,15 @@ def sensitivity_figure(runs: pd.DataFrame, trials: pd.DataFrame, keys: tuple[str
         values = pd.to_numeric(runs[key], errors="coerce").dropna() if key in runs else pd.Series(dtype=float)
         if len(values) and values.min() > 0 and values.max() / values.min() >= 10:
             panel.set_xscale("log")
+            panel.xaxis.set_minor_formatter(NullFormatter())
+        if 1 < values.nunique() <= 6:  # a grid: its values are the ticks
+            ticks = sorted(values.unique())
+            panel.set_xticks(ticks, [f"{v:g}" for v in ticks])
         panel.set_xlabel(key)
     panels[0].set_ylabel(label)
     handles, names = panels[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3), fontsize=7,
+        fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 2), fontsize=7,
                    title="variant (→ its chosen values, dashed); small dots: seeds; large: a trial's mean, bar: its "
                          "seeds' range; ×: a pruned scout", title_fontsize=7)
     if title:
