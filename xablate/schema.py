@@ -95,7 +95,7 @@ class Augment:
 
 @section
 class Data:
-    source: str = key("digits", doc="digits, cifar10, cifar100, folder or tfds")
+    source: str = key("digits", doc="digits, cifar10, cifar100, fashion_mnist, folder or tfds")
     image_size: int = key(32, split=True, doc="images are resized to image_size x image_size")
     validation_fraction: Number = key(0.1, split=True, doc="held out of training (stratified) where the source has no validation split")
     test_fraction: Optional[Number] = key(None, "neutral", neutral=None, split=True, doc="digits: held out for testing")
@@ -105,8 +105,8 @@ class Data:
     limit_test: Optional[int] = key(None, "neutral", neutral=None, split=True, doc="use only the first N test images")
     cache: str = key("auto", "non_semantic", doc="auto, memory or none")
     pipeline: str = key("auto", doc="auto, tf_data or memory")
-    cache_dir: Optional[str] = key(None, "non_semantic", doc="CIFAR: Keras' cache; TFDS: its data_dir")
-    path: Optional[str] = key(None, "neutral", neutral=None, doc="folder: <path>/train/<class>/*, <path>/test/<class>/*")
+    cache_dir: Optional[str] = key(None, "non_semantic", doc="CIFAR, Fashion-MNIST: Keras' cache; TFDS: its data_dir")
+    path: Optional[str] = key(None, "neutral", neutral=None, doc="folder: <path>/train/<class>/*, <path>/test/<class>/*; fashion_mnist: the folder of its four IDX files")
     name: Optional[str] = key(None, "neutral", neutral=None, doc="tfds: the data set's name")
     train_split: Optional[str] = key(None, "neutral", neutral=None, split=True, doc="tfds")
     validation_split: Optional[str] = key(None, "neutral", neutral=None, split=True, doc="tfds")

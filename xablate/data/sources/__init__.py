@@ -11,6 +11,7 @@ One module per source registers it (xablate.data.sources.base.Source); importing
 # each registers itself, in the order errors and `python run.py --help` list them
 from xablate.data.sources import digits  # noqa: F401,I001
 from xablate.data.sources import cifar  # noqa: F401
+from xablate.data.sources import fashion_mnist  # noqa: F401
 from xablate.data.sources import folder  # noqa: F401
 from xablate.data.sources import tfds  # noqa: F401
 from xablate.data.sources.base import IMAGE_EXTENSIONS, SOURCES, Source, Splits, register, stratified_holdout
