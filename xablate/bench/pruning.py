@@ -63,7 +63,9 @@ def run_search(folder: Path, pruner: str, *, trials: int, seeds: int, startup: i
         raise RuntimeError(f"the {pruner} search failed:\n{done.stderr[-3000:]}")
     client = MlflowClient(uri)
     experiment_id = client.get_experiment_by_name(STUDY).experiment_id
-    runs = client.search_runs([experiment_id], filter_string="tags.`xablate.stage` = 'tune'", max_results=10_000)
+    # a tuning run at the full budget may also be a final replicate (tagged "tune,final"): it counts here too
+    runs = client.search_runs([experiment_id], filter_string="tags.`xablate.stage` LIKE '%tune%'",
+                              max_results=10_000)
     parent = client.search_runs([experiment_id], filter_string="tags.`xablate.tune.choices` != ''", max_results=1)
     return {"pruner": pruner, "trials": trials, "seeds": seeds, "stage_epochs": epochs, "tune_runs": len(runs),
             "pruned_runs": sum(r.data.tags.get("xablate.outcome") == "pruned" for r in runs),
@@ -77,13 +79,19 @@ def measure(folder: Path, pruners: list[str], *, trials: int = 8, seeds: int = 2
     overrides = overrides or ["debug=default"]
     rows = [run_search(folder / name, name, trials=trials, seeds=seeds, startup=startup, epochs=epochs,
                        overrides=overrides) for name in ["none", *pruners]]
-    base = rows[0]
+    return compared(rows)
+
+
+def compared(rows: list[dict]) -> list[dict]:
+    """Each row's ratios to the first (unpruned) row and whether its choices are the same."""
+    base = dict(rows[0])
+    out = []
     for row in rows:
-        row["epochs_ratio"] = round(row["tune_epochs"] / base["tune_epochs"], 3)
-        row["seconds_ratio"] = round(row["tune_train_seconds"] / base["tune_train_seconds"], 3)
-        row["same_choices"] = row["choices"] == base["choices"]
-        row["choices"] = json.dumps(row["choices"], sort_keys=True)
-    return rows
+        out.append({**row, "epochs_ratio": round(row["tune_epochs"] / base["tune_epochs"], 3),
+                    "seconds_ratio": round(row["tune_train_seconds"] / base["tune_train_seconds"], 3),
+                    "same_choices": row["choices"] == base["choices"],
+                    "choices": json.dumps(row["choices"], sort_keys=True)})
+    return out
 
 
 def write(rows: list[dict], out: Path) -> Path:
