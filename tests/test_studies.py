@@ -139,7 +139,8 @@ def test_a_claim_the_sweep_cannot_test_is_refused_before_the_parent_run(tmp_path
     ["experiment=fig10_intermediate_act"], ["experiment=fig9_residual", "hydra.sweeper.params.seed='0,1'"],
     ["experiment=fig10_intermediate_act", "hydra.sweeper.params.intermediate_act=none", "analysis.claims=[]"],
     ["experiment=fig9_residual", "residual=false"],  # completes part of the study (status prints such commands)
-    ["experiment=spectrum_matched"], ["experiment=fig10_tuned"], ["experiment=spectrum"], ["experiment=fig9_tuned"]])
+    ["experiment=spectrum_matched"], ["experiment=fig10_tuned"], ["experiment=spectrum"], ["experiment=fig9_tuned"],
+    ["experiment=fashion_fig9"], ["experiment=fashion_fig10"], ["experiment=fashion_spectrum_matched"]])
 def test_every_committed_study_and_an_exploratory_subset_pass_the_claim_check(overrides):
     from xablate.config import compose_job
     from xablate.tracking.hydra_callback import refuse_unknown_keys
