@@ -215,3 +215,22 @@ def test_status_reads_a_searched_studys_choices_from_its_sweep_parent(searched):
     uri = searched[0]
     assert recorded_choices(uri, "search_debug") == {v: {LR: value} for v, value in choices(uri, "search_debug").items()}
     assert recorded_choices(uri, "no_such_study") == {}
+
+
+def test_a_search_runs_its_trials_in_parallel_through_the_joblib_launcher(tmp_path):
+    # two trials per variant at once, as parallel jobs (loky workers) reporting to one optuna.db
+    tune = {"space": {LR: {"log_uniform": [1.0e-3, 0.3]}}, "sampler": "random", "trials": 4, "parallel": 2,
+            "seeds": 2, "startup": 1, "pruner": "median", "epochs_fraction": 0.67}
+    uri = prepare(tmp_path, "parallel_debug", tune)
+    done = subprocess.run([*command(tmp_path, "parallel_debug", uri), "hydra/launcher=parallel",
+                           "hydra.launcher.n_jobs=2"], cwd=tmp_path, env=clean_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in done.stdout + done.stderr  # the batches went through joblib
+    for study in optuna_studies(tmp_path).values():
+        states = [t.state for t in study.get_trials()]
+        assert len(states) == 4 and set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    runs = tune_runs(uri, "parallel_debug")
+    assert all(r.info.status == "FINISHED" or r.data.tags.get("xablate.outcome") == "pruned" for r in runs)
+    finals = [r for r in runs_of(uri, "parallel_debug", role="job") if "final" in r.data.tags["xablate.stage"]]
+    assert len(finals) == 4 and all(r.info.status == "FINISHED" for r in finals)

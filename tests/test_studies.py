@@ -12,7 +12,9 @@ from xablate.sweeps import expand, swept_keys
 def test_every_declared_study_parses_and_its_claims_name_its_axes(name):
     study = load_study(name)
     assert study.declared and study.title != name and study.axes
-    base, keys, jobs = grid_jobs([f"experiment={name}"])
+    # a sequential study's sweep adds the seeds up to its last look (the staged sweeper does, as here)
+    seeds = [f"seed=range({study.sequential.looks[-1]})"] if study.sequential else []
+    base, keys, jobs = grid_jobs([f"experiment={name}", *seeds])
     assert keys == [*study.axes, "seed"]  # what the file declares is what its sweep varies
     assert len(jobs) >= 2 * 10  # at least two variants x ten seeds
     for claim in study.claims:
