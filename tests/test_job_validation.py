@@ -18,7 +18,7 @@ CASES = [
     ("segments=-4", "Received segments=-4; allowed"),
     ("+model.preset_size=3", "Received an unknown key model.preset_size=3; did you mean model.preset?"),
     ("model.preset=huge", "Received model.preset='huge'; allowed: xception, mini, debug"),
-    ("data.source=mnist", "Received data.source='mnist'; allowed: digits, cifar10, cifar100, folder, tfds"),
+    ("data.source=mnist", "Received data.source='mnist'; allowed: digits, cifar10, cifar100, fashion_mnist, folder, tfds"),
     ("optim.optimizer=lamb", "Received optim.optimizer='lamb'; allowed: sgd, adam, rmsprop"),
     ("optim.learning_rate=0", "Received optim.learning_rate=0; allowed: a number > 0"),
     ("optim.learning_rate=fast", "Received optim.learning_rate='fast'; allowed: a number > 0"),

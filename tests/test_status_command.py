@@ -16,7 +16,11 @@ from xablate.config import compose_job
 from xablate.cli import main as xablate_main
 from xablate.training.trainer import RunContext, train
 
-STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+# the Fashion-MNIST studies read data.path as the folder of their IDX files, which the image folder below is not;
+# a searched study's cell is known only once its search recorded choices (tests/test_search_sweeps.py)
+STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml")
+                 if not p.stem.startswith("fashion_") and p.stem != "fig9_tuned")
+FLAGS = [a for study in STUDIES for a in ("--study", study)]
 IMAGES = ROOT / "tests" / "data" / "two_class_images"  # for the studies on an image folder (seed_finetune)
 # ++data.path: the folder studies need it, the others carry it unused; weights: no download in the tests
 ONE_CELL = ["debug=default", "seed=0", "residual=true", "intermediate_act=none", "segments=depthwise",
@@ -48,14 +52,14 @@ def status(capsys, *arguments):
 def test_status_of_every_study_and_its_exit_codes(tmp_path, capsys):
     assert len(STUDIES) >= 3
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code, out, err = status(capsys, *ONE_CELL, f"tracking.uri={uri}")
+    code, out, err = status(capsys, *FLAGS, *ONE_CELL, f"tracking.uri={uri}")
     assert code == 1, err  # nothing trained yet: every cell is left to run
     for study in STUDIES:
         assert f"study '{study}' in {uri}: 1 cells" in out
     assert out.count("done: 0  diverged: 0  running: 0  failed: 0  missing: 1") == len(STUDIES)
 
     runs = [start_and_stop(tmp_path, uri, study) for study in STUDIES]
-    code, out, err = status(capsys, *ONE_CELL, f"tracking.uri={uri}")
+    code, out, err = status(capsys, *FLAGS, *ONE_CELL, f"tracking.uri={uri}")
     assert code == 1, err  # failed cells are left to run (they resume)
     assert out.count("failed: 1  missing: 0") == len(STUDIES)
     assert out.count("stopped by the test before the first batch") == len(STUDIES)
@@ -63,12 +67,12 @@ def test_status_of_every_study_and_its_exit_codes(tmp_path, capsys):
     client = MlflowClient(uri)
     for run_id in runs[:-1]:
         client.set_terminated(run_id, status="FINISHED")
-    code, out, err = status(capsys, *ONE_CELL, f"tracking.uri={uri}")
+    code, out, err = status(capsys, *FLAGS, *ONE_CELL, f"tracking.uri={uri}")
     assert code == 1, err  # one study still has a cell to run
     assert out.count("done: 1  diverged: 0  running: 0  failed: 0  missing: 0") == len(STUDIES) - 1
 
     client.set_terminated(runs[-1], status="FINISHED")
-    code, out, err = status(capsys, *ONE_CELL, f"tracking.uri={uri}")
+    code, out, err = status(capsys, *FLAGS, *ONE_CELL, f"tracking.uri={uri}")
     assert code == 0, err  # every cell of every study done
     assert out.count("done: 1  diverged: 0  running: 0  failed: 0  missing: 0") == len(STUDIES)
     assert out.count("nothing left to run") == len(STUDIES)
@@ -100,4 +104,5 @@ def test_a_study_that_cannot_be_composed_here_is_named_and_the_others_are_report
     code, out, err = status(capsys, *cell, f"tracking.uri={uri}")
     assert code == 1  # the others' cells are left to run
     assert "Received data.path='data'" in err and "not checked here (see the reasons above): seed_finetune" in err
-    assert out.count("study '") == len(STUDIES) - 1 and "study 'seed_finetune'" not in out
+    every = len(list((ROOT / "experiments").glob("*.yaml")))
+    assert out.count("study '") == every - 1 and "study 'seed_finetune'" not in out
