@@ -328,9 +328,10 @@ def test_a_claim_recorded_before_its_runs_is_pre_registered_and_an_edited_one_ex
     from xablate.analysis.report import write_verdict
 
     monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, edited))
-    csv_path, md_path = write_verdict(uri, tmp_path / "out", ["reg"])
+    csv_path, md_path, headline_path = write_verdict(uri, tmp_path / "out", ["reg"])
     assert pd.read_csv(csv_path)["registration"].tolist() == ["exploratory (changed after 30 runs)"]
     assert "| exploratory (changed after 30 runs) |" in md_path.read_text()
+    assert headline_path.read_text().startswith("No claim in the store was recorded before")  # nothing headline
 
 
 def test_group_sequential_boundaries_match_published_values():

@@ -20,7 +20,8 @@ import pandas as pd
 
 from xablate.analysis.figures import (capacity_figure, claims_figure, curves_figure, heatmap_figure, is_ordered_axis,
                                       metric_label, sensitivity_figure, trend_figure)
-from xablate.analysis.sensitivity import chosen_values, trial_table, tuning_runs
+from xablate.analysis.headline import headline_markdown
+from xablate.analysis.sensitivity import chosen_values, stage_costs, trial_table, tuning_runs
 from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
 from xablate.analysis.tables import to_latex, to_markdown, variant_table
 from xablate.analysis.registration import registrations
@@ -39,6 +40,7 @@ def local_uri(recorded: str) -> str:
 
 
 VERDICT = "verdict"
+HEADLINE = "headline"
 SENSITIVITY = "sensitivity"
 
 
@@ -214,7 +216,35 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     _sidecar(path, uri, {"studies": [p[0].study.name for p in pairs]},
              pd.concat(used) if used else runs_frame(uri, study="-"))
-    return [path.with_suffix(".csv"), path.with_suffix(".md")]
+    return [path.with_suffix(".csv"), path.with_suffix(".md"), *write_headline(uri, out, pairs, table, comparisons)]
+
+
+def data_description(runs: pd.DataFrame) -> str:
+    """What a study's runs trained on, from their params: the source, the training subset and the epochs (when
+    the runs share one value each), e.g. `fashion_mnist, 10,000 images × 5 epochs`."""
+    params = [p for p in runs.get("params", pd.Series(dtype=object)) if isinstance(p, dict)]
+
+    def one(key):
+        values = {str(p.get(key)) for p in params} - {"None"}
+        return values.pop() if len(values) == 1 else None
+
+    source, limit, epochs = one("data.source"), one("data.limit_train"), one("train.epochs")
+    parts = [part for part in (source, f"{int(limit):,} images" if limit and limit.isdigit() else None,
+                               f"{epochs} epochs" if epochs else None) if part]
+    return ", ".join(parts)
+
+
+def write_headline(uri: str, out: Path, pairs: list, table: pd.DataFrame, comparisons: pd.DataFrame) -> list[Path]:
+    """headline.md: the pre-registered claims of the verdict (xablate.analysis.headline), each study's cost."""
+    selections = [selection for selection, _ in pairs]
+    costs = {s.study.name: stage_costs(s) for s in selections}
+    data = {s.study.name: data_description(s.runs) for s in selections}
+    path = Path(out) / HEADLINE
+    path.with_suffix(".md").write_text(headline_markdown(table, comparisons, costs, data))
+    read = [f for s in selections for f in (s.runs, s.pilot, s.tuning) if f is not None and len(f)]
+    _sidecar(path, uri, {"studies": [s.study.name for s in selections], "pilot": True, "tuning": True},
+             pd.concat(read) if read else runs_frame(uri, study="-"))
+    return [path.with_suffix(".md")]
 
 
 def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:

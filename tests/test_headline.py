@@ -1,0 +1,108 @@
+"""The headline (results/headline.md): only pre-registered claims, each comparison's paired difference and interval
+as scipy computes it, the look it was read at, and the study's cost."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from made_up_store import log_study
+from test_verdicts import FIG10, _parent_with_claims, _seeds
+from xablate.analysis.headline import describe_cost, describe_seeds, headline_markdown
+from xablate.analysis.report import write_verdict
+from xablate.studies import parse_study
+
+FASHION = {"data.source": "fashion_mnist", "data.limit_train": "1000", "train.epochs": "3"}
+
+
+@pytest.fixture
+def uri(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def _rows(text: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| study")]
+
+
+def test_the_headline_holds_only_pre_registered_claims_with_scipy_intervals(uri, tmp_path, monkeypatch):
+    import time
+
+    _parent_with_claims(uri, "registered", FIG10)  # the claims recorded before the first run
+    time.sleep(0.01)
+    values = {"none": _seeds(0.90, 0.01, seed=1), "elu": _seeds(0.80, 0.01, seed=2), "relu": _seeds(0.82, 0.01, seed=3)}
+    log_study(uri, "registered", values, extra_params=FASHION)
+    log_study(uri, "afterwards", values)  # the same numbers, no claims recorded before its runs: exploratory
+    monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, FIG10))
+
+    written = write_verdict(uri, tmp_path / "out", ["registered", "afterwards"])
+
+    headline = tmp_path / "out" / "headline.md"
+    assert headline in written and headline.with_suffix(".json").exists()
+    rows = _rows(headline.read_text())
+    assert len(rows) == 1, rows  # the exploratory study's identical claim is left to verdict.md
+    study, claim, outcome, effect, seeds, cost = rows[0]
+    assert study == "registered (fashion_mnist, 1,000 images, 3 epochs)"
+    assert claim == "none beats elu and relu" and outcome == "**reproduced**"
+    assert seeds == "10" and cost.startswith("30 runs, ")
+    for other in ("elu", "relu"):  # none − other, paired by seed, its 95 % t interval (a fixed design)
+        diff = np.array(values["none"]) - np.array(values[other])
+        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+        assert f"none − {other}: {diff.mean():+.4f} [{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}]" in effect
+    assert effect.startswith("test accuracy (final weights); intermediate_act: ")
+    verdict = (tmp_path / "out" / "verdict.md").read_text()
+    assert "| afterwards |" in verdict and "| registered |" in verdict
+
+
+def test_without_a_pre_registered_claim_the_headline_says_there_is_none(uri, tmp_path, monkeypatch):
+    log_study(uri, "afterwards", {"none": _seeds(0.9, 0.01), "elu": _seeds(0.8, 0.01), "relu": _seeds(0.8, 0.01)})
+    monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, FIG10))
+    write_verdict(uri, tmp_path / "out", ["afterwards"])
+    text = (tmp_path / "out" / "headline.md").read_text()
+    assert _rows(text) == [] and text.startswith("No claim in the store was recorded before")
+
+
+def _comparison(**overrides):
+    row = {"study": "s", "claim": "c", "metric": "train_loss_auc", "variant": "act=none", "baseline": "act=elu",
+           "n": 10, "delta": -0.0123, "ci_low": -0.02, "ci_high": -0.0046, "look": "fixed design (n=10)"}
+    return {**row, **overrides}
+
+
+def _table(verdict="reproduced", registration="pre-registered (2026-12-01 10:00 UTC)"):
+    return pd.DataFrame([{"study": "s", "claim": "c", "metric": "train_loss_auc", "verdict": verdict,
+                          "evidence": "", "mde": 0.0, "registration": registration}])
+
+
+@pytest.mark.parametrize("look, outcome, seeds", [
+    ("look 1 of 3 (n=10, pocock nominal p < 0.0221 two-sided)", "**reproduced**", "10 (look 1 of 3)"),
+    ("look 1 of 3 (n=10, pocock nominal p < 0.0221 two-sided); continuing to n=15", "**inconclusive** so far",
+     "10 (look 1 of 3; continuing to n=15)"),
+    ("before the first look (n=7 of 10)", "running (before the first look)", "7 of 10 so far"),
+])
+def test_a_row_says_where_the_sequential_design_stands(look, outcome, seeds):
+    verdict = "inconclusive" if "reproduced" not in outcome else "reproduced"
+    n = 7 if look.startswith("before") else 10
+    text = headline_markdown(_table(verdict), pd.DataFrame([_comparison(look=look, n=n)]), {}, {"s": "digits"})
+    (row,) = _rows(text)
+    assert row[2] == outcome and row[4] == seeds
+    if n >= 2:  # a loss: the sign stays the metric's own (variant − baseline), and the reader is told lower wins
+        assert row[3] == ("training-loss area (mean training loss over epochs), lower is better; act: "
+                          "none − elu: -0.0123 [-0.0200, -0.0046]")
+    assert describe_seeds(pd.DataFrame([_comparison(look=look, n=n)])) == seeds
+
+
+def test_an_exploratory_row_is_not_headline_material():
+    text = headline_markdown(_table(registration="exploratory (changed after 30 runs)"),
+                             pd.DataFrame([_comparison()]), {}, {})
+    assert _rows(text) == []
+
+
+def test_the_cost_sums_every_stage_and_names_the_tuning_share():
+    costs = pd.DataFrame([
+        {"stage": "tune", "runs": 20, "pruned": 3, "epochs": 50, "hours": 0.4, "wall_hours": 0.5},
+        {"stage": "final", "runs": 10, "pruned": 0, "epochs": 100, "hours": 0.9, "wall_hours": 1.0}])
+    assert describe_cost(costs) == "30 runs (3 pruned), 1.5 h of runs; tuning 33% of epochs"
+    untimed = costs.assign(wall_hours=float("nan"))  # runs without end times: the epochs' own time
+    assert describe_cost(untimed) == "30 runs (3 pruned), 1.3 h of runs; tuning 33% of epochs"
+    assert describe_cost(costs[costs["stage"] == "final"]) == "10 runs, 1.0 h of runs"
+    assert describe_cost(pd.DataFrame(columns=costs.columns)) == ""

@@ -1,0 +1,103 @@
+"""The headline: the pre-registered claims only, one row each, in the words a reader of a paper expects.
+
+A claim is headline material when it was recorded before its study's first run (xablate.analysis.registration);
+exploratory claims (the digits smoke reproduction, a claim written after its runs) stay in verdict.md. Each
+row gives the paper's claim, the outcome, every comparison's difference (variant − baseline in the metric's
+units) with its interval, the seeds it rests on and where the sequential design stands, and, on the study's
+first row, what the whole study cost on the machine that ran it (pilot, tuning with its pruned trials, final).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from xablate.analysis.registration import PRE_REGISTERED
+from xablate.studies import METRICS
+
+HEADER = ["study (data)", "the paper's claim", "outcome", "effect, variant − baseline [interval]", "seeds",
+          "cost of the study"]
+
+
+def describe_effects(compared: pd.DataFrame) -> str:
+    """Each comparison's difference and interval in the metric's units, e.g. `elu − none: -0.0040 [...]`."""
+    if compared.empty:
+        return ""
+    if compared["n"].max() < 2:
+        return "— (no paired seeds yet)"
+    metric = compared["metric"].iloc[0]
+    label, higher, _ = METRICS.get(metric, (metric, True, None))
+    labels = [*compared["variant"], *compared["baseline"]]
+    axes = {str(v).split("=", 1)[0] for v in labels}
+    single = len(axes) == 1 and all("," not in str(v) and "=" in str(v) for v in labels)
+
+    def short(v):  # `intermediate_act=elu` -> `elu` when every label names the one axis
+        return str(v).split("=", 1)[1] if single else str(v)
+
+    parts = [f"{short(c.variant)} − {short(c.baseline)}: {c.delta:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+             for c in compared.itertuples()]
+    prefix = f"{label}{'' if higher else ', lower is better'}" + (f"; {axes.pop()}" if single else "")
+    return f"{prefix}: " + "; ".join(parts)
+
+
+def describe_seeds(compared: pd.DataFrame) -> str:
+    """The paired seeds per comparison and the sequential look the outcome was read at."""
+    if compared.empty:
+        return ""
+    n = int(compared["n"].max())
+    look = str(compared["look"].iloc[0])
+    if look.startswith("before the first look"):
+        return look.split("(", 1)[1].rstrip(")").replace("n=", "") + " so far"
+    if look.startswith("look "):
+        where = look.split(" (")[0]
+        going_on = look.split("; ", 1)[1] if "; continuing" in look else ""
+        return f"{n} ({where}{'; ' + going_on if going_on else ''})"
+    return str(n)
+
+
+def describe_cost(costs: pd.DataFrame) -> str:
+    """A study's runs (pruned among them), its wall time summed over runs, and the share of epochs spent before
+    the final stage (pilot and tuning)."""
+    if costs.empty:
+        return ""
+    runs, pruned = int(costs["runs"].sum()), int(costs["pruned"].sum())
+    wall = costs["wall_hours"].sum(min_count=1)
+    hours = wall if not math.isnan(wall) else costs["hours"].sum()
+    text = f"{runs} runs" + (f" ({pruned} pruned)" if pruned else "") + f", {hours:.1f} h of runs"
+    epochs = costs["epochs"].sum()
+    before = costs.loc[costs["stage"] != "final", "epochs"].sum()
+    if epochs and before:
+        text += f"; tuning {before / epochs:.0%} of epochs"
+    return text
+
+
+def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dict[str, pd.DataFrame],
+                      data: dict[str, str]) -> str:
+    """The headline table of the pre-registered rows of `table` (verdict rows) and `comparisons`; `costs`:
+    per study, sensitivity.stage_costs; `data`: per study, what it ran on (e.g. its data.source)."""
+    rows = table[table["registration"].astype(str).str.startswith(PRE_REGISTERED)] if len(table) else table
+    if rows.empty:
+        return ("No claim in the store was recorded before its study's first run, so there is no headline yet; "
+                "every claim's verdict, exploratory ones included, is in verdict.md.\n")
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    seen = set()
+    for row in rows.itertuples():
+        compared = comparisons[(comparisons["study"] == row.study) & (comparisons["claim"] == row.claim)]
+        looks = compared["look"].astype(str)
+        if looks.str.startswith("before the first look").any():
+            outcome = "running (before the first look)"
+        else:
+            outcome = f"**{row.verdict}**" + (" so far" if looks.str.contains("continuing").any() else "")
+        cost = describe_cost(costs.get(row.study, pd.DataFrame())) if row.study not in seen else "″"
+        seen.add(row.study)
+        study = f"{row.study} ({data[row.study]})" if data.get(row.study) else row.study
+        lines.append(f"| {study} | {row.claim} | {outcome} | {describe_effects(compared)} | "
+                     f"{describe_seeds(compared)} | {cost} |")
+    lines += ["", "Only the claims recorded before their study's first run (pre-registered); every claim, the "
+              "exploratory ones too, with p values, effect sizes and power, is in verdict.md. Effect: the paired "
+              "difference over seeds, variant − baseline, with its interval at the look's nominal level. Seeds: "
+              "paired replicates per comparison, and the sequential look the outcome was read at (\"so far\": not "
+              "yet decided, more seeds follow). Cost: every run of the study (pilot, tuning with its pruned trials, "
+              "final), its hours summed run by run on the machine that ran it."]
+    return "\n".join(lines) + "\n"
