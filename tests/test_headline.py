@@ -49,7 +49,7 @@ def test_the_headline_holds_only_pre_registered_claims_with_scipy_intervals(uri,
         diff = np.array(values["none"]) - np.array(values[other])
         half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
         assert f"none − {other}: {diff.mean():+.4f} [{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}]" in effect
-    assert effect.startswith("test accuracy (final weights); intermediate_act: ")
+    assert effect.startswith("test accuracy (final weights), 95 % CI; intermediate_act: ")
     verdict = (tmp_path / "out" / "verdict.md").read_text()
     assert "| afterwards |" in verdict and "| registered |" in verdict
 
@@ -64,7 +64,8 @@ def test_without_a_pre_registered_claim_the_headline_says_there_is_none(uri, tmp
 
 def _comparison(**overrides):
     row = {"study": "s", "claim": "c", "metric": "train_loss_auc", "variant": "act=none", "baseline": "act=elu",
-           "n": 10, "delta": -0.0123, "ci_low": -0.02, "ci_high": -0.0046, "look": "fixed design (n=10)"}
+           "n": 10, "delta": -0.0123, "ci_low": -0.02, "ci_high": -0.0046, "look": "fixed design (n=10)",
+           "confidence": 0.9779}
     return {**row, **overrides}
 
 
@@ -86,7 +87,7 @@ def test_a_row_says_where_the_sequential_design_stands(look, outcome, seeds):
     (row,) = _rows(text)
     assert row[2] == outcome and row[4] == seeds
     if n >= 2:  # a loss: the sign stays the metric's own (variant − baseline), and the reader is told lower wins
-        assert row[3] == ("training-loss area (mean training loss over epochs), lower is better; act: "
+        assert row[3] == ("training-loss area (mean training loss over epochs), lower is better, 97.8 % CI; act: "
                           "none − elu: -0.0123 [-0.0200, -0.0046]")
     assert describe_seeds(pd.DataFrame([_comparison(look=look, n=n)])) == seeds
 
@@ -106,3 +107,12 @@ def test_the_cost_sums_every_stage_and_names_the_tuning_share():
     assert describe_cost(untimed) == "30 runs (3 pruned), 1.3 h of runs; tuning 33% of epochs"
     assert describe_cost(costs[costs["stage"] == "final"]) == "10 runs, 1.0 h of runs"
     assert describe_cost(pd.DataFrame(columns=costs.columns)) == ""
+
+
+def test_the_claims_figure_names_the_level_its_intervals_were_read_at():
+    from xablate.analysis.figures import claims_figure
+
+    rows = pd.DataFrame([{**_comparison(), "higher_is_better": False, "kind": "better", "margin": float("nan"),
+                          "outcome": "reproduced"}])
+    assert "mean and 97.8 % CI over paired seeds" in claims_figure(rows).axes[0].get_xlabel()
+    assert "mean and 95 % CI over" in claims_figure(rows.assign(confidence=0.95)).axes[0].get_xlabel()

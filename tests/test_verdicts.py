@@ -267,7 +267,8 @@ def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_i
     assert list(rows.columns) == ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n",
                                   "delta", "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm",
                                   "effect_size", "outcome", "margin", "power", "power_basis", "mde", "look",
-                                  "registration", "tuned"]
+                                  "confidence", "registration", "tuned"]
+    assert row.confidence == 0.95  # a fixed design
     assert rows["tuned"].isna().all()  # an untuned study: each variant at the shared settings
 
 
@@ -419,6 +420,7 @@ def test_before_the_first_look_nothing_is_decided_and_looks_use_their_own_interv
     level = SequentialSpec((3, 5), "obrien_fleming").nominal([3, 5].index(n), 2)
     half = stats.t.ppf(1 - level / 2, n - 1) * np.std(diffs[:n], ddof=1) / math.sqrt(n)
     assert level < 0.05 and rows["ci_high"].iloc[0] - rows["ci_low"].iloc[0] == pytest.approx(2 * half)
+    assert rows["confidence"].iloc[0] == pytest.approx(1 - level)  # the level figures and the headline print
 
 
 def test_bench_sequential_refuses_a_bad_uri_in_one_line(capsys):

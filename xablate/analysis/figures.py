@@ -18,7 +18,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from xablate.analysis.stats import mean_ci
+from xablate.analysis.stats import confidence_label, mean_ci
 from xablate.analysis.store import Selection, axis_sort_key, ordered, scored
 from xablate.studies import METRICS
 
@@ -278,7 +278,8 @@ def capacity_figure(selection: Selection, metric: str, title: str = "") -> Figur
 
 def claims_figure(rows: pd.DataFrame, title: str = "") -> Figure:
     """Each comparison of the study's claims (xablate.analysis.verdicts, one row each): the difference it rests
-    on, signed so that right favours the claim, with its 95 % CI; 0 solid; a claim's margin dashed (-margin for
+    on, signed so that right favours the claim, with its interval (95 %, or a sequential look's nominal level, as
+    the verdict read it); 0 solid; a claim's margin dashed (-margin for
     non-inferiority, ±margin for equivalence); the outcome and n beside each row. One panel per metric (their
     units differ)."""
     metrics = list(dict.fromkeys(rows["metric"]))
@@ -305,7 +306,10 @@ def claims_figure(rows: pd.DataFrame, title: str = "") -> Figure:
         panel.axvline(0, color="0.2", linewidth=0.8)
         panel.set_yticks(range(len(part)), labels, fontsize=6)
         panel.set_ylim(len(part) - 0.5, -0.5)
-        panel.set_xlabel(f"{metric_label(metric)}: difference (+ favours the claim), mean and 95 % CI over paired "
+        levels = sorted(set(part["confidence"].dropna())) if "confidence" in part else []
+        level = (confidence_label(levels[0]) if len(levels) == 1 else
+                 "CI at each look's nominal level" if levels else "95 % CI")
+        panel.set_xlabel(f"{metric_label(metric)}: difference (+ favours the claim), mean and {level} over paired "
                          f"seeds; dashed: the claim's margin", fontsize=7)
     if title:
         panels[0].set_title(title, fontsize=9)

@@ -14,9 +14,10 @@ import math
 import pandas as pd
 
 from xablate.analysis.registration import PRE_REGISTERED
+from xablate.analysis.stats import confidence_label
 from xablate.studies import METRICS
 
-HEADER = ["study (data)", "the paper's claim", "outcome", "effect, variant − baseline [interval]", "seeds",
+HEADER = ["study (data)", "the paper's claim", "outcome", "effect, variant − baseline [CI]", "seeds",
           "cost of the study"]
 
 
@@ -37,7 +38,9 @@ def describe_effects(compared: pd.DataFrame) -> str:
 
     parts = [f"{short(c.variant)} − {short(c.baseline)}: {c.delta:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
              for c in compared.itertuples()]
-    prefix = f"{label}{'' if higher else ', lower is better'}" + (f"; {axes.pop()}" if single else "")
+    levels = sorted(set(compared["confidence"].dropna())) if "confidence" in compared else []
+    level = f", {confidence_label(levels[0])}" if len(levels) == 1 else ""
+    prefix = f"{label}{'' if higher else ', lower is better'}{level}" + (f"; {axes.pop()}" if single else "")
     return f"{prefix}: " + "; ".join(parts)
 
 
@@ -96,7 +99,7 @@ def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dic
                      f"{describe_seeds(compared)} | {cost} |")
     lines += ["", "Only the claims recorded before their study's first run (pre-registered); every claim, the "
               "exploratory ones too, with p values, effect sizes and power, is in verdict.md. Effect: the paired "
-              "difference over seeds, variant − baseline, with its interval at the look's nominal level. Seeds: "
+              "difference over seeds, variant − baseline, with its interval at the level the verdict read it (95 %, or at a sequential look its nominal level, wider). Seeds: "
               "paired replicates per comparison, and the sequential look the outcome was read at (\"so far\": not "
               "yet decided, more seeds follow). Cost: every run of the study (pilot, tuning with its pruned trials, "
               "final), its hours summed run by run on the machine that ran it."]

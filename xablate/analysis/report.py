@@ -211,7 +211,8 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
               "inconclusive. Paired by replicate (seed, split); Holm across the comparisons of one claim; diverged "
               "runs scored (accuracy at chance, loss at the worst reached); d: paired Cohen's d_z; power: of the "
               "test done, against the claim's margin or declared smallest effect, at the observed spread. "
-              "verdict.csv holds every comparison (Δ = variant − baseline in the metric's units, its 95 % CI, p, "
+              "verdict.csv holds every comparison (Δ = variant − baseline in the metric's units, its CI at the level in "
+              "the confidence column (95 %, or a sequential look's nominal level), p, "
               "Holm p, TOST p, d, power, registration); the rules: xablate/analysis/verdicts.py."]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     _sidecar(path, uri, {"studies": [p[0].study.name for p in pairs]},

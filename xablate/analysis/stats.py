@@ -212,3 +212,8 @@ def rank_agreement(pilot: dict, full: dict) -> RankAgreement:
         return RankAgreement(math.nan, math.nan, len(common))
     result = stats.kendalltau(a, b)
     return RankAgreement(float(result.statistic), float(result.pvalue), len(common))
+
+
+def confidence_label(confidence: float) -> str:
+    """An interval's level as a reader sees it: 0.95 -> `95 % CI`, a Pocock look's 0.9779 -> `97.8 % CI`."""
+    return f"{confidence * 100:.3g} % CI"

@@ -48,7 +48,7 @@ TEST_OF = {"better": "superiority", "no_worse": "non_inferiority", "equivalent":
 VERDICT_COLUMNS = ["study", "claim", "metric", "verdict", "evidence", "mde", "registration"]
 COMPARISON_COLUMNS = ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n", "delta",
                       "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm", "effect_size", "outcome",
-                      "margin", "power", "power_basis", "mde", "look", "registration", "tuned"]
+                      "margin", "power", "power_basis", "mde", "look", "confidence", "registration", "tuned"]
 NOT_RECORDED = "not recorded"
 
 
@@ -141,7 +141,8 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
         signed_theirs = {k: sign * v for k, v in theirs.items()}
         # at a sequential look the interval is at that look's nominal level (a repeated confidence interval), so
         # "contradicted" spends no more error than the boundary allows
-        diff = paired_difference(signed_mine, signed_theirs, 1 - levels[0] if look and levels[0] > 0 else 0.95)
+        confidence = 1 - levels[0] if look and levels[0] > 0 else 0.95
+        diff = paired_difference(signed_mine, signed_theirs, confidence)
         signed = [signed_mine[k] - signed_theirs[k] for k in diff.replicates]
         p = non_inferiority_p(signed, claim.margin) if claim.kind == "no_worse" else diff.p_value
         tost = equivalence_p(signed, claim.margin) if claim.margin > 0 and claim.kind != "no_worse" else math.nan
@@ -178,7 +179,8 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
             "ci_high": sign * (i.high if higher else i.low), "p": shown_p, "p_holm": shown_adj,
             "p_tost": tost, "p_tost_holm": tost_adj, "effect_size": sign * d, "outcome": outcome,
             "margin": claim.margin if claim.margin > 0 else math.nan, "power": power, "power_basis": basis,
-            "mde": diff.mde, "look": look or f"fixed design (n={n})", "registration": NOT_RECORDED})
+            "mde": diff.mde, "look": look or f"fixed design (n={n})", "confidence": confidence,
+            "registration": NOT_RECORDED})
     verdict = combine(decisions)
     mdes = [c["mde"] for c in comparisons if not math.isnan(c["mde"])]
     worst_mde = max(mdes, default=math.nan)
