@@ -116,3 +116,13 @@ def test_the_claims_figure_names_the_level_its_intervals_were_read_at():
                           "outcome": "reproduced"}])
     assert "mean and 97.8 % CI over paired seeds" in claims_figure(rows).axes[0].get_xlabel()
     assert "mean and 95 % CI over" in claims_figure(rows.assign(confidence=0.95)).axes[0].get_xlabel()
+
+
+def test_studies_appear_in_natural_order_and_each_cost_once():
+    table = pd.concat([_table().assign(study=name, claim=claim) for name in ("fig10", "fig9") for claim in "ab"])
+    compared = pd.DataFrame([_comparison(study=name, claim=claim) for name in ("fig10", "fig9") for claim in "ab"])
+    costs = {name: pd.DataFrame([{"stage": "final", "runs": runs, "pruned": 0, "epochs": 5, "hours": 1.0,
+                                  "wall_hours": 2.0}]) for name, runs in (("fig9", 9), ("fig10", 10))}
+    rows = _rows(headline_markdown(table, compared, costs, {}))
+    assert [(r[0], r[1], r[5]) for r in rows] == [("fig9", "a", "9 runs, 2.0 h of runs"), ("fig9", "b", "″"),
+                                                  ("fig10", "a", "10 runs, 2.0 h of runs"), ("fig10", "b", "″")]

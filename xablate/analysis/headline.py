@@ -10,6 +10,7 @@ first row, what the whole study cost on the machine that ran it (pilot, tuning w
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -19,6 +20,11 @@ from xablate.studies import METRICS
 
 HEADER = ["study (data)", "the paper's claim", "outcome", "effect, variant − baseline [CI]", "seeds",
           "cost of the study"]
+
+
+def natural_key(name: str) -> list:
+    """`fashion_fig9` before `fashion_fig10`: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def describe_effects(compared: pd.DataFrame) -> str:
@@ -83,6 +89,8 @@ def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dic
     if rows.empty:
         return ("No claim in the store was recorded before its study's first run, so there is no headline yet; "
                 "every claim's verdict, exploratory ones included, is in verdict.md.\n")
+    order = {name: i for i, name in enumerate(sorted(set(rows["study"]), key=natural_key))}
+    rows = rows.sort_values("study", key=lambda names: names.map(order), kind="stable")  # fig9 before fig10
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     seen = set()
     for row in rows.itertuples():
