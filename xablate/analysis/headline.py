@@ -42,7 +42,9 @@ def describe_effects(compared: pd.DataFrame) -> str:
     def short(v):  # `intermediate_act=elu` -> `elu` when every label names the one axis
         return str(v).split("=", 1)[1] if single else str(v)
 
+    several = len(compared) > 1  # each comparison's own outcome, when the claim's combines several
     parts = [f"{short(c.variant)} − {short(c.baseline)}: {c.delta:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+             + (f" {c.outcome}" if several and isinstance(getattr(c, "outcome", None), str) else "")
              for c in compared.itertuples()]
     levels = sorted(set(compared["confidence"].dropna())) if "confidence" in compared else []
     level = f", {confidence_label(levels[0])}" if len(levels) == 1 else ""
@@ -107,7 +109,9 @@ def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dic
                      f"{describe_seeds(compared)} | {cost} |")
     lines += ["", "Only the claims recorded before their study's first run (pre-registered); every claim, the "
               "exploratory ones too, with p values, effect sizes and power, is in verdict.md. Effect: the paired "
-              "difference over seeds, variant − baseline, with its interval at the level the verdict read it (95 %, or at a sequential look its nominal level, wider). Seeds: "
+              "difference over seeds, variant − baseline, with its interval at the level the verdict read it (95 %, "
+              "or at a sequential look its nominal level, wider), and, where a claim compares several variants, "
+              "each comparison's own outcome (the claim holds when all do). Seeds: "
               "paired replicates per comparison, and the sequential look the outcome was read at (\"so far\": not "
               "yet decided, more seeds follow). Cost: every run of the study (pilot, tuning with its pruned trials, "
               "final), its hours summed run by run on the machine that ran it."]
