@@ -75,3 +75,43 @@ def test_a_copy_of_the_committed_store_at_another_path_serves_its_artifacts(tmp_
         ui.stop()
     assert status == 200 and b"residual: false" in body
     assert MlflowClient(uri).get_run(run.info.run_id).info.artifact_uri.startswith((copy / "mlartifacts").as_uri())
+
+
+FASHION = ("fashion_fig9", "fashion_fig10", "fashion_spectrum_matched")
+DECIDED = ("fashion_fig9", "fashion_fig10")  # the spectrum is still running: its rows say how far it got
+
+
+def test_the_headline_is_the_pre_registered_fashion_mnist_reproduction():
+    """Issue 25's bar: each Fashion-MNIST study's claims pre-registered, decided or run to the last look with at
+    least 10 seeds, its baseline off the ceiling, its runs on fashion_mnist, and the headline its rows only."""
+    import pandas as pd
+
+    from xablate.analysis.store import runs_frame
+
+    comparisons = pd.read_csv(ROOT / "results" / "verdict.csv")
+    headline = (ROOT / "results" / "headline.md").read_text()
+    headline_studies = {line.split("|")[1].strip().split(" (")[0] for line in headline.splitlines()
+                        if line.startswith("| ") and not line.startswith("| study")}
+    assert headline_studies == set(FASHION)
+    for study in DECIDED:
+        rows = comparisons[comparisons["study"] == study]
+        assert len(rows) >= 2 and rows["registration"].str.startswith("pre-registered (").all(), study
+        looks = rows["look"].astype(str)
+        assert not looks.str.contains("continuing|before the first look").any(), (study, looks.tolist())
+        assert (rows["n"] >= 10).all(), study
+        table = pd.read_csv(ROOT / "results" / study / "table.csv")
+        assert table["mean"].iloc[0] <= 0.93 and table["seeds"].min() >= 10, study  # the baseline's row first
+        assert (ROOT / "results" / study / "capacity.png").exists() and (ROOT / "results" / study / "claims.png").exists()
+        runs = runs_frame(STORE, study=study)
+        finished = runs[runs["status"] == "FINISHED"]
+        assert len(finished) >= 20 and {p.get("data.source") for p in finished["params"]} == {"fashion_mnist"}, study
+
+
+def test_status_sees_the_fashion_mnist_studies_as_decided():
+    """Each study composes its own data and design (its experiment file), so status needs no design override; a
+    sequential study is done at the look that decided it."""
+    flags = [a for s in DECIDED for a in ("--study", s)]
+    status = subprocess.run([XABLATE, "status", *flags, "train.save_model=false", f"tracking.uri={STORE}"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.count("missing: 0") == len(DECIDED) and "nothing left to run" in status.stdout

@@ -374,6 +374,10 @@ def test_a_clear_effect_is_decided_at_the_first_look_and_noise_runs_to_the_last(
     log_study(uri, "short", {k: v[:6] for k, v in noise.items()})  # 6 seeds: the second look, then more to run
     claims, rows = _comparisons(uri, "short", SEQUENTIAL, monkeypatch)
     assert rows["n"].tolist() == [5] and rows["look"].iloc[0].endswith("; continuing to n=10")
+    # one variant far along, the baseline not started (a study stopped midway): no look is reached without pairs
+    log_study(uri, "one_sided", {"none": noise["none"], "elu": noise["elu"][:2]})
+    claims, rows = _comparisons(uri, "one_sided", SEQUENTIAL, monkeypatch)
+    assert claims["verdict"].tolist() == [INCONCLUSIVE] and rows["look"].iloc[0] == "before the first look (n=2 of 3)"
 
 
 @pytest.mark.parametrize("sequential, message", [

@@ -96,13 +96,23 @@ def _power(claim: Claim, sd: float, n: int) -> tuple[float, str]:
     return power_of_test(TEST_OF[claim.kind], effect, sd, n), "a priori"
 
 
+def paired_seeds(selection: Selection, claim: Claim) -> list[int]:
+    """The seeds every variant of `claim` has a scored run for (finished, or diverged and scored as such): a look
+    is reached when this many pairs exist, not when one variant alone has run that far."""
+    runs = selection.runs
+    scored = runs[(runs["status"] == "FINISHED") | (runs["outcome"] == "diverged")]
+    labels = [selection.variant_of(claim.variant), *(selection.variant_of(o) for o in claim.others)]
+    common = [set(scored.loc[scored["variant"] == label, "seed"].dropna().astype(int)) for label in labels]
+    return sorted(set.intersection(*common)) if common else []
+
+
 def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]]:
     """The verdict row of one claim and its comparison rows; for a sequential study, at the first look that
     decides it (xablate.analysis.sequential), else at the last look its seeds reach."""
     spec = selection.study.sequential
     if spec is None:
         return _evaluate(selection, claim, selection.runs, (ALPHA, ALPHA), None)
-    seeds = sorted({int(s) for s in selection.runs["seed"]})
+    seeds = paired_seeds(selection, claim)
     reached = [k for k, n in enumerate(spec.looks) if len(seeds) >= n]
     if not reached:
         row, compared = _evaluate(selection, claim, selection.runs, (0.0, 0.0),
