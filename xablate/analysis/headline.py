@@ -15,6 +15,7 @@ import re
 import pandas as pd
 
 from xablate.analysis.registration import PRE_REGISTERED
+from xablate.analysis.sensitivity import before_final_share
 from xablate.analysis.stats import confidence_label
 from xablate.studies import METRICS
 
@@ -76,10 +77,9 @@ def describe_cost(costs: pd.DataFrame) -> str:
     wall = costs["wall_hours"].sum(min_count=1)
     hours = wall if not math.isnan(wall) else costs["hours"].sum()
     text = f"{runs} runs" + (f" ({pruned} pruned)" if pruned else "") + f", {hours:.1f} h of runs"
-    epochs = costs["epochs"].sum()
-    before = costs.loc[costs["stage"] != "final", "epochs"].sum()
-    if epochs and before:
-        text += f"; tuning {before / epochs:.0%} of epochs"
+    before = before_final_share(costs)
+    if before:
+        text += f"; tuning {before:.0%} of epochs"
     return text
 
 

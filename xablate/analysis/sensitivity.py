@@ -127,6 +127,12 @@ def stage_costs(selection: Selection) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "runs", "pruned", "epochs", "hours", "wall_hours"])
 
 
+def before_final_share(costs: pd.DataFrame) -> float:
+    """The share of a study's epochs spent before its final stage (pilot and tuning); 0 when none."""
+    total = costs["epochs"].sum()
+    return float(costs.loc[costs["stage"] != "final", "epochs"].sum() / total) if total else 0.0
+
+
 def describe_costs(costs: pd.DataFrame) -> str:
     """One line: each stage's runs, epochs and training time, and the tuning's share of the whole."""
     if costs.empty:
@@ -137,7 +143,6 @@ def describe_costs(costs: pd.DataFrame) -> str:
         wall = "" if math.isnan(row.wall_hours) else f" ({row.wall_hours * 60:.1f} min wall)"
         parts.append(f"{row.stage} {row.runs} runs{pruned}, {row.epochs} epochs, {row.hours * 60:.1f} min training"
                      f"{wall}")
-    total = costs["epochs"].sum()
-    before = costs.loc[costs["stage"] != "final", "epochs"].sum()
-    share = f"; pilot and tuning {before / total:.0%} of all epochs" if total and before else ""
+    before = before_final_share(costs)
+    share = f"; pilot and tuning {before:.0%} of all epochs" if before else ""
     return "; ".join(parts) + share
