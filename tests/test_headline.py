@@ -1,6 +1,8 @@
 """The headline (results/headline.md): only pre-registered claims, each comparison's paired difference and interval
 as scipy computes it, the look it was read at, and the study's cost."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,7 +68,7 @@ def test_without_a_pre_registered_claim_the_headline_says_there_is_none(uri, tmp
 def _comparison(**overrides):
     row = {"study": "s", "claim": "c", "metric": "train_loss_auc", "variant": "act=none", "baseline": "act=elu",
            "n": 10, "delta": -0.0123, "ci_low": -0.02, "ci_high": -0.0046, "look": "fixed design (n=10)",
-           "confidence": 0.9779}
+           "look_number": math.nan, "looks_planned": math.nan, "next_look_n": math.nan, "confidence": 0.9779}
     return {**row, **overrides}
 
 
@@ -76,21 +78,24 @@ def _table(verdict="reproduced", registration="pre-registered (2026-12-01 10:00 
 
 
 @pytest.mark.parametrize("look, outcome, seeds", [
-    ("look 1 of 3 (n=10, pocock nominal p < 0.0221 two-sided)", "**reproduced**", "10 (look 1 of 3)"),
-    ("look 1 of 3 (n=10, pocock nominal p < 0.0221 two-sided); continuing to n=15", "**inconclusive** so far",
-     "10 (look 1 of 3; continuing to n=15)"),
-    ("before the first look (n=7 of 10)", "running (before the first look)", "7 of 10 so far"),
+    ((1, 3, math.nan), "**reproduced**", "10 (look 1 of 3)"),
+    ((1, 3, 15), "**inconclusive** so far", "10 (look 1 of 3; continuing to n=15)"),
+    ((3, 3, math.nan), "**inconclusive**", "10 (look 3 of 3)"),
+    ((0, 3, 10), "running (before the first look)", "7 of 10 so far"),
+    ((math.nan, math.nan, math.nan), "**reproduced**", "10"),  # a fixed design
 ])
 def test_a_row_says_where_the_sequential_design_stands(look, outcome, seeds):
+    """Read from verdict.csv's structured look columns (look number, looks planned, the next look's n)."""
     verdict = "inconclusive" if "reproduced" not in outcome else "reproduced"
-    n = 7 if look.startswith("before") else 10
-    text = headline_markdown(_table(verdict), pd.DataFrame([_comparison(look=look, n=n)]), {}, {"s": "digits"})
+    n = 7 if look[0] == 0 else 10
+    structured = dict(zip(("look_number", "looks_planned", "next_look_n"), look))
+    text = headline_markdown(_table(verdict), pd.DataFrame([_comparison(n=n, **structured)]), {}, {"s": "digits"})
     (row,) = _rows(text)
     assert row[2] == outcome and row[4] == seeds
     if n >= 2:  # a loss: the sign stays the metric's own (variant − baseline), and the reader is told lower wins
         assert row[3] == ("training-loss area (mean training loss over epochs), lower is better, 97.8 % CI; act: "
                           "none − elu: -0.0123 [-0.0200, -0.0046]")
-    assert describe_seeds(pd.DataFrame([_comparison(look=look, n=n)])) == seeds
+    assert describe_seeds(pd.DataFrame([_comparison(n=n, **structured)])) == seeds
 
 
 def test_an_exploratory_row_is_not_headline_material():

@@ -267,8 +267,10 @@ def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_i
     assert list(rows.columns) == ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n",
                                   "delta", "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm",
                                   "effect_size", "outcome", "margin", "power", "power_basis", "mde", "look",
-                                  "confidence", "registration", "tuned"]
-    assert row.confidence == 0.95  # a fixed design
+                                  "look_number", "looks_planned", "next_look_n", "confidence", "registration",
+                                  "tuned"]
+    assert row.confidence == 0.95  # a fixed design: no look
+    assert math.isnan(row.look_number) and math.isnan(row.looks_planned) and math.isnan(row.next_look_n)
     assert rows["tuned"].isna().all()  # an untuned study: each variant at the shared settings
 
 
@@ -364,20 +366,30 @@ def test_a_clear_effect_is_decided_at_the_first_look_and_noise_runs_to_the_last(
     assert nominal == pytest.approx(2 * stats.norm.sf(stats.norm.isf(0.05 * math.log(1 + (math.e - 1) * 0.3)
                                                                      / 2)))  # one look spent: its own boundary
     assert rows["look"].iloc[0].startswith(f"look 1 of 3 (n=3, pocock nominal p < {nominal:.3g} two-sided)")
+    assert _look(rows) == (1, 3, None)  # decided: no next look
     p = stats.ttest_rel(clear["none"][:3], clear["elu"][:3]).pvalue
     assert rows["p"].iloc[0] == pytest.approx(p) and p < nominal
     noise = {"none": _seeds(0.85, 0.02, seed=24), "elu": _seeds(0.85, 0.02, seed=25)}
     log_study(uri, "noise", noise)
     claims, rows = _comparisons(uri, "noise", SEQUENTIAL, monkeypatch)
     assert claims["verdict"].tolist() == [INCONCLUSIVE] and rows["n"].tolist() == [10]
-    assert rows["look"].iloc[0].startswith("look 3 of 3 (n=10")
+    assert rows["look"].iloc[0].startswith("look 3 of 3 (n=10") and _look(rows) == (3, 3, None)
     log_study(uri, "short", {k: v[:6] for k, v in noise.items()})  # 6 seeds: the second look, then more to run
     claims, rows = _comparisons(uri, "short", SEQUENTIAL, monkeypatch)
     assert rows["n"].tolist() == [5] and rows["look"].iloc[0].endswith("; continuing to n=10")
+    assert _look(rows) == (2, 3, 10)
     # one variant far along, the baseline not started (a study stopped midway): no look is reached without pairs
     log_study(uri, "one_sided", {"none": noise["none"], "elu": noise["elu"][:2]})
     claims, rows = _comparisons(uri, "one_sided", SEQUENTIAL, monkeypatch)
     assert claims["verdict"].tolist() == [INCONCLUSIVE] and rows["look"].iloc[0] == "before the first look (n=2 of 3)"
+    assert _look(rows) == (0, 3, 3)
+
+
+def _look(rows):
+    """verdict.csv's structured look of a claim's first comparison: (look number, looks planned, next look's n)."""
+    first = rows.iloc[0]
+    return (int(first["look_number"]), int(first["looks_planned"]),
+            None if math.isnan(first["next_look_n"]) else int(first["next_look_n"]))
 
 
 @pytest.mark.parametrize("sequential, message", [

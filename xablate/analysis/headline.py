@@ -54,18 +54,28 @@ def describe_effects(compared: pd.DataFrame) -> str:
 
 
 def describe_seeds(compared: pd.DataFrame) -> str:
-    """The paired seeds per comparison and the sequential look the outcome was read at."""
+    """The paired seeds per comparison and the sequential look the outcome was read at (verdict.csv's look_number,
+    looks_planned and next_look_n: empty in a fixed design, look 0 before the first look)."""
     if compared.empty:
         return ""
     n = int(compared["n"].max())
-    look = str(compared["look"].iloc[0])
-    if look.startswith("before the first look"):
-        return look.split("(", 1)[1].rstrip(")").replace("n=", "") + " so far"
-    if look.startswith("look "):
-        where = look.split(" (")[0]
-        going_on = look.split("; ", 1)[1] if "; continuing" in look else ""
-        return f"{n} ({where}{'; ' + going_on if going_on else ''})"
-    return str(n)
+    first = compared.iloc[0]
+    if pd.isna(first["look_number"]):
+        return str(n)
+    planned = int(first["looks_planned"])
+    if int(first["look_number"]) == 0:
+        return f"{n} of {int(first['next_look_n'])} so far"
+    going_on = f"; continuing to n={int(first['next_look_n'])}" if continuing(compared) else ""
+    return f"{n} (look {int(first['look_number'])} of {planned}{going_on})"
+
+
+def before_first_look(compared: pd.DataFrame) -> bool:
+    return bool((compared["look_number"] == 0).any())
+
+
+def continuing(compared: pd.DataFrame) -> bool:
+    """Whether the sequential design goes on past the look this outcome was read at."""
+    return bool(((compared["look_number"] > 0) & compared["next_look_n"].notna()).any())
 
 
 def describe_cost(costs: pd.DataFrame) -> str:
@@ -97,11 +107,10 @@ def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dic
     seen = set()
     for row in rows.itertuples():
         compared = comparisons[(comparisons["study"] == row.study) & (comparisons["claim"] == row.claim)]
-        looks = compared["look"].astype(str)
-        if looks.str.startswith("before the first look").any():
+        if before_first_look(compared):
             outcome = "running (before the first look)"
         else:
-            outcome = f"**{row.verdict}**" + (" so far" if looks.str.contains("continuing").any() else "")
+            outcome = f"**{row.verdict}**" + (" so far" if continuing(compared) else "")
         cost = describe_cost(costs.get(row.study, pd.DataFrame())) if row.study not in seen else "″"
         seen.add(row.study)
         study = f"{row.study} ({data[row.study]})" if data.get(row.study) else row.study

@@ -48,7 +48,8 @@ TEST_OF = {"better": "superiority", "no_worse": "non_inferiority", "equivalent":
 VERDICT_COLUMNS = ["study", "claim", "metric", "verdict", "evidence", "mde", "registration"]
 COMPARISON_COLUMNS = ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n", "delta",
                       "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm", "effect_size", "outcome",
-                      "margin", "power", "power_basis", "mde", "look", "confidence", "registration", "tuned"]
+                      "margin", "power", "power_basis", "mde", "look", "look_number", "looks_planned", "next_look_n",
+                      "confidence", "registration", "tuned"]
 NOT_RECORDED = "not recorded"
 
 
@@ -118,7 +119,7 @@ def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]
         row, compared = _evaluate(selection, claim, selection.runs, (0.0, 0.0),
                                   f"before the first look (n={len(seeds)} of {spec.looks[0]})")
         for c in compared:  # nothing is decided before the first look, in either direction
-            c["outcome"] = INCONCLUSIVE
+            c.update(outcome=INCONCLUSIVE, look_number=0, looks_planned=len(spec.looks), next_look_n=spec.looks[0])
         row["verdict"] = INCONCLUSIVE
         return row, compared
     for k in reached:
@@ -129,10 +130,12 @@ def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]
         row, compared = _evaluate(selection, claim, runs, levels, where)
         if row["verdict"] != INCONCLUSIVE:
             break
-    if row["verdict"] == INCONCLUSIVE and k < len(spec.looks) - 1:
+    going_on = row["verdict"] == INCONCLUSIVE and k < len(spec.looks) - 1
+    if going_on:
         where += f"; continuing to n={spec.looks[k + 1]}"
-        for c in compared:
-            c["look"] = where
+    for c in compared:
+        c.update(look=where, look_number=k + 1, looks_planned=len(spec.looks),
+                 next_look_n=spec.looks[k + 1] if going_on else math.nan)
     row["evidence"] += f" — sequential: {where}"
     return row, compared
 
@@ -189,7 +192,8 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
             "ci_high": sign * (i.high if higher else i.low), "p": shown_p, "p_holm": shown_adj,
             "p_tost": tost, "p_tost_holm": tost_adj, "effect_size": sign * d, "outcome": outcome,
             "margin": claim.margin if claim.margin > 0 else math.nan, "power": power, "power_basis": basis,
-            "mde": diff.mde, "look": look or f"fixed design (n={n})", "confidence": confidence,
+            "mde": diff.mde, "look": look or f"fixed design (n={n})", "look_number": math.nan,
+            "looks_planned": math.nan, "next_look_n": math.nan, "confidence": confidence,
             "registration": NOT_RECORDED})
     verdict = combine(decisions)
     mdes = [c["mde"] for c in comparisons if not math.isnan(c["mde"])]
