@@ -82,3 +82,17 @@ def test_speed_targets_and_the_noise_floor_from_made_up_rows():
     faster = [r if not (r.segments == 64 and r.variant == "xablate_auto") else _row(64, "xablate_auto",
               "depthwise_shift", 1.3) for r in rows]
     assert target_lines(faster)[2].endswith("1.250x: met")
+
+
+@pytest.mark.parametrize("module", ["pruning", "sequential"])
+def test_a_bench_csv_has_its_columns_in_order_and_nothing_else(module, tmp_path):
+    """`xablate bench pruning|sequential` write their declared columns, in order; a row's extra keys stay out."""
+    import importlib
+
+    bench = importlib.import_module(f"xablate.bench.{module}")
+    row = {column: i for i, column in enumerate(reversed(bench.COLUMNS))} | {"scratch": "not a column"}
+    path = bench.write([row], tmp_path / "deeper" / f"{module}.csv")
+    with path.open() as f:
+        lines = list(csv.reader(f))
+    assert lines[0] == bench.COLUMNS
+    assert lines[1] == [str(row[c]) for c in bench.COLUMNS] and "not a column" not in lines[1]

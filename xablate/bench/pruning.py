@@ -10,7 +10,6 @@ variant's chosen value with whether it matches the unpruned choice.
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from xablate.bench.report import write_csv
 from xablate.paths import project_root
 
 COLUMNS = ["pruner", "trials", "seeds", "stage_epochs", "tune_runs", "pruned_runs", "tune_epochs", "epochs_ratio",
@@ -95,9 +95,4 @@ def compared(rows: list[dict]) -> list[dict]:
 
 
 def write(rows: list[dict], out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: row[k] for k in COLUMNS} for row in rows)
-    return out
+    return write_csv(rows, out, COLUMNS)

@@ -17,12 +17,15 @@ SUMMARY = "harness.md"
 STALL_SECONDS = 0.5  # an epoch whose first batch starts later than this stalled in Keras' fit loop
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
+def write_csv(rows: list[dict], path: Path, columns: list[str] | None = None) -> Path:
+    """Every bench CSV: `columns` (default: the first row's keys) in that order; other keys are left out."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=columns or list(rows[0]), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    return path
 
 
 def read_all(folder: Path) -> dict[str, list[dict]]:

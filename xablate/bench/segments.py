@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from xablate.bench import report
 from xablate.models.segment_conv import (
     DEPTHWISE_SHIFT_MAX_SEGMENT_WIDTH,
     IMPLEMENTATIONS,
@@ -160,12 +161,7 @@ def run(*, channels=128, size=32, batch=32, images=512, steps=8, max_seconds=20.
 
 
 def write_csv(rows: list[Row], path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+    report.write_csv([asdict(r) for r in rows], path)
 
 
 def markdown_table(rows: list[Row]) -> str:

@@ -8,12 +8,12 @@ each needed and whether the outcomes agree. Nothing is trained: `xablate bench s
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 
 from xablate.analysis.sequential import SPENDING, SequentialSpec
 from xablate.analysis.verdicts import INCONCLUSIVE, verdict_tables
+from xablate.bench.report import write_csv
 
 COLUMNS = ["study", "spending", "looks", "variants", "fixed_seeds", "fixed_runs", "fixed_outcomes", "stopped_at",
            "sequential_runs", "sequential_outcomes", "same_outcomes", "runs_ratio"]
@@ -53,9 +53,4 @@ def measure(uri: str, studies: list[str]) -> list[dict]:
 
 
 def write(rows: list[dict], out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
+    return write_csv(rows, out, COLUMNS)

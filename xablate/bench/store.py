@@ -7,7 +7,6 @@ counts errors ("database is locked" included) and checks that every metric point
 
 from __future__ import annotations
 
-import csv
 import multiprocessing
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+from xablate.bench.report import write_csv
 from xablate.tracking.store import open_experiment
 
 METRICS_PER_EPOCH = 10
@@ -73,9 +73,5 @@ def run(*, folder: Path, writers: list[int], epochs: int, out: Path) -> list[dic
         rows.append(row)
         print(f"{count:>3} writers x {epochs} epochs: {row['errors']} errors ({row['locked_errors']} locked), "
               f"{row['metric_points']}/{row['expected_points']} points, {row['seconds']} s", flush=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, out)
     return rows
