@@ -162,6 +162,27 @@ def test_two_axes_get_a_heatmap_of_the_metric(store):
     np.testing.assert_allclose(cells, expected)
 
 
+def test_a_heatmaps_rows_are_in_the_axis_order_not_baseline_first():
+    """The design pilot's baseline is 10,000 images: its rows read 6,000, 10,000, 15,000 (as its columns read 4, 5,
+    12 epochs), not 10,000 first."""
+    from xablate.analysis.figures import heatmap_figure
+    from xablate.analysis.store import Selection
+
+    points = [(10000, 5, 0.871), (6000, 12, 0.862), (15000, 4, 0.884)]
+    runs = pd.DataFrame([{"variant": f"n={n},e={e}", "data.limit_train": n, "train.epochs": e, "test_accuracy": acc,
+                          "status": "FINISHED", "outcome": "finished", "num_classes": 10, "total_params": 1,
+                          "flops": 1, "effective_segments": math.nan} for n, e, acc in points])
+    selection = Selection(Study(name="pilot", title="pilot"), runs, ["data.limit_train", "train.epochs"],
+                          {"data.limit_train": 10000, "train.epochs": 5}, "test_accuracy")
+    selection.variants = list(runs["variant"])
+    panel = heatmap_figure(selection, "test_accuracy").axes[0]
+    assert [t.get_text() for t in panel.get_yticklabels()] == ["6000", "10000", "15000"]
+    assert [t.get_text() for t in panel.get_xticklabels()] == ["train.epochs=4", "train.epochs=5", "train.epochs=12"]
+    cells = np.ma.filled(np.asarray(panel.collections[0].get_array()).reshape(3, 3).astype(float), np.nan)
+    np.testing.assert_allclose([cells[0, 2], cells[1, 1], cells[2, 0]], [0.862, 0.871, 0.884])
+    assert np.isnan(cells).sum() == 6  # the pilot's three points, not a grid
+
+
 def test_status_knows_a_sweep_of_a_key_the_analysis_never_heard_of(store):
     uri, tmp = store
     args = [a for a in SWEEPS[2][1]] + ["debug=default", "train.save_model=false", f"tracking.uri={uri}"]

@@ -228,7 +228,7 @@ def heatmap_figure(selection: Selection, metric: str, title: str = "") -> Figure
     stats = variant_statistics(selection, metric)
     first, rest = selection.axes[0], selection.axes[1:]
     stats["_column"] = [",".join(f"{a}={row[a]}" for a in rest) for _, row in stats.iterrows()]
-    rows = ordered(stats[first], selection.baseline.get(first))
+    rows = ordered(stats[first])  # like the columns, in the axis' own order (numbers ascending)
     columns = list(dict.fromkeys(stats.sort_values(rest, key=lambda s: s.map(axis_sort_key))["_column"]))
     means = stats.pivot_table(index=first, columns="_column", values="mean", aggfunc="first").reindex(rows)[columns]
     notes = stats.assign(_text=[f"{m:.3f}\n±{(h - l) / 2:.3f}\nn={n}" if not math.isnan(h) else f"{m:.3f}\nn={n}"
