@@ -163,8 +163,8 @@ def test_two_axes_get_a_heatmap_of_the_metric(store):
 
 
 def test_a_heatmaps_rows_are_in_the_axis_order_not_baseline_first():
-    """The design pilot's baseline is 10,000 images: its rows read 6,000, 10,000, 15,000 (as its columns read 4, 5,
-    12 epochs), not 10,000 first."""
+    """Three points of a size x length design whose baseline is 10,000 images: its rows read 6,000, 10,000, 15,000
+    (as its columns read 4, 5, 12 epochs), not 10,000 first."""
     from xablate.analysis.figures import heatmap_figure
     from xablate.analysis.store import Selection
 

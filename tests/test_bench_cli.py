@@ -96,3 +96,5 @@ def test_a_bench_csv_has_its_columns_in_order_and_nothing_else(module, tmp_path)
         lines = list(csv.reader(f))
     assert lines[0] == bench.COLUMNS
     assert lines[1] == [str(row[c]) for c in bench.COLUMNS] and "not a column" not in lines[1]
+    with pytest.raises(KeyError, match=f"lacks the columns \\['{bench.COLUMNS[0]}'\\]"):
+        bench.write([{k: v for k, v in row.items() if k != bench.COLUMNS[0]}], tmp_path / "short.csv")

@@ -270,7 +270,7 @@ def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_i
                                   "look_number", "looks_planned", "next_look_n", "confidence", "registration",
                                   "tuned"]
     assert row.confidence == 0.95  # a fixed design: no look
-    assert math.isnan(row.look_number) and math.isnan(row.looks_planned) and math.isnan(row.next_look_n)
+    assert pd.isna(row.look_number) and pd.isna(row.looks_planned) and pd.isna(row.next_look_n)
     assert rows["tuned"].isna().all()  # an untuned study: each variant at the shared settings
 
 
@@ -389,7 +389,7 @@ def _look(rows):
     """verdict.csv's structured look of a claim's first comparison: (look number, looks planned, next look's n)."""
     first = rows.iloc[0]
     return (int(first["look_number"]), int(first["looks_planned"]),
-            None if math.isnan(first["next_look_n"]) else int(first["next_look_n"]))
+            None if pd.isna(first["next_look_n"]) else int(first["next_look_n"]))
 
 
 @pytest.mark.parametrize("sequential, message", [

@@ -213,7 +213,9 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
               "test done, against the claim's margin or declared smallest effect, at the observed spread. "
               "verdict.csv holds every comparison (Δ = variant − baseline in the metric's units, its CI at the level in "
               "the confidence column (95 %, or a sequential look's nominal level), p, "
-              "Holm p, TOST p, d, power, registration); the rules: xablate/analysis/verdicts.py."]
+              "Holm p, TOST p, d, power, the sequential look it was read at (look_number: 0 before the first look; "
+              "looks_planned; next_look_n while more seeds follow; empty in a fixed design), registration); the "
+              "rules: xablate/analysis/verdicts.py."]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     _sidecar(path, uri, {"studies": [p[0].study.name for p in pairs]},
              pd.concat(used) if used else runs_frame(uri, study="-"))

@@ -250,7 +250,10 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
                 c["registration"] = label
             rows.append(row)
             comparisons += compared
-    return pd.DataFrame(rows, columns=VERDICT_COLUMNS), pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS)
+    every = pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS)
+    looks = ["look_number", "looks_planned", "next_look_n"]  # whole numbers, empty where they do not apply
+    every[looks] = every[looks].apply(pd.to_numeric).astype("Int64")
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS), every
 
 
 def verdict_table(selections: list[tuple[Selection, pd.DataFrame]],

@@ -18,11 +18,16 @@ STALL_SECONDS = 0.5  # an epoch whose first batch starts later than this stalled
 
 
 def write_csv(rows: list[dict], path: Path, columns: list[str] | None = None) -> Path:
-    """Every bench CSV: `columns` (default: the first row's keys) in that order; other keys are left out."""
+    """Every bench CSV: `columns` (default: the first row's keys) in that order; other keys are left out, a
+    missing one is an error."""
+    columns = columns or list(rows[0])
+    for i, row in enumerate(rows):
+        if missing := [c for c in columns if c not in row]:
+            raise KeyError(f"row {i} of {path} lacks the columns {missing}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns or list(rows[0]), extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return path
