@@ -33,7 +33,8 @@ def run(variant, lr, seed, value, status="FINISHED", outcome="finished", stage="
     start = pd.Timestamp("2026-12-03 00:00:00")
     return {"run_id": f"r{run.count}", "variant": variant, "params": {KEY: str(lr), "seed": str(seed)}, "seed": seed,
             "status": status, "outcome": outcome, "stage": stage, metric: value, "epochs": epochs,
-            "train_seconds": seconds, "start_time": start, "end_time": start + pd.Timedelta(seconds=seconds + 4)}
+            "train_seconds": seconds, "start_time": start, "end_time": start + pd.Timedelta(seconds=seconds + 4),
+            "wall_seconds": seconds + 4}  # as runs_frame counts it: over the run's attempts
 
 
 run.count = 0

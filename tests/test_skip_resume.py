@@ -26,6 +26,7 @@ import pytest
 from mlflow import MlflowClient
 
 from helpers import runs_of
+from xablate.analysis.store import runs_frame
 from xablate.config import compose_job
 from xablate.tracking.store import git_commit, open_experiment
 from xablate.training.callbacks import log_missing_steps
@@ -170,9 +171,11 @@ def test_a_running_run_from_another_host_with_a_fresh_heartbeat_is_skipped(store
 
 
 def test_a_running_run_from_another_host_with_an_old_heartbeat_is_resumed(store, identity, capsys):
-    stale = hand_made_run(store, "stale", identity, "RUNNING", **{
+    began = int(time.time() - 7200) * 1000  # two hours ago; it last beat an hour ago, then died without a word
+    stale = hand_made_run(store, "stale", identity, "RUNNING", start_time=began, **{
         "xablate.host": "another-host.invalid", "xablate.pid": "12345",
         "xablate.heartbeat": str(int(time.time()) - 3600)})  # older than stale_after_seconds (600)
+    before = time.time() * 1000
     start_only(store, "stale")
     assert f"resuming MLflow run {stale}" in capsys.readouterr().out
     (run,) = runs_of(store[1], "stale")  # the same run, taken over by this process
@@ -180,6 +183,12 @@ def test_a_running_run_from_another_host_with_an_old_heartbeat_is_resumed(store,
     assert run.data.tags["xablate.resumes"] == "1"
     assert run.data.tags["xablate.host"] == socket.gethostname()
     assert run.data.tags["xablate.pid"] == str(os.getpid())
+    # its wall time: the hour up to its last heartbeat, then this attempt's own (not the hour it lay dead)
+    assert float(run.data.tags["xablate.earlier_seconds"]) == pytest.approx(3600, abs=2)
+    assert before <= int(run.data.tags["xablate.attempt_start"]) <= time.time() * 1000
+    (row,) = runs_frame(store[1], study="stale").itertuples()
+    attempt = (row.end_time.value / 1e6 - int(run.data.tags["xablate.attempt_start"])) / 1000
+    assert row.wall_seconds == pytest.approx(3600 + attempt, abs=2) and attempt < 600
 
 
 class FailAtSecondEpoch(keras.callbacks.Callback):

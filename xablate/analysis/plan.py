@@ -61,7 +61,7 @@ def plan_seeds(selection: Selection, history: pd.DataFrame, target: float, argum
     if fresh:
         args = list(arguments) + [f"seed={','.join(map(str, fresh))}"]
         command = "python run.py -m " + " ".join(shlex.quote(a) for a in args)
-    per_run = (finished["end_time"] - finished["start_time"]).dt.total_seconds().mean() if len(finished) else math.nan
+    per_run = finished["wall_seconds"].mean() if len(finished) else math.nan
     minutes = len(fresh) * len(selection.variants) * per_run / 60 if fresh else 0.0
     return Plan(selection.study.name, target, table, seeds_now, seeds, command, minutes)
 

@@ -107,8 +107,8 @@ def describe_flatness(entry: dict) -> str:
 
 
 def stage_costs(selection: Selection) -> pd.DataFrame:
-    """Runs, pruned runs, epochs, training hours (epochs' time) and wall hours (each run's start to end: building,
-    evaluating and logging too) per stage; a run serving two stages counts in the first."""
+    """Runs, pruned runs, epochs, training hours (epochs' time) and wall hours (each run's start to end over its
+    attempts: building, evaluating and logging too) per stage; a run serving two stages counts in the first."""
     frames = [f for f in (selection.pilot, selection.tuning, selection.runs) if f is not None and len(f)]
     rows = []
     if frames:
@@ -119,7 +119,7 @@ def stage_costs(selection: Selection) -> pd.DataFrame:
             group = runs[first == stage]
             if group.empty:
                 continue
-            wall = (group["end_time"] - group["start_time"]).dt.total_seconds() if "end_time" in group else None
+            wall = group["wall_seconds"] if "wall_seconds" in group else None  # over each run's attempts
             rows.append({"stage": stage, "runs": len(group), "pruned": int((group["outcome"] == "pruned").sum()),
                          "epochs": int(np.nansum(group["epochs"].astype(float))),
                          "hours": float(np.nansum(group["train_seconds"].astype(float))) / 3600,

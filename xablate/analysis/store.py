@@ -24,12 +24,13 @@ from xablate.config import REPLICATE_KEYS, variant_label
 from xablate.studies import METRICS, Study
 from xablate.tracking.identity import NEUTRAL_DEFAULTS, is_semantic, param_value
 from xablate.tracking.store import resolve_tracking_uri
+from xablate.tracking.wall_time import wall_seconds
 
 RUN_COLUMNS = [
     "run_id", "run_name", "study", "sweep", "stage", "tuned_key", "seed", "split_seed", "status", "outcome",
     "test_accuracy", "test_loss", "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss",
     "epochs", "num_classes", "steps_per_epoch", "total_params", "mult_adds", "flops", "effective_segments",
-    "images_per_second", "train_seconds", "start_time", "end_time", "swept", "params",
+    "images_per_second", "train_seconds", "start_time", "end_time", "wall_seconds", "swept", "params",
 ]
 # Params that are computed from the config and the data, not set by it.
 DERIVED_PREFIXES = ("builder.", "segments.", "match.")  # match.*: what a matched width achieved
@@ -95,6 +96,8 @@ def _row(run) -> dict:
         "train_seconds": metrics.get("train_seconds"),
         "start_time": pd.Timestamp(info.start_time, unit="ms"),
         "end_time": pd.Timestamp(info.end_time, unit="ms") if info.end_time else pd.NaT,
+        # over its attempts: a resumed run's hours between attempts are not its own (tracking.wall_time)
+        "wall_seconds": wall_seconds(info.start_time, info.end_time, tags) if info.end_time else math.nan,
         "swept": json.loads(swept) if swept else None,  # {axis: value}; None: logged before sweeps recorded them
         "params": {k: v for k, v in params.items() if is_config_param(k)},
     }

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import sys
-import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -24,6 +23,7 @@ from xablate.paths import portable
 from xablate.sweeps import SWEEP_KEYS_FILE, swept_keys
 from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
 from xablate.tracking.store import PARENT_RUN_FILE, SKIPPED_DIR, open_experiment, resolve_tracking_uri
+from xablate.tracking.wall_time import wall_seconds
 
 
 class MlflowSweepCallback(Callback):
@@ -196,7 +196,7 @@ def stage_costs_line(runs) -> str:
         entry[1] += _status(run) == "PRUNED"
         entry[2] += int(run.data.metrics.get("epochs_completed", 0))
         entry[3] += run.data.metrics.get("train_seconds", 0.0) / 60
-        entry[4] += ((run.info.end_time or run.info.start_time) - run.info.start_time) / 60000
+        entry[4] += wall_seconds(run.info.start_time, run.info.end_time or run.info.start_time, run.data.tags) / 60
     if set(costs) <= {"final"}:
         return ""
     return "; ".join(f"{stage} {n} runs{f', {p} pruned' if p else ''}, {e} epochs, {m:.1f} min training "
@@ -212,7 +212,7 @@ def summary_table(runs, skipped=()) -> str:
     skipped_ids = {run.info.run_id for run in skipped}
     for run in [*runs, *skipped]:
         metrics, tags = run.data.metrics, run.data.tags
-        minutes = ((run.info.end_time or time.time() * 1000) - run.info.start_time) / 60000
+        minutes = wall_seconds(run.info.start_time, run.info.end_time, run.data.tags) / 60
         best, final, test = (metrics.get(k) for k in ("best_val_accuracy", "val_accuracy", "test_accuracy"))
         lines.append(
             f"{run.info.run_name:<40} "

@@ -23,10 +23,12 @@ from xablate.models.pretrained import weights_file
 from xablate.onednn import apply as apply_onednn, cpu_model
 from xablate.paths import portable
 from xablate.tracking.identity import is_semantic
-from xablate.tracking.previous_runs import IDENTITY_TAG, OUTCOME_TAG, Heartbeat, Plan, owner_tags, plan_run
+from xablate.tracking.previous_runs import (HEARTBEAT_TAG, IDENTITY_TAG, OUTCOME_TAG, Heartbeat, Plan, owner_tags,
+                                            plan_run)
 from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
                                     resolve_tracking_uri)
 from xablate.tracking import native_crash
+from xablate.tracking.wall_time import resume_tags
 from xablate.training.checkpoint import CRASH_DIR, EpochCheckpoint, checkpoint_root
 from xablate.training.divergence import RunDiverged
 from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
@@ -99,6 +101,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         run_id = plan.run.info.run_id
         previous = plan.run.data.tags
         tags["xablate.resumes"] = str(int(previous.get("xablate.resumes", "0")) + 1)
+        tags.update(resume_tags(plan.run.info.start_time, plan.run.info.end_time, previous, HEARTBEAT_TAG))
         if previous.get("mlflow.parentRunId") and previous.get("mlflow.parentRunId") != tags.get("mlflow.parentRunId"):
             tags["xablate.previous_parent"] = previous["mlflow.parentRunId"]
         client.update_run(run_id, status="RUNNING")
