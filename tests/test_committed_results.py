@@ -114,3 +114,21 @@ def test_status_sees_the_fashion_mnist_studies_as_decided():
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert status.returncode == 0, status.stdout + status.stderr
     assert status.stdout.count("missing: 0") == len(DECIDED) and "nothing left to run" in status.stdout
+
+
+def test_the_committed_store_records_no_absolute_path():
+    """Params, tags and every run's config.yaml hold paths relative to the project (xablate.paths.portable), so
+    the committed store shows no machine's layout (MLflow's own artifact locations are rewritten on open)."""
+    import re
+    import sqlite3
+
+    absolute = re.compile(r"(^|[ =\"'])/[A-Za-z]|sqlite\\?:////")
+    db = sqlite3.connect(ROOT / "results" / "store" / "mlflow.db")
+    for table in ("params", "tags"):
+        found = [(k, v) for k, v in db.execute(f"SELECT key, value FROM {table}") if absolute.search(str(v))]
+        assert found == [], (table, found[:3])
+    configs = list((ROOT / "results" / "store" / "mlartifacts").glob("*/*/artifacts/config.yaml"))
+    assert len(configs) >= 300
+    uris = {line.strip() for path in configs for line in path.read_text().splitlines()
+            if line.strip().startswith("uri:")}
+    assert uris == {"uri: sqlite:///results/store/mlflow.db"}, uris

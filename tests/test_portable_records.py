@@ -18,3 +18,19 @@ from xablate.paths import portable, project_root
 ])
 def test_paths_inside_the_project_are_relative_others_named_by_their_last_part(recorded, portable_text):
     assert portable(recorded.format(root=project_root())) == portable_text
+
+
+def test_the_config_artifact_records_values_as_the_params_do():
+    """config.yaml (nested) and the params (flattened) hold the same recorded values: a non-semantic path made
+    portable, a result-changing value as configured."""
+    from xablate.config import flatten
+    from xablate.tracking.identity import as_recorded, recorded_config
+
+    root = project_root()
+    cfg = {"tracking": {"uri": f"sqlite:///{root}/results/store/mlflow.db"}, "seed": 3,
+           "model": {"name": "/not/a/path/but/semantic"}, "train": {"checkpoint_dir": "/scratch/me/ckpt"}}
+    recorded = recorded_config(cfg)
+    assert recorded["tracking"]["uri"] == "sqlite:///results/store/mlflow.db"
+    assert recorded["train"]["checkpoint_dir"] == ".../ckpt" and recorded["seed"] == 3
+    assert recorded["model"]["name"] == "/not/a/path/but/semantic"  # semantic: recorded as configured
+    assert flatten(recorded) == {k: as_recorded(k, v) for k, v in flatten(cfg).items()}

@@ -5,6 +5,7 @@ FINISHED children in one experiment, with params, per-epoch metrics, dataset inp
 import json
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 from playwright.sync_api import sync_playwright
 
@@ -37,7 +38,7 @@ def ui(fig10):
     served.stop()
 
 
-def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(fig10):
+def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(fig10, tmp_path):
     uri, proc = fig10
 
     [parent] = runs_of(uri, "default", role="sweep")
@@ -67,6 +68,10 @@ def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(fig10
         assert child.data.metrics["best_val_accuracy"] == max(
             m.value for m in client.get_metric_history(child.info.run_id, "val_accuracy"))
         assert {a.path for a in client.list_artifacts(child.info.run_id)} == ARTIFACTS
+        # the config.yaml artifact records the tracking URI as the params do: no path of this machine
+        path = client.download_artifacts(child.info.run_id, "config.yaml", str(tmp_path / child.info.run_id))
+        config = yaml.safe_load(open(path).read())
+        assert config["tracking"]["uri"] == child.data.params["tracking.uri"] == "sqlite:///.../mlflow.db"
         assert TEST_METRICS <= set(child.data.metrics)  # the reported number: final weights on the test split
         assert [m.step for m in client.get_metric_history(child.info.run_id, "test_accuracy")] == [1]
         assert int(child.data.params["data.test_size"]) == 64 and child.data.params["train.steps_per_epoch"] == "2"

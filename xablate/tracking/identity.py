@@ -21,6 +21,7 @@ import json
 from typing import Any, Mapping
 
 from xablate.config import flatten
+from xablate.paths import portable
 from xablate.schema import neutral_defaults, non_semantic_keys
 
 IDENTITY_VERSION = "1"  # bump when the hashing rule changes, so old and new hashes never collide
@@ -33,6 +34,18 @@ NEUTRAL_DEFAULTS: dict[str, Any] = neutral_defaults()  # added later, at the val
 def is_semantic(key: str) -> bool:
     """Whether a flattened config key can change a run's result."""
     return not any(key == prefix or key.startswith(prefix + ".") for prefix in NON_SEMANTIC)
+
+
+def as_recorded(key: str, value: Any) -> Any:
+    """A config value as a run records it (its params and its config.yaml): a non-semantic string (the tracking
+    URI, an output folder) through paths.portable, so the records hold no machine's layout; others unchanged."""
+    return portable(value) if isinstance(value, str) and not is_semantic(key) else value
+
+
+def recorded_config(cfg: Mapping, prefix: str = "") -> dict:
+    """The nested config with every value as_recorded (what the run's config.yaml artifact holds)."""
+    return {k: recorded_config(v, f"{prefix}{k}.") if isinstance(v, Mapping) else as_recorded(f"{prefix}{k}", v)
+            for k, v in cfg.items()}
 
 
 def param_value(value: Any) -> str:

@@ -32,7 +32,7 @@ from xablate.schema import model_settings
 from xablate.models.pretrained import IMAGENET_RANGE, family_builds, load_pretrained, weights_file
 from xablate.training.curves import log_curves
 from xablate.training.finetune import set_base_trainable
-from xablate.tracking.identity import param_value
+from xablate.tracking.identity import param_value, recorded_config
 from xablate.training.batchnorm import PreciseBatchNorm
 from xablate.training.callbacks import MlflowEpochLogger, log_missing_steps
 from xablate.training.checkpoint import advance_shuffle
@@ -140,7 +140,7 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
     client.log_inputs(run_id, datasets=dataset_inputs(
         cfg["data"], job.digest,
         {"train": data.train_size, "validation": data.validation_size, "test": data.test_size}))
-    write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(recorded_config(cfg), sort_keys=False))
     write_and_log(client, run_id, output_dir / "model_summary.json", json.dumps(summary.to_dict(), indent=2))
     write_and_log(client, run_id, output_dir / "model_summary.txt", summary.format_table())
 

@@ -22,7 +22,7 @@ from xablate.models import ModelSummary
 from xablate.models.pretrained import weights_file
 from xablate.onednn import apply as apply_onednn, cpu_model
 from xablate.paths import portable
-from xablate.tracking.identity import is_semantic
+from xablate.tracking.identity import as_recorded
 from xablate.tracking.previous_runs import (HEARTBEAT_TAG, IDENTITY_TAG, OUTCOME_TAG, Heartbeat, Plan, owner_tags,
                                             plan_run)
 from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
@@ -130,8 +130,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     try:
         with Heartbeat(client, run_id, float(cfg["tracking"]["heartbeat_seconds"])), \
                 system_metrics(cfg["tracking"], uri, run_id, resumed=plan.action == "resume"):
-            log_params(client, run_id, {k: portable(v) if isinstance(v, str) and not is_semantic(k) else v
-                                        for k, v in flatten(cfg).items() if not k.startswith("analysis")})
+            log_params(client, run_id, {k: as_recorded(k, v) for k, v in flatten(cfg).items()
+                                        if not k.startswith("analysis")})
             history, summary = fit_with_oom_retry(job)
     except RunDiverged as diverged:
         _record_divergence(client, run_id, diverged)
