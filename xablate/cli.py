@@ -160,9 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--study", action="append", default=None,
                          help="a study to draw (repeatable; default: every study in the store with a finished run)")
     figures.add_argument("--sweep", default=None, help="draw only this sweep (its parent run id) of its study")
-    figures.add_argument("--out", type=Path, default=DEFAULT_RESULTS_DIR, help="output folder (<project>/results)")
-    figures.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or the project's store)")
-    figures.add_argument("--check", action="store_true", help="only list stale outputs; exit 1 if any")
+    figures.add_argument("--out", type=Path, default=None,
+                         help="output folder (<project>/results; another store than the one its outputs record is "
+                              "drawn into <project>/outputs/figures/<store> instead)")
+    figures.add_argument("--uri", default=None,
+                         help="tracking URI (default: the store the output folder's results were drawn from, else "
+                              "$MLFLOW_TRACKING_URI or the project's store)")
+    figures.add_argument("--check", action="store_true",
+                         help="only list the outputs a bare `figures` would redraw; exit 1 if any")
+    figures.add_argument("--redraw", action="store_true",
+                         help="draw every output again (default: only the stale or missing ones)")
+    figures.add_argument("--replace", action="store_true",
+                         help="draw over results that record another store (committed results included)")
     plan = commands.add_parser(
         "plan", help="seeds per variant needed to detect a given effect, from a study's runs so far",
         description="Reads a study's runs, estimates the spread of each comparison's paired differences and prints "
@@ -317,20 +326,26 @@ def run_bench_onednn(args) -> int:
 
 
 def run_figures(args) -> int:
-    from xablate.analysis.report import regenerate, stale_outputs, write_study
+    """Redraws what is stale or missing in the results folder from the store it records (see
+    xablate.analysis.destination: another store's figures go to a scratch folder of their own)."""
+    from xablate.analysis.destination import figures_destination
+    from xablate.analysis.report import regenerate, stale_outputs, to_redraw, write_study
     from xablate.analysis.store import runs_frame, studies_in_store
-    from xablate.tracking.store import resolve_tracking_uri
 
     try:
-        uri = resolve_tracking_uri(args.uri)
+        where = figures_destination(args.uri, args.out or DEFAULT_RESULTS_DIR, out_given=args.out is not None,
+                                    replace=args.replace)
     except ValueError as error:
         print(f"xablate: {error}", file=sys.stderr)
         return 2
-    stale = stale_outputs(args.uri, args.out) if args.out.exists() else []
+    uri, out = where.uri, where.out
+    if where.note:
+        print(where.note, flush=True)
+    stale = stale_outputs(uri, out) if out.exists() else []
     for sidecar, reason in stale:
         print(f"stale: {sidecar.with_suffix('')}.* ({reason})")
     if args.check:
-        print(f"{len(stale)} stale output(s)")
+        print(f"{len(stale)} stale output(s) in {out} against {uri}")
         return 1 if stale else 0
     if args.sweep:
         runs = runs_frame(uri, sweep=args.sweep)
@@ -338,7 +353,7 @@ def run_figures(args) -> int:
             print(f"xablate: Received --sweep={args.sweep!r}; allowed: the run id of a sweep's parent run in {uri} "
                   f"(it has no child runs there).", file=sys.stderr)
             return 2
-        for path in write_study(uri, str(runs["study"].iloc[0]), args.out, sweep=args.sweep):
+        for path in write_study(uri, str(runs["study"].iloc[0]), out, sweep=args.sweep):
             print(f"wrote {path}")
         return 0
     in_store = studies_in_store(uri)
@@ -350,9 +365,15 @@ def run_figures(args) -> int:
     if not in_store:
         print(f"xablate: no study in {uri} has a finished run yet; nothing written")
         return 0
-    for path in regenerate(uri, args.out, args.study or in_store):
+    studies, verdict = (args.study or in_store), True
+    if not args.redraw:
+        studies, verdict = to_redraw(out, studies, stale)
+    if not studies and not verdict:
+        print(f"xablate: {out} is up to date with {uri}; nothing written (--redraw draws every output again)")
+        return 0
+    for path in regenerate(uri, out, studies, verdict=verdict):
         print(f"wrote {path}")
-    if args.out.resolve() == DEFAULT_RESULTS_DIR.resolve():  # the docs quoting these outputs, refreshed
+    if out.resolve() == DEFAULT_RESULTS_DIR.resolve():  # the docs quoting these outputs, refreshed
         from xablate.analysis.quotes import requote
 
         for document in sorted((project_root() / "docs").glob("*.md")) + [project_root() / "README.md"]:

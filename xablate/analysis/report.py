@@ -27,16 +27,10 @@ from xablate.analysis.tables import to_latex, to_markdown, variant_table
 from xablate.analysis.registration import registrations
 from xablate.config import short_name
 from xablate.analysis.verdicts import verdict_tables
-from xablate.paths import portable_uri, project_root
+from xablate.analysis.destination import local_uri
+from xablate.paths import portable_uri
 from xablate.studies import load_study
 from xablate.tracking.store import resolve_tracking_uri
-
-
-def local_uri(recorded: str) -> str:
-    """The inverse of portable_uri on this machine."""
-    if recorded.startswith("sqlite:///") and not recorded.startswith("sqlite:////"):
-        return f"sqlite:///{project_root() / recorded[len('sqlite:///'):]}"
-    return recorded
 
 
 VERDICT = "verdict"
@@ -286,11 +280,22 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
     return stale
 
 
-def regenerate(uri: str | None, out: Path, studies: list[str] | None = None) -> list[Path]:
-    """The figures and tables of `studies` (default: every study in the store with a finished run), and the
-    verdict over the studies that declare claims."""
+def regenerate(uri: str | None, out: Path, studies: list[str] | None = None, verdict: bool = True) -> list[Path]:
+    """The figures and tables of `studies` (default: every study in the store with a finished run), and (with
+    `verdict`) the verdict over the studies that declare claims."""
     studies = studies if studies is not None else studies_in_store(uri)
     written = []
     for study in studies:
         written += write_study(uri, study, out)
-    return written + write_verdict(uri, out, studies_in_store(uri))  # the verdict always covers every study
+    return written + (write_verdict(uri, out, studies_in_store(uri)) if verdict else [])  # it covers every study
+
+
+def to_redraw(out: Path, studies: list[str], stale: list[tuple[Path, str]]) -> tuple[list[str], bool]:
+    """(the studies whose outputs under `out` are missing or stale, whether the verdict is): what a `figures`
+    that redraws only what changed writes."""
+    out = Path(out)
+    stale_parts = {sidecar.relative_to(out).parts for sidecar, _ in stale}
+    studies = [s for s in studies if not (out / s / "table.json").exists() or any(p[0] == s for p in stale_parts)]
+    verdict = (bool(studies) or any(len(p) == 1 for p in stale_parts)
+               or not all((out / f"{name}.json").exists() for name in (VERDICT, HEADLINE)))
+    return studies, verdict
