@@ -30,8 +30,10 @@ no declarations: axes from what its sweeps varied, baseline from the default con
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,8 @@ METRICS = {
 CLAIMS_TAG = "xablate.claims"  # on a sweep's parent run: the claims it started with, each with its hash
 CLAIM_KINDS = ("better", "no_worse", "equivalent")
 NEEDS_MARGIN = ("no_worse", "equivalent")
+ANALYSIS_KEYS = ("title", "axes", "baseline", "metric", "beside", "claims", "sequential")
+CLAIM_KEYS = ("claim", *CLAIM_KINDS, "than", "metric", "margin", "smallest_effect")
 
 
 @dataclass(frozen=True)
@@ -99,13 +103,51 @@ def declared_studies() -> list[str]:
     return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
 
 
+def read_study_file(path: Path) -> dict:
+    """A study file's contents; ValueError in one line naming the file and line for a YAML error."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ValueError(f"{where}: not valid YAML ({error.problem or error.context}); fix the file or move it out "
+                         f"of {path.parent}.") from None
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot be read as a study file ({error}).") from None
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{path}: holds {type(data).__name__}; allowed: a mapping (a study file's keys).")
+    return data or {}
+
+
 def load_study(name: str) -> Study:
-    """The study of experiments/<name>.yaml (file stem or its `study:` name), or an undeclared one."""
+    """The study of experiments/<name>.yaml (file stem or its `study:` name), or an undeclared one. Only the
+    study's own file is read when it has one, so a broken file of another study stops nothing about this one."""
+    own = experiments_dir() / f"{name}.yaml"
+    if own.is_file():
+        data = read_study_file(own)
+        return parse_study(data.get("study") or own.stem, data, where=str(own))
     for path in sorted(experiments_dir().glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        if path.stem == name or data.get("study") == name:
-            return parse_study(data.get("study") or path.stem, data, where=str(path))
+        try:
+            data = read_study_file(path)
+        except ValueError:
+            continue  # another study's broken file: its own commands say so
+        if data.get("study") == name:
+            return parse_study(name, data, where=str(path))
     return Study(name=name, title=name)
+
+
+def refuse_unknown_keys(block: dict, known: tuple[str, ...], what: str, at: str) -> None:
+    """ValueError for a key of `block` that is not one of `known`, naming the nearest known key."""
+    unknown = [k for k in block if k not in known]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else f"allowed: {', '.join(known)}."
+        raise ValueError(f"Received an unknown key {what}.{unknown[0]}={block[unknown[0]]!r}{at}; {hint}")
+
+
+def _positive_finite(value: Any) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and value > 0)
 
 
 def parse_study(name: str, data: dict, where: str = "") -> Study:
@@ -114,6 +156,7 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
     at = f" in {where}" if where else ""
     if not isinstance(block, dict):
         raise ValueError(f"Received analysis={block!r}{at}; allowed: a mapping with title, axes, baseline, claims.")
+    refuse_unknown_keys(block, ANALYSIS_KEYS, "analysis", at)
     sweeper = (data.get("hydra") or {}).get("sweeper") or {}
     declared_sweep = sweeper.get("params") or {}
     tune, pilot = parse_tune(sweeper.get("tune")), parse_pilot(sweeper.get("pilot"))
@@ -131,7 +174,10 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
     metric = block.get("metric")
     if metric is not None and metric not in METRICS:
         raise ValueError(f"Received analysis.metric={metric!r}{at}; allowed: {', '.join(METRICS)}.")
-    claims = [_claim(c, axes or [], metric or "test_accuracy", at) for c in block.get("claims") or []]
+    raw_claims = block.get("claims") or []
+    if not isinstance(raw_claims, list):
+        raise ValueError(f"Received analysis.claims={raw_claims!r}{at}; allowed: a list of claims.")
+    claims = [_claim(c, axes or [], metric or "test_accuracy", at) for c in raw_claims]
     beside = block.get("beside")
     if beside is not None and (not isinstance(beside, str) or not beside or beside == name):
         raise ValueError(f"Received analysis.beside={beside!r}{at}; allowed: the name of another study (drawn in "
@@ -159,6 +205,7 @@ def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
     if not isinstance(raw, dict) or "claim" not in raw:
         raise ValueError(f"Received the claim {raw!r}{at}; allowed: a mapping with claim (its text), better, "
                          f"no_worse or equivalent, than, and optionally metric, margin and smallest_effect.")
+    refuse_unknown_keys(raw, CLAIM_KEYS, f"the claim {str(raw['claim'])[:60]!r}:", at)
     kinds = [k for k in CLAIM_KINDS if k in raw]
     if len(kinds) != 1:
         raise ValueError(f"Received the claim {raw['claim']!r}{at} with {kinds or 'neither'}; allowed: exactly one "
@@ -179,17 +226,32 @@ def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
         raise ValueError(f"Received no margin for the {kind} claim {raw['claim']!r}{at}; allowed: margin, a number "
                          f"> 0 in the metric's units (how far apart still counts as "
                          f"{'no worse' if kind == 'no_worse' else 'equivalent'}).")
-    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
-        raise ValueError(f"Received margin={margin!r} for the claim {raw['claim']!r}{at}; allowed: a number > 0 "
-                         f"(how much worse still counts as no worse, in the metric's units).")
+    if margin is not None and not _positive_finite(margin):
+        raise ValueError(f"Received margin={margin!r} for the claim {raw['claim']!r}{at}; allowed: a finite number "
+                         f"> 0 (how much worse still counts as no worse, in the metric's units).")
     effect = raw.get("smallest_effect")
-    if effect is not None and (kind != "better" or isinstance(effect, bool) or not isinstance(effect, (int, float))
-                               or effect <= 0):
+    if effect is not None and (kind != "better" or not _positive_finite(effect)):
         raise ValueError(f"Received smallest_effect={effect!r} for the {kind} claim {raw['claim']!r}{at}; allowed: "
-                         f"a number > 0 on a better claim (a no_worse or equivalent claim's margin plays that role).")
-    return Claim(text=str(raw["claim"]), kind=kind, variant=_variant(variant, axes, kind, at),
-                 others=[_variant(o, axes, "than", at) for o in others], metric=claim_metric,
+                         f"a finite number > 0 on a better claim (a no_worse or equivalent claim's margin plays that "
+                         f"role).")
+    variant = _variant(variant, axes, kind, at)
+    others = [_variant(o, axes, "than", at) for o in others]
+    seen = [_spelled(variant)]
+    for other in others:
+        if _spelled(other) in seen:
+            raise ValueError(f"Received the claim {raw['claim']!r}{at} comparing {_label(other)} with itself; "
+                             f"allowed: distinct variants (each of than differs from {kind} and from the others).")
+        seen.append(_spelled(other))
+    return Claim(text=str(raw["claim"]), kind=kind, variant=variant, others=others, metric=claim_metric,
                  margin=float(margin or 0.0), smallest_effect=None if effect is None else float(effect))
+
+
+def _spelled(variant: dict) -> dict:
+    return {str(k): _as_override(v) for k, v in variant.items()}
+
+
+def _label(variant: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in _spelled(variant).items())
 
 
 def _as_override(value: Any) -> str:

@@ -11,6 +11,7 @@ import xablate.schema  # noqa: F401  (registers model/_builder with Hydra's Conf
 
 import dataclasses
 import json
+import sys
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -187,7 +188,11 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
     uri = resolve_tracking_uri(uri)
     pairs, used = [], []
     for study in studies:
-        selection = selected_runs(uri, study)
+        try:
+            selection = selected_runs(uri, study)
+        except ValueError as error:  # its study file is broken: the verdict of the others still stands
+            print(f"xablate: {study} left out of the verdict: {error}", file=sys.stderr)
+            continue
         if not selection.runs.empty and selection.study.claims:
             pairs.append((selection, history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)))
             used.append(selection.runs)
@@ -262,8 +267,12 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
         query = meta["query"]
         studies = query["studies"] if "studies" in query else [query.get("study"), *filter(None, [query.get("beside")])]
         current = {}
-        for study in studies:
-            selection = selected_runs(store, study, meta["query"].get("sweep"))
+        try:
+            selections = [selected_runs(store, study, query.get("sweep")) for study in studies]
+        except ValueError as error:  # a broken study file: its outputs cannot be checked, the others can
+            stale.append((sidecar, f"not checked: {error}"))
+            continue
+        for selection in selections:
             runs = selection.runs
             if query.get("pilot") and selection.pilot is not None:
                 runs = pd.concat([runs, selection.pilot])
@@ -286,7 +295,10 @@ def regenerate(uri: str | None, out: Path, studies: list[str] | None = None, ver
     studies = studies if studies is not None else studies_in_store(uri)
     written = []
     for study in studies:
-        written += write_study(uri, study, out)
+        try:
+            written += write_study(uri, study, out)
+        except ValueError as error:  # its study file is broken: said, and the other studies drawn
+            print(f"xablate: {study} not drawn: {error}", file=sys.stderr)
     return written + (write_verdict(uri, out, studies_in_store(uri)) if verdict else [])  # it covers every study
 
 
