@@ -63,6 +63,19 @@ CASES = [
     ("train.onednn=fast", "Received train.onednn='fast'; allowed: auto, on, avx2, off"),
     ("+train.epoch=3", "Received an unknown key train.epoch=3; did you mean train.epochs?"),
     ("+tracking.stage_name=pilot", "Received an unknown key tracking.stage_name='pilot'; did you mean tracking.stage?"),
+    # values that cannot be right, whatever key holds them
+    ("optim.learning_rate=nan", "Received optim.learning_rate=nan; allowed: a finite number"),
+    ("optim.learning_rate=inf", "Received optim.learning_rate=inf; allowed: a finite number"),
+    ("train.diverge_factor=nan", "Received train.diverge_factor=nan; allowed: a finite number"),
+    ("data.augment.zoom=nan", "Received data.augment.zoom=nan; allowed: a finite number"),
+    ("data.augment.brightness=[0.7,inf]", "Received data.augment.brightness=[0.7, inf]; allowed: a finite number"),
+    ("data.augment.zoom=1.5", "Received data.augment.zoom=1.5; allowed: 0.0 <= data.augment.zoom < 1.0"),
+    ("data.augment.rotation_degrees=-5", "Received data.augment.rotation_degrees=-5; allowed: 0.0 <="),
+    ("data.augment.brightness=[1.3,0.7]", "Received data.augment.brightness=[1.3, 0.7]; allowed: [low, high]"),
+    # names that would leave the store's folders
+    ("study=../../trav", "Received study='../../trav'; allowed: a name of letters, digits, _, . and -"),
+    ("study=a/b", "Received study='a/b'; allowed: a name of letters"),
+    ("study='a|b'", "Received study='a|b'; allowed: a name of letters"),
 ]
 
 # refused by the typed schema while Hydra composes (xablate.schema.job_node): (override, key, value, type)
@@ -83,6 +96,9 @@ FOLDER_CASES = [
     ("empty", "test/<class>/ folders hold images"),
     ("text file", "allowed: only images (.jpg, .jpeg, .png, .bmp, .gif) under train/<class>/, found "),
     ("corrupt image", "allowed: readable images, but "),
+    ("one class", "allowed: at least two classes under train/ (it holds images of 1: a)"),
+    ("test class not in train", "allowed: the same classes in train/ and test/ (only in train/: none; only in "
+                                "test/: c)"),
 ]
 
 
@@ -95,6 +111,14 @@ def broken_folder(root, how):
             folder.mkdir(parents=True)
             if not (how == "empty" and split == "test"):
                 Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "ok.png")
+    if how == "one class":
+        for split in ("train", "test"):
+            (root / split / "b" / "ok.png").unlink()
+        return root
+    if how == "test class not in train":
+        (root / "test" / "c").mkdir()
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(root / "test" / "c" / "ok.png")
+        return root
     if how == "text file":
         (root / "train" / "b" / "notes.txt").write_text("not an image")
         return root / "train" / "b" / "notes.txt"

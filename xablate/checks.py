@@ -3,6 +3,8 @@ and what is allowed."""
 
 from __future__ import annotations
 
+import math
+
 SEED_LIMIT = 2**32  # numpy's and TensorFlow's seeds are 32-bit
 
 
@@ -22,3 +24,24 @@ def number_in(name: str, value, low: float, high: float, *, low_open=False, high
 def seed_value(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
         raise ValueError(f"Received {name}={value!r}; allowed: an integer from 0 to {SEED_LIMIT - 1}.")
+
+
+def finite_numbers(flat: dict) -> None:
+    """Every number of a flattened config (lists' items too) is finite: a NaN or infinite rate, factor or fraction
+    is never a setting, whatever key holds it."""
+    for name, value in flat.items():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"Received {name}={value!r}; allowed: a finite number.")
+
+
+def augment_ranges(augment: dict) -> None:
+    """The augmentation's magnitudes: angles and fractions in the ranges Keras' layers accept."""
+    number_in("data.augment.rotation_degrees", augment.get("rotation_degrees", 0), 0.0, 180.0, high_open=False)
+    for key in ("shift", "zoom", "shear"):
+        number_in(f"data.augment.{key}", augment.get(key, 0), 0.0, 1.0)
+    brightness = augment.get("brightness")
+    if brightness is not None and (not isinstance(brightness, (list, tuple)) or len(brightness) != 2
+                                   or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in brightness)
+                                   or brightness[0] > brightness[1]):
+        raise ValueError(f"Received data.augment.brightness={brightness!r}; allowed: [low, high] with low <= high.")

@@ -331,6 +331,7 @@ def run_figures(args) -> int:
     from xablate.analysis.destination import figures_destination
     from xablate.analysis.report import regenerate, stale_outputs, to_redraw, write_study
     from xablate.analysis.store import runs_frame, studies_in_store
+    from xablate.studies import STUDY_NAME
 
     try:
         where = figures_destination(args.uri, args.out or DEFAULT_RESULTS_DIR, out_given=args.out is not None,
@@ -357,11 +358,15 @@ def run_figures(args) -> int:
             print(f"wrote {path}")
         return 0
     in_store = studies_in_store(uri)
-    unknown = [s for s in args.study or [] if s not in in_store]
+    unknown = [s for s in args.study or [] if s not in in_store or not STUDY_NAME.fullmatch(s)]
     if unknown:
         print(f"xablate: Received --study={unknown[0]!r}; allowed: a study with finished runs in {uri}: "
               f"{', '.join(in_store) or '(none yet)'}.", file=sys.stderr)
         return 2
+    unsafe = [s for s in in_store if not STUDY_NAME.fullmatch(s)]
+    if unsafe:  # an experiment made outside xablate (or before its names were checked): not a folder name
+        print(f"xablate: not drawn, their names would leave {out}: {', '.join(map(repr, unsafe))}", file=sys.stderr)
+        in_store = [s for s in in_store if s not in unsafe]
     if not in_store:
         print(f"xablate: no study in {uri} has a finished run yet; nothing written")
         return 0

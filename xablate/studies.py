@@ -34,6 +34,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,19 @@ class Study:
     pilot: PilotSpec | None = None    # a pilot pass (hydra.sweeper.pilot): its ranking is compared with the study's
     beside: str | None = None         # another study drawn in this one's trend figure, e.g. unmatched beside matched
     sequential: Any = None            # seeds until decided: xablate.analysis.sequential.SequentialSpec
+
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_study_name(name: Any, setting: str = "study") -> str:
+    """`name` when it is a safe study name (it names an MLflow experiment, a folder of results and a file of
+    experiments/); ValueError in one line otherwise."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+        raise ValueError(f"Received {setting}={name!r}; allowed: a name of letters, digits, _, . and - (at most "
+                         f"100, starting with a letter or digit), so that the folders named after it stay where "
+                         f"they belong.")
+    return name
 
 
 def experiments_dir() -> Path:

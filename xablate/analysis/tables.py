@@ -132,8 +132,8 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def to_markdown(table: pd.DataFrame) -> str:
     shown = display_table(table)
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.values]
+    lines = ["| " + " | ".join(map(markdown_cell, shown.columns)) + " |", "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in shown.values]
     note = (f"\nΔ: {table.attrs.get('metric', '')} of the variant minus the baseline over the replicates both have "
             f"(diverged runs scored: accuracy at chance, loss at the worst reached); {table.attrs.get('test', '')}; "
             f"Holm across this table's comparisons; MDE: the smallest difference this design detects with 80 % "
@@ -157,5 +157,21 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n" + note
 
 
+MARKDOWN_SPECIAL = "\\|`*<>"
+
+
+def markdown_cell(value) -> str:
+    """A table cell's text with Markdown's and HTML's active characters escaped (a name cannot end the cell, start
+    code, emphasis or a link, or inject a tag)."""
+    text = "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in str(value).replace("\n", " "))
+    return text.replace("](", "]\\(")
+
+
 def to_latex(table: pd.DataFrame) -> str:
-    return display_table(table).to_latex(index=False).replace("Δ", r"$\Delta$").replace("α", r"$\alpha$")
+    """The table as a LaTeX tabular (booktabs), every cell escaped; ASCII but for what the replacements below make
+    into TeX."""
+    shown = display_table(table)
+    shown.columns = [c.replace("Δ", "DELTAMARK").replace("α", "ALPHAMARK") for c in shown.columns]
+    text = shown.to_latex(index=False, escape=True)
+    return (text.replace("DELTAMARK", r"$\Delta$").replace("ALPHAMARK", r"$\alpha$").replace("–", "--")
+            .replace("±", r"$\pm$"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xablate.checks import number_in, positive_int, seed_value
+from xablate.checks import augment_ranges, number_in, positive_int, seed_value
 from xablate.data.pipeline import CACHE_MODES, PIPELINES, array_sources, choose_pipeline
 from xablate.data.sources import SOURCES
 
@@ -34,4 +34,5 @@ def validate_data(data: dict) -> None:
                          f"multiplicative.")
     if augment.get("shear_degrees") is not None:
         number_in("data.augment.shear_degrees", augment["shear_degrees"], 0.0, 90.0, high_open=True)
+    augment_ranges(augment)
     source.check(data)

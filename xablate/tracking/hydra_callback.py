@@ -121,7 +121,7 @@ def refuse_unknown_keys(config: DictConfig) -> None:
     from xablate.schema import check_known_keys, check_override_keys
     from xablate.config import flatten
     from xablate.staging import parse_pilot, parse_tune
-    from xablate.studies import check_claims_made, parse_study
+    from xablate.studies import check_claims_made, check_study_name, parse_study
     from xablate.sweeps import expand
 
     job = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
@@ -131,6 +131,7 @@ def refuse_unknown_keys(config: DictConfig) -> None:
     try:
         check_known_keys(job)
         check_override_keys(overrides, groups)
+        check_study_name(job.get("study"))
         for block, parse in (("tune", parse_tune), ("pilot", parse_pilot)):  # the staged sweeper's stages
             if sweeper.get(block) is not None:
                 parse(OmegaConf.to_container(sweeper.get(block), resolve=True))

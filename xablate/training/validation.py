@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xablate.config import AXES, canonical_axes
+from xablate.config import AXES, canonical_axes, flatten
 from xablate.backend import BACKENDS
-from xablate.checks import number_in, positive_int, seed_value
+from xablate.checks import finite_numbers, number_in, positive_int, seed_value
 from xablate.data.checks import validate_data
 from xablate.models.pretrained import check_weights_setting
 from xablate.onednn import check_mode as check_onednn_mode
@@ -20,7 +20,7 @@ from xablate.models.matching import matched_kwargs
 from xablate.models.segments import validate_segments
 from xablate.models.xception import normalize_activation
 from xablate.staging import STAGES
-from xablate.studies import parse_study
+from xablate.studies import check_study_name, parse_study
 from xablate.training.devices import PRECISIONS
 from xablate.training.recipes import validate_recipe
 
@@ -48,11 +48,11 @@ def validate_job_config(cfg: dict) -> None:
 
 def _validate_job_config(cfg: dict) -> None:
     check_known_keys(cfg)
+    finite_numbers(flatten({k: v for k, v in cfg.items() if k != "analysis"}))
     if not isinstance(cfg.get("residual"), bool):
         raise ValueError(f"Received residual={cfg.get('residual')!r}; allowed: true, false.")
     seed_value("seed", cfg.get("seed"))
-    if not str(cfg.get("study") or "").strip():
-        raise ValueError(f"Received study={cfg.get('study')!r}; allowed: a non-empty name.")
+    check_study_name(cfg.get("study"))
 
     if cfg.get("analysis") is not None:  # a study file's analysis block: checked where it is read
         parse_study(str(cfg["study"]), {"analysis": cfg["analysis"]}, where=f"study {cfg['study']!r}")

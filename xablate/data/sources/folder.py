@@ -60,6 +60,7 @@ def check_folder(path) -> None:
     from PIL import Image, UnidentifiedImageError
 
     root = Path(str(path)).expanduser()
+    held: dict[str, list[str]] = {}  # split: the class folders that hold files
     for split in ("train", "test"):
         folder = root / split
         if not folder.is_dir():
@@ -82,6 +83,16 @@ def check_folder(path) -> None:
             except (UnidentifiedImageError, OSError) as error:
                 raise ValueError(f"Received data.path={str(path)!r}; allowed: readable images, but {file} is not "
                                  f"one ({type(error).__name__}).") from None
+        held[split] = sorted({f.relative_to(folder).parts[0] for f in files})
+    if len(held["train"]) < 2:
+        raise ValueError(f"Received data.path={str(path)!r}; allowed: at least two classes under train/ (it holds "
+                         f"images of {len(held['train'])}: {', '.join(held['train'])}), else every prediction is right.")
+    if held["train"] != held["test"]:
+        only_train = sorted(set(held["train"]) - set(held["test"]))
+        only_test = sorted(set(held["test"]) - set(held["train"]))
+        raise ValueError(f"Received data.path={str(path)!r}; allowed: the same classes in train/ and test/ "
+                         f"(only in train/: {', '.join(only_train) or 'none'}; only in test/: "
+                         f"{', '.join(only_test) or 'none'}).")
 
 
 def digest(data: dict) -> str:
