@@ -1,5 +1,6 @@
 """The `xablate` command: `figures` (results/ from the MLflow store, for any study or sweep), `status` (a study's
-grid against the store), `plan` (seeds needed for a target effect), `bench segments|store|harness`, `ui`."""
+grid against the store), `plan` (seeds needed for a target effect), `bench
+segments|store|onednn|sequential|pruning|harness` (throughput and design benchmarks), `ui` (the MLflow UI)."""
 
 from __future__ import annotations
 
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser(
         "plan", help="seeds per variant needed to detect a given effect, from a study's runs so far",
         description="Reads a study's runs, estimates the spread of each comparison's paired differences and prints "
-                    "the seeds per variant needed for the target minimum detectable effect (80 %% power, two-sided "
+                    "the seeds per variant needed for the target minimum detectable effect (80 % power, two-sided "
                     "alpha 0.05), the command that adds them and its estimated time. Arguments after the options "
                     "are the run.py overrides the study was run with (e.g. debug=default).")
     plan.add_argument("--study", required=True, help="the study (an MLflow experiment of the store)")
@@ -332,6 +333,7 @@ def run_figures(args) -> int:
     from xablate.analysis.report import regenerate, stale_outputs, to_redraw, write_study
     from xablate.analysis.store import runs_frame, studies_in_store
     from xablate.studies import STUDY_NAME
+    from xablate.tracking.store import check_store_to_read
 
     try:
         where = figures_destination(args.uri, args.out or DEFAULT_RESULTS_DIR, out_given=args.out is not None,
@@ -340,6 +342,11 @@ def run_figures(args) -> int:
         print(f"xablate: {error}", file=sys.stderr)
         return 2
     uri, out = where.uri, where.out
+    try:
+        check_store_to_read(uri)
+    except ValueError as error:
+        print(f"xablate: {error}", file=sys.stderr)
+        return 2
     if where.note:
         print(where.note, flush=True)
     stale = stale_outputs(uri, out) if out.exists() else []
@@ -394,7 +401,14 @@ def run_plan(args) -> int:
     from xablate.studies import declared_studies
     from xablate.tracking.store import resolve_tracking_uri
 
+    from xablate.tracking.store import check_store_to_read
+
     uri = resolve_tracking_uri(args.uri)
+    try:
+        check_store_to_read(uri)
+    except ValueError as error:
+        print(f"xablate: {error}", file=sys.stderr)
+        return 2
     in_store = studies_in_store(uri)
     if args.study not in in_store:
         print(f"xablate: Received --study={args.study!r}; allowed: a study with finished runs in {uri}: "

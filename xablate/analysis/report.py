@@ -76,8 +76,8 @@ def _sidecar(path: Path, uri: str, query: dict, runs: pd.DataFrame) -> None:
 
 def _save_figure(fig, path: Path, uri, query, runs) -> list[Path]:
     paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p, dpi=150, bbox_inches="tight")
+    for p in paths:  # no creation date: a figure redrawn from the same runs is the same file
+        fig.savefig(p, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     _sidecar(path, uri, query, runs)
     return paths
 

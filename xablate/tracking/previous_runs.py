@@ -7,9 +7,11 @@
     RUNNING, owner dead; KILLED;
     FAILED by an error                -> resume that run: same run id, from its last epoch checkpoint
 
-A run's owner is recorded as tags (host, pid) and a heartbeat tag refreshed while it trains. On the same
-host a dead pid is certain; from another host a run counts as dead when its heartbeat is older than
-`tracking.stale_after_seconds`.
+A run's owner is recorded as tags (host, pid, the process' start time) and a heartbeat tag refreshed while it
+trains. A run counts as dead when its heartbeat is older than `tracking.stale_after_seconds`; on the same host
+also when its pid is gone or now names another process (one that did not start when the owner did, or, for
+runs recorded without the start time, one started after the run's latest attempt began). Sweep parents do not
+beat: on the same host only their pid decides.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from dataclasses import dataclass
 
 from pathlib import Path
 
+import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from xablate.data.digest import DATA_DIGEST_TAG
 from xablate.tracking import native_crash
+from xablate.tracking.wall_time import ATTEMPT_START_TAG
 
 HOST_TAG, PID_TAG, HEARTBEAT_TAG = "xablate.host", "xablate.pid", "xablate.heartbeat"
+PID_START_TAG = "xablate.pid_start"  # the owner process' start time, epoch seconds: tells it from a reused pid
+PID_START_TOLERANCE_SECONDS = 1.0
 IDENTITY_TAG, OUTCOME_TAG = "xablate.identity", "xablate.outcome"
 
 
@@ -40,26 +46,53 @@ class Plan:
 
 
 def owner_tags() -> dict[str, str]:
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), HEARTBEAT_TAG: str(int(time.time()))}
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            PID_START_TAG: f"{psutil.Process().create_time():.3f}", HEARTBEAT_TAG: str(int(time.time()))}
 
 
 def owner_alive(run: Run, stale_after_seconds: float) -> bool:
     """Whether the process that marked this run RUNNING may still be training it."""
     tags = run.data.tags
+    beats = tags.get("xablate.role") != "sweep"  # a sweep's parent run is not refreshed while its jobs run
     if tags.get(HOST_TAG) == socket.gethostname() and tags.get(PID_TAG, "").isdigit():
         pid = int(tags[PID_TAG])
         if pid == os.getpid():
             return False  # this very process: a previous job of the basic launcher that did not close it
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _is_owner(pid, run):
             return False
-        except PermissionError:
-            return True
-        return True
-    heartbeat = tags.get(HEARTBEAT_TAG)
+        return not beats or _heartbeat_fresh(run, stale_after_seconds)
+    return _heartbeat_fresh(run, stale_after_seconds)
+
+
+def _heartbeat_fresh(run: Run, stale_after_seconds: float) -> bool:
+    heartbeat = run.data.tags.get(HEARTBEAT_TAG)
     last = int(heartbeat) if heartbeat and heartbeat.isdigit() else run.info.start_time // 1000
     return time.time() - last < stale_after_seconds
+
+
+def _is_owner(pid: int, run: Run) -> bool:
+    """Whether process `pid` of this host lives and is the one that recorded the run, not a later process given
+    the same pid: it started when the run's owner did (its recorded start time), or, for a run recorded without
+    one, no later than the run's latest attempt began."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False  # exited; only its parent has not collected it
+        started = process.create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # it lives, and cannot be told apart
+    recorded = run.data.tags.get(PID_START_TAG)
+    try:
+        return abs(started - float(recorded)) <= PID_START_TOLERANCE_SECONDS
+    except (TypeError, ValueError):  # an older run: no start time recorded
+        began_ms = float(run.info.start_time or 0)
+        try:  # a resumed run's owner started after the run did, before its own attempt
+            began_ms = max(began_ms, float(run.data.tags[ATTEMPT_START_TAG]))
+        except (KeyError, ValueError):
+            pass
+        return started <= began_ms / 1000 + PID_START_TOLERANCE_SECONDS
 
 
 def job_runs(client: MlflowClient, experiment_id: str, identity: str, data_digest: str | None = None) -> list[Run]:

@@ -21,9 +21,12 @@ def resolve_tracking_uri(configured: str | None) -> str:
     """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else the project's SQLite store.
 
     A relative SQLite path (sqlite:///runs.db) is made absolute here, once, so that jobs started in other
-    directories and the artifact folder beside the store all agree on one file.
+    directories and the artifact folder beside the store all agree on one file; a plain file path
+    (results/store/mlflow.db) means the SQLite file it names.
     """
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    if "://" not in uri and not uri.startswith("databricks") and not Path(uri).expanduser().is_dir():
+        uri = f"sqlite:///{Path(uri).expanduser().resolve()}"  # a plain path: the SQLite file it names
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
     return uri
@@ -54,11 +57,55 @@ def check_reachable(uri: str) -> None:
         if not os.access(folder, os.W_OK):
             raise ValueError(f"Received tracking.uri={uri!r}; allowed: a SQLite file in a writable folder "
                              f"({folder} is not writable).")
+        check_store_file(uri, write=True)
     elif "://" in uri and not uri.startswith(("file://", "databricks")):
         scheme = uri.split("://", 1)[0]
         if scheme not in ("postgresql", "mysql", "mssql") and not scheme.startswith(("postgresql+", "mysql+")):
             raise ValueError(f"Received tracking.uri={uri!r}; allowed: http(s)://<MLflow server>, sqlite:///<file>, "
                              f"a database URI (postgresql://, mysql://) or null for the project store.")
+
+
+MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
+
+
+def check_store_file(uri: str, write: bool = False) -> None:
+    """ValueError in one line for a SQLite store that exists but is not one xablate can use: not a database, a
+    database of something else (MLflow would add its tables to it), or (`write`) a file it cannot write."""
+    if not uri.startswith("sqlite:///"):
+        return
+    import sqlite3
+
+    path = Path(uri[len("sqlite:///"):])
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"Received tracking.uri={uri!r}; allowed: a store this user can read ({path} is not "
+                         f"readable).")
+    try:
+        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=60) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        raise ValueError(f"Received tracking.uri={uri!r}; allowed: an MLflow store, but {path} is not a SQLite "
+                         f"database ({error}).") from None
+    if tables and not MLFLOW_TABLES <= tables:
+        raise ValueError(f"Received tracking.uri={uri!r}; allowed: an MLflow store, but {path} is another "
+                         f"database (tables: {', '.join(sorted(tables)[:5])}{', …' if len(tables) > 5 else ''}); "
+                         f"it is left as it is.")
+    if write and not os.access(path, os.W_OK):
+        raise ValueError(f"Received tracking.uri={uri!r}; allowed: a store this user can write ({path} is "
+                         f"read-only).")
+
+
+def check_store_to_read(uri: str, setting: str = "--uri") -> None:
+    """ValueError in one line for a store a reading command cannot use: a SQLite file that does not exist
+    (reading would create an empty one), or one check_store_file refuses."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise ValueError(f"Received {setting}={uri!r}; allowed: an existing store ({uri[len('sqlite:///'):]} does "
+                         f"not exist).")
+    try:
+        check_store_file(uri)
+    except ValueError as error:
+        raise ValueError(str(error).replace("tracking.uri=", f"{setting}=", 1)) from None
 
 
 @contextmanager

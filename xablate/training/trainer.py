@@ -150,7 +150,17 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     client.set_terminated(run_id, status="FINISHED")
     if checkpoint is not None:
         checkpoint.delete()
+    _say_result(client, run_id, job.name)
     return TrainResult(run_id, uri, "FINISHED", history, summary)
+
+
+def _say_result(client: MlflowClient, run_id: str, name: str) -> None:
+    """The number the run ends at, as the user's last line (the test metric where the run has one)."""
+    metrics = client.get_run(run_id).data.metrics
+    shown = [f"{label} {metrics[key]:.4f}" for key, label in (("test_accuracy", "test accuracy"),
+                                                               ("val_accuracy", "final validation accuracy"))
+             if key in metrics]
+    print(f"[xablate] run {run_id} ({name}) FINISHED: {', '.join(shown) or 'no accuracy logged'}", flush=True)
 
 
 def pruning_callback(trial: str, uri: str):

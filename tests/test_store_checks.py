@@ -1,0 +1,57 @@
+"""A store a command cannot use is refused in one line before anything is read or written: a SQLite file of
+another program is left as it was (MLflow would add its ~70 tables to it), a file that is not a database, a store
+that does not exist (reading would create it); a plain file path means the SQLite file it names."""
+
+import sqlite3
+
+import pytest
+
+from xablate.cli import main as xablate_main
+from xablate.config import compose_job
+from xablate.tracking.store import check_reachable, resolve_tracking_uri
+from xablate.training.trainer import RunContext, train
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_a_plain_path_is_the_sqlite_file_it_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri("results/store/mlflow.db") == f"sqlite:///{tmp_path / 'results/store/mlflow.db'}"
+    assert resolve_tracking_uri(str(tmp_path / "a.db")) == f"sqlite:///{tmp_path / 'a.db'}"
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_a_foreign_sqlite_file_is_refused_and_left_as_it_was(tmp_path):
+    path = tmp_path / "notes.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    before = path.read_bytes()
+    uri = f"sqlite:///{path}"
+    with pytest.raises(ValueError, match=r"allowed: an MLflow store, but .*notes.db is another database \(tables: "
+                                         r"notes\); it is left as it is"):
+        check_reachable(uri)
+    with pytest.raises(ValueError, match="is another database"):  # a run refuses it before anything starts
+        train(compose_job(["debug=default", f"tracking.uri={uri}"]), RunContext(output_dir=tmp_path / "out"))
+    assert tables(path) == {"notes"} and path.read_bytes() == before
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path, capsys):
+    path = tmp_path / "mlflow.db"
+    path.write_bytes(b"this is a text file, long enough to have a header........................" * 4)
+    with pytest.raises(ValueError, match=r"is not a SQLite database \(file is not a database\)"):
+        check_reachable(f"sqlite:///{path}")
+    assert xablate_main(["figures", "--uri", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"xablate: Received --uri='sqlite:///{path}'; allowed: an MLflow store") and err.count("\n") == 1
+
+
+def test_reading_commands_refuse_a_store_that_does_not_exist_and_create_none(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "mlflow.db"
+    for command in (["figures", "--out", str(tmp_path / "out")], ["plan", "--study", "s", "--mde", "0.01"]):
+        assert xablate_main([*command, "--uri", f"sqlite:///{missing}"]) == 2
+        err = capsys.readouterr().err
+        assert f"allowed: an existing store ({missing} does not exist)" in err and err.count("\n") == 1
+    assert not missing.exists() and not missing.parent.exists()
