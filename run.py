@@ -59,4 +59,11 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
+    from xablate.command_line import check_command_line
+
+    try:  # an unknown experiment or option, a value of the wrong type: one line, before Hydra starts anything
+        check_command_line(sys.argv[1:])
+    except ValueError as error:
+        print(f"xablate: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
     main()

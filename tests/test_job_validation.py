@@ -195,3 +195,58 @@ def test_the_command_exits_non_zero_with_the_message(tmp_path, override, message
     assert proc.returncode != 0
     assert message in proc.stderr
     assert no_runs(uri)
+
+
+# a command line that cannot compose, or a sweep value its job would refuse: one line before anything starts
+COMMAND_LINES = [
+    (["experiment=fig99"], "Received experiment=fig99; allowed: a study of experiments/: fashion_fig10, "),
+    (["-m", "model=mini,huge"], "Received model=huge; allowed: an option of conf/model/: debug, mini, xception."),
+    (["train.epochs=three"], "Received train.epochs=three; allowed: a value of train.epochs's type (Value 'three' "
+                             "of type 'str' could not be converted to Integer)."),
+    (["-m", "seed=0,1", "train.epochs=x,2"], "Received train.epochs=x; allowed: a value of train.epochs's type"),
+    (["a=[1"], "Received 'a=[1', which is not an override; no viable alternative at input '[1'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", COMMAND_LINES)
+def test_a_command_line_that_cannot_compose_is_one_line(argv, message):
+    from xablate.command_line import check_command_line
+
+    with pytest.raises(ValueError) as error:
+        check_command_line(argv)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_good_command_line_and_hydras_own_flags_pass_the_check():
+    from xablate.command_line import check_command_line, overrides_of
+
+    check_command_line(["-m", "intermediate_act=relu,elu,none", "experiment=fig10_intermediate_act"])
+    check_command_line(["--cfg", "job", "debug=default"])
+    assert overrides_of(["--cfg", "job", "-m", "a=1", "--info", "b=2"]) == ["a=1", "b=2"]
+    assert overrides_of(["--config-dir", "/x", "a=1"]) is None  # another config place: Hydra's own check
+
+
+def test_every_value_of_a_sweep_is_validated_once_before_its_jobs(tmp_path):
+    from xablate.command_line import check_sweep_values, value_jobs
+
+    jobs = [[f"act={a}", f"seed={s}"] for a in ("none", "elu", "relu") for s in range(10)]
+    assert len(value_jobs(jobs)) == 12 and value_jobs(jobs)[-1] == ["act=relu", "seed=0"]
+    uri = sqlite_uri(tmp_path)
+    with pytest.raises(ValueError) as error:
+        check_sweep_values({"intermediate_act": "relu,gleu"}, ["debug=default", f"tracking.uri={uri}"])
+    assert str(error.value).startswith("Received intermediate_act='gleu'; allowed: none, celu")
+    assert str(error.value).endswith("(the sweep's job intermediate_act=gleu)")
+    with pytest.raises(ValueError, match=r"Received optim.learning_rate=nan; allowed: a finite number"):
+        check_sweep_values({}, ["debug=default", "optim.learning_rate=0.001,nan", f"tracking.uri={uri}"])
+    check_sweep_values({}, ["debug=default", "intermediate_act=relu,elu", f"tracking.uri={uri}"])
+    assert no_runs(uri)
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_bad_value_trains_nothing_and_creates_no_parent(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    proc = run_py("-m", "intermediate_act=relu,gleu", "debug=default", f"tracking.uri={uri}", cwd=tmp_path,
+                  timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "xablate: Received intermediate_act='gleu'" in proc.stderr and "Traceback" not in proc.stderr
+    assert no_runs(uri)

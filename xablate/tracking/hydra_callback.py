@@ -123,6 +123,7 @@ def refuse_unknown_keys(config: DictConfig) -> None:
     from xablate.staging import parse_pilot, parse_tune
     from xablate.studies import check_claims_made, check_study_name, parse_study
     from xablate.sweeps import expand
+    from xablate.command_line import check_sweep_values
 
     job = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
     groups = {p.name for p in (project_root() / "conf").iterdir() if p.is_dir()}
@@ -146,6 +147,8 @@ def refuse_unknown_keys(config: DictConfig) -> None:
                 raise ValueError(f"Received analysis.sequential={job['analysis']['sequential']} with Hydra's "
                                  f"{sweeper.get('_target_')}; allowed: the staged sweeper, which adds seeds look by "
                                  f"look (the study's defaults: - override /hydra/sweeper: staged).")
+        params = sweeper.get("params")  # every value the sweep takes, validated as its job will be
+        check_sweep_values(OmegaConf.to_container(params, resolve=False) if params else {}, overrides)
     except ValueError as error:
         print(f"xablate: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
