@@ -24,20 +24,16 @@ def _interrupt_on_sigterm(signum, frame):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
-    from xablate.backend import select_backend, start_tensorflow_quietly
+    from xablate.backend import start_like_a_job
     from xablate.launch import assign_gpu
-    from xablate.onednn import apply as apply_onednn
 
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    select_backend(str(cfg.backend))  # before Keras is imported
-    if multirun:
+    if multirun:  # before TensorFlow looks for GPUs
         assign_gpu(hydra_cfg.job.num, str(hydra_cfg.launcher.get("_target_", "")))
-    # before TensorFlow loads: xablate/onednn.py (a native crash of oneDNN on AVX-512 CPUs)
-    apply_onednn(cfg.train.get("onednn", "auto"), str(cfg.train.get("precision", "fp32")))
-    if str(cfg.backend) == "tensorflow":
-        start_tensorflow_quietly()  # without its C++ start-up lines (XABLATE_TF_LOGS=1 keeps them)
+    # the backend, oneDNN's state (xablate/onednn.py: a native crash on AVX-512 CPUs), TensorFlow started quietly
+    start_like_a_job(str(cfg.backend), cfg.train.onednn, str(cfg.train.precision))
 
     from xablate.training.trainer import RunContext, train
     from xablate.training.validation import ConfigError

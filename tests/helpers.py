@@ -60,20 +60,23 @@ def http_get(url, timeout=60):
 
 class ServedUI:
     """`xablate ui --uri <uri>` started through the installed console script on a free port, until stopped;
-    `base` is its address and `output()` what it printed."""
+    `base` is its address and `output()` what it printed. It runs under xablate's watchdog, so it and all it
+    started die with this process, even when pytest is SIGKILLed."""
 
     def __init__(self, uri, timeout=180):
-        import signal  # noqa: F401
         import time
+
+        from xablate.tracking.ui_server import watched
 
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ}
         env.pop("MLFLOW_TRACKING_URI", None)
         self._log = open(Path(uri[len("sqlite:///"):]).parent / f"ui-{self.port}.log", "w+")
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "xablate"), "ui", "--uri", uri, "--port",
-                                      str(self.port)], env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(watched([str(Path(sys.executable).parent / "xablate"), "ui", "--uri", uri,
+                                              "--port", str(self.port)]),
+                                     env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
         deadline = time.time() + timeout
         while True:
             assert self.proc.poll() is None, self.output()[-3000:]

@@ -4,7 +4,8 @@
 | a FINISHED run                                         | skips; warns when its git commit differs   |
 | a run that diverged                                    | skips: divergence is a result              |
 | a RUNNING run whose process is alive                   | skips                                      |
-| RUNNING from another host, heartbeat older than stale  | resumes it (same run id)                   |
+| RUNNING, its pid now another process' (same host)      | resumes it (same run id)                   |
+| RUNNING, heartbeat older than stale (any host)         | resumes it (same run id)                   |
 | a FAILED (or KILLED) run                               | resumes it: same run id, from its checkpoint |
 | anything, with force=true                              | starts a new run                           |
 
@@ -22,12 +23,14 @@ import sys
 import time
 
 import keras
+import psutil
 import pytest
 from mlflow import MlflowClient
 
 from helpers import runs_of
 from xablate.analysis.store import runs_frame
 from xablate.config import compose_job
+from xablate.tracking.previous_runs import owner_alive, owner_tags, plan_run
 from xablate.tracking.store import git_commit, open_experiment
 from xablate.training.callbacks import log_missing_steps
 from xablate.training.trainer import RunContext, train
@@ -148,7 +151,7 @@ def test_a_running_run_whose_process_is_alive_is_skipped(store, identity, capsys
     try:
         running = hand_made_run(store, "alive", identity, "RUNNING", **{
             "xablate.host": socket.gethostname(), "xablate.pid": str(owner.pid),
-            "xablate.heartbeat": str(int(time.time()) - 3600)})  # on this host the pid decides, not the heartbeat
+            "xablate.heartbeat": str(int(time.time()) - 60)})  # started before the run, beating
         result = run_job(store, "alive")
     finally:
         owner.kill()
@@ -189,6 +192,78 @@ def test_a_running_run_from_another_host_with_an_old_heartbeat_is_resumed(store,
     (row,) = runs_frame(store[1], study="stale").itertuples()
     attempt = (row.end_time.value / 1e6 - int(run.data.tags["xablate.attempt_start"])) / 1000
     assert row.wall_seconds == pytest.approx(3600 + attempt, abs=2) and attempt < 600
+
+
+@pytest.fixture(scope="module")
+def owner():
+    """A live process of this host that could own a run: (its pid, its start time in epoch seconds)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        yield process.pid, psutil.Process(process.pid).create_time()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def owned_run(store, study, pid, **tags):
+    """A RUNNING run recorded by process `pid` of this host (no start time unless given): (run, its plan)."""
+    client, experiment_id = open_experiment(store[1], study)
+    run_id = hand_made_run(store, study, f"{study}-identity", "RUNNING", **{
+        "xablate.host": socket.gethostname(), "xablate.pid": str(pid), **tags})
+    plan = plan_run(client, experiment_id, f"{study}-identity", force=False, stale_after_seconds=600)
+    return client.get_run(run_id), plan.action
+
+
+@pytest.mark.parametrize("offset", [-30, 30], ids=["owner started earlier", "owner started later"])
+def test_a_running_run_whose_pid_now_names_another_process_is_resumed(store, owner, offset):
+    """The pid lives, beating freshly, but the process behind it is not the one that recorded the run."""
+    pid, started = owner
+    run, action = owned_run(store, f"reused_{offset + 30}", pid, **{
+        "xablate.pid_start": f"{started + offset:.3f}", "xablate.heartbeat": str(int(time.time()))})
+    assert not owner_alive(run, 600) and action == "resume"
+
+
+def test_a_run_without_a_recorded_start_is_not_owned_by_a_process_started_after_it(store, owner):
+    pid, started = owner
+    before = int((started - 60) * 1000)  # the run began a minute before the process now holding its pid
+    run, action = owned_run(store, "reused_old", pid, **{"xablate.heartbeat": str(int(time.time()))})
+    assert owner_alive(run, 600) and action == "skip"  # created after the process started: it may own it
+    client, _ = open_experiment(store[1], "reused_old")
+    older = hand_made_run(store, "reused_older", "reused_older-identity", "RUNNING", start_time=before, **{
+        "xablate.host": socket.gethostname(), "xablate.pid": str(pid), "xablate.heartbeat": str(int(time.time()))})
+    assert not owner_alive(client.get_run(older), 600)
+    client.set_tag(older, "xablate.attempt_start", str(int(started * 1000) + 1000))  # resumed by that process
+    assert owner_alive(client.get_run(older), 600)
+
+
+def test_a_running_run_whose_live_owner_stopped_beating_is_resumed_and_one_beating_is_skipped(store, owner):
+    pid, started = owner
+    stale, action = owned_run(store, "stale_here", pid, **{
+        "xablate.pid_start": f"{started:.3f}", "xablate.heartbeat": str(int(time.time()) - 35 * 60)})
+    assert not owner_alive(stale, 600) and action == "resume"
+    alive, action = owned_run(store, "alive_here", pid, **{
+        "xablate.pid_start": f"{started + 0.4:.3f}", "xablate.heartbeat": str(int(time.time()) - 60)})
+    assert owner_alive(alive, 600) and action == "skip"
+    assert f"RUNNING in process {socket.gethostname()}:{pid}" in plan_of(store, "alive_here").reason
+
+
+def test_a_sweep_parent_run_of_a_live_launcher_is_alive_without_beating(store, owner):
+    """A sweep's parent run records its owner once; it is not refreshed while the jobs run."""
+    pid, started = owner
+    parent, _ = owned_run(store, "sweep_here", pid, **{
+        "xablate.role": "sweep", "xablate.pid_start": f"{started:.3f}",
+        "xablate.heartbeat": str(int(time.time()) - 3 * 3600)})
+    assert owner_alive(parent, 600)
+
+
+def plan_of(store, study):
+    client, experiment_id = open_experiment(store[1], study)
+    return plan_run(client, experiment_id, f"{study}-identity", force=False, stale_after_seconds=600)
+
+
+def test_the_owner_tags_record_the_process_start():
+    tags = owner_tags()
+    assert float(tags["xablate.pid_start"]) == pytest.approx(psutil.Process().create_time(), abs=0.01)
 
 
 class FailAtSecondEpoch(keras.callbacks.Callback):

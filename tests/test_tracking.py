@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from helpers import run_py, runs_of
 from xablate.paths import default_tracking_uri, project_root
 from xablate.tracking.store import open_experiment, resolve_tracking_uri
+from xablate.tracking.ui_server import watched
 
 
 def test_default_store_is_fixed_in_the_project_whatever_the_working_directory(tmp_path, monkeypatch):
@@ -90,11 +91,12 @@ def free_port() -> int:
 @pytest.fixture
 def mlflow_server(tmp_path):
     port = free_port()
+    # under xablate's watchdog: the server and its workers die with pytest, even by SIGKILL
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        watched([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                 "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                 "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -105,7 +107,8 @@ def mlflow_server(tmp_path):
         except OSError:
             time.sleep(0.5)
     else:
-        proc.kill()
+        proc.terminate()  # the watchdog stops the server's whole tree
+        proc.wait(timeout=30)
         pytest.fail("mlflow server did not start within 120 s")
     yield url
     proc.terminate()

@@ -64,3 +64,14 @@ def start_tensorflow_quietly() -> None:
                     if not STARTUP_NOISE.search(line)]
             sys.stderr.write("".join(kept))
             sys.stderr.flush()
+
+
+def start_like_a_job(backend: str, onednn: str = "auto", precision: str = "fp32") -> None:
+    """What a process does before Keras loads, as run.py's job does it: the backend, TensorFlow's oneDNN state
+    (xablate/onednn.py: a native crash on some CPUs) and TensorFlow's start-up without its native noise."""
+    from xablate.onednn import apply as apply_onednn
+
+    select_backend(backend)
+    apply_onednn(onednn, precision)
+    if backend == "tensorflow":
+        start_tensorflow_quietly()

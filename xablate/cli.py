@@ -199,22 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_ui(uri: str | None, port: int) -> int:
-    """Serves the MLflow UI for the store runs are logged to (sqlite stores: artifacts beside them)."""
-    import subprocess
-
-    from xablate.tracking.store import (EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, relocate_artifacts,
-                                        resolve_tracking_uri, tag_experiments_for_training)
+    """Serves the MLflow UI for the store runs are logged to (sqlite stores: artifacts beside them); the server
+    dies with this command (xablate.tracking.ui_server)."""
+    from xablate.tracking.store import relocate_artifacts, resolve_tracking_uri, tag_experiments_for_training
+    from xablate.tracking.ui_server import serve_ui
 
     uri = resolve_tracking_uri(uri)
     relocate_artifacts(uri)  # a cloned or copied store serves the artifacts beside it
     tag_experiments_for_training(uri)  # the UI opens each experiment on its runs table
-    print(f"xablate: MLflow UI for {uri} at http://127.0.0.1:{port}\n"
-          f"xablate: open http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning (MLflow 3 opens on "
-          f"its GenAI pages otherwise; the experiments are also tagged {EXPERIMENT_KIND_TAG}={MODEL_TRAINING_KIND})",
-          flush=True)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-               "--port", str(port)]
-    return subprocess.call(command)
+    return serve_ui(uri, port)
 
 
 def run_status(args) -> int:

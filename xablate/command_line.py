@@ -10,6 +10,7 @@ each swept key takes, so that `-m intermediate_act=relu,gleu` is refused before 
 from __future__ import annotations
 
 import re
+import sys
 from typing import Iterable
 
 # flags after which Hydra reads a value of its own; with a custom config place the check is Hydra's alone
@@ -128,9 +129,9 @@ def check_sweep_values(declared: dict | None, overrides: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from xablate.backend import start_like_a_job
     from xablate.config import compose_job
     from xablate.sweeps import expand
-    from xablate.training.validation import validate_job_config
 
     jobs = expand(declared, overrides)
     for job in value_jobs(jobs) if len(jobs) > 1 else []:  # a single job validates itself, once
@@ -138,8 +139,12 @@ def check_sweep_values(declared: dict | None, overrides: list[str]) -> None:
             cfg = compose_job(job)
         except (HydraException, OmegaConfBaseException) as error:
             raise ValueError(composition_message(error)) from None
+        if "keras" not in sys.modules:  # validation reads Keras: load it as the sweep's jobs will
+            start_like_a_job(str(cfg["backend"]), cfg["train"]["onednn"], str(cfg["train"]["precision"]))
+        from xablate.training.validation import validate_job_config
+
         try:
             validate_job_config(cfg)
         except ValueError as error:
-            swept = [o for o in job if o not in jobs[0]] or job
+            swept = [o for o in job if len({p for j in jobs for p in j if p.split("=")[0] == o.split("=")[0]}) > 1]
             raise ValueError(f"{error} (the sweep's job {' '.join(swept)})") from None
