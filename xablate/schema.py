@@ -139,7 +139,7 @@ class Tracking:
     uri: Optional[str] = key(None, "non_semantic", doc="null: $MLFLOW_TRACKING_URI, else <project>/mlflow.db")
     experiment: Optional[str] = key(None, "non_semantic", doc="the MLflow experiment (conf: ${study})")
     heartbeat_seconds: Number = key(60, "non_semantic", doc="a running job refreshes its heartbeat tag this often")
-    stale_after_seconds: Number = key(600, "non_semantic", doc="a RUNNING run from another host with an older heartbeat is dead")
+    stale_after_seconds: Number = key(600, "non_semantic", doc="a RUNNING run whose heartbeat is older is dead (on this host also: its pid gone or reused)")
     system_metrics: bool = key(True, "non_semantic", doc="MLflow's CPU/memory/GPU sampler on the run")
     system_metrics_seconds: Number = key(10, "non_semantic", doc="its sampling interval")
     stage: str = key("final", "non_semantic", doc="set by the staged sweeper: pilot, tune or final")
