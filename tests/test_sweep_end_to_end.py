@@ -168,3 +168,15 @@ def test_a_researcher_sees_the_sweep_its_curves_and_artifacts_in_a_browser(fig10
         finally:
             chromium.close()
     assert all((tmp_path / f).stat().st_size > 10_000 for f in ("runs.png", "charts.png", "artifacts.png"))
+
+
+def test_a_sweep_typed_again_skips_every_job_and_keeps_no_empty_parent(fig10, tmp_path):
+    uri, _ = fig10
+    before = [p.info.run_id for p in runs_of(uri, "default", role="sweep")]
+    again = run_py("-m", "intermediate_act=relu,elu,none", "debug=default", f"tracking.uri={uri}", cwd=tmp_path,
+                   timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("skipping") == 3 and "every job of this sweep was already in the store (3 skipped)" \
+        in again.stdout
+    assert [p.info.run_id for p in runs_of(uri, "default", role="sweep")] == before  # the new parent removed
+    assert len(runs_of(uri, "default", role="job")) == 3

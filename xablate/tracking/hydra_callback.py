@@ -99,6 +99,10 @@ class MlflowSweepCallback(Callback):
         failed = [child for child in children if child.info.status != "FINISHED" and _status(child) != "PRUNED"]
         ok = not failed and not jobs_raised and (children or skipped)
         client.set_terminated(parent_id, status="FINISHED" if ok else "FAILED")
+        if ok and not children:  # every job was in the store already: a parent of nothing is not kept
+            client.delete_run(parent_id)
+            print(f"[xablate] every job of this sweep was already in the store ({len(skipped)} skipped); its empty "
+                  f"parent run {parent_id} was removed", flush=True)
         print(summary_table(children, skipped), flush=True)
         costs = stage_costs_line([*children, *skipped])
         if costs:

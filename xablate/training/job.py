@@ -52,6 +52,8 @@ class Job:
         keys = sweep_keys(context.sweep_dir)
         analysis = cfg.get("analysis") or {}
         keys += [k for k in analysis.get("axes") or [] if k not in keys]  # a study's axes name its variants
+        if context.sweep_dir is None:  # a single run is named by the settings its command line changed
+            keys += [k for k in typed_keys(cfg, context.overrides) if k not in keys]
         axes = axis_values(cfg, keys, context.overrides)
         return cls(cfg=cfg, context=context, backend=backend, identity=run_identity(cfg, backend),
                    digest=source_digest(cfg["data"]), axes=axes, label=variant_label(axes),
@@ -88,3 +90,14 @@ def sweep_keys(sweep_dir: Path | None) -> list[str]:
     if sweep_dir is None or not (Path(sweep_dir) / SWEEP_KEYS_FILE).exists():
         return []
     return (Path(sweep_dir) / SWEEP_KEYS_FILE).read_text().split()
+
+
+def typed_keys(cfg: dict[str, Any], overrides: list[str]) -> list[str]:
+    """The config keys a command line set that can change a result (not a group choice, a replicate, or a
+    non-semantic key such as tracking.uri): `intermediate_act=gelu` names the run `intermediate_act=gelu`."""
+    from xablate.config import REPLICATE_KEYS, flatten
+    from xablate.schema import non_semantic_keys
+
+    flat, ignored = flatten(cfg), set(non_semantic_keys()) | set(REPLICATE_KEYS)
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
+    return [k for k in dict.fromkeys(keys) if k in flat and k not in ignored]
