@@ -98,11 +98,42 @@ def test_the_console_script_is_xablate_cli_main():
     assert script.value == "xablate.cli:main"  # `xablate status` exits with what main returns
 
 
-def test_a_study_that_cannot_be_composed_here_is_named_and_the_others_are_reported(tmp_path, capsys):
+def test_a_bare_status_reports_started_studies_and_one_line_for_the_others(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cell = [o for o in ONE_CELL if not o.startswith("++data.path")]  # seed_finetune's default data/ is absent
-    code, out, err = status(capsys, *cell, f"tracking.uri={uri}")
-    assert code == 1  # the others' cells are left to run
-    assert "Received data.path='data'" in err and "not checked here (see the reasons above): seed_finetune" in err
     every = len(list((ROOT / "experiments").glob("*.yaml")))
+    code, out, err = status(capsys, "--uri", uri)
+    assert code == 0 and out.count("not started in") == every, out + err  # an empty store: nothing left open
+    assert "python run.py -m experiment=fig9_residual" in out and not (tmp_path / "mlflow.db").exists()
+
+    start_and_stop(tmp_path, uri, "fig9_residual")
+    code, out, err = status(capsys, "--uri", uri)
+    assert f"study 'fig9_residual' in {uri}: " in out and out.count("not started in") == every - 1
+    # with overrides, every study is checked against them; one that cannot be composed here is named
+    code, out, err = status(capsys, *cell, "--uri", uri)
+    assert code == 1  # fig9_residual's cell failed: left to run; the others' cells missing
+    assert "Received data.path='data'" in err and "not checked here (see the reasons above): seed_finetune" in err
     assert out.count("study '") == every - 1 and "study 'seed_finetune'" not in out
+
+
+def test_status_finds_the_users_own_sweep_by_the_command_it_recorded(tmp_path, capsys):
+    from xablate.tracking.store import open_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, experiment_id = open_experiment(uri, "default")
+    client.create_run(experiment_id, run_name="default: act", tags={
+        "xablate.role": "sweep", "xablate.overrides": f"intermediate_act=relu,none debug=default tracking.uri={uri}"})
+    cfg = compose_job(["intermediate_act=relu", "debug=default", "train.save_model=false", f"tracking.uri={uri}"])
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        train(cfg, RunContext(output_dir=tmp_path / "job", callbacks=[StopBeforeTraining()]))
+    (run,) = runs_of(uri, "default", role="job")
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    for arguments in ([], ["--study", "default"]):
+        code, out, err = status(capsys, *arguments, "--uri", uri)
+        assert code == 1, err  # intermediate_act=none is left to run
+        assert f"study 'default' in {uri}: 2 cells" in out, out
+        assert "done: 1  diverged: 0  running: 0  failed: 0  missing: 1" in out
+        assert "python run.py -m debug=default study=default" in out and "intermediate_act=none" in out
+    code, out, err = status(capsys, "--study", "mine", "--uri", uri)
+    assert code == 2 and "or one with a sweep in" in err and "(default)" in err
+    assert "xablate status intermediate_act=relu,elu,none" in err

@@ -190,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "Arguments after the options are the run.py overrides of the sweep, e.g. "
                     "`xablate status --study spectrum debug=default seed=0,1`.")
     status.add_argument("--study", action="append", default=None,
-                        help="an experiment from experiments/ (repeatable; default: all of them)")
+                        help="a study of experiments/, or one with a sweep in the store such as default (repeatable; "
+                             "default: every study the store has runs of, each other study in one line)")
+    status.add_argument("--uri", default=None,
+                        help="tracking URI (default: tracking.uri, $MLFLOW_TRACKING_URI or the project's store)")
     status.add_argument("overrides", nargs="*", help="run.py overrides, sweeps included (a=1,2)")
     ui = commands.add_parser("ui", help="the MLflow UI on 127.0.0.1 for the project's store")
     ui.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or <project>/mlflow.db)")
@@ -211,26 +214,53 @@ def run_ui(uri: str | None, port: int) -> int:
 
 
 def run_status(args) -> int:
-    """Prints each study's matrix; exit 0 when every cell is done or diverged, 1 when some are not."""
-    from xablate.analysis.status import TO_RUN, format_status, study_status
-
-    experiments = sorted(p.stem for p in (project_root() / "experiments").glob("*.yaml"))
+    """Prints each study's matrix; exit 0 when every cell is done or diverged, 1 when some are not. With no study
+    named, every study of experiments/ and the latest sweep of each study without a file (the user's own, e.g.
+    `default`); with no overrides either, a study the store has no run of is one line."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from xablate.analysis.status import (TO_RUN, format_status, latest_sweep_arguments, started_studies,
+                                         study_status)
+    from xablate.studies import declared_studies
+    from xablate.tracking.store import check_store_to_read, resolve_tracking_uri
+
+    experiments = declared_studies()
     parsed = OverridesParser.create().parse_overrides(args.overrides)
+    typed = {o.get_key_element().lstrip("+~"): o for o in parsed}
+    try:
+        uri = resolve_tracking_uri(args.uri or (typed["tracking.uri"].value() if "tracking.uri" in typed else None))
+        if not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()):
+            check_store_to_read(uri, "--uri" if args.uri else "tracking.uri")
+    except ValueError as error:
+        print(f"xablate: {error}", file=sys.stderr)
+        return 2
+    overrides = [*args.overrides, *([f"tracking.uri={uri}"] if args.uri else [])]
     # a sweep of its own (or an experiment/study named in the overrides) is one grid; nothing: every study
     own_grid = any(o.is_sweep_override() or o.get_key_element() in ("experiment", "study") for o in parsed)
-    studies = args.study or ([None] if own_grid else experiments)
-    unknown = [s for s in studies if s is not None and s not in experiments]
+    started = started_studies(uri)
+    undeclared = sorted(s for s in started if s not in experiments and latest_sweep_arguments(uri, s))
+    studies = args.study or ([None] if own_grid else [*experiments, *undeclared])
+    unknown = [s for s in studies if s is not None and s not in experiments and s not in undeclared]
     if unknown:
-        print(f"xablate: Received --study={unknown[0]!r}; allowed: {', '.join(experiments)}.", file=sys.stderr)
+        print(f"xablate: Received --study={unknown[0]!r}; allowed: a study of experiments/ "
+              f"({', '.join(experiments)}) or one with a sweep in {uri} ({', '.join(undeclared) or 'none'}); for "
+              f"another grid type its overrides: xablate status intermediate_act=relu,elu,none", file=sys.stderr)
         return 2
+    if not args.study and not own_grid:
+        for study in sorted(started - set(experiments) - set(undeclared)):
+            print(f"study {study!r}: single runs in {uri}, no sweep to check against", flush=True)
     incomplete, checked, skipped = False, 0, []
     for study in studies:
-        arguments = ([f"experiment={study}"] if study else []) + list(args.overrides)
+        if study is not None and not args.study and not args.overrides and study not in started:  # one line
+            print(f"study {study!r}: not started in {uri} (python run.py -m experiment={study})", flush=True)
+            continue
+        if study in undeclared:
+            arguments = [*latest_sweep_arguments(uri, study), *overrides]
+        else:
+            arguments = ([f"experiment={study}"] if study else []) + overrides
         try:
-            if study:  # the composition its runs were made with (e.g. design=cpu_repro), unless typed otherwise
-                arguments = with_recorded_composition(study, arguments)
+            if study in experiments:  # the composition its runs were made with (e.g. design=cpu_repro)
+                arguments = with_recorded_composition(study, arguments, uri)
             status = study_status(arguments)
         except Exception as error:  # a bad override: say which, as run.py would
             print(f"xablate: {' '.join(arguments)}: {error}", file=sys.stderr)

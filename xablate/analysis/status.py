@@ -171,6 +171,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
     uri = experiment = stale = None
     searched = {} if tune is None or tune.search is None else \
         recorded_choices(resolve_tracking_uri(first.tracking.uri), str(first.tracking.experiment))
+    cache: dict = {}
     with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
         for job in jobs:
             # a tuned study's cell is done at whichever value its tuning chose: one identity per candidate (a
@@ -186,7 +187,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
                 options, known = ([with_overrides(job, chosen)], True) if chosen else ([job], False)
             cell = []
             for overrides in options:
-                cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+                cfg = OmegaConf.to_container(composed_cell(cache, overrides), resolve=True)
                 check_known_keys(cfg)  # and the data the cell's digest reads; the rest is the job's to check
                 SOURCES[cfg["data"]["source"]].check(cfg["data"])  # (status needs no Keras to find cells)
                 cfg = canonical_axes(cfg)
@@ -197,8 +198,9 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
             values = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job)}
             rows.append({key: values[key] for key in keys if key not in (tune.keys if tune else ())})
             identities.append(cell if known else [])  # a search not run yet: nothing in the store is this cell
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
+    exists = not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists())
+    client = MlflowClient(uri) if exists else None  # reading a store that is not there would create it
+    found = client.get_experiment_by_name(experiment) if client else None
     runs = []
     if found is not None:
         runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` != ''",
@@ -215,6 +217,52 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
                    reason=(run.data.tags.get("xablate.error", "") if run and state in ("failed", "diverged") else ""))
     return StudyStatus(experiment, uri, base, keys, pd.DataFrame(rows, columns=[*keys, "state", "run_id", "reason"]),
                        note)
+
+
+def started_studies(uri: str) -> set[str]:
+    """The studies (MLflow experiments) of the store with at least one job run, in any state."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return set()
+    client = MlflowClient(uri)
+    return {e.name for e in client.search_experiments()
+            if client.search_runs([e.experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` != ''", max_results=1)}
+
+
+def latest_sweep_arguments(uri: str, study: str) -> list[str] | None:
+    """The command-line overrides of the study's latest sweep (its parent run's record), with the store made this
+    one; None when the study has no sweep in the store (a study without a file: the user's own sweeps)."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return None
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(study)
+    parents = [] if found is None else client.search_runs(
+        [found.experiment_id], filter_string="tags.`xablate.role` = 'sweep'", order_by=["attributes.start_time DESC"],
+        max_results=1)
+    if not parents:
+        return None
+    words = parents[0].data.tags.get("xablate.overrides", "").split()
+    kept = [w for w in words if override_key(w) not in ("tracking.uri", "study")]
+    return [*kept, f"study={study}", f"tracking.uri={uri}"]
+
+
+def composed_cell(cache: dict, overrides: list[str]):
+    """The cell's config as Hydra composes it; cells that differ only in their replicate keys (seed, split) are
+    composed once and the replicate values set on a copy, as Hydra's override would set them (interpolations such
+    as split_seed: ${seed} resolve afterwards): ten seeds cost one composition."""
+    import copy
+
+    import yaml
+
+    shared = tuple(o for o in overrides if override_key(o) not in REPLICATE_KEYS)
+    if shared not in cache:
+        cache[shared] = compose("config", overrides=overrides)
+        return cache[shared]
+    cfg = copy.deepcopy(cache[shared])
+    for override in overrides:
+        if override_key(override) in REPLICATE_KEYS:
+            key, _, value = override.partition("=")
+            OmegaConf.update(cfg, key.lstrip("+~"), yaml.safe_load(value), merge=False)
+    return cfg
 
 
 def format_status(status: StudyStatus) -> str:
