@@ -29,7 +29,7 @@ import os
 
 STUDY = os.environ.get("XABLATE_STUDY") or None  # None: every study in the store with a finished run
 SWEEP = os.environ.get("XABLATE_SWEEP") or None  # a sweep's parent run id: only that sweep
-TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI") or None  # None: the project's store
+TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI") or None  # None: the project's store (<project>/mlflow.db)
 
 # %%
 # %matplotlib inline
@@ -40,6 +40,9 @@ from xablate.analysis import (beside_selection, history_frame, selected_runs, st
 from xablate.analysis.registration import registrations
 from xablate.analysis.store import runs_frame, studies_in_store
 from xablate.analysis.tables import to_markdown
+from xablate.tracking.store import resolve_tracking_uri
+
+TRACKING_URI = resolve_tracking_uri(TRACKING_URI)  # one store for every read below, never ./mlflow.db
 
 if SWEEP:
     studies = [str(runs_frame(TRACKING_URI, sweep=SWEEP)["study"].iloc[0])]

@@ -55,3 +55,19 @@ def test_reading_commands_refuse_a_store_that_does_not_exist_and_create_none(tmp
         err = capsys.readouterr().err
         assert f"allowed: an existing store ({missing} does not exist)" in err and err.count("\n") == 1
     assert not missing.exists() and not missing.parent.exists()
+
+
+def test_the_analysis_reads_the_projects_store_not_one_in_the_working_directory(tmp_path, monkeypatch):
+    """The notebook's default (no URI): every read goes to the project's store; MLflow's own default would be
+    ./mlflow.db in whatever folder the notebook runs from (a stray notebooks/mlflow.db, every claim exploratory)."""
+    import pandas as pd
+
+    from xablate.analysis.registration import registrations
+
+    home, cwd = tmp_path / "home", tmp_path / "notebooks"
+    home.mkdir(), cwd.mkdir()
+    monkeypatch.setenv("XABLATE_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(cwd)
+    assert registrations(None, "s", [], pd.DataFrame()) == {}
+    assert not (cwd / "mlflow.db").exists() and (home / "mlflow.db").exists()

@@ -16,13 +16,14 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from xablate.studies import CLAIMS_TAG, Claim, claim_hash
+from xablate.tracking.store import resolve_tracking_uri
 
 PRE_REGISTERED = "pre-registered"
 
 
 def registrations(uri: str, study: str, claims: list[Claim], runs: pd.DataFrame) -> dict[str, str]:
     """{claim text: its registration label} for `claims` of `study`, against the runs the verdict uses."""
-    client = MlflowClient(uri)
+    client = MlflowClient(resolve_tracking_uri(uri))  # None: the project's store (MLflow's own default is ./mlflow.db)
     experiment = client.get_experiment_by_name(study)
     parents = [] if experiment is None else client.search_runs(
         [experiment.experiment_id], filter_string="tags.`xablate.role` = 'sweep'", max_results=10_000,
