@@ -52,3 +52,21 @@ def test_every_committed_table_compiles(study, tmp_path):
     tex = (ROOT / "results" / study / "table.tex").read_text()
     result = compiles(tex, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_figures_never_write_outside_out_for_a_study_name_that_would_leave_it(tmp_path, capsys):
+    """An experiment made outside xablate (or before study names were checked) named `../trav` or `a/b`."""
+    from xablate.cli import main as xablate_main
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    for name in ("../trav", "a/b", "fine"):
+        log_study(uri, name, {"none": [0.80, 0.81], "relu": [0.70, 0.72]})
+    out = tmp_path / "deep" / "out"
+    assert xablate_main(["figures", "--uri", uri, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "not drawn, their names would leave" in err and "'../trav'" in err and "'a/b'" in err
+    assert (out / "fine" / "table.csv").exists() and not (tmp_path / "deep" / "trav").exists()
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["fine"]
+    assert xablate_main(["figures", "--uri", uri, "--out", str(out), "--study", "../trav"]) == 2
+    assert "Received --study='../trav'" in capsys.readouterr().err

@@ -136,6 +136,8 @@ def read_study_file(path: Path) -> dict:
 def load_study(name: str) -> Study:
     """The study of experiments/<name>.yaml (file stem or its `study:` name), or an undeclared one. Only the
     study's own file is read when it has one, so a broken file of another study stops nothing about this one."""
+    if not STUDY_NAME.fullmatch(name):  # not a study of experiments/ (and no path to build from it)
+        return Study(name=name, title=name)
     own = experiments_dir() / f"{name}.yaml"
     if own.is_file():
         data = read_study_file(own)
