@@ -51,6 +51,12 @@ def main(cfg: DictConfig) -> dict:
             raise  # a sweep's job raises to its launcher
         print(f"xablate: {error}", file=sys.stderr, flush=True)  # a single run's bad setting: one line
         sys.exit(2)
+    except OSError as error:  # a full disk, a read-only file: the machine's, not the code's (the run is FAILED)
+        if multirun:
+            raise
+        print(f"xablate: the run stopped: {type(error).__name__}: {error} (recorded in the store as FAILED with "
+              f"this reason where the store could still be written)", file=sys.stderr, flush=True)
+        sys.exit(1)
     return {"run_id": result.run_id, "status": result.status}  # Hydra's job return: the staged sweeper reads it
 
 

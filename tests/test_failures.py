@@ -170,3 +170,27 @@ def test_a_second_out_of_memory_fails_the_run(tmp_path):
     assert run.data.tags["xablate.oom_retry"].startswith("out of memory at batch 32")  # it did retry, once
     assert run.data.tags["xablate.error"].startswith("ResourceExhaustedError: OOM when allocating")
     assert "traceback.txt" in [a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)]
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_in_one_line_and_marks_it_failed(tmp_path):
+    """A 3 MB tmpfs holds the store and the outputs: the model artifact does not fit."""
+    import subprocess as sp
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = sp.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        proc = run_py("debug=default", f"tracking.uri={uri}", f"hydra.run.dir={folder / 'out'}", cwd=tmp_path)
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines()[-1] == (
+            "xablate: the run stopped: OSError: [Errno 28] No space left on device (recorded in the store as FAILED "
+            "with this reason where the store could still be written)")
+        assert "Traceback" not in proc.stderr
+        [run] = runs_of(uri, "default")
+        assert run.info.status == "FAILED" and "No space left on device" in run.data.tags["xablate.error"]
+    finally:
+        sp.run(["umount", "-l", str(folder)], capture_output=True)
