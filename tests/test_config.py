@@ -44,8 +44,9 @@ def test_every_group_option_composes_and_validates(group, option, tmp_path):
         from PIL import Image
 
         for split in ("train", "test"):
-            (tmp_path / split / "cat").mkdir(parents=True)
-            Image.new("RGB", (4, 4)).save(tmp_path / split / "cat" / "0.png")
+            for label in ("cat", "dog"):  # at least two classes, the same in both splits
+                (tmp_path / split / label).mkdir(parents=True)
+                Image.new("RGB", (4, 4)).save(tmp_path / split / label / "0.png")
     validate_job_config(cfg)
     assert cfg["train"]["epochs"] == 2
     assert cfg["model"]["preset"] == (option if group == "model" else "debug")  # the command line wins
