@@ -59,11 +59,11 @@ def http_get(url, timeout=60):
 
 
 class ServedUI:
-    """`xablate ui --uri <uri>` started through the installed console script on a free port, until stopped;
-    `base` is its address and `output()` what it printed. It runs under xablate's watchdog, so it and all it
-    started die with this process, even when pytest is SIGKILLed."""
+    """`xablate ui --uri <uri> <args>` started through the installed console script on a free port, until stopped;
+    `base` is its address and `output()` what it printed (its log goes beside the store, or to `log_dir`). It runs
+    under xablate's watchdog, so it and all it started die with this process, even when pytest is SIGKILLed."""
 
-    def __init__(self, uri, timeout=180):
+    def __init__(self, uri, timeout=180, args=(), log_dir=None):
         import time
 
         from xablate.tracking.ui_server import watched
@@ -72,9 +72,9 @@ class ServedUI:
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ}
         env.pop("MLFLOW_TRACKING_URI", None)
-        self._log = open(Path(uri[len("sqlite:///"):]).parent / f"ui-{self.port}.log", "w+")
+        self._log = open(Path(log_dir or Path(uri[len("sqlite:///"):]).parent) / f"ui-{self.port}.log", "w+")
         self.proc = subprocess.Popen(watched([str(Path(sys.executable).parent / "xablate"), "ui", "--uri", uri,
-                                              "--port", str(self.port)]),
+                                              "--port", str(self.port), *args]),
                                      env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True,
                                      start_new_session=True)
         deadline = time.time() + timeout

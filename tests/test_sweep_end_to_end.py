@@ -93,6 +93,15 @@ def test_fig10_command_as_typed_gives_a_parent_and_three_finished_children(fig10
     assert [l.split(" FINISHED")[0].strip() for l in lines] == [c.info.run_name for c in children]
     assert all(" FINISHED " in l for l in lines)
 
+    # the study's conclusion on the parent (xablate.tracking.parent_summary): per variant, mean and interval of
+    # its reported metric, the table and the figures as artifacts
+    parent = client.get_run(parent.info.run_id)
+    assert {f"test_accuracy.intermediate_act_{act}.mean" for act in ("relu", "elu", "none")} <= set(parent.data.metrics)
+    summary = {a.path for a in client.list_artifacts(parent.info.run_id, "summary")}
+    assert {"summary/variants.csv", "summary/variants.md", "summary/figures"} <= summary
+    assert f"the study's summary (per-variant means and intervals, verdict, figures) is on the sweep's parent run " \
+           f"{parent.info.run_id}" in proc.stdout
+
 
 def test_single_run_is_a_plain_run_and_prints_its_id(tmp_path):
     uri = sqlite_uri(tmp_path)

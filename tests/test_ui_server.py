@@ -56,7 +56,7 @@ def served_tree(tmp_path, port: int):
         time.sleep(1)
         tree = psutil.Process(parent.pid).children(recursive=True)
     commands = " ".join(" ".join(p.cmdline()) for p in tree)
-    assert "mlflow ui" in commands and "uvicorn" in commands, commands  # the tree the server really has
+    assert "xablate.tracking.mlflow_ui ui" in commands and "uvicorn" in commands, commands  # the server's real tree
     return parent, tree
 
 

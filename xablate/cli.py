@@ -198,19 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="the MLflow UI on 127.0.0.1 for the project's store")
     ui.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or <project>/mlflow.db)")
     ui.add_argument("--port", type=_positive(int), default=5000)
+    ui.add_argument("--study", default=None,
+                    help="print (and open, where a browser can) the page of this study's final-stage runs grouped "
+                         "by variant, its claimed metrics as columns")
+    ui.add_argument("--no-browser", action="store_true", help="with --study: only print the page's address")
     return parser
 
 
-def run_ui(uri: str | None, port: int) -> int:
-    """Serves the MLflow UI for the store runs are logged to (sqlite stores: artifacts beside them); the server
-    dies with this command (xablate.tracking.ui_server)."""
-    from xablate.tracking.store import relocate_artifacts, resolve_tracking_uri, tag_experiments_for_training
-    from xablate.tracking.ui_server import serve_ui
+def run_ui(uri: str | None, port: int, study: str | None = None, open_browser: bool = True) -> int:
+    """Serves the MLflow UI for the store runs are logged to (sqlite stores: artifacts beside them; one git
+    tracks: a copy, left as it is); the server dies with this command (xablate.tracking.ui_store, ui_server)."""
+    from xablate.tracking.ui_store import serve_store
 
-    uri = resolve_tracking_uri(uri)
-    relocate_artifacts(uri)  # a cloned or copied store serves the artifacts beside it
-    tag_experiments_for_training(uri)  # the UI opens each experiment on its runs table
-    return serve_ui(uri, port)
+    return serve_store(uri, port, study=study, open_browser=open_browser)
 
 
 def run_status(args) -> int:
@@ -453,7 +453,7 @@ def run_plan(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "ui":
-        return run_ui(args.uri, args.port)
+        return run_ui(args.uri, args.port, args.study, not args.no_browser)
     if args.command == "figures":
         return run_figures(args)
     if args.command == "status":

@@ -7,6 +7,10 @@ it. Hydra turns callback exceptions into warnings, so failures here are also pri
 
 When a job raises, Hydra's basic sweeper re-raises after the batch and never calls `on_multirun_end`; an
 atexit hook then closes the parent (FAILED) and prints the summary, so no parent is left RUNNING.
+
+Once the parent is closed, the study's conclusion as it stands (per-variant means and intervals of its claimed
+metrics, the verdict, the figures) is logged on it (xablate.tracking.parent_summary), so the MLflow UI shows it
+beside the runs; an error there is one line, never a failed sweep.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent = None  # (uri, run_id)
         self.skipped_dir = Path(".")
+        self.study = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         refuse_unknown_keys(config)  # before the store or the parent run exists
@@ -69,6 +74,7 @@ class MlflowSweepCallback(Callback):
             (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
             self.skipped_dir = sweep_dir / SKIPPED_DIR
             self.parent = (uri, run.info.run_id)
+            self.study = str(config.study)
             atexit.register(self._close_parent, jobs_raised=True)
             print(f"[xablate] sweep parent run {run.info.run_id} in experiment '{config.tracking.experiment}' "
                   f"({uri})", flush=True)
@@ -115,6 +121,23 @@ class MlflowSweepCallback(Callback):
                   + ", ".join(f"{run.info.run_name} ({_status(run)})"
                               for run in failed), file=sys.stderr, flush=True)
         self.parent = None
+        if self.study is not None:
+            summarize_sweep(uri, self.study, parent_id)
+
+
+def summarize_sweep(uri: str, study: str, parent_id: str) -> None:
+    """The study's conclusion on the sweep's parent run (xablate.tracking.parent_summary: per-variant means and
+    intervals of the claimed metrics, the verdict, the figures), after the parent is closed. Never fails the
+    sweep: an error is one line."""
+    try:
+        from xablate.tracking.parent_summary import summarize_parent
+
+        if summarize_parent(uri, study, parent_id) is not None:
+            print(f"[xablate] the study's summary (per-variant means and intervals, verdict, figures) is on the sweep's "
+                  f"parent run {parent_id} (artifacts summary/)", flush=True)
+    except Exception as error:  # noqa: BLE001 — the sweep's runs are done and recorded whatever happens here
+        print(f"[xablate] could not log the study's summary on the sweep's parent run: "
+              f"{' '.join(f'{type(error).__name__}: {error}'.split())[:400]}", file=sys.stderr, flush=True)
 
 
 def refuse_unknown_keys(config: DictConfig) -> None:

@@ -165,8 +165,9 @@ def tag_experiments_for_training(uri: str) -> int:
     return changed
 
 
-def relocate_artifacts(uri: str) -> int:
-    """Points a moved SQLite store at the artifacts beside it; how many experiments it changed.
+def relocate_artifacts(uri: str, folder: Path | None = None) -> int:
+    """Points a moved SQLite store at the artifacts beside it (or at `folder`: a copy served in place of a
+    committed store reads the committed artifacts); how many experiments it changed.
 
     MLflow records absolute artifact locations (file:///…/mlartifacts/<experiment>, and each run's
     …/<run>/artifacts). A store copied, cloned or committed elsewhere keeps its artifacts beside it, so every
@@ -181,7 +182,7 @@ def relocate_artifacts(uri: str) -> int:
     path = Path(uri[len("sqlite:///"):])
     if not path.exists():
         return 0
-    here = (path.parent / ARTIFACTS_FOLDER).as_uri()
+    here = (Path(folder).resolve() if folder else path.parent / ARTIFACTS_FOLDER).as_uri()
     with sqlite3.connect(path, timeout=60) as db:
         try:
             rows = db.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()

@@ -2,6 +2,8 @@
 
     xablate CLI -- watchdog (own session; parent-death signal SIGTERM; polls its parent) -- mlflow ui -- uvicorn
 
+(`mlflow ui` as run by xablate.tracking.mlflow_ui: MLflow's own command, its pages defaulting to model training.)
+
 `mlflow ui` runs uvicorn, whose supervisor spawns its workers, and a huey job runner; a parent-death signal
 would reach only the first of them. So the CLI's direct child is a small watchdog (this file run as a script:
 `python -P ui_server.py --watch <pid> -- <command>`; it imports neither xablate nor MLflow). It is a child
@@ -46,22 +48,65 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def serve_ui(uri: str, port: int) -> int:
+def serve_ui(uri: str, port: int, shown_uri: str | None = None, view=None, open_browser: bool = False) -> int:
     """Serves the MLflow UI for `uri` on 127.0.0.1:port until it ends (its exit code) or this process is
-    stopped (128 + the signal); 2, and nothing started, when the port is taken."""
-    from xablate.tracking.store import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
-
+    stopped (128 + the signal); 2, and nothing started, when the port is taken. `shown_uri`: the store named in
+    what it prints (`uri` may be a copy of it); `view`: a study's page (xablate.tracking.study_view.StudyView),
+    printed, and opened in a browser once the server answers when `open_browser` and a browser can open."""
     if port_in_use(port):
         print(f"xablate: Received --port={port}, which another process on 127.0.0.1 is using; allowed: a free port "
               f"(try --port {port + 1}).", file=sys.stderr, flush=True)
         return 2
-    print(f"xablate: MLflow UI for {uri} at http://127.0.0.1:{port}\n"
-          f"xablate: open http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning (MLflow 3 opens on "
-          f"its GenAI pages otherwise; the experiments are also tagged {EXPERIMENT_KIND_TAG}={MODEL_TRAINING_KIND})",
-          flush=True)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-               "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    print(f"xablate: MLflow UI for {shown_uri or uri} at {base}\n"
+          f"xablate: open {base}/#/experiments?workflowType=machine_learning (its pages open each experiment on its "
+          f"runs: MLflow 3.17 takes an experiment's type from the browser, not from the store's tags; "
+          f"xablate.tracking.mlflow_ui)", flush=True)
+    if view is not None:
+        print(f"xablate: {view.url(base)}\n"
+              f"xablate:   its final-stage runs ({view.search_filter}), grouped by xablate.variant, "
+              f"{', '.join(view.metrics)} as columns (each group's row: the variant's mean), sorted by "
+              f"{view.metrics[0]}", flush=True)
+        for note in view.notes:
+            print(f"xablate:   {note}", flush=True)
+        if open_browser:
+            _open_when_up(view.url(base), base)
+    # `mlflow ui`, its app's index page defaulting the browser to model training (see xablate.tracking.mlflow_ui)
+    command = [sys.executable, "-m", "xablate.tracking.mlflow_ui", "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(port)]
     return run_watched(command)
+
+
+def browser_available() -> bool:
+    """Whether a graphical browser can open here (a console browser would take over the server's terminal)."""
+    return sys.platform == "darwin" or os.name == "nt" or bool(os.environ.get("DISPLAY")
+                                                               or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _open_when_up(url: str, base: str, timeout: float = 300.0) -> None:
+    """Opens `url` in the default browser once `base` answers (a thread; nothing when no browser can open)."""
+    if not browser_available():
+        return
+    import threading
+    import urllib.request
+    import webbrowser
+
+    def wait_then_open():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            return
+        try:
+            webbrowser.open(url)
+        except Exception:  # a broken browser setting: the URL is printed already
+            pass
+
+    threading.Thread(target=wait_then_open, daemon=True).start()
 
 
 class _Stopped(Exception):
