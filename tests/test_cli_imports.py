@@ -42,3 +42,13 @@ def test_status_of_the_committed_study_loads_no_keras_and_finds_every_cell_done(
     result = cli("status", "--study", "fig9_residual", "design=cpu_repro", STORE)
     assert result["loaded"] == [], result["out"][-500:]
     assert result["code"] == 0 and "done: 20  diverged: 0  running: 0  failed: 0  missing: 0" in result["out"]
+
+
+def test_the_help_names_every_bench_suite_and_prints_percent_signs_once(capsys):
+    from xablate.cli import build_parser
+
+    top = build_parser().format_help()
+    for suite in ("segments", "store", "onednn", "sequential", "pruning", "harness"):
+        assert suite in top, suite
+    plan = build_parser()._subparsers._group_actions[0].choices["plan"].format_help()
+    assert "80 % power" in " ".join(plan.split()) and "%%" not in plan
