@@ -222,14 +222,14 @@ def run_status(args) -> int:
     from xablate.analysis.status import (TO_RUN, format_status, latest_sweep_arguments, started_studies,
                                          study_status)
     from xablate.studies import declared_studies
-    from xablate.tracking.store import check_store_to_read, resolve_tracking_uri
+    from xablate.tracking.store import check_store_to_read, resolve_tracking_uri, store_missing
 
     experiments = declared_studies()
     parsed = OverridesParser.create().parse_overrides(args.overrides)
     typed = {o.get_key_element().lstrip("+~"): o for o in parsed}
     try:
         uri = resolve_tracking_uri(args.uri or (typed["tracking.uri"].value() if "tracking.uri" in typed else None))
-        if not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()):
+        if not store_missing(uri):  # no store yet: every study not started
             check_store_to_read(uri, "--uri" if args.uri else "tracking.uri")
     except ValueError as error:
         print(f"xablate: {error}", file=sys.stderr)
@@ -238,7 +238,8 @@ def run_status(args) -> int:
     # a sweep of its own (or an experiment/study named in the overrides) is one grid; nothing: every study
     own_grid = any(o.is_sweep_override() or o.get_key_element() in ("experiment", "study") for o in parsed)
     started = started_studies(uri)
-    undeclared = sorted(s for s in started if s not in experiments and latest_sweep_arguments(uri, s))
+    sweeps = {s: latest_sweep_arguments(uri, s) for s in started if s not in experiments}
+    undeclared = sorted(s for s, arguments in sweeps.items() if arguments)
     studies = args.study or ([None] if own_grid else [*experiments, *undeclared])
     unknown = [s for s in studies if s is not None and s not in experiments and s not in undeclared]
     if unknown:
@@ -255,7 +256,7 @@ def run_status(args) -> int:
             print(f"study {study!r}: not started in {uri} (python run.py -m experiment={study})", flush=True)
             continue
         if study in undeclared:
-            arguments = [*latest_sweep_arguments(uri, study), *overrides]
+            arguments = [*sweeps[study], *overrides]
         else:
             arguments = ([f"experiment={study}"] if study else []) + overrides
         try:
@@ -288,11 +289,11 @@ def with_recorded_composition(study: str, arguments: list[str], uri: str | None 
     from xablate.analysis.composition import recorded_composition
     from xablate.config import REPLICATE_KEYS
     from xablate.analysis.status import study_grid
-    from xablate.tracking.store import resolve_tracking_uri
+    from xablate.tracking.store import resolve_tracking_uri, store_missing
 
     typed = {o.get_key_element().lstrip("+~"): o for o in OverridesParser.create().parse_overrides(arguments)}
     uri = uri or resolve_tracking_uri(typed["tracking.uri"].value() if "tracking.uri" in typed else None)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if store_missing(uri):
         return arguments  # no store yet (reading would create one)
     _, keys, _, tune = study_grid(arguments)
     composition, runs = recorded_composition(uri, study, [*keys, *(tune.keys if tune else ())])
@@ -422,9 +423,7 @@ def run_plan(args) -> int:
     from xablate.analysis.report import selected_runs
     from xablate.analysis.store import history_frame, studies_in_store
     from xablate.studies import declared_studies
-    from xablate.tracking.store import resolve_tracking_uri
-
-    from xablate.tracking.store import check_store_to_read
+    from xablate.tracking.store import check_store_to_read, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.uri)
     try:

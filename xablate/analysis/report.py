@@ -31,7 +31,7 @@ from xablate.analysis.verdicts import verdict_tables
 from xablate.analysis.destination import local_uri
 from xablate.paths import portable_uri
 from xablate.studies import load_study
-from xablate.tracking.store import resolve_tracking_uri
+from xablate.tracking.store import resolve_tracking_uri, store_missing
 
 
 VERDICT = "verdict"
@@ -261,7 +261,7 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
         if "runs" not in meta or "query" not in meta:
             continue
         store = resolve_tracking_uri(uri) if uri else local_uri(meta["tracking_uri"])
-        if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists():
+        if store_missing(store):
             stale.append((sidecar, f"its store {store} is not on this machine"))
             continue
         query = meta["query"]

@@ -28,7 +28,7 @@ from xablate.data.digest import source_digest
 from xablate.data.sources import SOURCES
 from xablate.tracking.identity import run_identity
 from xablate.tracking.previous_runs import DATA_DIGEST_TAG, IDENTITY_TAG, variant_state
-from xablate.tracking.store import resolve_tracking_uri
+from xablate.tracking.store import resolve_tracking_uri, store_missing
 
 STATES = ("done", "diverged", "running", "failed", "missing")
 TO_RUN = ("failed", "missing")  # a rerun resumes the failed cells and trains the missing ones
@@ -98,7 +98,7 @@ def recorded_choices(uri: str, experiment: str) -> dict[str, dict]:
     search finished)."""
     import json
 
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if store_missing(uri):
         return {}
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
@@ -198,8 +198,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
             values = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job)}
             rows.append({key: values[key] for key in keys if key not in (tune.keys if tune else ())})
             identities.append(cell if known else [])  # a search not run yet: nothing in the store is this cell
-    exists = not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists())
-    client = MlflowClient(uri) if exists else None  # reading a store that is not there would create it
+    client = None if store_missing(uri) else MlflowClient(uri)  # reading a missing store would create it
     found = client.get_experiment_by_name(experiment) if client else None
     runs = []
     if found is not None:
@@ -221,7 +220,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
 
 def started_studies(uri: str) -> set[str]:
     """The studies (MLflow experiments) of the store with at least one job run, in any state."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if store_missing(uri):
         return set()
     client = MlflowClient(uri)
     return {e.name for e in client.search_experiments()
@@ -231,7 +230,7 @@ def started_studies(uri: str) -> set[str]:
 def latest_sweep_arguments(uri: str, study: str) -> list[str] | None:
     """The command-line overrides of the study's latest sweep (its parent run's record), with the store made this
     one; None when the study has no sweep in the store (a study without a file: the user's own sweeps)."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if store_missing(uri):
         return None
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(study)

@@ -68,6 +68,11 @@ def check_reachable(uri: str) -> None:
 MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
 
 
+def store_missing(uri: str) -> bool:
+    """A SQLite store whose file is not there (reading it through MLflow would create it)."""
+    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file()
+
+
 def check_store_file(uri: str, write: bool = False) -> None:
     """ValueError in one line for a SQLite store that exists but is not one xablate can use: not a database, a
     database of something else (MLflow would add its tables to it), or (`write`) a file it cannot write."""
@@ -99,7 +104,7 @@ def check_store_file(uri: str, write: bool = False) -> None:
 def check_store_to_read(uri: str, setting: str = "--uri") -> None:
     """ValueError in one line for a store a reading command cannot use: a SQLite file that does not exist
     (reading would create an empty one), or one check_store_file refuses."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if store_missing(uri):
         raise ValueError(f"Received {setting}={uri!r}; allowed: an existing store ({uri[len('sqlite:///'):]} does "
                          f"not exist).")
     try:
