@@ -6,7 +6,8 @@
 What crashes: the *filter gradient* (Conv2DBackpropFilter) of a 1x1, stride-2 convolution - the projection
 shortcut of Xception's entry/exit blocks - on a batch of odd size, run by oneDNN's AVX-512 kernels. glibc then
 aborts ("malloc(): corrupted top size", "munmap_chunk(): invalid pointer", exit 134) or the process segfaults
-(exit 139): a heap overrun inside the kernel. Measured on TensorFlow 2.21.0 and 2.20.0 (oneDNN on by default
+(exit 139): a heap overrun inside the kernel. Once (on CI) the process hung instead, deadlocked on the
+corrupted heap: `run_case` reports that as "hung". Measured on TensorFlow 2.21.0 and 2.20.0 (oneDNN on by default
 on x86), Intel Xeon (Sapphire Rapids, AVX-512 + AMX) and reported on AMD EPYC (AVX-512 + BF16):
 
     batch 51, 16x16x4 -> 8 channels, stride 2        crash       batch 50, 52 or 2                   ok
@@ -69,16 +70,24 @@ def case(batch: int, cin: int, cout: int, size: int, stride: int, kernel: int, r
     return total
 
 
-def outcome(returncode: int) -> str:
+HUNG = "hung"  # a corrupted heap may also deadlock glibc's allocator instead of aborting (seen on CI)
+FAULTS = (-6, -11, 134, 139, HUNG)
+
+
+def outcome(returncode: int | str) -> str:
     return {0: "ok", 134: "crash (SIGABRT)", -6: "crash (SIGABRT)", 139: "crash (SIGSEGV)",
-            -11: "crash (SIGSEGV)"}.get(returncode, f"exit {returncode}")
+            -11: "crash (SIGSEGV)", HUNG: "hung (killed)"}.get(returncode, f"exit {returncode}")
 
 
-def run_case(arguments: list[str], env: dict[str, str], timeout: float = 300) -> int:
-    """Exit status of `case` with these arguments in a fresh interpreter (oneDNN's settings fresh too)."""
+def run_case(arguments: list[str], env: dict[str, str], timeout: float = 120) -> int | str:
+    """Exit status of `case` with these arguments in a fresh interpreter (oneDNN's settings fresh too), or HUNG
+    when it has not ended after `timeout` seconds (a case that works takes about 10 s)."""
     clean = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")}
-    proc = subprocess.run([sys.executable, __file__, "case", *arguments], capture_output=True, text=True,
-                          env={**clean, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, timeout=timeout)
+    try:
+        proc = subprocess.run([sys.executable, __file__, "case", *arguments], capture_output=True, text=True,
+                              env={**clean, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return HUNG
     return proc.returncode
 
 
