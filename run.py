@@ -62,10 +62,11 @@ def main(cfg: DictConfig) -> dict:
 
 if __name__ == "__main__":
     from xablate.command_line import check_command_line
+    from xablate.extras import MissingExtra
 
-    try:  # an unknown experiment or option, a value of the wrong type: one line, before Hydra starts anything
+    try:  # an unknown experiment or option, a value of the wrong type, a missing extra: one line, before Hydra
         check_command_line(sys.argv[1:])
-    except ValueError as error:
+    except (ValueError, MissingExtra) as error:
         print(f"xablate: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
     main()

@@ -9,6 +9,7 @@ each swept key takes, so that `-m intermediate_act=relu,gleu` is refused before 
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from typing import Iterable
@@ -83,13 +84,16 @@ def check_command_line(argv: Iterable[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from xablate.config import compose_job
+    from xablate.extras import require_for, require_launcher
 
     overrides = overrides_of(argv)
     if overrides is None:
         return
+    require_launcher(overrides)  # hydra/launcher=ray_cluster without the [ray] extra: one line naming it
     base = first_values(overrides)
     try:
-        compose_job(base, hydra=True)
+        cfg = compose_job(base, hydra=True)
+        require_for(cfg)
         for other in group_values(overrides):  # a swept group's other options: each must exist
             compose_job([*base, other], hydra=True)
     except (HydraException, OmegaConfBaseException) as error:
@@ -131,14 +135,19 @@ def check_sweep_values(declared: dict | None, overrides: list[str]) -> None:
 
     from xablate.backend import start_like_a_job
     from xablate.config import compose_job
+    from xablate.studies import check_study_block
     from xablate.sweeps import expand
 
-    jobs = expand(declared, overrides)
+    jobs, studies = expand(declared, overrides), set()
     for job in value_jobs(jobs) if len(jobs) > 1 else []:  # a single job validates itself, once
         try:
             cfg = compose_job(job)
         except (HydraException, OmegaConfBaseException) as error:
             raise ValueError(composition_message(error)) from None
+        block = json.dumps([cfg["study"], cfg["analysis"]], sort_keys=True, default=str)
+        if block not in studies:  # each distinct study block once (a sweep over experiment= has several)
+            studies.add(block)
+            check_study_block(cfg["study"], cfg["analysis"])
         if "keras" not in sys.modules:  # validation reads Keras: load it as the sweep's jobs will
             start_like_a_job(str(cfg["backend"]), cfg["train"]["onednn"], str(cfg["train"]["precision"]))
         from xablate.training.validation import validate_job_config

@@ -10,23 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from xablate.dotted import flatten  # noqa: F401  (xablate.config.flatten: where callers import it from)
+
 MODEL_AXES = ("residual", "intermediate_act", "segments")
 AXES = MODEL_AXES  # the builder's ablation arguments that are top-level config keys
 REPLICATE_KEYS = ("seed", "data.split_seed")  # what varies between replicates of one variant
 # Short names for run names in MLflow's narrow columns; any other key is shown by its last component.
 SHORT_NAMES = {"intermediate_act": "act", "segments": "k", "learning_rate": "lr", "residual": "residual"}
-
-
-def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def axis_values(cfg: Mapping[str, Any], keys: list[str], overrides: list[str] = ()) -> dict[str, Any]:

@@ -28,6 +28,8 @@ import difflib
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
+from xablate.dotted import flatten
+
 ROLES = ("semantic", "neutral", "non_semantic")
 # A number, kept as typed: a `float` annotation would turn 20 (YAML) or learning_rate=1 (command line) into 20.0 and
 # 1.0, and a run's params and identity with them (identities issued before the typed schema say 20 and 1); the
@@ -266,8 +268,6 @@ def keys_with(flag: str, prefix: str = "") -> tuple[str, ...]:
 
 def unknown_keys(cfg: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """The keys of a composed job config that no section declares, each with the nearest known key (or None)."""
-    from xablate.config import flatten
-
     known = known_keys()
     return [(name, nearest(name, known)) for name in flatten(cfg) if not is_known(name, known)]
 
@@ -299,8 +299,6 @@ def nearest(name: str, known: Iterable[str]) -> str | None:
 
 def check_known_keys(cfg: Mapping[str, Any]) -> None:
     """ValueError naming the first unknown key, its value and the nearest known key."""
-    from xablate.config import flatten
-
     unknown = unknown_keys(cfg)
     if not unknown:
         return

@@ -166,6 +166,13 @@ def _positive_finite(value: Any) -> bool:
             and value > 0)
 
 
+def check_study_block(study: str, analysis: dict | None) -> None:
+    """A job config's analysis block (what a study file put there), parsed as the study: ValueError for a bad one.
+    A sweep calls it once per distinct block before its parent run; a single run before it trains."""
+    if analysis is not None:
+        parse_study(str(study), {"analysis": analysis}, where=f"study {study!r}")
+
+
 def parse_study(name: str, data: dict, where: str = "") -> Study:
     """Reads and checks a study file's contents; errors name the file, the setting and what is allowed."""
     block = data.get("analysis") or {}

@@ -16,7 +16,8 @@ from xablate.config import axis_values, run_name, variant_label
 from xablate.data.digest import source_digest
 from xablate.sweeps import SWEEP_KEYS_FILE
 from xablate.tracking.identity import run_identity
-from xablate.training.validation import normalize_axes, validate_job_config
+from xablate.studies import check_study_block
+from xablate.training.validation import ConfigError, normalize_axes, validate_job_config
 
 
 @dataclass
@@ -48,6 +49,11 @@ class Job:
     @classmethod
     def prepare(cls, cfg: dict[str, Any], context: RunContext, backend: str) -> Job:
         validate_job_config(cfg)
+        if context.sweep_dir is None:  # a sweep's callback parsed its study's blocks once, before its parent run
+            try:
+                check_study_block(cfg["study"], cfg["analysis"])
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
         cfg = normalize_axes(cfg)
         keys = sweep_keys(context.sweep_dir)
         analysis = cfg.get("analysis") or {}

@@ -12,6 +12,7 @@ from xablate.config import AXES, canonical_axes, flatten
 from xablate.backend import BACKENDS
 from xablate.checks import finite_numbers, number_in, positive_int, seed_value
 from xablate.data.checks import validate_data
+from xablate.extras import MissingExtra, require_for
 from xablate.models.pretrained import check_weights_setting
 from xablate.onednn import check_mode as check_onednn_mode
 from xablate.schema import check_known_keys, model_settings
@@ -20,7 +21,7 @@ from xablate.models.matching import matched_kwargs
 from xablate.models.segments import validate_segments
 from xablate.models.xception import normalize_activation
 from xablate.staging import STAGES
-from xablate.studies import check_study_name, parse_study
+from xablate.studies import check_study_name
 from xablate.training.devices import PRECISIONS
 from xablate.training.recipes import validate_recipe
 
@@ -39,10 +40,11 @@ class ConfigError(ValueError):
 
 def validate_job_config(cfg: dict) -> None:
     """Raises ConfigError (a ValueError) for the first bad setting in a composed job config (an unknown key
-    first)."""
+    first). The study's analysis block is not a job's setting: the sweep parses it once before its parent run, a
+    single run through `check_study_block` (xablate.training.job)."""
     try:
         _validate_job_config(cfg)
-    except ValueError as error:
+    except (ValueError, MissingExtra) as error:
         raise ConfigError(str(error)) from None
 
 
@@ -53,9 +55,6 @@ def _validate_job_config(cfg: dict) -> None:
         raise ValueError(f"Received residual={cfg.get('residual')!r}; allowed: true, false.")
     seed_value("seed", cfg.get("seed"))
     check_study_name(cfg.get("study"))
-
-    if cfg.get("analysis") is not None:  # a study file's analysis block: checked where it is read
-        parse_study(str(cfg["study"]), {"analysis": cfg["analysis"]}, where=f"study {cfg['study']!r}")
 
     train = cfg["train"]
     positive_int("train.epochs", train["epochs"])
@@ -72,6 +71,7 @@ def _validate_job_config(cfg: dict) -> None:
                          f"on a NaN/inf loss.")
     if cfg.get("backend", "tensorflow") not in BACKENDS:
         raise ValueError(f"Received backend={cfg['backend']!r}; allowed: {', '.join(BACKENDS)}.")
+    require_for(cfg)  # backend=jax, data.source=tfds: their extras installed
     if train.get("precision", "fp32") not in PRECISIONS:
         raise ValueError(f"Received train.precision={train['precision']!r}; allowed: {', '.join(PRECISIONS)}.")
     if train.get("jit_compile", "auto") not in ("auto", True, False):

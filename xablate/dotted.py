@@ -1,0 +1,17 @@
+"""A nested config as dotted keys: the one helper both the schema and the config read keys with (no imports)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
