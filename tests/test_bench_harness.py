@@ -28,13 +28,15 @@ def debug_model_parameters() -> int:
     import keras
 
     from xablate.bench.overhead import run_overrides
-    from xablate.config import compose_job as compose
+    from xablate.config import axes_of, compose_job as compose
+    from xablate.schema import Optim, typed
     from xablate.models import build_xception
     from xablate.training.trainer import builder_kwargs
 
     cfg = compose(run_overrides(Path("/nonexistent/mlflow.db"), 2, OVERRIDES))
     keras.backend.clear_session()
-    return build_xception(**builder_kwargs(cfg, image_shape=(16, 16, 1), num_classes=10)).count_params()
+    return build_xception(**builder_kwargs(cfg["model"], typed(Optim, cfg["optim"]), axes_of(cfg), image_shape=(16, 16, 1),
+                                           num_classes=10)).count_params()
 
 
 # reuse and parity (two full Xceptions traced: ~80 s) are checked on made-up numbers below; the builder's layer

@@ -5,6 +5,7 @@ from omegaconf import OmegaConf
 
 from helpers import run_py
 from xablate.config import compose_job
+from xablate.schema import Optim, typed
 from xablate.training.recipes import build_optimizer, current_learning_rate, learning_rate
 from xablate.training.validation import validate_job_config
 
@@ -63,23 +64,23 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 
 def test_paper_imagenet_recipe_schedule_and_ema():
-    optim = composed("optim=paper_imagenet")["optim"]
+    optim = typed(Optim, composed("optim=paper_imagenet")["optim"])
     lr = learning_rate(optim, steps_per_epoch=10, epochs=8, batch_size=32)
     assert [round(float(lr(step)), 6) for step in (0, 19, 20, 40)] == [0.045, 0.045, 0.0423, 0.039762]
     optimizer = build_optimizer(optim, steps_per_epoch=10, epochs=8, batch_size=32)
     assert optimizer.use_ema and optimizer.ema_momentum == 0.9999 and optimizer.momentum == 0.9
     assert current_learning_rate(optimizer) == pytest.approx(0.045)
-    assert (optim["weight_decay"], optim["dropout"]) == (1e-5, 0.5)
+    assert (optim.weight_decay, optim.dropout) == (1e-5, 0.5)
 
 
 def test_paper_jft_decays_every_three_million_samples():
-    optim = composed("optim=paper_jft")["optim"]
+    optim = typed(Optim, composed("optim=paper_jft")["optim"])
     lr = learning_rate(optim, steps_per_epoch=10, epochs=8, batch_size=100)
     assert lr.decay_steps == 30_000 and lr.decay_rate == 0.9
     assert type(build_optimizer(optim, steps_per_epoch=10, epochs=8, batch_size=100)).__name__ == "RMSprop"
 
 
 def test_seed_recipe_steps_down_at_30_and_70_percent():
-    optim = composed("optim=seed")["optim"]
+    optim = typed(Optim, composed("optim=seed")["optim"])
     lr = learning_rate(optim, steps_per_epoch=10, epochs=10, batch_size=32)  # 100 steps
     assert [float(lr(s)) for s in (0, 30, 31, 70, 71)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6])

@@ -7,13 +7,14 @@ import pytest
 from PIL import Image
 
 from xablate.data import load_data
+from xablate.schema import Data, typed
 
 BASE = {"image_size": 16, "limit_train": None, "limit_val": None, "limit_test": None, "cache_dir": None,
         "validation_fraction": 0.1, "split_seed": 0, "augment": {"enabled": False}}
 
 
-def cfg(**overrides):
-    return {**BASE, **overrides}
+def cfg(**overrides) -> Data:
+    return typed(Data, {**BASE, **overrides})
 
 
 def batches(ds):

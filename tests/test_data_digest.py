@@ -1,11 +1,14 @@
 """The data a run saw: a source digest that changes with the data, per-split dataset inputs, and the skip/resume
 lookup that refuses a finished run made on other data but keeps runs from before digests were recorded."""
 
+from dataclasses import replace
+
 import numpy as np
 from mlflow import MlflowClient
 from PIL import Image
 
 from xablate.data.digest import DATA_DIGEST_TAG, dataset_inputs, source_digest
+from xablate.schema import Data
 from xablate.tracking.previous_runs import IDENTITY_TAG, plan_run
 from xablate.tracking.store import open_experiment
 
@@ -20,27 +23,27 @@ def image_folder(root, files):
 
 def test_a_folder_digest_changes_with_its_files_not_with_its_place(tmp_path):
     files = ["train/a/1.png", "train/b/1.png", "test/a/1.png", "test/b/1.png"]
-    first = source_digest({"source": "folder", "path": str(image_folder(tmp_path / "one", files))})
-    same = source_digest({"source": "folder", "path": str(image_folder(tmp_path / "two", files))})
+    first = source_digest(Data(source="folder", path=str(image_folder(tmp_path / "one", files))))
+    same = source_digest(Data(source="folder", path=str(image_folder(tmp_path / "two", files))))
     assert first == same  # names and sizes, wherever the folder is
     image_folder(tmp_path / "two", ["train/a/2.png"])
-    assert source_digest({"source": "folder", "path": str(tmp_path / "two")}) != first  # a file added
+    assert source_digest(Data(source="folder", path=str(tmp_path / "two"))) != first  # a file added
     (tmp_path / "one" / "test" / "b" / "1.png").write_bytes(b"not the same size")
-    assert source_digest({"source": "folder", "path": str(tmp_path / "one")}) != first  # a file rewritten
+    assert source_digest(Data(source="folder", path=str(tmp_path / "one"))) != first  # a file rewritten
 
 
 def test_digits_and_published_sets_have_fixed_digests():
-    assert source_digest({"source": "digits"}) == source_digest({"source": "digits"})
-    assert source_digest({"source": "cifar10"}) != source_digest({"source": "cifar100"})
+    assert source_digest(Data(source="digits")) == source_digest(Data(source="digits"))
+    assert source_digest(Data(source="cifar10")) != source_digest(Data(source="cifar100"))
 
 
 def test_each_split_is_an_input_whose_digest_follows_its_settings():
-    data = {"source": "digits", "image_size": 16, "split_seed": 0, "test_fraction": 0.2}
+    data = Data(source="digits", image_size=16, split_seed=0, test_fraction=0.2)
     inputs = dataset_inputs(data, "d" * 16, {"train": 1293, "validation": 144, "test": 360})
     assert [(i.dataset.name, i.tags[0].value) for i in inputs] == [
         ("digits/train", "train"), ("digits/validation", "validation"), ("digits/test", "test")]
     assert len({i.dataset.digest for i in inputs}) == 3
-    other_split = dataset_inputs({**data, "split_seed": 1}, "d" * 16, {"test": 360})
+    other_split = dataset_inputs(replace(data, split_seed=1), "d" * 16, {"test": 360})
     assert other_split[0].dataset.digest != inputs[2].dataset.digest
 
 

@@ -11,6 +11,7 @@ import pytest
 from helpers import ROOT, clean_env
 from xablate.config import compose_job
 from xablate.extras import EXTRAS, MissingExtra, require, require_for, require_launcher
+from xablate.schema import Job, typed
 from xablate.training.validation import ConfigError, validate_job_config
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -39,7 +40,7 @@ def test_each_extra_the_code_names_is_declared_and_dev_holds_them_all():
 
 @pytest.mark.parametrize("hidden, extra, call", [
     ("jax", "jax", lambda: require("jax", "backend=jax")),
-    ("tensorflow_datasets", "tfds", lambda: require_for(compose_job(["data=tfds"]))),
+    ("tensorflow_datasets", "tfds", lambda: require_for(typed(Job, compose_job(["data=tfds"])))),
     ("hydra_plugins.hydra_ray_launcher", "ray", lambda: require_launcher(["hydra/launcher=ray_cluster"])),
     ("submitit", "slurm", lambda: require_launcher(["hydra/launcher=parallel,slurm_local"])),
 ])

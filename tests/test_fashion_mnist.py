@@ -13,6 +13,7 @@ import pytest
 from helpers import run_py, sqlite_uri
 from xablate.data.sources import SOURCES
 from xablate.data.sources.fashion_mnist import DEBIAN, FILES, FashionMnistError, interleaved
+from xablate.schema import Data, typed
 
 PER_CLASS_TRAIN, PER_CLASS_TEST = 5, 2
 
@@ -35,9 +36,9 @@ def write_set(folder, per_class_train=PER_CLASS_TRAIN, per_class_test=PER_CLASS_
     return folder
 
 
-def data(path, **extra):
-    return {"source": "fashion_mnist", "path": str(path), "cache_dir": None, "validation_fraction": 0.2,
-            "split_seed": 0, **extra}
+def data(path, **extra) -> Data:
+    return typed(Data, {"source": "fashion_mnist", "path": str(path), "cache_dir": None, "validation_fraction": 0.2,
+                        "split_seed": 0, **extra})
 
 
 def test_a_written_set_loads_into_stratified_splits_at_the_native_size(tmp_path):

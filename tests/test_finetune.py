@@ -12,6 +12,7 @@ from PIL import Image
 
 from xablate.config import compose_job
 from xablate.data.pipeline import augmentation_layers, load_data
+from xablate.schema import Augment, Data, typed
 from xablate.models import build_from_preset
 from xablate.training.finetune import HEAD_LAYERS
 from xablate.training.trainer import RunContext, train
@@ -101,8 +102,8 @@ def test_pretrained_inputs_reach_the_model_in_minus_one_to_one(pipeline):
     cfg = {"source": "digits", "image_size": 8, "test_fraction": 0.2, "validation_fraction": 0.1, "split_seed": 0,
            "limit_train": 64, "limit_val": 32, "limit_test": 32, "cache": "none", "pipeline": pipeline,
            "augment": {"enabled": False}}
-    plain = load_data(cfg, batch_size=64, seed=0)
-    scaled = load_data(cfg, batch_size=64, seed=0, value_range=(-1.0, 1.0))
+    plain = load_data(typed(Data, cfg), batch_size=64, seed=0)
+    scaled = load_data(typed(Data, cfg), batch_size=64, seed=0, value_range=(-1.0, 1.0))
     for split in ("train", "validation", "test"):
         x0 = np.asarray(next(iter(getattr(plain, split)))[0])
         x1 = np.asarray(next(iter(getattr(scaled, split)))[0])
@@ -111,8 +112,16 @@ def test_pretrained_inputs_reach_the_model_in_minus_one_to_one(pipeline):
         assert x1.min() < -0.99
 
 
+def only(**settings) -> Augment:
+    """An augmentation with only these settings on (each other layer off)."""
+    return Augment(**{**OFF, **settings})
+
+
+OFF = {"rotation_degrees": 0, "shift": 0, "shear": 0, "zoom": 0, "horizontal_flip": False, "brightness": None}
+
+
 def test_the_seeds_brightness_multiplies_and_its_shear_is_an_angle():
-    [brightness] = augmentation_layers({"brightness": [0.7, 1.3], "brightness_mode": "multiplicative"}, seed=1)
+    [brightness] = augmentation_layers(only(brightness=[0.7, 1.3], brightness_mode="multiplicative"), seed=1)
     image = np.zeros((64, 4, 4, 1), "float32")
     image[:, :2] = 0.2
     image[:, 2:] = 0.4
@@ -120,11 +129,11 @@ def test_the_seeds_brightness_multiplies_and_its_shear_is_an_angle():
     factors = out[:, 0, 0, 0] / 0.2
     np.testing.assert_allclose(out[:, 2, 0, 0], 0.4 * factors, rtol=1e-5)  # one factor per image: multiplied
     assert 0.7 <= factors.min() < 0.8 and 1.2 < factors.max() <= 1.3
-    [additive] = augmentation_layers({"brightness": [0.7, 1.3]}, seed=1)  # Keras' layer shifts instead
+    [additive] = augmentation_layers(only(brightness=[0.7, 1.3]), seed=1)  # Keras' layer shifts instead
     shifted = keras.ops.convert_to_numpy(additive(image + 0.2, training=True))  # 0.4 and 0.6: no clipping
     np.testing.assert_allclose(shifted[:, 2, 0, 0] - shifted[:, 0, 0, 0], 0.2, atol=1e-5)
 
-    [shear] = augmentation_layers({"shear_degrees": 10}, seed=2)
+    [shear] = augmentation_layers(only(shear_degrees=10), seed=2)
     assert shear.x_factor == pytest.approx((-math.tan(math.radians(10)), math.tan(math.radians(10))))
     assert shear.y_factor == (0.0, 0.0)  # along x only, as ImageDataGenerator
     column = np.zeros((32, 41, 41, 1), "float32")

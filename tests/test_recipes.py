@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 
 from xablate.config import compose_job
 from xablate.data import load_data
+from xablate.schema import Data, typed
 from xablate.training.trainer import RunContext, train
 
 KERNEL_REGULARIZERS = ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer")
@@ -81,7 +82,7 @@ def test_each_epoch_is_evaluated_with_the_averaged_weights(paper_run):
     cfg, uri, result, seen = paper_run
     model = seen["model"]
     trainable = [any(v is t for t in model.trainable_variables) for v in model.weights]
-    validation = load_data(cfg["data"], batch_size=int(cfg["train"]["batch_size"]), seed=int(cfg["seed"])).validation
+    validation = load_data(typed(Data, cfg["data"]), batch_size=int(cfg["train"]["batch_size"]), seed=int(cfg["seed"])).validation
 
     def evaluate(trainable_values):
         values = iter(trainable_values)

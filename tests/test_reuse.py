@@ -9,6 +9,7 @@ import pytest
 
 from helpers import ROOT, clean_env
 from xablate.config import compose_job as compose
+from xablate.schema import Optim, Train, typed
 from xablate.training.reuse import architecture_key, reusable
 
 
@@ -51,7 +52,7 @@ def config(*overrides):
 
 
 def key(cfg):
-    return architecture_key(cfg, {"segments": cfg["segments"], "residual": cfg["residual"]}, steps_per_epoch=4,
+    return architecture_key(typed(Optim, cfg["optim"]), typed(Train, cfg["train"]), {"segments": cfg["segments"], "residual": cfg["residual"]}, steps_per_epoch=4,
                             backend="tensorflow")
 
 
@@ -73,4 +74,4 @@ def test_the_key_leaves_out_the_seed_and_keeps_what_the_trace_depends_on():
     ([], None, 2, False),                                 # variables of a per-job distribution scope
 ])
 def test_which_jobs_may_reuse(overrides, accumulation, replicas, expected):
-    assert reusable(config(*overrides), accumulation=accumulation, replicas=replicas) is expected
+    assert reusable(typed(Train, config(*overrides)["train"]), accumulation=accumulation, replicas=replicas) is expected

@@ -4,6 +4,10 @@ and what is allowed."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the typed section, for annotations only
+    from xablate.schema import Augment
 
 SEED_LIMIT = 2**32  # numpy's and TensorFlow's seeds are 32-bit
 
@@ -35,12 +39,12 @@ def finite_numbers(flat: dict) -> None:
                 raise ValueError(f"Received {name}={value!r}; allowed: a finite number.")
 
 
-def augment_ranges(augment: dict) -> None:
+def augment_ranges(augment: Augment) -> None:
     """The augmentation's magnitudes: angles and fractions in the ranges Keras' layers accept."""
-    number_in("data.augment.rotation_degrees", augment.get("rotation_degrees", 0), 0.0, 180.0, high_open=False)
+    number_in("data.augment.rotation_degrees", augment.rotation_degrees, 0.0, 180.0, high_open=False)
     for key in ("shift", "zoom", "shear"):
-        number_in(f"data.augment.{key}", augment.get(key, 0), 0.0, 1.0)
-    brightness = augment.get("brightness")
+        number_in(f"data.augment.{key}", getattr(augment, key), 0.0, 1.0)
+    brightness = augment.brightness
     if brightness is not None and (not isinstance(brightness, (list, tuple)) or len(brightness) != 2
                                    or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in brightness)
                                    or brightness[0] > brightness[1]):

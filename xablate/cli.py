@@ -327,6 +327,8 @@ def run_bench_onednn(args) -> int:
     from xablate.config import compose_job
 
     start_tensorflow_quietly()
+    from xablate.config import axes_of
+    from xablate.schema import Optim, typed
     from xablate.training.fitting import builder_kwargs
 
     try:
@@ -337,7 +339,8 @@ def run_bench_onednn(args) -> int:
     with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
         cfg = compose_job(overhead.run_overrides(Path(scratch) / "mlflow.db", args.epochs, args.overrides))
         x, y = pipeline.in_memory_arrays(cfg)
-        builder = builder_kwargs(cfg, image_shape=tuple(x.shape[1:]), num_classes=int(pipeline.load(cfg).num_classes))
+        builder = builder_kwargs(cfg["model"], typed(Optim, cfg["optim"]), axes_of(cfg), image_shape=tuple(x.shape[1:]),
+                                 num_classes=int(pipeline.load(cfg).num_classes))
         rows = onednn.measure(builder={**builder, "input_shape": list(builder["input_shape"])}, optim=cfg["optim"],
                               arrays=(x, y), batch_size=int(cfg["train"]["batch_size"]), epochs=args.epochs,
                               rounds=args.rounds, seed=int(cfg["seed"]), folder=Path(scratch) / "onednn")

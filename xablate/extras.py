@@ -60,9 +60,9 @@ def require_launcher(overrides: list[str]) -> None:
                 require(extra, f"hydra/launcher={option.strip()}")
 
 
-def require_for(cfg) -> None:
-    """The extras a composed job config needs: its backend's and its data source's."""
-    if cfg["backend"] == "jax":
+def require_for(config) -> None:
+    """The extras a job needs (its typed config, xablate.schema.Job): its backend's and its data source's."""
+    if config.backend == "jax":
         require("jax", "backend=jax")
-    if cfg["data"]["source"] == "tfds":
+    if config.data.source == "tfds":
         require("tfds", "data.source=tfds")

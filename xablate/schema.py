@@ -25,7 +25,7 @@ This module imports nothing heavy (no TensorFlow, Keras or MLflow).
 from __future__ import annotations
 
 import difflib
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from xablate.dotted import flatten
@@ -238,6 +238,27 @@ def register() -> None:
     store = ConfigStore.instance()
     store.store(name="_schema", node=job_node())
     store.store(group="model", name="_builder", node=model_node())
+
+
+def typed(cls, values: Mapping[str, Any]):
+    """The section `cls` (Job for a whole job) as its dataclass instance, from a composed config's plain values:
+    each nested section its own dataclass, the model section the builder's dict; a key the values lack takes the
+    schema's default (the one place defaults live). Unknown keys are refused before (`check_known_keys`)."""
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if is_dataclass(default) and isinstance(value, Mapping):
+            value = typed(type(default), value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def plain(section) -> dict[str, Any]:
+    """A typed section back as the plain nested dict it was built from (what digests and records hash)."""
+    return asdict(section)
 
 
 def model_settings(model: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from xablate.config import canonical_axes
 from xablate.paths import project_root
-from xablate.schema import check_known_keys
+from xablate.schema import Data, check_known_keys, typed
 from xablate.staging import CHOICES_TAG, REPLICATE_KEYS, STAGE_TAG, override_key, parse_tune, variant_name, \
     with_overrides
 from xablate.sweeps import expand, swept_keys
@@ -189,9 +189,10 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
             for overrides in options:
                 cfg = OmegaConf.to_container(composed_cell(cache, overrides), resolve=True)
                 check_known_keys(cfg)  # and the data the cell's digest reads; the rest is the job's to check
-                SOURCES[cfg["data"]["source"]].check(cfg["data"])  # (status needs no Keras to find cells)
+                data = typed(Data, cfg["data"])
+                SOURCES[data.source].check(data)  # (status needs no Keras to find cells)
                 cfg = canonical_axes(cfg)
-                cell.append((run_identity(cfg, backend or str(cfg["backend"])), source_digest(cfg["data"])))
+                cell.append((run_identity(cfg, backend or str(cfg["backend"])), source_digest(data)))
             if uri is None:
                 uri = resolve_tracking_uri(cfg["tracking"]["uri"])
                 experiment, stale = str(cfg["tracking"]["experiment"]), float(cfg["tracking"]["stale_after_seconds"])

@@ -74,9 +74,10 @@ def split(cell: str) -> list[float]:
 def compile_like_trainer(model, optim: dict, *, batch_size: int, train_size: int, num_classes: int,
                          epochs: int, jit_compile="auto", run_eagerly: bool = False) -> None:
     """The optimizer, loss, metrics and XLA setting the trainer gives the model (its own helpers)."""
+    from xablate.schema import Optim, typed
     from xablate.training.fitting import compile_model
     from xablate.training.recipes import build_optimizer
 
-    optimizer = build_optimizer(optim, steps_per_epoch=math.ceil(train_size / batch_size), epochs=epochs,
+    optimizer = build_optimizer(typed(Optim, optim), steps_per_epoch=math.ceil(train_size / batch_size), epochs=epochs,
                                 batch_size=batch_size)
     compile_model(model, optimizer, num_classes, jit_compile, run_eagerly)

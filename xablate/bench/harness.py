@@ -70,12 +70,15 @@ def check_overrides(overrides: list[str]) -> None:
 
 
 def _backends(cfg: dict, epochs: int, folder: Path, echo) -> list[dict]:
+    from xablate.config import axes_of
+    from xablate.schema import Optim, typed
     from xablate.training.trainer import builder_kwargs
 
     x, y = pipeline.in_memory_arrays(cfg)
-    builder = builder_kwargs(cfg, image_shape=tuple(x.shape[1:]), num_classes=int(pipeline.load(cfg).num_classes))
+    builder = builder_kwargs(cfg["model"], typed(Optim, cfg["optim"]), axes_of(cfg), image_shape=tuple(x.shape[1:]),
+                             num_classes=int(pipeline.load(cfg).num_classes))
     return backends.measure(builder={**builder, "input_shape": list(builder["input_shape"])}, optim=cfg["optim"],
-                            jit_compile=cfg["train"].get("jit_compile", "auto"), arrays=(x, y),
+                            jit_compile=cfg["train"]["jit_compile"], arrays=(x, y),
                             batch_size=int(cfg["train"]["batch_size"]), epochs=epochs, seed=int(cfg["seed"]),
                             folder=folder, echo=echo)
 

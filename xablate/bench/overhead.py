@@ -40,25 +40,28 @@ def run_overrides(store: Path, epochs: int, extra: list[str]) -> list[str]:
 def compile_like(model, cfg: dict, data, epochs: int) -> None:
     compile_like_trainer(model, cfg["optim"], batch_size=int(cfg["train"]["batch_size"]),
                          train_size=data.train_size, num_classes=data.num_classes, epochs=epochs,
-                         jit_compile=cfg["train"].get("jit_compile", "auto"),
-                         run_eagerly=bool(cfg["train"].get("run_eagerly", False)))
+                         jit_compile=cfg["train"]["jit_compile"], run_eagerly=bool(cfg["train"]["run_eagerly"]))
 
 
 def build_like_trainer(cfg: dict, data):
+    from xablate.config import axes_of
     from xablate.models import build_xception
+    from xablate.schema import Optim, typed
     from xablate.training.trainer import builder_kwargs
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(int(cfg["seed"]))
-    return build_xception(**builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes))
+    return build_xception(**builder_kwargs(cfg["model"], typed(Optim, cfg["optim"]), axes_of(cfg),
+                                           image_shape=data.image_shape, num_classes=data.num_classes))
 
 
 def bare_side(cfg: dict) -> dict:
     """`model.fit` of the run's model on the run's data: no MLflow, checkpoint, guard or heartbeat."""
     from xablate.data import load_data
+    from xablate.schema import Data, typed
 
     keras.backend.clear_session()
-    data = load_data(cfg["data"], batch_size=int(cfg["train"]["batch_size"]), seed=int(cfg["seed"]))
+    data = load_data(typed(Data, cfg["data"]), batch_size=int(cfg["train"]["batch_size"]), seed=int(cfg["seed"]))
     model = build_like_trainer(cfg, data)
     epochs = int(cfg["train"]["epochs"])
     compile_like(model, cfg, data, epochs)

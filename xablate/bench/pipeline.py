@@ -33,8 +33,9 @@ def with_augment(cfg: dict, enabled: bool, only: str | None = None) -> dict:
 
 def load(cfg: dict):
     from xablate.data import load_data
+    from xablate.schema import Data, typed
 
-    return load_data(cfg["data"], batch_size=int(cfg["train"]["batch_size"]), seed=int(cfg["seed"]))
+    return load_data(typed(Data, cfg["data"]), batch_size=int(cfg["train"]["batch_size"]), seed=int(cfg["seed"]))
 
 
 def in_memory_arrays(cfg: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -2,37 +2,42 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from xablate.checks import augment_ranges, number_in, positive_int, seed_value
 from xablate.data.pipeline import CACHE_MODES, PIPELINES, array_sources, choose_pipeline
 from xablate.data.sources import SOURCES
 
+if TYPE_CHECKING:  # the typed section, for annotations only
+    from xablate.schema import Data
 
-def validate_data(data: dict) -> None:
+
+def validate_data(data: Data) -> None:
     """ValueError for the first bad data setting, naming it, the value received and what is allowed."""
-    if data["source"] not in SOURCES:
-        raise ValueError(f"Received data.source={data['source']!r}; allowed: {', '.join(SOURCES)}.")
-    source = SOURCES[data["source"]]
-    positive_int("data.image_size", data["image_size"])
+    if data.source not in SOURCES:
+        raise ValueError(f"Received data.source={data.source!r}; allowed: {', '.join(SOURCES)}.")
+    source = SOURCES[data.source]
+    positive_int("data.image_size", data.image_size)
     for key in ("limit_train", "limit_val", "limit_test"):
-        if data.get(key) is not None:
-            positive_int(f"data.{key}", data[key])
-    seed_value("data.split_seed", data.get("split_seed", 0))
+        if getattr(data, key) is not None:
+            positive_int(f"data.{key}", getattr(data, key))
+    seed_value("data.split_seed", data.split_seed)
     if source.holds_out_validation:
-        number_in("data.validation_fraction", data["validation_fraction"], 0.0, 1.0, low_open=True)
-    pipeline = data.get("pipeline", "auto")
+        number_in("data.validation_fraction", data.validation_fraction, 0.0, 1.0, low_open=True)
+    pipeline = data.pipeline
     if pipeline not in PIPELINES:
         raise ValueError(f"Received data.pipeline={pipeline!r}; allowed: {', '.join(PIPELINES)}.")
     if choose_pipeline(data) == "memory" and not source.arrays:
         why = "" if pipeline == "memory" else " (TensorFlow is not installed, so auto means memory)"
-        raise ValueError(f"Received data.pipeline={pipeline!r} with data.source={data['source']!r}{why}; allowed: "
-                         f"the in-memory pipeline reads {', '.join(array_sources())}; {data['source']} needs tf_data.")
-    if data.get("cache", "auto") not in CACHE_MODES:
-        raise ValueError(f"Received data.cache={data['cache']!r}; allowed: {', '.join(CACHE_MODES)}.")
-    augment = data.get("augment") or {}
-    if augment.get("brightness_mode", "additive") not in ("additive", "multiplicative"):
-        raise ValueError(f"Received data.augment.brightness_mode={augment['brightness_mode']!r}; allowed: additive, "
+        raise ValueError(f"Received data.pipeline={pipeline!r} with data.source={data.source!r}{why}; allowed: "
+                         f"the in-memory pipeline reads {', '.join(array_sources())}; {data.source} needs tf_data.")
+    if data.cache not in CACHE_MODES:
+        raise ValueError(f"Received data.cache={data.cache!r}; allowed: {', '.join(CACHE_MODES)}.")
+    augment = data.augment
+    if augment.brightness_mode not in ("additive", "multiplicative"):
+        raise ValueError(f"Received data.augment.brightness_mode={augment.brightness_mode!r}; allowed: additive, "
                          f"multiplicative.")
-    if augment.get("shear_degrees") is not None:
-        number_in("data.augment.shear_degrees", augment["shear_degrees"], 0.0, 90.0, high_open=True)
+    if augment.shear_degrees is not None:
+        number_in("data.augment.shear_degrees", augment.shear_degrees, 0.0, 90.0, high_open=True)
     augment_ranges(augment)
     source.check(data)

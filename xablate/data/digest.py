@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
 from xablate.data.sources import SOURCES
 from xablate.schema import keys_with
+
+if TYPE_CHECKING:  # the typed section, for annotations only
+    from xablate.schema import Data
+
 
 DATA_DIGEST_TAG = "xablate.data_digest"  # the run tag the source digest is recorded as
 SOURCE_OWN_KEYS = ("test_fraction", "train_split", "validation_split", "test_split")
@@ -30,29 +35,29 @@ def _hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def data_source(data: dict) -> tuple[str, str]:
+def data_source(data: Data) -> tuple[str, str]:
     """(name, source) of the configured data: what a reader of the run needs to find the data again."""
-    return SOURCES[data["source"]].describe(data)
+    return SOURCES[data.source].describe(data)
 
 
-def source_digest(data: dict) -> str:
+def source_digest(data: Data) -> str:
     """The digest of the configured data's content (declared by its source)."""
-    return SOURCES[data["source"]].digest(data)
+    return SOURCES[data.source].digest(data)
 
 
-def dataset_inputs(data: dict, digest: str, sizes: dict[str, int]) -> list[DatasetInput]:
+def dataset_inputs(data: Data, digest: str, sizes: dict[str, int]) -> list[DatasetInput]:
     """One MLflow dataset input per split, named `<data>/<split>`, with the split's size as its profile."""
     name, source = data_source(data)
     # a source's own keys are null on the other sources (the typed schema holds every key): left out when null,
     # as they were absent before it, so the same data keeps its dataset digests
-    split_settings = {key: data.get(key) for key in SPLIT_KEYS
-                      if key in data and not (key in SOURCE_OWN_KEYS and data.get(key) is None)}
+    split_settings = {key: getattr(data, key) for key in SPLIT_KEYS
+                      if not (key in SOURCE_OWN_KEYS and getattr(data, key) is None)}
     inputs = []
     for split, size in sizes.items():
         dataset = Dataset(name=f"{name}/{split}", digest=_hash(digest, split, split_settings),
-                          source_type="local" if data["source"] == "folder" else "code",
+                          source_type="local" if data.source == "folder" else "code",
                           source=json.dumps({"uri": source, "split": split}),
-                          schema=json.dumps({"image_size": data.get("image_size"), "split_settings": split_settings}),
+                          schema=json.dumps({"image_size": data.image_size, "split_settings": split_settings}),
                           profile=json.dumps({"num_rows": size}))
         inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", split)]))
     return inputs

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xablate.data.sources import SOURCES, Splits
+
+if TYPE_CHECKING:  # the typed section, for annotations only
+    from xablate.schema import Augment, Data
 
 
 @dataclass
@@ -33,7 +36,7 @@ class ImageData:
         return math.ceil(self.train_size / self.batch_size)
 
 
-def augmentation_layers(aug: dict, seed: int) -> list:
+def augmentation_layers(aug: Augment, seed: int) -> list:
     """The seed project's augmentation as Keras preprocessing layers (train batches only).
 
     rotation 20 degrees, shift 0.1, shear, zoom 0.1, horizontal flip, brightness, every fill `nearest` as
@@ -48,23 +51,23 @@ def augmentation_layers(aug: dict, seed: int) -> list:
     import keras
 
     layers = []
-    if aug.get("rotation_degrees"):
-        layers.append(keras.layers.RandomRotation(aug["rotation_degrees"] / 360.0, fill_mode="nearest", seed=seed))
-    if aug.get("shift"):
-        layers.append(keras.layers.RandomTranslation(aug["shift"], aug["shift"], fill_mode="nearest", seed=seed + 1))
-    if aug.get("shear_degrees"):
-        factor = math.tan(math.radians(float(aug["shear_degrees"])))
+    if aug.rotation_degrees:
+        layers.append(keras.layers.RandomRotation(aug.rotation_degrees / 360.0, fill_mode="nearest", seed=seed))
+    if aug.shift:
+        layers.append(keras.layers.RandomTranslation(aug.shift, aug.shift, fill_mode="nearest", seed=seed + 1))
+    if aug.shear_degrees:
+        factor = math.tan(math.radians(float(aug.shear_degrees)))
         layers.append(keras.layers.RandomShear(x_factor=factor, y_factor=0.0, fill_mode="nearest", seed=seed + 2))
-    elif aug.get("shear"):
-        layers.append(keras.layers.RandomShear(x_factor=aug["shear"], y_factor=aug["shear"], fill_mode="nearest",
+    elif aug.shear:
+        layers.append(keras.layers.RandomShear(x_factor=aug.shear, y_factor=aug.shear, fill_mode="nearest",
                                                seed=seed + 2))
-    if aug.get("zoom"):
-        layers.append(keras.layers.RandomZoom(aug["zoom"], fill_mode="nearest", seed=seed + 3))
-    if aug.get("horizontal_flip"):
+    if aug.zoom:
+        layers.append(keras.layers.RandomZoom(aug.zoom, fill_mode="nearest", seed=seed + 3))
+    if aug.horizontal_flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 4))
-    if aug.get("brightness"):
-        low, high = aug["brightness"]
-        if aug.get("brightness_mode", "additive") == "multiplicative":
+    if aug.brightness:
+        low, high = aug.brightness
+        if aug.brightness_mode == "multiplicative":
             from xablate.data.brightness import MultiplicativeBrightness
 
             layers.append(MultiplicativeBrightness(low, high, seed=seed + 5))
@@ -89,14 +92,14 @@ def tensorflow_available() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-def choose_pipeline(cfg: dict) -> str:
+def choose_pipeline(data: Data) -> str:
     """tf_data or memory, from `data.pipeline`. auto: tf_data on the TensorFlow backend; on other backends the
     in-memory path for array sources (no TensorFlow needed) and tf_data for folders and TFDS."""
-    setting = cfg.get("pipeline", "auto")
+    setting = data.pipeline
     if setting == "auto":
         import keras
 
-        if keras.backend.backend() == "tensorflow" or not SOURCES[cfg["source"]].arrays:
+        if keras.backend.backend() == "tensorflow" or not SOURCES[data.source].arrays:
             return "tf_data" if tensorflow_available() else "memory"
         return "memory"
     return setting
@@ -118,43 +121,43 @@ def _dataset(split, limit):
     return ds.take(limit) if limit else ds
 
 
-def load_data(cfg: dict, *, batch_size: int, seed: int, value_range: tuple[float, float] = (0.0, 1.0)) -> ImageData:
+def load_data(data: Data, *, batch_size: int, seed: int, value_range: tuple[float, float] = (0.0, 1.0)) -> ImageData:
     """Train / validation / test pipelines for the configured source (see conf/data/).
 
     Sources give values in [0, 1] and augmentation works there; every split is scaled to `value_range` last
     (pretrained weights expect the scaling they were trained with: Xception's ImageNet weights [-1, 1])."""
-    splits: Splits = SOURCES[cfg["source"]].load(cfg)
-    if choose_pipeline(cfg) == "memory":
-        return _in_memory(cfg, splits, batch_size=batch_size, seed=seed, value_range=value_range)
+    splits: Splits = SOURCES[data.source].load(data)
+    if choose_pipeline(data) == "memory":
+        return _in_memory(data, splits, batch_size=batch_size, seed=seed, value_range=value_range)
     import tensorflow as tf
 
-    size = int(cfg["image_size"])
-    train_size = min(splits.train_size, cfg["limit_train"] or splits.train_size)
-    validation_size = min(splits.validation_size, cfg["limit_val"] or splits.validation_size)
-    test_size = min(splits.test_size, cfg.get("limit_test") or splits.test_size)
+    size = int(data.image_size)
+    train_size = min(splits.train_size, data.limit_train or splits.train_size)
+    validation_size = min(splits.validation_size, data.limit_val or splits.validation_size)
+    test_size = min(splits.test_size, data.limit_test or splits.test_size)
     autotune = tf.data.AUTOTUNE
 
     def prepare(ds, count):
         resize = lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (size, size)), y)  # noqa: E731
         ds = ds.map(resize, num_parallel_calls=autotune)
-        return ds.cache() if should_cache(cfg.get("cache", "auto"), count, size, splits.channels) else ds
+        return ds.cache() if should_cache(data.cache, count, size, splits.channels) else ds
 
-    train = prepare(_dataset(splits.train, cfg["limit_train"]), train_size)
+    train = prepare(_dataset(splits.train, data.limit_train), train_size)
     train = train.shuffle(min(train_size, 10_000), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    augment = cfg.get("augment") or {}
-    if augment.get("enabled"):
+    augment = data.augment
+    if augment.enabled:
         pipeline = _augmenter(augment, seed)
         # sequential: the layers' seeded generators then draw in the same order on every run
         train = train.map(lambda x, y: (pipeline(x, training=True), y))
-    statistics = _dataset(splits.train, cfg["limit_train"]).map(
+    statistics = _dataset(splits.train, data.limit_train).map(
         lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (size, size)), y), num_parallel_calls=autotune)
     statistics = statistics.shuffle(min(train_size, 10_000), seed=seed + 1, reshuffle_each_iteration=False)
     statistics = statistics.batch(batch_size)
-    if augment.get("enabled"):
+    if augment.enabled:
         other = _augmenter(augment, seed + 1000)  # its own generators: the training draws stay as they were
         statistics = statistics.map(lambda x, y: (other(x, training=True), y))
-    validation = prepare(_dataset(splits.validation, cfg["limit_val"]), validation_size).batch(batch_size)
-    test = prepare(_dataset(splits.test, cfg.get("limit_test")), test_size).batch(batch_size)
+    validation = prepare(_dataset(splits.validation, data.limit_val), validation_size).batch(batch_size)
+    test = prepare(_dataset(splits.test, data.limit_test), test_size).batch(batch_size)
     low, high = value_range
     if (low, high) != (0.0, 1.0):
         scale = lambda x, y: (x * (high - low) + low, y)  # noqa: E731
@@ -174,19 +177,19 @@ def load_data(cfg: dict, *, batch_size: int, seed: int, value_range: tuple[float
     )
 
 
-def _in_memory(cfg: dict, splits: Splits, *, batch_size: int, seed: int, value_range=(0.0, 1.0)) -> ImageData:
+def _in_memory(data: Data, splits: Splits, *, batch_size: int, seed: int, value_range=(0.0, 1.0)) -> ImageData:
     from xablate.data.memory import array_batches, resize_images
 
-    size = int(cfg["image_size"])
+    size = int(data.image_size)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits.train, splits.validation, splits.test
-    x_train, y_train = x_train[:cfg["limit_train"] or None], y_train[:cfg["limit_train"] or None]
-    x_val, y_val = x_val[:cfg["limit_val"] or None], y_val[:cfg["limit_val"] or None]
-    x_test, y_test = x_test[:cfg.get("limit_test") or None], y_test[:cfg.get("limit_test") or None]
-    augment = cfg.get("augment") or {}
-    pipeline = _augmenter(augment, seed) if augment.get("enabled") else None
+    x_train, y_train = x_train[:data.limit_train or None], y_train[:data.limit_train or None]
+    x_val, y_val = x_val[:data.limit_val or None], y_val[:data.limit_val or None]
+    x_test, y_test = x_test[:data.limit_test or None], y_test[:data.limit_test or None]
+    augment = data.augment
+    pipeline = _augmenter(augment, seed) if augment.enabled else None
     x_train = resize_images(x_train, size)
     statistics = array_batches(x_train, y_train, batch_size, seed=seed + 1, value_range=value_range,
-                               augment=_augmenter(augment, seed + 1000) if augment.get("enabled") else None)
+                               augment=_augmenter(augment, seed + 1000) if augment.enabled else None)
     return ImageData(
         train=array_batches(x_train, y_train, batch_size, seed=seed, augment=pipeline, value_range=value_range),
         validation=array_batches(resize_images(x_val, size), y_val, batch_size, value_range=value_range),
@@ -202,7 +205,7 @@ def _in_memory(cfg: dict, splits: Splits, *, batch_size: int, seed: int, value_r
     )
 
 
-def _augmenter(augment: dict, seed: int):
+def _augmenter(augment: Augment, seed: int):
     import keras
 
     return keras.Sequential(augmentation_layers(augment, seed), name="augmentation")

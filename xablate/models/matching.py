@@ -15,6 +15,7 @@ them with Keras' count of the built model.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from xablate.models.segments import DEPTHWISE, effective_segments, validate_segments
 from xablate.models.xception import ENTRY_FLOW, EXIT_FLOW, MIDDLE_BLOCK, STEM_WIDTHS, WIDTH_DIVISOR, scale_width
@@ -38,12 +39,13 @@ def counts(**kwargs) -> dict[str, int]:
     Follows xablate.models.xception layer by layer; multiply-adds as `summarize_model` counts them (every conv
     and dense kernel once per output pixel)."""
     _check_counted(kwargs)
-    height, width, in_channels = kwargs.get("input_shape", (299, 299, 3))
-    multiplier = float(kwargs.get("width_multiplier", 1.0))
-    divisor = int(kwargs.get("width_divisor", WIDTH_DIVISOR))
-    segments = validate_segments(kwargs.get("segments", DEPTHWISE))
-    residual = bool(kwargs.get("residual", True))
-    stem = kwargs.get("stem", "imagenet")
+    kwargs = {**builder_defaults(), **kwargs}
+    height, width, in_channels = kwargs["input_shape"]
+    multiplier = float(kwargs["width_multiplier"])
+    divisor = int(kwargs["width_divisor"])
+    segments = validate_segments(kwargs["segments"])
+    residual = bool(kwargs["residual"])
+    stem = kwargs["stem"]
     params = mult_adds = 0
 
     def conv(kernel_elements: int, out_h: int, out_w: int):
@@ -60,7 +62,7 @@ def counts(**kwargs) -> dict[str, int]:
         conv(9 * channels * out, h, w)
         params += BN_PARAMS * out
         channels = out
-    blocks = [*ENTRY_FLOW, *([MIDDLE_BLOCK] * int(kwargs.get("middle_blocks", 8))), *EXIT_FLOW]
+    blocks = [*ENTRY_FLOW, *([MIDDLE_BLOCK] * int(kwargs["middle_blocks"])), *EXIT_FLOW]
     for spec in blocks:
         widths = [scale_width(x, multiplier, divisor) for x in spec.widths]
         pooled_h, pooled_w = (math.ceil(h / 2), math.ceil(w / 2)) if spec.pool else (h, w)
@@ -68,26 +70,33 @@ def counts(**kwargs) -> dict[str, int]:
             conv(channels * widths[-1], pooled_h, pooled_w)
             params += BN_PARAMS * widths[-1]
         for out in widths:
-            k = effective_segments(segments, channels, rounding=kwargs.get("segment_rounding", "nearest"))
+            k = effective_segments(segments, channels, rounding=kwargs["segment_rounding"])
             conv(9 * channels * (channels // k), h, w)  # spatial: Conv2D(groups=k) layout
             conv(channels * out, h, w)                  # pointwise
             params += BN_PARAMS * out
             channels = out
         h, w = pooled_h, pooled_w
-    if kwargs.get("include_top", True):
-        features = channels if kwargs.get("head", "avg") == "avg" else channels * h * w
-        classes = int(kwargs.get("classes", 1000))
+    if kwargs["include_top"]:
+        features = channels if kwargs["head"] == "avg" else channels * h * w
+        classes = int(kwargs["classes"])
         params += features * classes + classes
         mult_adds += features * classes
     return {"params": params, "flops": 2 * mult_adds}
 
 
-def _check_counted(kwargs: dict) -> None:
+@lru_cache(maxsize=1)
+def builder_defaults() -> dict:
+    """Every keyword argument of build_xception at its default (the builder's signature: said once, there). Read
+    only: callers merge it, `{**builder_defaults(), **kwargs}`."""
     import inspect
 
     from xablate.models.xception import build_xception
 
-    defaults = {name: p.default for name, p in inspect.signature(build_xception).parameters.items()}
+    return {name: p.default for name, p in inspect.signature(build_xception).parameters.items()}
+
+
+def _check_counted(kwargs: dict) -> None:
+    defaults = builder_defaults()
     for name, value in kwargs.items():
         if name not in COUNTED | COUNT_NEUTRAL and value != defaults.get(name):
             raise ValueError(f"Received {name}={value!r} with model.match; allowed: {name} at its default "
@@ -104,12 +113,13 @@ def matched_width(kwargs: dict, quantity: str, baseline_segments=DEPTHWISE) -> d
         raise ValueError(f"Received model.match={quantity!r}; allowed: null, {', '.join(QUANTITIES)}.")
     base = {**kwargs, "segments": baseline_segments}
     target = counts(**base)[quantity]
-    segments = validate_segments(kwargs.get("segments", DEPTHWISE))
+    configured = {**builder_defaults(), **kwargs}
+    segments = validate_segments(configured["segments"])
     if segments == validate_segments(baseline_segments):
-        return {"width_multiplier": float(kwargs.get("width_multiplier", 1.0)),
-                "width_divisor": int(kwargs.get("width_divisor", WIDTH_DIVISOR)), "target": target,
+        return {"width_multiplier": float(configured["width_multiplier"]),
+                "width_divisor": int(configured["width_divisor"]), "target": target,
                 "achieved": target, "relative_error": 0.0}
-    start = float(kwargs.get("width_multiplier", 1.0))
+    start = float(configured["width_multiplier"])
     coarsest = min(int(segments), WIDTH_DIVISOR) if segments != DEPTHWISE else WIDTH_DIVISOR
     best = None
     # the coarsest width grid that reaches the tolerance: multiples of min(k, 8) keep k <= 8 exact in every

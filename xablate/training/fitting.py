@@ -28,7 +28,7 @@ from xablate.data import load_data
 from xablate.data.digest import dataset_inputs
 from xablate.models import build_xception, preset_kwargs, summarize_model
 from xablate.models.matching import match_params, matched_kwargs
-from xablate.schema import model_settings
+from xablate.schema import Optim, model_settings
 from xablate.models.pretrained import IMAGENET_RANGE, family_builds, load_pretrained, weights_file
 from xablate.training.curves import log_curves
 from xablate.training.finetune import set_base_trainable
@@ -44,18 +44,17 @@ from xablate.training.recipes import build_optimizer, separate_ema_buffers
 from xablate.training.reuse import COMPILED, architecture_key, replay_build_peek, reusable, start_job
 
 
-def builder_kwargs(cfg: dict, *, image_shape: tuple[int, int, int], num_classes: int,
+def builder_kwargs(model: dict, optim: Optim, axes: dict, *, image_shape: tuple[int, int, int], num_classes: int,
                    matched: bool = True) -> dict[str, Any]:
     """Builder arguments: the preset < the recipe's dropout/weight decay < model.* overrides < the axes;
     input shape and classes always come from the data; with `model.match` the width is solved for the segments
     value (xablate.models.matching); `matched=False` gives the configured width (the match's baseline)."""
-    model_cfg = model_settings(cfg["model"])
+    model_cfg = model_settings(model)
     preset = model_cfg.pop("preset")
-    model_cfg.pop("weights", None)  # where training starts from (xablate.models.pretrained), not an argument
-    match = model_cfg.pop("match", None)  # compute-matched spectrum: the width comes from the segments value
-    recipe = {k: cfg["optim"][k] for k in ("weight_decay", "dropout") if cfg["optim"].get(k) is not None}
-    axes = {axis: cfg[axis] for axis in AXES}
-    kwargs = preset_kwargs(preset, **{**recipe, **model_cfg, **axes})
+    model_cfg.pop("weights")  # where training starts from (xablate.models.pretrained), not an argument
+    match = model_cfg.pop("match")  # compute-matched spectrum: the width comes from the segments value
+    recipe = {k: getattr(optim, k) for k in ("weight_decay", "dropout") if getattr(optim, k) is not None}
+    kwargs = preset_kwargs(preset, **{**recipe, **model_cfg, **{axis: axes[axis] for axis in AXES}})
     kwargs.update(input_shape=tuple(image_shape), classes=int(num_classes))
     return matched_kwargs(kwargs, match) if match and matched else kwargs
 
@@ -79,7 +78,7 @@ def fit_with_oom_retry(job: Job):
     try:
         return _fit(job, batch_size, None)
     except Exception as error:
-        if not (job.train["oom_retry"] and is_out_of_memory(error) and batch_size >= 2):
+        if not (job.train.oom_retry and is_out_of_memory(error) and batch_size >= 2):
             raise
         smaller, accumulation = halved_batch(batch_size, None)
         note = (f"out of memory at batch {batch_size} ({type(error).__name__}); retried with batch {smaller} x "
@@ -97,12 +96,12 @@ def _fit(job: Job, batch_size: int, accumulation: int | None):
     job.output_dir.mkdir(parents=True, exist_ok=True)
     start_job(job.seed)  # jobs sharing a process (basic launcher) start clean and seeded; kept compiled models stay
 
-    pretrained = weights_file(job.cfg["model"].get("weights"))
-    data = load_data(job.cfg["data"], batch_size=batch_size, seed=job.seed,
+    pretrained = weights_file(job.model["weights"])
+    data = load_data(job.data, batch_size=batch_size, seed=job.seed,
                      value_range=IMAGENET_RANGE if pretrained is not None else (0.0, 1.0))
-    set_precision(job.train["precision"])
+    set_precision(job.train.precision)
     try:
-        with distribution_scope(job.train["data_parallel"]) as replicas:
+        with distribution_scope(job.train.data_parallel) as replicas:
             return _fit_in_scope(job, data, accumulation, replicas, pretrained)
     finally:
         set_precision("fp32")  # the policy is global: later jobs and callers start from float32
@@ -111,9 +110,10 @@ def _fit(job: Job, batch_size: int, accumulation: int | None):
 def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretrained=None):
     """Builds, loads pretrained weights, compiles, restores and fits inside the distribution scope (variables are
     created here)."""
-    cfg, train_cfg, client, run_id, output_dir = job.cfg, job.train, job.client, job.run_id, job.output_dir
+    train_cfg, client, run_id, output_dir = job.train, job.client, job.run_id, job.output_dir
     checkpoint = job.checkpoint
-    kwargs = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes)
+    axes = {axis: getattr(job.config, axis) for axis in AXES}
+    kwargs = builder_kwargs(job.model, job.optim, axes, image_shape=data.image_shape, num_classes=data.num_classes)
     model = build_xception(**kwargs)
     summary = summarize_model(model)
     if pretrained is not None:
@@ -123,9 +123,10 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         print(f"[xablate] loaded {len(report.loaded)} tensors ({report.loaded_parameters:,} parameters) from "
               f"{pretrained}; {len(report.fresh)} freshly initialised (fresh_tensors.tsv)", flush=True)
     steps_per_epoch = job.steps_per_epoch(data.train_size)
-    if cfg["model"].get("match"):  # the baseline's count (at the configured width), this model's, how far apart
-        configured = builder_kwargs(cfg, image_shape=data.image_shape, num_classes=data.num_classes, matched=False)
-        log_params(client, run_id, match_params(cfg["model"]["match"], configured, kwargs))
+    if job.model["match"]:  # the baseline's count (at the configured width), this model's, how far apart
+        configured = builder_kwargs(job.model, job.optim, axes, image_shape=data.image_shape,
+                                    num_classes=data.num_classes, matched=False)
+        log_params(client, run_id, match_params(job.model["match"], configured, kwargs))
     log_params(client, run_id, {
         **{f"builder.{k}": v for k, v in kwargs.items()},
         **summary.to_params(),
@@ -138,18 +139,19 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         "data.value_range": list(IMAGENET_RANGE if pretrained is not None else (0.0, 1.0)),
     })
     client.log_inputs(run_id, datasets=dataset_inputs(
-        cfg["data"], job.digest,
+        job.data, job.digest,
         {"train": data.train_size, "validation": data.validation_size, "test": data.test_size}))
-    write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(recorded_config(cfg), sort_keys=False))
+    write_and_log(client, run_id, output_dir / "config.yaml", yaml.safe_dump(recorded_config(job.cfg), sort_keys=False))
     write_and_log(client, run_id, output_dir / "model_summary.json", json.dumps(summary.to_dict(), indent=2))
     write_and_log(client, run_id, output_dir / "model_summary.txt", summary.format_table())
 
-    epochs = int(train_cfg["epochs"])
-    freeze = int(train_cfg.get("freeze_base_epochs") or 0)
+    epochs = int(train_cfg.epochs)
+    freeze = int(train_cfg.freeze_base_epochs or 0)
 
     # a later job of the same architecture in this process trains the kept, already traced model (reuse.py)
-    reuse_key = (architecture_key(cfg, kwargs, steps_per_epoch=steps_per_epoch, backend=keras.backend.backend())
-                 if reusable(cfg, accumulation=accumulation, replicas=replicas) else None)
+    reuse_key = (architecture_key(job.optim, train_cfg, kwargs, steps_per_epoch=steps_per_epoch,
+                                  backend=keras.backend.backend())
+                 if reusable(train_cfg, accumulation=accumulation, replicas=replicas) else None)
 
     def compile_phase(frozen: bool):
         """The model compiled for a phase: base frozen (classifier only, batch norm in inference mode) or all
@@ -157,10 +159,10 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         nonlocal model
         set_base_trainable(model, not frozen)
         # schedules count optimizer updates: with accumulation, steps of the effective (configured) batch
-        optimizer = build_optimizer(cfg["optim"], steps_per_epoch=steps_per_epoch, epochs=epochs,
+        optimizer = build_optimizer(job.optim, steps_per_epoch=steps_per_epoch, epochs=epochs,
                                     batch_size=job.batch_size, gradient_accumulation_steps=accumulation)
         model, reused = COMPILED.compiled(reuse_key, model, optimizer, lambda m, o: compile_model(
-            m, o, data.num_classes, train_cfg["jit_compile"], bool(train_cfg.get("run_eagerly", False))))
+            m, o, data.num_classes, train_cfg.jit_compile, bool(train_cfg.run_eagerly)))
         if reuse_key is not None:
             client.set_tag(run_id, "xablate.compiled", "reused" if reused else "new")
         if reused:
@@ -179,7 +181,7 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         print(f"[xablate] restored the checkpoint of epoch {state.epoch} from {checkpoint.folder}"
               + (f"; logged {repaired} epoch(s) it held that MLflow had missed" if repaired else ""), flush=True)
 
-    guard = DivergenceGuard(train_cfg["diverge_factor"], state.reference_loss if state is not None else None)
+    guard = DivergenceGuard(train_cfg.diverge_factor, state.reference_loss if state is not None else None)
     logger = MlflowEpochLogger(client, run_id, data.train_size, checkpoint=checkpoint, guard=guard,
                                history=state.history if state is not None else None)
     evaluation = []  # run at every evaluation's start, in this order: EMA weights in, then their BN statistics
@@ -187,8 +189,8 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         # swapped in for evaluation only: each epoch's checkpoint keeps the raw weights as the model's and the
         # averages as the optimizer's, so a resumed run trains on from where training left off
         evaluation.append(keras.callbacks.SwapEMAWeights())
-    if train_cfg["precise_bn_batches"]:
-        evaluation.append(PreciseBatchNorm(data.statistics_batches, train_cfg["precise_bn_batches"]))
+    if train_cfg.precise_bn_batches:
+        evaluation.append(PreciseBatchNorm(data.statistics_batches, train_cfg.precise_bn_batches))
 
     def fit(until: int, start: int, frozen_phase: bool):
         # while the base is frozen its batch-norm statistics stay the pretrained ones (no recomputation)
@@ -196,7 +198,7 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         model.fit(data.train, validation_data=data.validation, epochs=until, initial_epoch=start,
                   callbacks=[_TrainingEnds(logger), *phase_evaluation, guard, logger,
                              *([job.pruning] if job.pruning is not None else []), *job.context.callbacks],
-                  shuffle=False, verbose=_verbosity(train_cfg["verbose"]))  # the pipeline shuffles
+                  shuffle=False, verbose=_verbosity(train_cfg.verbose))  # the pipeline shuffles
         separate_ema_buffers(model.optimizer)
 
     if frozen and initial_epoch < freeze:
@@ -225,7 +227,7 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         log_curves(client, run_id, output_dir / "curves.png", history)
     if guard.diverged is not None:
         raise guard.diverged
-    if train_cfg["save_model"] and not pruned:
+    if train_cfg.save_model and not pruned:
         model_path = output_dir / "model.keras"
         model.save(model_path)
         client.log_artifact(run_id, str(model_path))

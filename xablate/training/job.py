@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xablate import schema
 from xablate.config import axis_values, run_name, variant_label
 from xablate.data.digest import source_digest
 from xablate.sweeps import SWEEP_KEYS_FILE
@@ -33,7 +34,8 @@ class RunContext:
 
 @dataclass
 class Job:
-    cfg: dict[str, Any]  # validated, axes canonical
+    cfg: dict[str, Any]  # validated, axes canonical: what the identity and the recorded params read
+    config: schema.Job  # the same config as the schema's typed sections (job.train.epochs, job.data.limit_train)
     context: RunContext
     backend: str
     identity: str  # xablate.tracking.identity: what a finished run of the same job shares
@@ -48,40 +50,58 @@ class Job:
 
     @classmethod
     def prepare(cls, cfg: dict[str, Any], context: RunContext, backend: str) -> Job:
+        """The job's constructor: validates the composed config, then builds its typed sections once."""
         validate_job_config(cfg)
+        cfg = normalize_axes(cfg)
+        config = schema.typed(schema.Job, cfg)
         if context.sweep_dir is None:  # a sweep's callback parsed its study's blocks once, before its parent run
             try:
-                check_study_block(cfg["study"], cfg["analysis"])
+                check_study_block(config.study, config.analysis)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
-        cfg = normalize_axes(cfg)
         keys = sweep_keys(context.sweep_dir)
-        analysis = cfg.get("analysis") or {}
-        keys += [k for k in analysis.get("axes") or [] if k not in keys]  # a study's axes name its variants
+        keys += [k for k in (config.analysis or {}).get("axes") or [] if k not in keys]  # a study's axes: variants
         if context.sweep_dir is None:  # a single run is named by the settings its command line changed
             keys += [k for k in typed_keys(cfg, context.overrides) if k not in keys]
         axes = axis_values(cfg, keys, context.overrides)
-        return cls(cfg=cfg, context=context, backend=backend, identity=run_identity(cfg, backend),
-                   digest=source_digest(cfg["data"]), axes=axes, label=variant_label(axes),
-                   name=run_name(axes, int(cfg["seed"])))
+        return cls(cfg=cfg, config=config, context=context, backend=backend, identity=run_identity(cfg, backend),
+                   digest=source_digest(config.data), axes=axes, label=variant_label(axes),
+                   name=run_name(axes, int(config.seed)))
 
     @property
     def seed(self) -> int:
-        return int(self.cfg["seed"])
+        return int(self.config.seed)
 
     @property
-    def train(self) -> dict[str, Any]:
-        return self.cfg["train"]
+    def train(self) -> schema.Train:
+        return self.config.train
+
+    @property
+    def data(self) -> schema.Data:
+        return self.config.data
+
+    @property
+    def optim(self) -> schema.Optim:
+        return self.config.optim
+
+    @property
+    def tracking(self) -> schema.Tracking:
+        return self.config.tracking
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """The builder's section: Model's fields and every builder argument (`preset` where left to the preset)."""
+        return self.config.model
 
     @property
     def stage(self) -> str:
-        return str(self.cfg["tracking"].get("stage", "final"))
+        return str(self.tracking.stage)
 
     @property
     def batch_size(self) -> int:
         """The configured (effective) batch: what the schedule and the steps per epoch count in, whatever the
         out-of-memory retry or the replicas split it into."""
-        return int(self.train["batch_size"])
+        return int(self.train.batch_size)
 
     @property
     def output_dir(self) -> Path:

@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Callable
 
 import keras
 
-from xablate.schema import keys_with
+from xablate.schema import Optim, Train, keys_with
 
 KEPT_ARCHITECTURES = 4  # compiled models kept per process (least recently used dropped): a sweep that
                         # alternates a few variants across seeds still reuses, memory stays bounded
@@ -99,26 +100,24 @@ def _kernel_cache_kept(keep: bool):
         pywrap_tfe.TFE_ContextClearCaches = clear
 
 
-def architecture_key(cfg: dict, builder: dict, *, steps_per_epoch: int, backend: str) -> str:
+def architecture_key(optim: Optim, train: Train, builder: dict, *, steps_per_epoch: int, backend: str) -> str:
     """What the traced steps depend on besides variable values: the builder's arguments, the recipe (optimizer,
     schedule, averaging), the train keys declared `graph` in xablate.schema (batch size, epochs: the schedule's
     length, precision, XLA), steps per epoch and the backend. The seed is not in it."""
-    train = cfg["train"]
     return json.dumps({
         "backend": backend,
         "builder": {k: list(v) if isinstance(v, tuple) else v for k, v in builder.items()},
-        "optim": cfg["optim"],
-        "train": {key: train.get(key) for key in keys_with("graph", "train.")},  # xablate.schema's graph keys
+        "optim": asdict(optim),
+        "train": {key: getattr(train, key) for key in keys_with("graph", "train.")},  # xablate.schema's graph keys
         "steps_per_epoch": int(steps_per_epoch),
     }, sort_keys=True, default=str)
 
 
-def reusable(cfg: dict, *, accumulation: int | None, replicas: int) -> bool:
+def reusable(train: Train, *, accumulation: int | None, replicas: int) -> bool:
     """Whether this job may train a kept model (see the module's docstring for what is left out)."""
-    train = cfg["train"]
-    return (bool(train.get("reuse_compiled", True))
-            and not (train.get("run_eagerly") and keras.backend.backend() == "tensorflow")
-            and not int(train.get("freeze_base_epochs") or 0)
+    return (bool(train.reuse_compiled)
+            and not (train.run_eagerly and keras.backend.backend() == "tensorflow")
+            and not int(train.freeze_base_epochs or 0)
             and accumulation is None
             and int(replicas) == 1)
 

@@ -21,6 +21,7 @@ from xablate.data.digest import DATA_DIGEST_TAG
 from xablate.models import ModelSummary
 from xablate.models.pretrained import weights_file
 from xablate.onednn import apply as apply_onednn, cpu_model
+from xablate.schema import Tracking
 from xablate.paths import portable
 from xablate.tracking.identity import as_recorded
 from xablate.tracking.previous_runs import (HEARTBEAT_TAG, IDENTITY_TAG, OUTCOME_TAG, Heartbeat, Plan, owner_tags,
@@ -53,22 +54,22 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     id, from its last epoch checkpoint) when it was interrupted or failed; `force=true` always starts anew.
     """
     job = Job.prepare(cfg, context, keras.backend.backend())
-    cfg = job.cfg
-    if cfg["backend"] != job.backend:
-        raise ValueError(f"Received backend={cfg['backend']!r}, but Keras in this process runs on "
+    config, tracking = job.config, job.tracking
+    if config.backend != job.backend:
+        raise ValueError(f"Received backend={config.backend!r}, but Keras in this process runs on "
                          f"{job.backend!r}: start the job through run.py (which sets KERAS_BACKEND "
-                         f"before Keras loads) or set KERAS_BACKEND={cfg['backend']} yourself.")
+                         f"before Keras loads) or set KERAS_BACKEND={config.backend} yourself.")
     # before this process' first convolution (xablate/onednn.py)
-    onednn = apply_onednn(job.train.get("onednn", "auto"), str(job.train.get("precision", "fp32")))
-    uri = resolve_tracking_uri(cfg["tracking"]["uri"])
+    onednn = apply_onednn(job.train.onednn, str(job.train.precision))
+    uri = resolve_tracking_uri(tracking.uri)
     check_reachable(uri)
-    weights_file(cfg["model"].get("weights"))  # pretrained weights at hand (downloaded if need be) before any run
-    client, experiment_id = open_experiment(uri, cfg["tracking"]["experiment"])
+    weights_file(job.model["weights"])  # pretrained weights at hand (downloaded if need be) before any run
+    client, experiment_id = open_experiment(uri, tracking.experiment)
     axes, label, identity, digest = job.axes, job.label, job.identity, job.digest
     commit = git_commit()
-    crashes = checkpoint_root(cfg["train"]["checkpoint_dir"], uri) / CRASH_DIR
-    plan = plan_run(client, experiment_id, identity, data_digest=digest, force=bool(cfg.get("force")),
-                    stale_after_seconds=float(cfg["tracking"]["stale_after_seconds"]), crash_dir=crashes)
+    crashes = checkpoint_root(job.train.checkpoint_dir, uri) / CRASH_DIR
+    plan = plan_run(client, experiment_id, identity, data_digest=digest, force=bool(config.force),
+                    stale_after_seconds=float(tracking.stale_after_seconds), crash_dir=crashes)
     if plan.action == "skip" and plan.run.data.tags.get(OUTCOME_TAG) == PRUNED and job.stage != "tune":
         print(f"[xablate] training {label} anew: run {plan.run.info.run_id} of the same config was pruned, and a "
               f"pruned tuning run does not stand in for a {job.stage} replicate", flush=True)
@@ -80,9 +81,9 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     tags = {
         "xablate.variant": label,
         "xablate.axes": json.dumps(axes),
-        "xablate.study": str(cfg["study"]),
+        "xablate.study": str(config.study),
         STAGE_TAG: job.stage,
-        **({TUNED_KEY_TAG: str(cfg["tracking"]["tuned_key"])} if cfg["tracking"].get("tuned_key") else {}),
+        **({TUNED_KEY_TAG: str(tracking.tuned_key)} if tracking.tuned_key else {}),
         IDENTITY_TAG: identity,
         DATA_DIGEST_TAG: digest,
         "xablate.backend": job.backend,
@@ -90,7 +91,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         "xablate.cpu": cpu_model(),
         "xablate.onednn": onednn,
         "xablate.overrides": portable(" ".join(context.overrides)),
-        **{f"xablate.{axis}": str(cfg[axis]) for axis in (*AXES, "seed")},
+        **{f"xablate.{axis}": str(getattr(config, axis)) for axis in (*AXES, "seed")},
         **owner_tags(),
     }
     if commit:
@@ -114,23 +115,23 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
               flush=True)
     else:
         run_id = client.create_run(experiment_id, run_name=job.name, tags=tags).info.run_id
-        print(f"[xablate] MLflow run {run_id} ({job.name}) in experiment '{cfg['tracking']['experiment']}' at {uri}",
+        print(f"[xablate] MLflow run {run_id} ({job.name}) in experiment '{tracking.experiment}' at {uri}",
               flush=True)
 
     checkpoint = None
-    if cfg["train"]["checkpoint"]:
-        folder = checkpoint_root(cfg["train"]["checkpoint_dir"], uri) / str(cfg["study"]) / identity
+    if job.train.checkpoint:
+        folder = checkpoint_root(job.train.checkpoint_dir, uri) / str(config.study) / identity
         checkpoint = EpochCheckpoint(folder, run_id)
         if plan.action == "new":
             checkpoint.delete()  # a forced rerun, or leftovers of a deleted run: start clean
     job.client, job.run_id, job.checkpoint = client, run_id, checkpoint
-    if cfg["tracking"].get("trial"):  # a pruned search's scout: its trial's pruner may stop it (tune stage only)
-        job.pruning = pruning_callback(str(cfg["tracking"]["trial"]), uri)
+    if tracking.trial:  # a pruned search's scout: its trial's pruner may stop it (tune stage only)
+        job.pruning = pruning_callback(str(tracking.trial), uri)
     native_crash.arm(run_id, crashes, uri=uri, label=label)
     try:
-        with Heartbeat(client, run_id, float(cfg["tracking"]["heartbeat_seconds"])), \
-                system_metrics(cfg["tracking"], uri, run_id, resumed=plan.action == "resume"):
-            log_params(client, run_id, {k: as_recorded(k, v) for k, v in flatten(cfg).items()
+        with Heartbeat(client, run_id, float(tracking.heartbeat_seconds)), \
+                system_metrics(tracking, uri, run_id, resumed=plan.action == "resume"):
+            log_params(client, run_id, {k: as_recorded(k, v) for k, v in flatten(job.cfg).items()
                                         if not k.startswith("analysis")})
             history, summary = fit_with_oom_retry(job)
     except RunDiverged as diverged:
@@ -183,10 +184,10 @@ def _record_pruned(client: MlflowClient, run_id: str, pruning) -> None:
 
 
 @contextmanager
-def system_metrics(tracking: dict, uri: str, run_id: str, *, resumed: bool):
+def system_metrics(tracking: Tracking, uri: str, run_id: str, *, resumed: bool):
     """MLflow's own sampler (CPU, memory, disk, network; NVIDIA GPUs when nvidia-ml-py is installed) logging
     system/* metrics to the run while it trains, when `tracking.system_metrics` is on."""
-    if not tracking.get("system_metrics"):
+    if not tracking.system_metrics:
         yield
         return
     import logging
@@ -194,7 +195,7 @@ def system_metrics(tracking: dict, uri: str, run_id: str, *, resumed: bool):
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines per run
-    monitor = SystemMetricsMonitor(run_id, sampling_interval=float(tracking["system_metrics_seconds"]),
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=float(tracking.system_metrics_seconds),
                                    resume_logging=resumed, tracking_uri=uri)
     monitor.start()
     try:

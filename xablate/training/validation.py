@@ -15,7 +15,7 @@ from xablate.data.checks import validate_data
 from xablate.extras import MissingExtra, require_for
 from xablate.models.pretrained import check_weights_setting
 from xablate.onednn import check_mode as check_onednn_mode
-from xablate.schema import check_known_keys, model_settings
+from xablate.schema import Job, check_known_keys, model_settings, typed
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.matching import matched_kwargs
 from xablate.models.segments import validate_segments
@@ -51,66 +51,67 @@ def validate_job_config(cfg: dict) -> None:
 def _validate_job_config(cfg: dict) -> None:
     check_known_keys(cfg)
     finite_numbers(flatten({k: v for k, v in cfg.items() if k != "analysis"}))
-    if not isinstance(cfg.get("residual"), bool):
-        raise ValueError(f"Received residual={cfg.get('residual')!r}; allowed: true, false.")
-    seed_value("seed", cfg.get("seed"))
-    check_study_name(cfg.get("study"))
+    config = typed(Job, cfg)  # every key known: the schema's sections, its defaults where a key is absent
+    if not isinstance(config.residual, bool):
+        raise ValueError(f"Received residual={config.residual!r}; allowed: true, false.")
+    seed_value("seed", config.seed)
+    check_study_name(config.study)
 
-    train = cfg["train"]
-    positive_int("train.epochs", train["epochs"])
-    precise = train.get("precise_bn_batches", 0)
+    train = config.train
+    positive_int("train.epochs", train.epochs)
+    precise = train.precise_bn_batches
     if isinstance(precise, bool) or not isinstance(precise, int) or precise < 0:
         raise ValueError(f"Received train.precise_bn_batches={precise!r}; allowed: an integer >= 0 (0: Keras' moving "
                          f"averages).")
-    positive_int("train.batch_size", train["batch_size"])
-    if train.get("verbose", "auto") not in VERBOSITY:
-        raise ValueError(f"Received train.verbose={train['verbose']!r}; allowed: auto, 0, 1, 2.")
-    factor = train.get("diverge_factor")
+    positive_int("train.batch_size", train.batch_size)
+    if train.verbose not in VERBOSITY:
+        raise ValueError(f"Received train.verbose={train.verbose!r}; allowed: auto, 0, 1, 2.")
+    factor = train.diverge_factor
     if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 1):
         raise ValueError(f"Received train.diverge_factor={factor!r}; allowed: a number > 1, or null to stop only "
                          f"on a NaN/inf loss.")
-    if cfg.get("backend", "tensorflow") not in BACKENDS:
-        raise ValueError(f"Received backend={cfg['backend']!r}; allowed: {', '.join(BACKENDS)}.")
-    require_for(cfg)  # backend=jax, data.source=tfds: their extras installed
-    if train.get("precision", "fp32") not in PRECISIONS:
-        raise ValueError(f"Received train.precision={train['precision']!r}; allowed: {', '.join(PRECISIONS)}.")
-    if train.get("jit_compile", "auto") not in ("auto", True, False):
-        raise ValueError(f"Received train.jit_compile={train['jit_compile']!r}; allowed: auto, true, false.")
+    if config.backend not in BACKENDS:
+        raise ValueError(f"Received backend={config.backend!r}; allowed: {', '.join(BACKENDS)}.")
+    require_for(config)  # backend=jax, data.source=tfds: their extras installed
+    if train.precision not in PRECISIONS:
+        raise ValueError(f"Received train.precision={train.precision!r}; allowed: {', '.join(PRECISIONS)}.")
+    if train.jit_compile not in ("auto", True, False):
+        raise ValueError(f"Received train.jit_compile={train.jit_compile!r}; allowed: auto, true, false.")
     for flag in ("run_eagerly", "reuse_compiled"):
-        if not isinstance(train.get(flag, False), bool):
-            raise ValueError(f"Received train.{flag}={train[flag]!r}; allowed: true, false.")
-    check_onednn_mode(train.get("onednn", "auto"))
-    if train.get("run_eagerly") and train.get("jit_compile") is True:
+        if not isinstance(getattr(train, flag), bool):
+            raise ValueError(f"Received train.{flag}={getattr(train, flag)!r}; allowed: true, false.")
+    check_onednn_mode(train.onednn)
+    if train.run_eagerly and train.jit_compile is True:
         raise ValueError("Received train.run_eagerly=true with train.jit_compile=true; allowed: one of them (XLA "
                          "compiles the traced graph that eager execution skips).")
-    for key, value in (("force", cfg.get("force", False)), ("train.checkpoint", train.get("checkpoint", True)),
-                       ("train.data_parallel", train.get("data_parallel", False)),
-                       ("train.oom_retry", train.get("oom_retry", True)),
-                       ("train.save_model", train.get("save_model", True))):
+    for key, value in (("force", config.force), ("train.checkpoint", train.checkpoint),
+                       ("train.data_parallel", train.data_parallel),
+                       ("train.oom_retry", train.oom_retry),
+                       ("train.save_model", train.save_model)):
         if not isinstance(value, bool):
             raise ValueError(f"Received {key}={value!r}; allowed: true, false.")
-    _check_checkpoint_dir(train.get("checkpoint_dir"))
-    freeze = train.get("freeze_base_epochs", 0)
-    if not isinstance(freeze, int) or isinstance(freeze, bool) or not 0 <= freeze < int(train["epochs"]):
+    _check_checkpoint_dir(train.checkpoint_dir)
+    freeze = train.freeze_base_epochs
+    if not isinstance(freeze, int) or isinstance(freeze, bool) or not 0 <= freeze < int(train.epochs):
         raise ValueError(f"Received train.freeze_base_epochs={freeze!r}; allowed: an integer from 0 (no frozen "
-                         f"warm-up) to train.epochs - 1 = {int(train['epochs']) - 1}.")
-    tracking = cfg["tracking"]
+                         f"warm-up) to train.epochs - 1 = {int(train.epochs) - 1}.")
+    tracking = config.tracking
     for key in ("heartbeat_seconds", "stale_after_seconds", "system_metrics_seconds"):
-        number_in(f"tracking.{key}", tracking.get(key, 60), 0, float("inf"), low_open=True)
-    if not isinstance(tracking.get("system_metrics", False), bool):
-        raise ValueError(f"Received tracking.system_metrics={tracking['system_metrics']!r}; allowed: true, false.")
-    stages = [s for s in str(tracking.get("stage", "final")).split(",")]
+        number_in(f"tracking.{key}", getattr(tracking, key), 0, float("inf"), low_open=True)
+    if not isinstance(tracking.system_metrics, bool):
+        raise ValueError(f"Received tracking.system_metrics={tracking.system_metrics!r}; allowed: true, false.")
+    stages = [s for s in str(tracking.stage).split(",")]
     if not set(stages) <= set(STAGES):
-        raise ValueError(f"Received tracking.stage={tracking.get('stage')!r}; allowed: {', '.join(STAGES)} (set by the "
+        raise ValueError(f"Received tracking.stage={tracking.stage!r}; allowed: {', '.join(STAGES)} (set by the "
                          f"staged sweeper).")
 
-    validate_data(cfg["data"])  # each owner checks its own settings
-    validate_recipe(cfg["optim"])
+    validate_data(config.data)  # each owner checks its own settings
+    validate_recipe(config.optim)
 
-    model = model_settings(cfg["model"])
+    model = model_settings(config.model)
     preset = model.pop("preset")
-    check_weights_setting(model.pop("weights", None))  # where training starts from, not a builder argument
-    match = model.pop("match", None)  # how the width is chosen (xablate.models.matching), not a builder argument
+    check_weights_setting(model.pop("weights"))  # where training starts from, not a builder argument
+    match = model.pop("match")  # how the width is chosen (xablate.models.matching), not a builder argument
     if preset not in PRESETS:
         raise ValueError(f"Received model.preset={preset!r}; allowed: {', '.join(PRESETS)}.")
     for key in (*AXES, "input_shape", "classes"):
@@ -118,10 +119,10 @@ def _validate_job_config(cfg: dict) -> None:
             where = "the top-level key" if key in AXES else "the data (data.image_size and the source's classes)"
             raise ValueError(f"Received model.{key}={model[key]!r}; allowed: not set here — {key} comes from "
                              f"{where}.")
-    recipe = {k: cfg["optim"][k] for k in ("weight_decay", "dropout") if cfg["optim"].get(k) is not None}
-    size = cfg["data"]["image_size"]
+    recipe = {k: getattr(config.optim, k) for k in ("weight_decay", "dropout") if getattr(config.optim, k) is not None}
+    size = config.data.image_size
     try:
-        kwargs = {**PRESETS[preset], **recipe, **model, **{axis: cfg[axis] for axis in AXES},
+        kwargs = {**PRESETS[preset], **recipe, **model, **{axis: getattr(config, axis) for axis in AXES},
                   "input_shape": (size, size, 3)}
         check_build_kwargs(**kwargs)
         if match is not None:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:  # the typed section, for annotations only
+    from xablate.schema import Data
+
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
@@ -80,10 +84,10 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
     return rng.permutation(kept), rng.permutation(held)
 
 
-def array_splits(x_train, y_train, x_test, y_test, num_classes, cfg: dict) -> Splits:
+def array_splits(x_train, y_train, x_test, y_test, num_classes, data: Data) -> Splits:
     """Carves the validation split out of the training arrays (stratified, `data.split_seed`)."""
     y_train, y_test = np.asarray(y_train).reshape(-1), np.asarray(y_test).reshape(-1)
-    train, val = stratified_holdout(y_train, float(cfg["validation_fraction"]), int(cfg.get("split_seed", 0)))
+    train, val = stratified_holdout(y_train, float(data.validation_fraction), int(data.split_seed))
     as_arrays = lambda x, y: (np.asarray(x, dtype="float32"), np.asarray(y, dtype="int32"))  # noqa: E731
     return Splits(
         train=as_arrays(x_train[train], y_train[train]),

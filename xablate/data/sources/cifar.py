@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xablate.data.sources.base import Source, Splits, array_splits, content_hash, register
+
+if TYPE_CHECKING:  # the typed section, for annotations only
+    from xablate.schema import Data
 
 
 CIFAR = {
@@ -18,9 +22,9 @@ CIFAR = {
 }
 
 
-def cifar_cache_dir(cfg: dict) -> Path:
+def cifar_cache_dir(data: Data) -> Path:
     """Keras' dataset cache: `data.cache_dir`, else $KERAS_HOME or ~/.keras, then datasets/."""
-    base = cfg.get("cache_dir") or os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras")
+    base = data.cache_dir or os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras")
     return Path(base).expanduser() / "datasets"
 
 
@@ -35,18 +39,18 @@ def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]
     return data, list(batch[label_key.encode()])
 
 
-def load_cifar(cfg: dict) -> Splits:
+def load_cifar(data: Data) -> Splits:
     """CIFAR-10/100 from Keras' cache, downloading through keras.datasets when the cache is empty.
 
     The batch files are read from the folder keras.datasets extracts them to, in the format keras.datasets
     itself reads (`read_cifar_batch`).
     """
-    folder, inner, train_files, test_file, label_key, classes, module = CIFAR[cfg["source"]]
-    root = cifar_cache_dir(cfg) / folder / inner
+    folder, inner, train_files, test_file, label_key, classes, module = CIFAR[data.source]
+    root = cifar_cache_dir(data) / folder / inner
     if not all((root / f).exists() for f in [*train_files, test_file]):
-        if cfg.get("cache_dir"):
+        if data.cache_dir:
             raise FileNotFoundError(
-                f"data.cache_dir={cfg['cache_dir']!r} has no extracted {cfg['source']} at {root}; "
+                f"data.cache_dir={data.cache_dir!r} has no extracted {data.source} at {root}; "
                 f"leave data.cache_dir unset to download through keras.datasets."
             )
         import keras
@@ -56,14 +60,14 @@ def load_cifar(cfg: dict) -> Splits:
     x_train = np.concatenate([p[0] for p in parts]).transpose(0, 2, 3, 1) / 255.0
     y_train = np.concatenate([np.asarray(p[1]) for p in parts])
     x_test, y_test = read_cifar_batch(root / test_file, label_key)
-    return array_splits(x_train, y_train, x_test.transpose(0, 2, 3, 1) / 255.0, np.asarray(y_test), classes, cfg)
+    return array_splits(x_train, y_train, x_test.transpose(0, 2, 3, 1) / 255.0, np.asarray(y_test), classes, data)
 
 
-def digest(data: dict) -> str:
+def digest(data: Data) -> str:
     """The published data set's name: Keras downloads one fixed release (checked against its own hash)."""
-    return content_hash("keras.datasets", data["source"])
+    return content_hash("keras.datasets", data.source)
 
 
 for _name in CIFAR:
     register(Source(_name, load=load_cifar, digest=digest,
-                    describe=lambda data: (data["source"], f"keras.datasets.{data['source']}"), arrays=True))
+                    describe=lambda data: (data.source, f"keras.datasets.{data.source}"), arrays=True))

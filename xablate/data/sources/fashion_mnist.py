@@ -19,10 +19,15 @@ import struct
 import zlib
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xablate.data.sources.base import Source, Splits, content_hash, register, stratified_holdout
+
+if TYPE_CHECKING:  # the typed section, for annotations only
+    from xablate.schema import Data
+
 
 FILES = {  # split: (images, labels)
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -39,8 +44,8 @@ class FashionMnistError(ValueError):
     """A missing, truncated or corrupt Fashion-MNIST file: names the file and what was expected."""
 
 
-def keras_cache(data: dict) -> Path:
-    base = data.get("cache_dir") or os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras")
+def keras_cache(data: Data) -> Path:
+    base = data.cache_dir or os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras")
     return Path(base).expanduser() / "datasets" / "fashion-mnist"
 
 
@@ -48,22 +53,22 @@ def _names() -> list[str]:
     return [name for pair in FILES.values() for name in pair]
 
 
-def candidates(data: dict) -> list[tuple[str, Path]]:
+def candidates(data: Data) -> list[tuple[str, Path]]:
     """(what it is, folder) in the order they are tried."""
-    if data.get("path"):
-        return [("data.path", Path(data["path"]).expanduser())]
+    if data.path:
+        return [("data.path", Path(data.path).expanduser())]
     return [("Debian's dataset-fashion-mnist", DEBIAN), ("Keras' cache", keras_cache(data))]
 
 
-def locate(data: dict, download: bool = True) -> Path:
+def locate(data: Data, download: bool = True) -> Path:
     """The folder holding the four files. With data.path only that folder counts (a missing file is named);
     otherwise the first place holding all four, else Keras downloads them into its cache."""
     places = candidates(data)
-    if data.get("path"):
+    if data.path:
         folder = places[0][1]
         missing = [n for n in _names() if not (folder / n).is_file()]
         if missing:
-            raise FashionMnistError(f"Received data.path={data['path']!r}, which has no {missing[0]}; allowed: a "
+            raise FashionMnistError(f"Received data.path={data.path!r}, which has no {missing[0]}; allowed: a "
                                     f"folder holding the four Fashion-MNIST files {', '.join(_names())}.")
         return folder
     for _, folder in places:
@@ -130,7 +135,7 @@ def _checked(folder: str, stamp: tuple) -> str:
     return content_hash("fashion_mnist", [hashlib.sha256((folder_ / n).read_bytes()).hexdigest() for n in _names()])
 
 
-def checked_folder(data: dict) -> tuple[Path, str]:
+def checked_folder(data: Data) -> tuple[Path, str]:
     """(the folder, the digest of its four files' bytes), after reading and checking every file."""
     folder = locate(data)
     stamp = tuple((n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns) for n in _names())
@@ -146,13 +151,13 @@ def interleaved(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(by_class)[order]
 
 
-def load(cfg: dict) -> Splits:
-    folder, _ = checked_folder(cfg)
+def load(data: Data) -> Splits:
+    folder, _ = checked_folder(data)
     x_train = read_idx(folder / FILES["train"][0], IMAGES_MAGIC)
     y_train = read_idx(folder / FILES["train"][1], LABELS_MAGIC).astype("int32")
     x_test = read_idx(folder / FILES["test"][0], IMAGES_MAGIC)
     y_test = read_idx(folder / FILES["test"][1], LABELS_MAGIC).astype("int32")
-    kept, held = stratified_holdout(y_train, float(cfg["validation_fraction"]), int(cfg.get("split_seed", 0)))
+    kept, held = stratified_holdout(y_train, float(data.validation_fraction), int(data.split_seed))
     kept, held = interleaved(y_train, kept), interleaved(y_train, held)
     test = interleaved(y_test, np.random.default_rng(0).permutation(len(y_test)))
     as_arrays = lambda x, y: ((x[..., None] / 255.0).astype("float32"), y)  # noqa: E731
@@ -161,16 +166,16 @@ def load(cfg: dict) -> Splits:
                   train_size=len(kept), validation_size=len(held), test_size=len(test), class_names=CLASS_NAMES)
 
 
-def digest(data: dict) -> str:
+def digest(data: Data) -> str:
     return checked_folder(data)[1]
 
 
-def check(data: dict) -> None:
+def check(data: Data) -> None:
     checked_folder(data)  # missing, truncated or corrupt files: refused before any run exists
 
 
-def describe(data: dict) -> tuple[str, str]:
-    return "fashion_mnist", (data["path"] if data.get("path") else
+def describe(data: Data) -> tuple[str, str]:
+    return "fashion_mnist", (data.path if data.path else
                              "Fashion-MNIST IDX files (Debian dataset-fashion-mnist or keras.datasets.fashion_mnist)")
 
 

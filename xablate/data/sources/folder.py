@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xablate.data.sources.base import IMAGE_EXTENSIONS, Source, Splits, content_hash, register, stratified_holdout
+
+if TYPE_CHECKING:  # the typed section, for annotations only
+    from xablate.schema import Data
 
 
 def index_folder(folder: Path, class_names: list[str] | None = None) -> tuple[list[str], np.ndarray, list[str]]:
@@ -35,17 +39,17 @@ def _image_dataset(paths: list[str], labels: np.ndarray, size: tuple[int, int]):
     return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def load_folder(cfg: dict) -> Splits:
+def load_folder(data: Data) -> Splits:
     """An image folder: <path>/train/<class>/*.jpg and <path>/test/<class>/*.jpg, any number of classes.
 
     test/ is the test split; `data.validation_fraction` of train/'s files (per class, drawn with
     `data.split_seed`) is held out as validation. Files are listed, not decoded, to split them, and every split
     comes in a random order (so data.limit_* and the pipeline's bounded shuffle buffer see every class)."""
-    root = Path(cfg["path"]).expanduser()
-    size = (cfg["image_size"], cfg["image_size"])
+    root = Path(data.path).expanduser()
+    size = (data.image_size, data.image_size)
     paths, labels, class_names = index_folder(root / "train")
     test_paths, test_labels, _ = index_folder(root / "test", class_names)
-    kept, held = stratified_holdout(labels, float(cfg["validation_fraction"]), int(cfg.get("split_seed", 0)))
+    kept, held = stratified_holdout(labels, float(data.validation_fraction), int(data.split_seed))
     test_order = np.random.default_rng(0).permutation(len(test_paths))
     pick = lambda rows, p, y: _image_dataset([p[i] for i in rows], y[rows], size)  # noqa: E731
     return Splits(
@@ -95,20 +99,20 @@ def check_folder(path) -> None:
                          f"{', '.join(only_test) or 'none'}).")
 
 
-def digest(data: dict) -> str:
+def digest(data: Data) -> str:
     """Every image's path relative to the folder and its size in bytes: another folder at the same path, or a
     file added, removed or rewritten to another size, changes it."""
-    root = Path(data["path"]).expanduser()
+    root = Path(data.path).expanduser()
     files = sorted((str(f.relative_to(root)), f.stat().st_size)
                    for part in ("train", "test") if (root / part).is_dir()
                    for f in (root / part).rglob("*") if f.is_file() and not f.name.startswith("."))
     return content_hash("folder", files)
 
 
-def describe(data: dict) -> tuple[str, str]:
-    root = Path(data["path"]).expanduser().resolve()
+def describe(data: Data) -> tuple[str, str]:
+    root = Path(data.path).expanduser().resolve()
     return f"folder:{root.name}", root.as_uri()
 
 
 register(Source("folder", load=load_folder, digest=digest, describe=describe,
-                check=lambda data: check_folder(data["path"])))
+                check=lambda data: check_folder(data.path)))

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from xablate.data.sources.base import Source, Splits, content_hash, register
 
+if TYPE_CHECKING:  # the typed section, for annotations only
+    from xablate.schema import Data
 
-def load_tfds(cfg: dict) -> Splits:
+
+def load_tfds(data: Data) -> Splits:
     """A TensorFlow Datasets image classification set by name (`data.name`), e.g. cifar10, tf_flowers."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     (train, validation, test), info = tfds.load(
-        cfg["name"], split=[cfg["train_split"], cfg["validation_split"], cfg["test_split"]], as_supervised=True,
-        with_info=True, data_dir=cfg.get("cache_dir"),
+        data.name, split=[data.train_split, data.validation_split, data.test_split], as_supervised=True,
+        with_info=True, data_dir=data.cache_dir,
     )
     scale = lambda x, y: (tf.cast(x, tf.float32) / 255.0, tf.cast(y, tf.int32))  # noqa: E731
     return Splits(
@@ -29,12 +34,12 @@ def _cardinality(ds) -> int:
     return known if known >= 0 else int(ds.reduce(0, lambda n, _: n + 1))
 
 
-def digest(data: dict) -> str:
+def digest(data: Data) -> str:
     """The data set's name and split strings (TFDS versions its data sets)."""
-    return content_hash("tfds", data["name"], data.get("train_split"), data.get("validation_split"),
-                        data.get("test_split"))
+    return content_hash("tfds", data.name, data.train_split, data.validation_split,
+                        data.test_split)
 
 
 register(Source("tfds", load=load_tfds, digest=digest,
-                describe=lambda data: (f"tfds:{data['name']}", f"tfds://{data['name']}"),
+                describe=lambda data: (f"tfds:{data.name}", f"tfds://{data.name}"),
                 holds_out_validation=False))
