@@ -18,6 +18,7 @@ def test_the_console_script_is_installed():
     assert help_text.returncode == 0 and "bench" in help_text.stdout and "status" in help_text.stdout
 
 
+@pytest.mark.slow
 def test_bench_segments_writes_one_row_per_variant(tmp_path):
     out = tmp_path / "segments.csv"
     proc = subprocess.run(

@@ -6,6 +6,7 @@ import shlex
 import subprocess
 import sys
 
+import pytest
 
 from helpers import ROOT, sqlite_uri
 from xablate.config import compose_job
@@ -41,6 +42,7 @@ def test_every_command_composes_and_validates():
         commands[2], commands[3]]
 
 
+@pytest.mark.slow
 def test_report_reads_a_store(tmp_path):
     uri = sqlite_uri(tmp_path)
     cfg = compose_job(["debug=default", f"tracking.uri={uri}", "study=gpu_precision"])

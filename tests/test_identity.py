@@ -59,6 +59,7 @@ def test_a_key_at_its_neutral_default_is_left_out_of_the_hash():
     assert run_identity(cfg, "tensorflow") != run_identity(without, "tensorflow")  # its real default is not neutral
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_still_skipped_after_an_upgrade_adds_a_key(tmp_path, monkeypatch):
     from xablate import schema
     from xablate.training.trainer import RunContext, train

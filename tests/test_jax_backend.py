@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # builds every variant under two backends in subprocesses (about a minute)
+
 SCRIPT = r"""
 import json, numpy as np, keras
 from xablate.models import build_from_preset, summarize_model
-import pytest  # noqa: E402
-
-pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the full suite's tier
 out = {"backend": keras.backend.backend()}
 x = np.random.default_rng(0).uniform(size=(4, 16, 16, 3)).astype("float32")
 for segments, act in VARIANTS:

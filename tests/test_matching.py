@@ -57,6 +57,7 @@ def test_matched_models_built_by_keras_have_the_baselines_parameters():
             assert {layer.segments for layer in summarize_model(model).separable_layers} == {k}
 
 
+@pytest.mark.slow
 def test_a_matched_run_logs_its_target_the_achieved_count_and_the_width(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = compose(["debug=default", "model.match=params", "segments=2", f"tracking.uri={uri}", "study=matched",

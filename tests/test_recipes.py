@@ -61,6 +61,7 @@ def paper_run(tmp_path_factory):
     return cfg, uri, result, inspect.seen
 
 
+@pytest.mark.slow
 def test_weight_decay_and_dropout_of_the_recipe_reach_the_model(paper_run):
     cfg, uri, result, seen = paper_run
     assert (cfg["optim"]["weight_decay"], cfg["optim"]["dropout"]) == (1e-5, 0.5)
@@ -78,6 +79,7 @@ def test_weight_decay_and_dropout_of_the_recipe_reach_the_model(paper_run):
     assert seen["regularization_losses"] >= len(regularizers)  # every penalty enters the training loss
 
 
+@pytest.mark.slow
 def test_each_epoch_is_evaluated_with_the_averaged_weights(paper_run):
     cfg, uri, result, seen = paper_run
     model = seen["model"]
@@ -130,6 +132,7 @@ def weights_and_averages(model):
     return {"weights": [np.array(v) for v in model.trainable_variables], "averages": [np.array(v) for v in stand_ins]}
 
 
+@pytest.mark.slow
 def test_a_resumed_ema_run_starts_from_the_weights_and_averages_training_left(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = compose_job([

@@ -136,6 +136,7 @@ def test_a_pruned_tuning_run_is_a_result_not_retrained(store, identity, capsys):
     assert again.info.status == "KILLED" and "xablate.resumes" not in again.data.tags
 
 
+@pytest.mark.slow
 def test_a_pruned_run_never_stands_in_for_a_final_replicate(store, identity, capsys):
     pruned = hand_made_run(store, "pruned_final", identity, "KILLED", **{"xablate.outcome": "pruned",
                                                                           "xablate.pruned_epoch": "1"})
@@ -272,6 +273,7 @@ class FailAtSecondEpoch(keras.callbacks.Callback):
             raise RuntimeError("disk on fire")
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_resumed_under_the_same_run_id_from_its_checkpoint(store, capsys):
     with pytest.raises(RuntimeError, match="disk on fire"):
         run_job(store, "failed", callbacks=[FailAtSecondEpoch()])

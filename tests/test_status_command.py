@@ -98,6 +98,7 @@ def test_the_console_script_is_xablate_cli_main():
     assert script.value == "xablate.cli:main"  # `xablate status` exits with what main returns
 
 
+@pytest.mark.slow
 def test_a_bare_status_reports_started_studies_and_one_line_for_the_others(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cell = [o for o in ONE_CELL if not o.startswith("++data.path")]  # seed_finetune's default data/ is absent

@@ -60,6 +60,7 @@ def create_store_and_experiment(uri, barrier, results):
         results.put(("error", f"{type(error).__name__}: {error}"))
 
 
+@pytest.mark.slow
 def test_processes_creating_one_new_store_at_once_get_one_experiment(tmp_path):
     writers = 4
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"

@@ -507,8 +507,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench" and args.suite == "onednn":
         return run_bench_onednn(args)
     if args.command == "bench" and args.suite == "segments":
-        from xablate.bench import segments
-
         if args.segments and max(args.segments) > args.channels:
             print(f"xablate: Received --segments={max(args.segments)} > --channels={args.channels}; "
                   f"allowed: 1 .. channels.", file=sys.stderr)
@@ -517,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"xablate: Received --segments={args.segments}; each must divide --channels={args.channels}.",
                   file=sys.stderr)
             return 2
+        from xablate.bench import segments  # TensorFlow loads here, after the arguments are checked
+
         segments.run(channels=args.channels, size=args.size, batch=args.batch, images=args.images,
                      steps=args.steps, max_seconds=args.max_seconds, segments=args.segments, out=args.out)
     return 0
