@@ -242,6 +242,32 @@ def test_every_value_of_a_sweep_is_validated_once_before_its_jobs(tmp_path):
     assert no_runs(uri)
 
 
+def test_a_study_block_is_parsed_once_per_sweep_and_by_no_job(tmp_path, monkeypatch):
+    """The study's blocks are the sweep's to parse (once per distinct block, before its parent run): a job's own
+    validation reads its sections only, and a sweep over three values parses the study once, not three times."""
+    import xablate.studies as studies
+    from xablate.command_line import check_sweep_values
+    from xablate.training.validation import validate_job_config
+
+    parsed = []
+    real = studies.parse_study
+    monkeypatch.setattr(studies, "parse_study", lambda *a, **k: parsed.append(a[0]) or real(*a, **k))
+    validate_job_config(compose_job(["debug=default", "analysis={metric:f1}"]))  # not the job's to refuse
+    assert parsed == []
+    uri = sqlite_uri(tmp_path)
+    check_sweep_values({}, ["debug=default", "experiment=fig10_intermediate_act", "intermediate_act=none,elu,relu",
+                            f"tracking.uri={uri}"])
+    assert parsed == ["fig10_intermediate_act"]
+    parsed.clear()
+    check_sweep_values({}, ["debug=default", "experiment=fig10_intermediate_act", "intermediate_act=none,elu,relu",
+                            f"tracking.uri={uri}"], parsed=("fig10_intermediate_act", compose_job(
+                                ["experiment=fig10_intermediate_act"])["analysis"]))
+    assert parsed == []  # the caller (the sweep's callback) parsed that block already
+    with pytest.raises(ValueError, match=r"Received analysis.metric='f1' in study 'default'"):
+        check_sweep_values({}, ["debug=default", "analysis={metric:f1}", "seed=0,1", f"tracking.uri={uri}"])
+    assert no_runs(uri)
+
+
 @pytest.mark.slow
 def test_a_sweep_with_a_bad_value_trains_nothing_and_creates_no_parent(tmp_path):
     uri = sqlite_uri(tmp_path)

@@ -127,9 +127,10 @@ def value_jobs(jobs: list[list[str]]) -> list[list[str]]:
     return chosen
 
 
-def check_sweep_values(declared: dict | None, overrides: list[str]) -> None:
+def check_sweep_values(declared: dict | None, overrides: list[str], parsed: tuple = ()) -> None:
     """ValueError in one line for the first value of the sweep (declared params and the command line's) whose job
-    does not compose or that its job's validation refuses: names the override."""
+    does not compose or that its job's validation refuses: names the override. Each distinct study block a job
+    carries is parsed once (`parsed`: the (study, analysis) the caller parsed already)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -138,13 +139,14 @@ def check_sweep_values(declared: dict | None, overrides: list[str]) -> None:
     from xablate.studies import check_study_block
     from xablate.sweeps import expand
 
-    jobs, studies = expand(declared, overrides), set()
+    block_of = lambda study, analysis: json.dumps([study, analysis], sort_keys=True, default=str)  # noqa: E731
+    jobs, studies = expand(declared, overrides), {block_of(*parsed)} if parsed else set()
     for job in value_jobs(jobs) if len(jobs) > 1 else []:  # a single job validates itself, once
         try:
             cfg = compose_job(job)
         except (HydraException, OmegaConfBaseException) as error:
             raise ValueError(composition_message(error)) from None
-        block = json.dumps([cfg["study"], cfg["analysis"]], sort_keys=True, default=str)
+        block = block_of(cfg["study"], cfg["analysis"])
         if block not in studies:  # each distinct study block once (a sweep over experiment= has several)
             studies.add(block)
             check_study_block(cfg["study"], cfg["analysis"])

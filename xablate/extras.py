@@ -44,7 +44,8 @@ def require(extra: str, what: str) -> None:
     """MissingExtra naming `what` and the extra that installs it, when any of the extra's modules is missing."""
     missing = [module for module in EXTRAS[extra] if not installed(module)]
     if missing:
-        raise MissingExtra(f"{what} needs xablate's optional dependencies [{extra}] ({', '.join(missing)} is not "
+        verb = "is" if len(missing) == 1 else "are"
+        raise MissingExtra(f"{what} needs xablate's optional dependencies [{extra}] ({', '.join(missing)} {verb} not "
                            f"installed): pip install -e '.[{extra}]' (or '.[dev]': all of them).")
 
 

@@ -175,7 +175,9 @@ def refuse_unknown_keys(config: DictConfig) -> None:
                                  f"{sweeper.get('_target_')}; allowed: the staged sweeper, which adds seeds look by "
                                  f"look (the study's defaults: - override /hydra/sweeper: staged).")
         params = sweeper.get("params")  # every value the sweep takes, validated as its job will be
-        check_sweep_values(OmegaConf.to_container(params, resolve=False) if params else {}, overrides)
+        analysis = OmegaConf.to_container(config.analysis, resolve=True) if config.get("analysis") else None
+        check_sweep_values(OmegaConf.to_container(params, resolve=False) if params else {}, overrides,
+                           parsed=(job.get("study"), analysis) if analysis else ())
     except ValueError as error:
         print(f"xablate: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
