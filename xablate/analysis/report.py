@@ -252,7 +252,13 @@ def write_headline(uri: str, out: Path, pairs: list, table: pd.DataFrame, compar
 def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
     """Outputs under `out` whose query now selects other runs, or the same runs in another status:
     (sidecar, reason)."""
-    stale = []
+    stale, selections_of = [], {}  # a study's selection read once, however many of its outputs record it
+
+    def selection_of(store: str, study: str, sweep: str | None) -> Selection:
+        if (store, study, sweep) not in selections_of:
+            selections_of[store, study, sweep] = selected_runs(store, study, sweep)
+        return selections_of[store, study, sweep]
+
     for sidecar in sorted(Path(out).rglob("*.json")):
         try:
             meta = json.loads(sidecar.read_text())
@@ -268,7 +274,7 @@ def stale_outputs(uri: str | None, out: Path) -> list[tuple[Path, str]]:
         studies = query["studies"] if "studies" in query else [query.get("study"), *filter(None, [query.get("beside")])]
         current = {}
         try:
-            selections = [selected_runs(store, study, query.get("sweep")) for study in studies]
+            selections = [selection_of(store, study, query.get("sweep")) for study in studies]
         except ValueError as error:  # a broken study file: its outputs cannot be checked, the others can
             stale.append((sidecar, f"not checked: {error}"))
             continue
