@@ -27,6 +27,21 @@ def fresh_keras_session():
 _running = {"slow": True}
 
 
+# The longest files first (measured, --durations): pytest-xdist's --dist loadfile hands files to the workers in
+# collection order, so a long file collected last (alphabetically, test_search_sweeps: 7 minutes) would run alone
+# while the other worker idles. Files not listed keep their order after these.
+LONGEST_FIRST = ["test_search_sweeps.py", "test_analysis.py", "test_bench_harness.py", "test_native_crash.py",
+                 "test_backends_and_devices.py", "test_sweep_end_to_end.py", "test_launchers.py",
+                 "test_ui_study_view.py", "test_sequential.py", "test_tracking.py", "test_committed_results.py",
+                 "test_verdicts.py", "test_staged_sweeps.py", "test_jax_backend.py", "test_figures_safety.py",
+                 "test_ui_server.py"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
+
 def pytest_runtest_setup(item):
     _running["slow"] = item.get_closest_marker("slow") is not None
 
