@@ -85,7 +85,6 @@ def check_command_line(argv: Iterable[str]) -> None:
 
     from xablate.config import compose_job
     from xablate.extras import require_for, require_launcher
-    from xablate.schema import Job, typed
 
     overrides = overrides_of(argv)
     if overrides is None:
@@ -93,7 +92,7 @@ def check_command_line(argv: Iterable[str]) -> None:
     require_launcher(overrides)  # hydra/launcher=ray_cluster without the [ray] extra: one line naming it
     base = first_values(overrides)
     try:
-        require_for(typed(Job, {k: v for k, v in compose_job(base).items() if k != "analysis"}))
+        require_for(compose_job(base, hydra=True))  # Hydra's config reads as the typed one: cfg.data.source
         for other in group_values(overrides):  # a swept group's other options: each must exist
             compose_job([*base, other], hydra=True)
     except (HydraException, OmegaConfBaseException) as error:
