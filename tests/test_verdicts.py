@@ -351,6 +351,27 @@ def test_group_sequential_boundaries_match_published_values():
     assert spent(1.0, 0.05, "obrien_fleming") == pytest.approx(0.05) and spent(1.0, 0.05, "pocock") == pytest.approx(0.05)
 
 
+
+@pytest.mark.parametrize("fractions, spending, sides", [((0.3, 0.5, 1.0), "pocock", 2),
+                                                        ((0.25, 0.6, 0.8, 1.0), "obrien_fleming", 1)])
+def test_group_sequential_boundaries_spend_exactly_their_alpha(fractions, spending, sides):
+    """The defining equation, checked by another method: at every look, the probability (joint normal, scipy's
+    multivariate normal CDF with corr sqrt(t_i / t_j)) that no statistic crossed its boundary is 1 - alpha*(t_k);
+    and the boundaries are the same numbers each time they are computed."""
+    from xablate.analysis.sequential import boundaries, spent
+
+    limits = boundaries(fractions, 0.05, spending, sides)
+    boundaries.cache_clear()
+    assert boundaries(fractions, 0.05, spending, sides) == limits  # deterministic, not Monte Carlo
+    t = np.asarray(fractions)
+    for k in range(2, len(fractions) + 1):
+        cov = np.sqrt(np.minimum.outer(t[:k], t[:k]) / np.maximum.outer(t[:k], t[:k]))
+        upper = np.asarray(limits[:k])
+        lower = -upper if sides == 2 else np.full(k, -np.inf)
+        kept = stats.multivariate_normal.cdf(upper, mean=np.zeros(k), cov=cov, lower_limit=lower, maxpts=200_000 * k,
+                                             abseps=1e-8, releps=1e-7, rng=np.random.default_rng(0))
+        assert kept == pytest.approx(1 - spent(fractions[k - 1], 0.05, spending, sides), abs=2e-6)
+
 SEQUENTIAL = {"analysis": {**FIG10["analysis"], "sequential": {"looks": [3, 5, 10], "spending": "pocock"},
                            "claims": [{**FIG10["analysis"]["claims"][0], "than": ["elu"]}]}}
 

@@ -15,3 +15,13 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def get_dotted(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """cfg["a"]["b"] for "a.b"; `default` when a part is missing."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node

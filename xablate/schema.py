@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from functools import lru_cache
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from xablate.dotted import flatten
@@ -191,6 +192,7 @@ def declared() -> dict[str, Any]:
     return dict(_walk(Job))
 
 
+@lru_cache(maxsize=1)
 def builder_keys() -> tuple[str, ...]:
     """`model.<argument>` for each keyword argument of the builder a user may set (not the axes, which are
     top-level keys, nor the input shape and classes, which come from the data). Read from the builder's source,
@@ -293,9 +295,10 @@ def unknown_keys(cfg: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     return [(name, nearest(name, known)) for name in flatten(cfg) if not is_known(name, known)]
 
 
-def known_keys() -> set[str]:
+@lru_cache(maxsize=1)
+def known_keys() -> frozenset[str]:
     """Every declared key, every builder argument, and the builder arguments that come from elsewhere."""
-    return set(declared()) | set(builder_keys()) | MODEL_ELSEWHERE
+    return frozenset(set(declared()) | set(builder_keys()) | MODEL_ELSEWHERE)
 
 
 def is_known(name: str, known: set[str]) -> bool:

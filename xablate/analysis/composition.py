@@ -11,33 +11,48 @@ arguments, so that they report and extend exactly those runs instead of the defa
 from __future__ import annotations
 
 from collections import Counter
-
-from mlflow import MlflowClient
+from functools import lru_cache
 
 from xablate.config import REPLICATE_KEYS
+from xablate.tracking.reader import StoreReader
 
 DROPPED = ("experiment", "study", *REPLICATE_KEYS)  # the study itself, its replicates
 
 
 def _pairs(recorded: str) -> list[tuple[str, str]]:
     """(key, value as typed) of one run's recorded overrides, in order (Hydra's grammar: quoting, escapes)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     import shlex
 
-    parsed = OverridesParser.create().parse_overrides(shlex.split(recorded, posix=False))
-    return [(o.get_key_element(), o.input_line.split("=", 1)[1] if "=" in o.input_line else "") for o in parsed]
+    return [_pair(word) for word in shlex.split(recorded, posix=False)]
+
+
+def _pair(word: str) -> tuple[str, str]:
+    override = parsed_override(word)
+    return override.get_key_element(), override.input_line.split("=", 1)[1] if "=" in override.input_line else ""
+
+
+@lru_cache(maxsize=4096)
+def parsed_override(word: str):
+    """One override word parsed by Hydra's grammar, once: a study's runs and cells repeat the same words
+    (`seed=3`, `design=cpu_repro`). Raises Hydra's error for a word that does not parse."""
+    return _parser().parse_override(word)
+
+
+@lru_cache(maxsize=1)
+def _parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
 
 
 def recorded_composition(uri: str, study: str, varied: list[str]) -> tuple[list[str], int]:
     """(the overrides every job run of `study` was started with, less the keys in `varied`, the replicate keys and
     tracking.*; how many runs agree). Empty when the study has no runs or they share nothing."""
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(study)
-    if experiment is None:
+    reader = StoreReader(uri)
+    experiment_id = reader.experiment_id(study)
+    if experiment_id is None:
         return [], 0
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`xablate.variant` != ''",
-                              max_results=50_000)
+    runs = reader.runs([experiment_id], tag="xablate.variant", newest_first=True)
     recorded = [r.data.tags.get("xablate.overrides") for r in runs]
     recorded = [r for r in recorded if r is not None]
     if not recorded:
@@ -52,8 +67,8 @@ def recorded_composition(uri: str, study: str, varied: list[str]) -> tuple[list[
                        if key.lstrip("+~") not in skip and not key.lstrip("+~").startswith("tracking.")})
     first = [f"{k}={v}" for k, v in _pairs(recorded[0])]  # in the order they were typed
     composition = [o for o in first if shared[o] == len(recorded)]
-    finished = client.search_runs([experiment.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
-                                  filter_string="tags.`xablate.role` = 'sweep' and attributes.status = 'FINISHED'")
+    finished = reader.runs([experiment_id], tag_equals=("xablate.role", "sweep"), status="FINISHED",
+                           newest_first=True, limit=1)
     if finished and finished[0].data.tags.get("xablate.overrides"):  # its replicates, as typed (seed=range(3))
         composition += [f"{k}={v}" for k, v in _pairs(finished[0].data.tags["xablate.overrides"])
                         if k.lstrip("+~") in REPLICATE_KEYS]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from mlflow import MlflowClient
 
 from xablate.studies import CLAIMS_TAG, Claim, claim_hash
+from xablate.tracking.reader import StoreReader
 from xablate.tracking.store import resolve_tracking_uri
 
 PRE_REGISTERED = "pre-registered"
@@ -23,11 +23,8 @@ PRE_REGISTERED = "pre-registered"
 
 def registrations(uri: str, study: str, claims: list[Claim], runs: pd.DataFrame) -> dict[str, str]:
     """{claim text: its registration label} for `claims` of `study`, against the runs the verdict uses."""
-    client = MlflowClient(resolve_tracking_uri(uri))  # None: the project's store (MLflow's own default is ./mlflow.db)
-    experiment = client.get_experiment_by_name(study)
-    parents = [] if experiment is None else client.search_runs(
-        [experiment.experiment_id], filter_string="tags.`xablate.role` = 'sweep'", max_results=10_000,
-        order_by=["attributes.start_time ASC"])
+    reader = StoreReader(resolve_tracking_uri(uri))  # None: the project's store (MLflow's own default is ./mlflow.db)
+    parents = reader.runs([reader.experiment_id(study)], tag_equals=("xablate.role", "sweep"))
     first: dict[str, tuple[int, str]] = {}  # hash -> (start ms, commit) of the earliest parent recording it
     texts: dict[str, int] = {}  # claim text -> earliest start of any record of it
     for parent in parents:

@@ -19,8 +19,6 @@ from pathlib import Path
 import pandas as pd
 
 
-from xablate.analysis.figures import (capacity_figure, claims_figure, curves_figure, heatmap_figure, is_ordered_axis,
-                                      metric_label, sensitivity_figure, trend_figure)
 from xablate.analysis.headline import headline_markdown
 from xablate.analysis.sensitivity import chosen_values, stage_costs, trial_table, tuning_runs
 from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
@@ -96,6 +94,9 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
     parameters and FLOPs below (and the `beside` study's, see beside_selection), plus the curves; two or more
     axes -> a heatmap of the metric, plus the curves; always the capacity figure. Used by `xablate figures` and
     the notebook alike."""
+    from xablate.analysis.figures import (capacity_figure, claims_figure, curves_figure, heatmap_figure,  # matplotlib:
+                                          is_ordered_axis, metric_label, sensitivity_figure, trend_figure)  # drawing only
+
     study, metric = selection.study, selection.metric
     finished = selection.runs[selection.runs["status"] == "FINISHED"]
     seeds = finished.groupby("variant").size()

@@ -15,10 +15,11 @@ from pathlib import Path
 import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from xablate.analysis.composition import parsed_override
 from xablate.config import canonical_axes
+from xablate.dotted import get_dotted
 from xablate.paths import project_root
 from xablate.schema import Data, check_known_keys, typed
 from xablate.staging import CHOICES_TAG, REPLICATE_KEYS, STAGE_TAG, override_key, parse_tune, variant_name, \
@@ -28,6 +29,7 @@ from xablate.data.digest import source_digest
 from xablate.data.sources import SOURCES
 from xablate.tracking.identity import run_identity
 from xablate.tracking.previous_runs import DATA_DIGEST_TAG, IDENTITY_TAG, variant_state
+from xablate.tracking.reader import StoreReader
 from xablate.tracking.store import resolve_tracking_uri, store_missing
 
 STATES = ("done", "diverged", "running", "failed", "missing")
@@ -100,12 +102,8 @@ def recorded_choices(uri: str, experiment: str) -> dict[str, dict]:
 
     if store_missing(uri):
         return {}
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return {}
-    parents = client.search_runs([found.experiment_id], filter_string=f"tags.`{CHOICES_TAG}` != ''",
-                                 order_by=["attributes.start_time DESC"], max_results=1)
+    reader = StoreReader(uri)
+    parents = reader.runs([reader.experiment_id(experiment)], tag=CHOICES_TAG, newest_first=True, limit=1)
     if not parents:
         return {}
     key = parents[0].data.tags.get("xablate.tune.key", "")
@@ -187,7 +185,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
                 options, known = ([with_overrides(job, chosen)], True) if chosen else ([job], False)
             cell = []
             for overrides in options:
-                cfg = OmegaConf.to_container(composed_cell(cache, overrides), resolve=True)
+                cfg = composed_cell(cache, overrides)
                 check_known_keys(cfg)  # and the data the cell's digest reads; the rest is the job's to check
                 data = typed(Data, cfg["data"])
                 SOURCES[data.source].check(data)  # (status needs no Keras to find cells)
@@ -199,12 +197,10 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
             values = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job)}
             rows.append({key: values[key] for key in keys if key not in (tune.keys if tune else ())})
             identities.append(cell if known else [])  # a search not run yet: nothing in the store is this cell
-    client = None if store_missing(uri) else MlflowClient(uri)  # reading a missing store would create it
-    found = client.get_experiment_by_name(experiment) if client else None
     runs = []
-    if found is not None:
-        runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` != ''",
-                                  order_by=["attributes.start_time DESC"], max_results=50_000)
+    if not store_missing(uri):  # reading a missing store would create it
+        reader = StoreReader(uri)
+        runs = reader.runs([reader.experiment_id(experiment)], tag=IDENTITY_TAG, newest_first=True)
     by_identity: dict[str, list] = {}
     for run in runs:
         by_identity.setdefault(run.data.tags[IDENTITY_TAG], []).append(run)
@@ -223,9 +219,9 @@ def started_studies(uri: str) -> set[str]:
     """The studies (MLflow experiments) of the store with at least one job run, in any state."""
     if store_missing(uri):
         return set()
-    client = MlflowClient(uri)
-    return {e.name for e in client.search_experiments()
-            if client.search_runs([e.experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` != ''", max_results=1)}
+    reader = StoreReader(uri)
+    return {name for name, experiment_id in reader.experiments().items()
+            if reader.runs([experiment_id], tag=IDENTITY_TAG, limit=1)}
 
 
 def latest_sweep_arguments(uri: str, study: str) -> list[str] | None:
@@ -233,11 +229,9 @@ def latest_sweep_arguments(uri: str, study: str) -> list[str] | None:
     one; None when the study has no sweep in the store (a study without a file: the user's own sweeps)."""
     if store_missing(uri):
         return None
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(study)
-    parents = [] if found is None else client.search_runs(
-        [found.experiment_id], filter_string="tags.`xablate.role` = 'sweep'", order_by=["attributes.start_time DESC"],
-        max_results=1)
+    reader = StoreReader(uri)
+    parents = reader.runs([reader.experiment_id(study)], tag_equals=("xablate.role", "sweep"), newest_first=True,
+                          limit=1)
     if not parents:
         return None
     words = parents[0].data.tags.get("xablate.overrides", "").split()
@@ -245,24 +239,40 @@ def latest_sweep_arguments(uri: str, study: str) -> list[str] | None:
     return [*kept, f"study={study}", f"tracking.uri={uri}"]
 
 
-def composed_cell(cache: dict, overrides: list[str]):
-    """The cell's config as Hydra composes it; cells that differ only in their replicate keys (seed, split) are
-    composed once and the replicate values set on a copy, as Hydra's override would set them (interpolations such
-    as split_seed: ${seed} resolve afterwards): ten seeds cost one composition."""
-    import copy
+def composed_cell(cache: dict, overrides: list[str]) -> dict:
+    """The cell's config as Hydra composes it, resolved. Hydra builds a config from its group overrides (the
+    defaults list) and then sets each value override in order (`OmegaConf.update(…, merge=True)`); so do we, with
+    one composition per distinct set of group overrides: the value overrides that tell cells apart (an axis, a
+    seed) are set on that config and put back afterwards (interpolations such as split_seed: ${seed} resolve in
+    between). A study's sixty cells cost one composition, not sixty. Anything but a plain scalar value override,
+    or an error, goes to Hydra itself."""
+    from hydra.core.global_hydra import GlobalHydra
 
-    import yaml
+    repository = GlobalHydra.instance().config_loader().repository
+    parsed = [parsed_override(o) for o in overrides]
+    plain = [not p.is_add() and not p.is_force_add() and not p.is_delete() and p.package is None
+             and not repository.group_exists(p.key_or_group) and not isinstance(p.value(), (dict, list))
+             for p in parsed]
+    groups = tuple(o for o, is_plain in zip(overrides, plain) if not is_plain)
+    if groups not in cache:
+        cfg = compose("config", overrides=list(groups))
+        cache[groups] = (cfg, OmegaConf.to_container(cfg, resolve=False))
+    cfg, unresolved = cache[groups]
+    values = [(p.key_or_group, p.value()) for p, is_plain in zip(parsed, plain) if is_plain]
+    if any(get_dotted(unresolved, key, _ABSENT) is _ABSENT for key, _ in values):
+        return OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)  # Hydra's own error
+    try:
+        for key, value in values:
+            OmegaConf.update(cfg, key, value, merge=True)
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # a value the schema refuses: Hydra's message, as `run.py` would print it
+        return OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    finally:
+        for key, _ in reversed(values):  # as composed: `${seed}` stays an interpolation
+            OmegaConf.update(cfg, key, get_dotted(unresolved, key), merge=False)
 
-    shared = tuple(o for o in overrides if override_key(o) not in REPLICATE_KEYS)
-    if shared not in cache:
-        cache[shared] = compose("config", overrides=overrides)
-        return cache[shared]
-    cfg = copy.deepcopy(cache[shared])
-    for override in overrides:
-        if override_key(override) in REPLICATE_KEYS:
-            key, _, value = override.partition("=")
-            OmegaConf.update(cfg, key.lstrip("+~"), yaml.safe_load(value), merge=False)
-    return cfg
+
+_ABSENT = object()
 
 
 def format_status(status: StudyStatus) -> str:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import yaml
-from mlflow import MlflowClient
 
 from xablate.config import REPLICATE_KEYS, variant_label
 from xablate.studies import METRICS, Study
 from xablate.tracking.identity import NEUTRAL_DEFAULTS, is_semantic, param_value
+from xablate.tracking.reader import StoreReader
 from xablate.tracking.store import resolve_tracking_uri
 from xablate.tracking.wall_time import wall_seconds
 
@@ -113,12 +113,10 @@ def runs_frame(uri: str | None = None, *, study: str | None = None, sweep: str |
         sweep: only the children of this parent run id.
         status: keep runs with this MLflow status (or any of a list), e.g. "FINISHED".
     """
-    client = MlflowClient(resolve_tracking_uri(uri))
-    experiments = [e for e in client.search_experiments() if study is None or e.name == study]
-    runs = []
-    if experiments:
-        runs = client.search_runs([e.experiment_id for e in experiments], filter_string="tags.`xablate.variant` != ''",
-                                  max_results=50_000, order_by=["attributes.start_time ASC"])
+    reader = StoreReader(resolve_tracking_uri(uri))
+    experiments = reader.experiments()
+    ids = [experiments[study]] if study in experiments else [] if study is not None else list(experiments.values())
+    runs = reader.runs(ids, tag="xablate.variant")
     frame = pd.DataFrame([_row(r) for r in runs], columns=RUN_COLUMNS)
     if sweep is not None:
         frame = frame[frame["sweep"] == sweep]
@@ -129,14 +127,9 @@ def runs_frame(uri: str | None = None, *, study: str | None = None, sweep: str |
 
 def studies_in_store(uri: str | None = None) -> list[str]:
     """The studies (MLflow experiments) that hold at least one FINISHED job run."""
-    client = MlflowClient(resolve_tracking_uri(uri))
-    names = []
-    for experiment in client.search_experiments():
-        found = client.search_runs([experiment.experiment_id], max_results=1,
-                                   filter_string="tags.`xablate.variant` != '' and attributes.status = 'FINISHED'")
-        if found:
-            names.append(experiment.name)
-    return sorted(names)
+    reader = StoreReader(resolve_tracking_uri(uri))
+    return sorted(name for name, experiment_id in reader.experiments().items()
+                  if reader.runs([experiment_id], tag="xablate.variant", status="FINISHED", limit=1))
 
 
 def axis_sort_key(value):
@@ -278,17 +271,16 @@ def history_frame(uri: str | None, runs: pd.DataFrame, metrics: list[str] | None
                   axes: list[str] = ()) -> pd.DataFrame:
     """One row per run x epoch x metric (columns: run_id, variant, the axes, seed, epoch, step, metric, value;
     `step` = optimizer updates at the epoch's end)."""
-    client = MlflowClient(resolve_tracking_uri(uri))
     metrics = metrics or ["loss", "accuracy", "val_loss", "val_accuracy"]
+    records = {run["run_id"]: run for run in runs.to_dict("records")}
     rows = []
-    for run in runs.to_dict("records"):
+    for point in StoreReader(resolve_tracking_uri(uri)).metric_history(list(records), metrics):
+        run = records[point.run_id]
         steps = run.get("steps_per_epoch")
-        for metric in metrics:
-            for point in client.get_metric_history(run["run_id"], metric):
-                rows.append({"run_id": run["run_id"], "variant": run.get("variant"),
-                             **{axis: run.get(axis) for axis in axes}, "seed": run.get("seed"), "epoch": point.step,
-                             "step": (point.step + 1) * steps if steps and not math.isnan(steps) else math.nan,
-                             "metric": metric, "value": point.value})
+        rows.append({"run_id": point.run_id, "variant": run.get("variant"),
+                     **{axis: run.get(axis) for axis in axes}, "seed": run.get("seed"), "epoch": point.step,
+                     "step": (point.step + 1) * steps if steps and not math.isnan(steps) else math.nan,
+                     "metric": point.key, "value": point.value})
     columns = ["run_id", "variant", *axes, "seed", "epoch", "step", "metric", "value"]
     return pd.DataFrame(rows, columns=columns).sort_values(["run_id", "metric", "epoch"]).reset_index(drop=True)
 

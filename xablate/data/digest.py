@@ -16,12 +16,12 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from mlflow.entities import Dataset, DatasetInput, InputTag
-
 from xablate.data.sources import SOURCES
 from xablate.schema import keys_with
 
-if TYPE_CHECKING:  # the typed section, for annotations only
+if TYPE_CHECKING:  # for annotations only
+    from mlflow.entities import DatasetInput
+
     from xablate.schema import Data
 
 
@@ -47,6 +47,8 @@ def source_digest(data: Data) -> str:
 
 def dataset_inputs(data: Data, digest: str, sizes: dict[str, int]) -> list[DatasetInput]:
     """One MLflow dataset input per split, named `<data>/<split>`, with the split's size as its profile."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
     name, source = data_source(data)
     # a source's own keys are null on the other sources (the typed schema holds every key): left out when null,
     # as they were absent before it, so the same data keeps its dataset digests

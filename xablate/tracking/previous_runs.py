@@ -23,14 +23,17 @@ import time
 from dataclasses import dataclass
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
-from mlflow import MlflowClient
-from mlflow.entities import Run
 
 from xablate.data.digest import DATA_DIGEST_TAG
 from xablate.tracking import native_crash
 from xablate.tracking.wall_time import ATTEMPT_START_TAG
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 HOST_TAG, PID_TAG, HEARTBEAT_TAG = "xablate.host", "xablate.pid", "xablate.heartbeat"
 PID_START_TAG = "xablate.pid_start"  # the owner process' start time, epoch seconds: tells it from a reused pid

@@ -7,10 +7,12 @@ import os
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
-
-from mlflow import MlflowClient
+from typing import TYPE_CHECKING
 
 from xablate.paths import default_tracking_uri, project_root
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"  # in a multirun's sweep dir, written by the Hydra callback
 SKIPPED_DIR = "skipped_runs"  # in a multirun's sweep dir: one file per skipped job, holding the run id
@@ -142,6 +144,8 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     default store: <project>/mlartifacts/), not to wherever the command started; a server decides its own.
     A store that was moved or cloned elsewhere is pointed at its own artifacts first (`relocate_artifacts`).
     """
+    from mlflow import MlflowClient
+
     with _store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         relocate_artifacts(uri)
@@ -161,6 +165,8 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
 def tag_experiments_for_training(uri: str) -> int:
     """Tags every experiment of the store as model development (the UI then opens on its runs); how many
     needed it."""
+    from mlflow import MlflowClient
+
     client = MlflowClient(tracking_uri=uri)
     changed = 0
     for experiment in client.search_experiments():
