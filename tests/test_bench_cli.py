@@ -85,7 +85,7 @@ def test_speed_targets_and_the_noise_floor_from_made_up_rows():
     assert target_lines(faster)[2].endswith("1.250x: met")
 
 
-@pytest.mark.parametrize("module", ["pruning", "sequential"])
+@pytest.mark.parametrize("module", ["pruning", "sequential", "analysis"])
 def test_a_bench_csv_has_its_columns_in_order_and_nothing_else(module, tmp_path):
     """`xablate bench pruning|sequential` write their declared columns, in order; a row's extra keys stay out."""
     import importlib
@@ -99,3 +99,24 @@ def test_a_bench_csv_has_its_columns_in_order_and_nothing_else(module, tmp_path)
     assert lines[1] == [str(row[c]) for c in bench.COLUMNS] and "not a column" not in lines[1]
     with pytest.raises(KeyError, match=f"lacks the columns \\['{bench.COLUMNS[0]}'\\]"):
         bench.write([{k: v for k, v in row.items() if k != bench.COLUMNS[0]}], tmp_path / "short.csv")
+
+
+def test_bench_analysis_times_each_command_as_a_whole_process(tmp_path):
+    """`xablate bench analysis` on the committed store: one row per command with its exit code and its min <=
+    median <= max seconds; a missing store is refused in one line before anything is timed."""
+    store = Path(__file__).resolve().parents[1] / "results" / "store" / "mlflow.db"
+    out = tmp_path / "analysis.csv"
+    proc = subprocess.run([XABLATE, "bench", "analysis", "--rounds", "1", "--uri", f"sqlite:///{store}",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [r["command"].split(" --uri")[0] for r in rows] == [
+        "xablate status --study fashion_fig10", "xablate status --study fig9_residual", "xablate figures --check",
+        "xablate plan --study fashion_fig10 --mde 0.01", "xablate plan --study fig9_residual --mde 0.01"]
+    assert all(r["exit_code"] == "0" and r["rounds"] == "1" for r in rows)  # every committed study is complete
+    assert all(0 < float(r["min_seconds"]) <= float(r["median_seconds"]) <= float(r["max_seconds"]) < 600
+               for r in rows)
+    assert all(r["command"].endswith("--uri sqlite:///results/store/mlflow.db") for r in rows)  # portable
+    missing = subprocess.run([XABLATE, "bench", "analysis", "--uri", f"sqlite:///{tmp_path / 'none.db'}",
+                              "--out", str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "--uri=" in missing.stderr and not (tmp_path / "x.csv").exists()

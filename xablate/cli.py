@@ -1,6 +1,7 @@
 """The `xablate` command: `figures` (results/ from the MLflow store, for any study or sweep), `status` (a study's
 grid against the store), `plan` (seeds needed for a target effect), `bench
-segments|store|onednn|sequential|pruning|harness` (throughput and design benchmarks), `ui` (the MLflow UI)."""
+segments|store|onednn|sequential|pruning|harness|analysis` (throughput, design and
+response-time benchmarks), `ui` (the MLflow UI)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     sequential.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or the "
                                                         "project's store)")
     sequential.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "sequential.csv", help="CSV to write")
+    analysis = suites.add_parser(
+        "analysis", help="seconds that status, figures --check and plan take on a store, as whole processes",
+        description="Starts each analysis command a researcher types between runs (status of a sequential and a "
+                    "plain study, figures --check, plan) ROUNDS times in turn against one store and writes "
+                    "analysis.csv: min, median and max seconds from start to exit, imports included; the target "
+                    "is a median under 2 s.")
+    analysis.add_argument("--uri", default=None,
+                          help="tracking URI (default: the committed store, <project>/results/store/mlflow.db)")
+    analysis.add_argument("--rounds", type=_int_at_least("--rounds", 1), default=5, help="runs of each command (5)")
+    analysis.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "analysis.csv", help="CSV to write")
     pruning = suites.add_parser(
         "pruning", help="tune-stage epochs a pruner saves against the same search unpruned, and its choices",
         description="Runs one random-sampler search (the same trials each time) unpruned and with each pruner, "
@@ -488,6 +499,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['sequential_runs']:3d} (x{row['runs_ratio']:.2f}), same outcomes: {row['same_outcomes']}")
         print(f"wrote {sequential.write(rows, args.out)}")
         return 0
+    if args.command == "bench" and args.suite == "analysis":
+        from xablate.bench import analysis
+        from xablate.tracking.store import check_store_to_read, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(args.uri or str(DEFAULT_RESULTS_DIR / "store" / "mlflow.db"))
+        try:  # a bad --uri: said in one line, before anything is timed
+            check_store_to_read(uri, "--uri")
+        except ValueError as error:
+            print(f"xablate: {error}", file=sys.stderr)
+            return 2
+        rows = analysis.measure(analysis.default_commands(uri), args.rounds)
+        for row in rows:
+            print(f"{row['median_seconds']:6.2f} s median ({row['min_seconds']:.2f}-{row['max_seconds']:.2f}, "
+                  f"exit {row['exit_code']})  {row['command']}")
+        print(f"wrote {analysis.write(rows, args.out)}")
+        return 0 if all(row["exit_code"] in (0, 1) for row in rows) else 1
     if args.command == "bench" and args.suite == "pruning":
         import tempfile
 

@@ -19,13 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 
-from xablate.analysis.headline import headline_markdown
-from xablate.analysis.sensitivity import chosen_values, stage_costs, trial_table, tuning_runs
 from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
-from xablate.analysis.tables import to_latex, to_markdown, variant_table
-from xablate.analysis.registration import registrations
 from xablate.config import short_name
-from xablate.analysis.verdicts import verdict_tables
 from xablate.analysis.destination import local_uri
 from xablate.paths import portable_uri
 from xablate.studies import load_study
@@ -49,7 +44,7 @@ def config_defaults() -> dict:
 def selected_runs(uri: str, study: str, sweep: str | None = None) -> Selection:
     """The runs a study's outputs are drawn from (its main configuration, one run per variant and replicate),
     and how to read them; `sweep`: only that sweep's runs."""
-    return select_runs(runs_frame(uri, study=study, sweep=sweep), load_study(study), config_defaults())
+    return select_runs(runs_frame(uri, study=study, sweep=sweep), load_study(study), config_defaults)
 
 
 def beside_selection(uri: str, selection: Selection) -> Selection | None:
@@ -81,6 +76,8 @@ def _save_figure(fig, path: Path, uri, query, runs) -> list[Path]:
 
 
 def _save_table(table: pd.DataFrame, path: Path, uri, query, runs) -> list[Path]:
+    from xablate.analysis.tables import to_latex, to_markdown
+
     table.to_csv(path.with_suffix(".csv"), index=False)
     path.with_suffix(".md").write_text(to_markdown(table))
     path.with_suffix(".tex").write_text(to_latex(table))
@@ -96,6 +93,8 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
     the notebook alike."""
     from xablate.analysis.figures import (capacity_figure, claims_figure, curves_figure, heatmap_figure,  # matplotlib:
                                           is_ordered_axis, metric_label, sensitivity_figure, trend_figure)  # drawing only
+    from xablate.analysis.sensitivity import chosen_values
+    from xablate.analysis.verdicts import verdict_tables
 
     study, metric = selection.study, selection.metric
     finished = selection.runs[selection.runs["status"] == "FINISHED"]
@@ -132,6 +131,8 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
 
 def sensitivity_data(selection: Selection) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per tuning run, one row per variant and tuned setting) of a tuned study."""
+    from xablate.analysis.sensitivity import trial_table, tuning_runs
+
     seeds = tuning_runs(selection)
     return seeds, trial_table(seeds, selection.study.tune.keys)
 
@@ -153,6 +154,8 @@ def tuned_labels(selection: Selection) -> dict[str, str]:
 def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None) -> list[Path]:
     """Figures and table of one study (or one sweep of it) into `out/<study>/` (`out/<study>/sweep-<id>/`);
     returns the files written."""
+    from xablate.analysis.tables import variant_table
+
     uri = resolve_tracking_uri(uri)
     selection = selected_runs(uri, study, sweep)
     runs = selection.runs
@@ -186,6 +189,9 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
 def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
     """The declared claims of `studies` against their runs: verdict.md (one row per claim: its outcome and
     evidence) and verdict.csv (one row per comparison, every number it rests on)."""
+    from xablate.analysis.registration import registrations
+    from xablate.analysis.verdicts import verdict_tables
+
     uri = resolve_tracking_uri(uri)
     pairs, used = [], []
     for study in studies:
@@ -239,6 +245,9 @@ def data_description(runs: pd.DataFrame) -> str:
 
 def write_headline(uri: str, out: Path, pairs: list, table: pd.DataFrame, comparisons: pd.DataFrame) -> list[Path]:
     """headline.md: the pre-registered claims of the verdict (xablate.analysis.headline), each study's cost."""
+    from xablate.analysis.headline import headline_markdown
+    from xablate.analysis.sensitivity import stage_costs
+
     selections = [selection for selection, _ in pairs]
     costs = {s.study.name: stage_costs(s) for s in selections}
     data = {s.study.name: data_description(s.runs) for s in selections}

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import optimize, special, stats
 
 SPENDING = ("obrien_fleming", "pocock")
 
@@ -39,6 +38,8 @@ class SequentialSpec:
 
     def nominal(self, look: int, sides: int) -> float:
         """The nominal p-value level of look `look` (0-based) for a two-sided (2) or one-sided (1) test."""
+        from scipy import stats  # here, not at import: parsing a study file needs no scipy (0.8 s)
+
         c = boundaries(tuple(n / self.looks[-1] for n in self.looks), self.alpha, self.spending, sides)[look]
         return float(sides * stats.norm.sf(c))
 
@@ -70,6 +71,8 @@ def parse_sequential(block, at: str = "") -> SequentialSpec | None:
 
 def spent(t: float, alpha: float, spending: str, sides: int = 2) -> float:
     """The error the test may have spent by information fraction t (Lan-DeMets)."""
+    from scipy import stats
+
     if spending == "obrien_fleming":  # each side at alpha / sides: 2 - 2 Phi(z_{1 - alpha/(2 sides)} / sqrt(t))
         return float(sides * 2 * stats.norm.sf(stats.norm.isf(alpha / sides / 2) / math.sqrt(t))) if t > 0 else 0.0
     if spending == "pocock":
@@ -96,6 +99,8 @@ def boundaries(fractions: tuple[float, ...], alpha: float = 0.05, spending: str 
     Jennison & Turnbull 2000, ch. 19): P(no crossing through look k) is one integral over look k-1's
     continuation region, solved for c_k. Deterministic (a quasi-Monte Carlo multivariate normal is not) and fast.
     """
+    from scipy import optimize, special, stats
+
     limits: list[float] = []
     grid = weights = density = None  # S_{k-1} on its continuation region: points, Simpson weights, sub-density
     for k, t in enumerate(fractions):

@@ -131,7 +131,7 @@ def sequential_progress(uri: str, study) -> tuple[int, str]:
                                                      Path(uri[len("sqlite:///"):]).exists()) else None
     if runs is None or runs.empty:
         return spec.looks[0], f"sequential: no runs yet, first look at n={spec.looks[0]}"
-    selection = select_runs(runs, study, config_defaults())
+    selection = select_runs(runs, study, config_defaults)
     history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
     table, rows = verdict_tables([(selection, history)])
     reached = rows.groupby("claim")["n"].max() if not rows.empty else None

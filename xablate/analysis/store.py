@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -209,7 +210,7 @@ def _value(row, axis: str):
     return (row["swept"] or {}).get(axis)
 
 
-def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) -> Selection:
+def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[], Mapping] | None = None) -> Selection:
     """The runs of `study`'s main configuration, one per variant x replicate.
 
     Only final-stage runs count (a staged study's pilot and tuning runs are read by pilot_agreement and the
@@ -217,7 +218,8 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) 
     The main configuration is the group of runs equal in every config key apart from the axes and the replicate
     keys that holds the most FINISHED runs (ties: the newest) — so smoke tests and other settings logged in the
     same study do not mix in. Per (variant, replicate) the newest FINISHED run is kept, else the newest.
-    `defaults`: the default config's flattened values, for a baseline the study does not declare.
+    `defaults`: the default config's flattened values, for a baseline the study does not declare (or a function
+    returning them, called only then: composing the default config is a fifth of `xablate plan`).
     """
     metric = study.metric or ("test_accuracy" if runs["test_accuracy"].notna().any() else "final_val_accuracy")
     if runs.empty:
@@ -240,7 +242,11 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: dict | None = None) 
     baseline = {}
     for axis in axes:
         values = ordered(chosen[axis])
-        declared = study.baseline.get(axis, (defaults or {}).get(axis))
+        if axis in study.baseline:
+            declared = study.baseline[axis]
+        else:
+            defaults = defaults() if callable(defaults) else defaults
+            declared = (defaults or {}).get(axis)
         baseline[axis] = declared if declared in values else (values[0] if values else declared)
     chosen = chosen.assign(variant=[variant_label({a: row[a] for a in axes}) for _, row in chosen.iterrows()],
                            replicate=list(zip(chosen["seed"], chosen["split_seed"])))
