@@ -8,6 +8,8 @@ import json
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from xablate.tracking.store import ensure_store
+
 
 def log_study(uri: str, study: str, values: dict, *, axis: str = "intermediate_act", metric: str = "test_accuracy",
               losses: dict | None = None, diverged: dict | None = None, classes: int = 10,
@@ -16,6 +18,7 @@ def log_study(uri: str, study: str, values: dict, *, axis: str = "intermediate_a
     index) with `metric` = that entry; `losses[value][seed]` the per-epoch training losses; `diverged[value]`
     seeds that diverged (FAILED, outcome=diverged, no metric); `value_params[value]` params of that value's runs
     (e.g. its segments.<layer> and model.total_params). Returns {value: [run ids]}."""
+    ensure_store(uri)  # a new store: a copy of an empty one, as xablate makes them
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(study)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(study)

@@ -71,3 +71,37 @@ def test_the_analysis_reads_the_projects_store_not_one_in_the_working_directory(
     monkeypatch.chdir(cwd)
     assert registrations(None, "s", [], pd.DataFrame()) == {}
     assert not (cwd / "mlflow.db").exists() and (home / "mlflow.db").exists()
+
+
+def test_a_new_store_is_a_copy_of_an_empty_one_at_mlflows_schema(tmp_path, monkeypatch):
+    """open_experiment on a store that does not exist copies an empty store MLflow made once (per MLflow version,
+    in the cache folder) instead of running MLflow's migrations again: the same tables, the same schema revision,
+    the Default experiment where MLflow puts it, and the store usable at once."""
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    from xablate.tracking.store import open_experiment
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    by_mlflow = tmp_path / "by_mlflow.db"
+    MlflowClient(f"sqlite:///{by_mlflow}").search_experiments()
+    client, experiment_id = open_experiment(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}", "s")
+    templates = list((tmp_path / "cache" / "xablate").glob("mlflow-*-empty.db"))
+    assert len(templates) == 1
+    open_experiment(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}", "s")  # the second store: a copy of the same one
+
+    def schema(path):
+        with sqlite3.connect(path) as db:
+            return (db.execute("SELECT version_num FROM alembic_version").fetchall(),
+                    sorted(db.execute("SELECT name, sql FROM sqlite_master").fetchall(), key=str),
+                    db.execute("SELECT experiment_id, name, artifact_location FROM experiments "
+                               "WHERE experiment_id = 0").fetchall())
+
+    assert schema(tmp_path / "a" / "mlflow.db") == schema(tmp_path / "b" / "mlflow.db") == schema(by_mlflow)
+    assert schema(by_mlflow)[2] == [(0, "Default", str(tmp_path / "mlruns" / "0"))]
+    run = client.create_run(experiment_id)
+    client.log_metric(run.info.run_id, "loss", 0.5)
+    assert client.get_run(run.info.run_id).data.metrics == {"loss": 0.5}
+    assert not list((tmp_path / "a").glob(".*partial"))  # nothing half-made left beside it

@@ -147,6 +147,7 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     from mlflow import MlflowClient
 
     with _store_lock(uri):
+        ensure_store(uri)
         client = MlflowClient(tracking_uri=uri)
         relocate_artifacts(uri)
         experiment = client.get_experiment_by_name(name)
@@ -160,6 +161,59 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
         if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
             client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         return client, experiment.experiment_id
+
+
+def ensure_store(uri: str) -> None:
+    """A SQLite store that does not exist yet, created as a copy of an empty store at this MLflow's schema instead
+    of by MLflow's own migrations (0.06 s instead of 2.5 s: a sweep's first job, every test's fresh store). The
+    empty store is made once per MLflow version, by MLflow, under the user's cache folder; the copy's Default
+    experiment points where MLflow would have pointed it (./mlruns/0 from here). Other stores: nothing to do."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):])
+    if path.exists():
+        return
+    import shutil
+    import sqlite3
+    import time
+
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    shutil.copyfile(_empty_store(), partial)
+    try:
+        now = int(time.time() * 1000)
+        with sqlite3.connect(partial) as db:
+            db.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                       "WHERE experiment_id = 0",
+                       (append_to_uri_path(resolve_uri_if_local(DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH), "0"), now, now))
+        db.close()
+        os.link(partial, path)  # never over a store another process made meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _empty_store() -> Path:
+    """An empty MLflow store at the installed MLflow's schema, made by MLflow once and kept in the cache folder."""
+    import tempfile
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xablate"
+    template = folder / f"mlflow-{mlflow.__version__}-empty.db"
+    if template.is_file():
+        return template
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        made = Path(scratch) / "mlflow.db"
+        MlflowClient(f"sqlite:///{made}").search_experiments()  # MLflow creates every table and migrates
+        os.replace(made, template)  # whole or not at all, whichever process gets there first
+    return template
 
 
 def tag_experiments_for_training(uri: str) -> int:
