@@ -29,13 +29,13 @@ def debug_model_parameters() -> int:
 
     from xablate.bench.overhead import run_overrides
     from xablate.config import axes_of, compose_job as compose
-    from xablate.schema import Optim, typed
+    from xablate.schema import Job, Optim, typed
     from xablate.models import build_xception
     from xablate.training.trainer import builder_kwargs
 
     cfg = compose(run_overrides(Path("/nonexistent/mlflow.db"), 2, OVERRIDES))
     keras.backend.clear_session()
-    return build_xception(**builder_kwargs(cfg["model"], typed(Optim, cfg["optim"]), axes_of(cfg), image_shape=(16, 16, 1),
+    return build_xception(**builder_kwargs(cfg["model"], typed(Optim, cfg["optim"]), axes_of(typed(Job, cfg)), image_shape=(16, 16, 1),
                                            num_classes=10)).count_params()
 
 

@@ -338,9 +338,8 @@ def run_bench_onednn(args) -> int:
     from xablate.config import compose_job
 
     start_tensorflow_quietly()
-    from xablate.config import axes_of
-    from xablate.schema import Optim, typed
-    from xablate.training.fitting import builder_kwargs
+    from xablate.bench.common import Measured
+    from xablate.schema import plain
 
     try:
         harness.check_overrides(args.overrides)
@@ -348,13 +347,13 @@ def run_bench_onednn(args) -> int:
         print(f"xablate: {' '.join(args.overrides) or '(no overrides)'}: {error}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
-        cfg = compose_job(overhead.run_overrides(Path(scratch) / "mlflow.db", args.epochs, args.overrides))
-        x, y = pipeline.in_memory_arrays(cfg)
-        builder = builder_kwargs(cfg["model"], typed(Optim, cfg["optim"]), axes_of(cfg), image_shape=tuple(x.shape[1:]),
-                                 num_classes=int(pipeline.load(cfg).num_classes))
-        rows = onednn.measure(builder={**builder, "input_shape": list(builder["input_shape"])}, optim=cfg["optim"],
-                              arrays=(x, y), batch_size=int(cfg["train"]["batch_size"]), epochs=args.epochs,
-                              rounds=args.rounds, seed=int(cfg["seed"]), folder=Path(scratch) / "onednn")
+        run = Measured.of(compose_job(overhead.run_overrides(Path(scratch) / "mlflow.db", args.epochs,
+                                                              args.overrides)))
+        x, y = pipeline.in_memory_arrays(run)
+        builder = run.builder(image_shape=tuple(x.shape[1:]), num_classes=int(pipeline.load(run).num_classes))
+        rows = onednn.measure(builder={**builder, "input_shape": list(builder["input_shape"])},
+                              optim=plain(run.optim), arrays=(x, y), batch_size=int(run.train.batch_size),
+                              epochs=args.epochs, rounds=args.rounds, seed=run.seed, folder=Path(scratch) / "onednn")
     report.write_csv(rows, args.out)
     for row in (r for r in rows if r["round"] == "median"):
         print(f"onednn   {row['state']:5s} median {row['steady_images_per_second']:7.1f} images/s "

@@ -19,17 +19,9 @@ REPLICATE_KEYS = ("seed", "data.split_seed")  # what varies between replicates o
 SHORT_NAMES = {"intermediate_act": "act", "segments": "k", "learning_rate": "lr", "residual": "residual"}
 
 
-def axes_of(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The builder's three ablation arguments (the top-level axes) of a composed config."""
-    return {axis: cfg[axis] for axis in AXES}
-
-
-def axis_values(cfg: Mapping[str, Any], keys: list[str], overrides: list[str] = ()) -> dict[str, Any]:
-    """The job's value of each swept key (replicates left out): from the config, or for a config group (e.g.
-    `model=mini,debug`) the option its override chose."""
-    flat = flatten(cfg)
-    chosen = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in overrides if "=" in o}
-    return {key: flat[key] if key in flat else chosen.get(key) for key in keys if key not in REPLICATE_KEYS}
+def axes_of(config) -> dict[str, Any]:
+    """The builder's three ablation arguments (the top-level axes) of a typed config (xablate.schema.Job)."""
+    return {axis: getattr(config, axis) for axis in AXES}
 
 
 def variant_label(axes: Mapping[str, Any]) -> str:

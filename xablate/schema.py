@@ -295,7 +295,6 @@ def unknown_keys(cfg: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     return [(name, nearest(name, known)) for name in flatten(cfg) if not is_known(name, known)]
 
 
-@lru_cache(maxsize=1)
 def known_keys() -> frozenset[str]:
     """Every declared key, every builder argument, and the builder arguments that come from elsewhere."""
     return frozenset(set(declared()) | set(builder_keys()) | MODEL_ELSEWHERE)

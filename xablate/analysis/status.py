@@ -84,7 +84,7 @@ def grid_jobs(arguments: list[str]) -> tuple[list[str], list[str], list[list[str
 
 def _grid(arguments: list[str]):
     base, cfg = _composed(arguments)
-    return _grid_of(cfg, base, arguments)
+    return _grid_of(cfg.hydra.sweeper, base, arguments)
 
 
 def _composed(arguments: list[str]):
@@ -111,10 +111,11 @@ def recorded_choices(uri: str, experiment: str) -> dict[str, dict]:
             for variant, value in json.loads(parents[0].data.tags[CHOICES_TAG]).items()}
 
 
-def _grid_of(cfg, base: list[str], arguments: list[str]):
-    declared = cfg.hydra.sweeper.get("params")
+def _grid_of(sweeper, base: list[str], arguments: list[str]):
+    """The grid from the sweeper's section (its declared params and tuning stage) and the command line."""
+    declared = sweeper.get("params")
     params = OmegaConf.to_container(declared, resolve=False) if declared is not None else {}
-    tune = cfg.hydra.sweeper.get("tune")
+    tune = sweeper.get("tune")
     tune = parse_tune(OmegaConf.to_container(tune, resolve=True)) if tune is not None else None
     return base, swept_keys(params, arguments), expand(params, arguments), tune
 
@@ -164,7 +165,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
             "params": OmegaConf.to_container(declared, resolve=False) if declared else {}}}})
         needed, note = sequential_progress(resolve_tracking_uri(first.tracking.uri), study)
         arguments = [*arguments, f"seed=range({needed})"]  # a sweep: the shared arguments stay the same
-    base, keys, jobs, tune = _grid_of(first, base, arguments)
+    base, keys, jobs, tune = _grid_of(first.hydra.sweeper, base, arguments)
     rows, identities = [], []
     uri = experiment = stale = None
     searched = {} if tune is None or tune.search is None else \

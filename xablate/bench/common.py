@@ -1,12 +1,60 @@
-"""What the `xablate bench harness` measurements share: the epoch clock and the trainer's compile."""
+"""What the `xablate bench harness` measurements share: the measured run, the epoch clock and the trainer's
+compile."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import keras
+
+from xablate import schema
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The measured run, read once from its composed config: the plain config a real run trains from (`cfg`,
+    the harness side of a comparison) and its typed sections, which every other side reads."""
+
+    cfg: dict[str, Any]
+    config: schema.Job
+
+    @classmethod
+    def of(cls, cfg: dict[str, Any]) -> Measured:
+        """The bench's constructor, as Job.prepare is the trainer's: the typed sections built once."""
+        return cls(cfg, schema.typed(schema.Job, cfg))
+
+    @property
+    def data(self) -> schema.Data:
+        return self.config.data
+
+    @property
+    def train(self) -> schema.Train:
+        return self.config.train
+
+    @property
+    def optim(self) -> schema.Optim:
+        return self.config.optim
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.seed)
+
+    def with_data(self, data: schema.Data) -> Measured:
+        """The same run on other data settings (an input pipeline's variants)."""
+        return Measured(self.cfg, dataclasses.replace(self.config, data=data))
+
+    def builder(self, *, image_shape, num_classes: int) -> dict[str, Any]:
+        """The builder's arguments exactly as the trainer gives them (xablate.training.fitting.builder_kwargs)."""
+        from xablate.config import axes_of
+        from xablate.training.fitting import builder_kwargs
+
+        return builder_kwargs(self.config.model, self.optim, axes_of(self.config), image_shape=image_shape,
+                              num_classes=num_classes)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -71,13 +119,14 @@ def split(cell: str) -> list[float]:
     return [float(v) for v in cell.split(";") if v]
 
 
-def compile_like_trainer(model, optim: dict, *, batch_size: int, train_size: int, num_classes: int,
+def compile_like_trainer(model, optim: dict | schema.Optim, *, batch_size: int, train_size: int, num_classes: int,
                          epochs: int, jit_compile="auto", run_eagerly: bool = False) -> None:
-    """The optimizer, loss, metrics and XLA setting the trainer gives the model (its own helpers)."""
-    from xablate.schema import Optim, typed
+    """The optimizer, loss, metrics and XLA setting the trainer gives the model (its own helpers); `optim` typed,
+    or as a subprocess receives it (a plain dict)."""
     from xablate.training.fitting import compile_model
     from xablate.training.recipes import build_optimizer
 
-    optimizer = build_optimizer(typed(Optim, optim), steps_per_epoch=math.ceil(train_size / batch_size), epochs=epochs,
+    optim = optim if isinstance(optim, schema.Optim) else schema.typed(schema.Optim, optim)
+    optimizer = build_optimizer(optim, steps_per_epoch=math.ceil(train_size / batch_size), epochs=epochs,
                                 batch_size=batch_size)
     compile_model(model, optimizer, num_classes, jit_compile, run_eagerly)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from xablate.bench import HARNESS_SUITES as SUITES
 from xablate.bench import backends, overhead, parity, pipeline, report, reuse
+from xablate.bench.common import Measured
+from xablate.schema import plain
 from xablate.config import compose_job
 
 
@@ -32,9 +34,9 @@ def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, pa
     failed, load_before, start = False, _load(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
         folder = Path(scratch)
-        cfg = compose_job(overhead.run_overrides(folder / "mlflow.db", epochs, overrides))
+        measured = Measured.of(compose_job(overhead.run_overrides(folder / "mlflow.db", epochs, overrides)))
         if "overhead" in suites:
-            rows, last = overhead.throughput(cfg, rounds=rounds, folder=folder, echo=echo)
+            rows, last = overhead.throughput(measured, rounds=rounds, folder=folder, echo=echo)
             report.write_csv(rows, out / report.FILES["overhead"])
             costs = overhead.fixed_costs(overrides, last, folder)
             for row in costs:
@@ -47,9 +49,9 @@ def run(*, out: Path, epochs: int, rounds: int, steps: int, parity_size: int, pa
             report.write_csv(parity.measure(size=parity_size, batch=parity_batch, steps=steps, echo=echo),
                              out / report.FILES["parity"])
         if "pipeline" in suites:
-            report.write_csv(pipeline.measure(cfg, epochs=epochs, echo=echo), out / report.FILES["pipeline"])
+            report.write_csv(pipeline.measure(measured, epochs=epochs, echo=echo), out / report.FILES["pipeline"])
         if "backends" in suites:
-            rows = _backends(cfg, backend_epochs, folder / "backends", echo)
+            rows = _backends(measured, backend_epochs, folder / "backends", echo)
             failed = any(r["status"].startswith("failed") for r in rows)
             report.write_csv(rows, out / report.FILES["backends"])
     header = _header(command, suites, load_before, _load(), time.perf_counter() - start, out)
@@ -69,18 +71,13 @@ def check_overrides(overrides: list[str]) -> None:
     validate_job_config(compose_job(overhead.run_overrides(Path("/nonexistent/mlflow.db"), 2, overrides)))
 
 
-def _backends(cfg: dict, epochs: int, folder: Path, echo) -> list[dict]:
-    from xablate.config import axes_of
-    from xablate.schema import Optim, typed
-    from xablate.training.trainer import builder_kwargs
-
-    x, y = pipeline.in_memory_arrays(cfg)
-    builder = builder_kwargs(cfg["model"], typed(Optim, cfg["optim"]), axes_of(cfg), image_shape=tuple(x.shape[1:]),
-                             num_classes=int(pipeline.load(cfg).num_classes))
-    return backends.measure(builder={**builder, "input_shape": list(builder["input_shape"])}, optim=cfg["optim"],
-                            jit_compile=cfg["train"]["jit_compile"], arrays=(x, y),
-                            batch_size=int(cfg["train"]["batch_size"]), epochs=epochs, seed=int(cfg["seed"]),
-                            folder=folder, echo=echo)
+def _backends(run: Measured, epochs: int, folder: Path, echo) -> list[dict]:
+    x, y = pipeline.in_memory_arrays(run)
+    builder = run.builder(image_shape=tuple(x.shape[1:]), num_classes=int(pipeline.load(run).num_classes))
+    return backends.measure(builder={**builder, "input_shape": list(builder["input_shape"])},
+                            optim=plain(run.optim), jit_compile=run.train.jit_compile, arrays=(x, y),
+                            batch_size=int(run.train.batch_size), epochs=epochs, seed=run.seed, folder=folder,
+                            echo=echo)
 
 
 def _written(suites: list[str]) -> list[str]:

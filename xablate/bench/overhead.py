@@ -21,7 +21,7 @@ import keras
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from xablate.bench.common import EpochTimer, compile_like_trainer, joined, steady
+from xablate.bench.common import EpochTimer, Measured, compile_like_trainer, joined, steady
 from xablate.paths import project_root
 
 OVERHEAD_TARGET = 0.97
@@ -37,34 +37,29 @@ def run_overrides(store: Path, epochs: int, extra: list[str]) -> list[str]:
     return [*BASE_OVERRIDES, f"train.epochs={epochs}", f"tracking.uri=sqlite:///{store}", *extra]
 
 
-def compile_like(model, cfg: dict, data, epochs: int) -> None:
-    compile_like_trainer(model, cfg["optim"], batch_size=int(cfg["train"]["batch_size"]),
-                         train_size=data.train_size, num_classes=data.num_classes, epochs=epochs,
-                         jit_compile=cfg["train"]["jit_compile"], run_eagerly=bool(cfg["train"]["run_eagerly"]))
+def compile_like(model, run: Measured, data, epochs: int) -> None:
+    compile_like_trainer(model, run.optim, batch_size=int(run.train.batch_size), train_size=data.train_size,
+                         num_classes=data.num_classes, epochs=epochs, jit_compile=run.train.jit_compile,
+                         run_eagerly=bool(run.train.run_eagerly))
 
 
-def build_like_trainer(cfg: dict, data):
-    from xablate.config import axes_of
+def build_like_trainer(run: Measured, data):
     from xablate.models import build_xception
-    from xablate.schema import Optim, typed
-    from xablate.training.trainer import builder_kwargs
 
     keras.backend.clear_session()
-    keras.utils.set_random_seed(int(cfg["seed"]))
-    return build_xception(**builder_kwargs(cfg["model"], typed(Optim, cfg["optim"]), axes_of(cfg),
-                                           image_shape=data.image_shape, num_classes=data.num_classes))
+    keras.utils.set_random_seed(run.seed)
+    return build_xception(**run.builder(image_shape=data.image_shape, num_classes=data.num_classes))
 
 
-def bare_side(cfg: dict) -> dict:
+def bare_side(run: Measured) -> dict:
     """`model.fit` of the run's model on the run's data: no MLflow, checkpoint, guard or heartbeat."""
     from xablate.data import load_data
-    from xablate.schema import Data, typed
 
     keras.backend.clear_session()
-    data = load_data(typed(Data, cfg["data"]), batch_size=int(cfg["train"]["batch_size"]), seed=int(cfg["seed"]))
-    model = build_like_trainer(cfg, data)
-    epochs = int(cfg["train"]["epochs"])
-    compile_like(model, cfg, data, epochs)
+    data = load_data(run.data, batch_size=int(run.train.batch_size), seed=run.seed)
+    model = build_like_trainer(run, data)
+    epochs = int(run.train.epochs)
+    compile_like(model, run, data, epochs)
     timer = EpochTimer()
     model.fit(data.train, validation_data=data.validation, epochs=epochs, callbacks=[timer], shuffle=False,
               verbose=0)
@@ -73,13 +68,13 @@ def bare_side(cfg: dict) -> dict:
             "first_batch_delay": timer.first_batch_delay}
 
 
-def harness_side(cfg: dict, output_dir: Path) -> dict:
-    """A real run; `images_per_second` as the run logged it to MLflow."""
+def harness_side(run: Measured, output_dir: Path) -> dict:
+    """A real run (of the plain config, as run.py hands it over); `images_per_second` as it logged to MLflow."""
     from xablate.training.trainer import RunContext, train
 
     timer = EpochTimer()  # after the run's own callbacks: its epoch ends after the checkpoint and MLflow log
     with contextlib.redirect_stdout(io.StringIO()):
-        result = train(cfg, RunContext(output_dir=output_dir, callbacks=[timer]))
+        result = train(run.cfg, RunContext(output_dir=output_dir, callbacks=[timer]))
     client = MlflowClient(result.tracking_uri)
 
     def logged(key):
@@ -96,7 +91,7 @@ SIDES = ("bare", "harness")
 SERIES = ("ips", "cpu_ips", "epoch_seconds")
 
 
-def throughput(cfg: dict, *, rounds: int, folder: Path, echo=print) -> tuple[list[dict], dict]:
+def throughput(run: Measured, *, rounds: int, folder: Path, echo=print) -> tuple[list[dict], dict]:
     """Alternates the sides (bare first in odd rounds, the run first in even ones) for `rounds` rounds; one row
     per round and side, then one per side pooling every steady epoch. Returns the rows and the last run."""
     rows, last = [], None
@@ -106,9 +101,9 @@ def throughput(cfg: dict, *, rounds: int, folder: Path, echo=print) -> tuple[lis
         measured = {}
         for side in order:
             if side == "bare":
-                measured[side] = bare_side(cfg)
+                measured[side] = bare_side(run)
             else:
-                measured[side] = last = harness_side(cfg, folder / f"run-{round_}")
+                measured[side] = last = harness_side(run, folder / f"run-{round_}")
             for key in SERIES:
                 pooled[side][key] += measured[side][key][1:]
             echo(f"round {round_} {side:8s} {steady(measured[side]['ips']):7.1f} images/s "

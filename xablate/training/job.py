@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from xablate import schema
-from xablate.config import axis_values, run_name, variant_label
+from xablate.config import REPLICATE_KEYS, canonical_axes, flatten, run_name, variant_label
 from xablate.data.digest import source_digest
 from xablate.sweeps import SWEEP_KEYS_FILE
 from xablate.tracking.identity import run_identity
 from xablate.studies import check_study_block
-from xablate.training.validation import ConfigError, normalize_axes, validate_job_config
+from xablate.training.validation import ConfigError, validate_job_config
 
 
 @dataclass
@@ -52,18 +52,19 @@ class Job:
     def prepare(cls, cfg: dict[str, Any], context: RunContext, backend: str) -> Job:
         """The job's constructor: validates the composed config, then builds its typed sections once."""
         validate_job_config(cfg)
-        cfg = normalize_axes(cfg)
+        cfg = canonical_axes(cfg)  # what the identity and the recorded params read
         config = schema.typed(schema.Job, cfg)
         if context.sweep_dir is None:  # a sweep's callback parsed its study's blocks once, before its parent run
             try:
                 check_study_block(config.study, config.analysis)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
+        flat = flatten(cfg)  # a swept key may be any key
         keys = sweep_keys(context.sweep_dir)
         keys += [k for k in (config.analysis or {}).get("axes") or [] if k not in keys]  # a study's axes: variants
         if context.sweep_dir is None:  # a single run is named by the settings its command line changed
-            keys += [k for k in typed_keys(cfg, context.overrides) if k not in keys]
-        axes = axis_values(cfg, keys, context.overrides)
+            keys += [k for k in typed_keys(flat, context.overrides) if k not in keys]
+        axes = axis_values(flat, keys, context.overrides)
         return cls(cfg=cfg, config=config, context=context, backend=backend, identity=run_identity(cfg, backend),
                    digest=source_digest(config.data), axes=axes, label=variant_label(axes),
                    name=run_name(axes, int(config.seed)))
@@ -118,12 +119,19 @@ def sweep_keys(sweep_dir: Path | None) -> list[str]:
     return (Path(sweep_dir) / SWEEP_KEYS_FILE).read_text().split()
 
 
-def typed_keys(cfg: dict[str, Any], overrides: list[str]) -> list[str]:
-    """The config keys a command line set that can change a result (not a group choice, a replicate, or a
-    non-semantic key such as tracking.uri): `intermediate_act=gelu` names the run `intermediate_act=gelu`."""
-    from xablate.config import REPLICATE_KEYS, flatten
+def typed_keys(flat: dict[str, Any], overrides: list[str]) -> list[str]:
+    """The config keys (of the flattened config) a command line set that can change a result (not a group choice,
+    a replicate, or a non-semantic key such as tracking.uri): `intermediate_act=gelu` names the run
+    `intermediate_act=gelu`."""
     from xablate.schema import non_semantic_keys
 
-    flat, ignored = flatten(cfg), set(non_semantic_keys()) | set(REPLICATE_KEYS)
+    ignored = set(non_semantic_keys()) | set(REPLICATE_KEYS)
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
     return [k for k in dict.fromkeys(keys) if k in flat and k not in ignored]
+
+
+def axis_values(flat: dict[str, Any], keys: list[str], overrides: list[str] = ()) -> dict[str, Any]:
+    """The job's value of each swept key (replicates left out): from the flattened config, or for a config group
+    (e.g. `model=mini,debug`) the option its override chose."""
+    chosen = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in overrides if "=" in o}
+    return {key: flat[key] if key in flat else chosen.get(key) for key in keys if key not in REPLICATE_KEYS}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xablate.config import AXES, canonical_axes, flatten
+from xablate.config import AXES, flatten
 from xablate.backend import BACKENDS
 from xablate.checks import finite_numbers, number_in, positive_int, seed_value
 from xablate.data.checks import validate_data
@@ -28,12 +28,6 @@ from xablate.training.recipes import validate_recipe
 VERBOSITY = ("auto", 0, 1, 2)
 
 
-def normalize_axes(cfg: dict) -> dict:
-    """The config in canonical form (xablate.config.canonical_axes), its activation checked against Keras'."""
-    normalize_activation(cfg["intermediate_act"])
-    return canonical_axes(cfg)
-
-
 class ConfigError(ValueError):
     """A bad setting found before any data loads or any run starts (run.py prints it as one line)."""
 
@@ -43,15 +37,15 @@ def validate_job_config(cfg: dict) -> None:
     first). The study's analysis block is not a job's setting: the sweep parses it once before its parent run, a
     single run through `check_study_block` (xablate.training.job)."""
     try:
-        _validate_job_config(cfg)
+        check_known_keys(cfg)
+        finite_numbers(flatten({k: v for k, v in cfg.items() if k != "analysis"}))
+        validate_job(typed(Job, cfg))  # every key known: the schema's sections, its defaults where a key is absent
     except (ValueError, MissingExtra) as error:
         raise ConfigError(str(error)) from None
 
 
-def _validate_job_config(cfg: dict) -> None:
-    check_known_keys(cfg)
-    finite_numbers(flatten({k: v for k, v in cfg.items() if k != "analysis"}))
-    config = typed(Job, cfg)  # every key known: the schema's sections, its defaults where a key is absent
+def validate_job(config: Job) -> None:
+    """The settings of a job's typed sections, each against what it allows (the keys are known by now)."""
     if not isinstance(config.residual, bool):
         raise ValueError(f"Received residual={config.residual!r}; allowed: true, false.")
     seed_value("seed", config.seed)
@@ -136,6 +130,7 @@ def _validate_job_config(cfg: dict) -> None:
                 message = message.replace(f"Received {key}=", f"Received optim.{key}=", 1).replace(
                     f" {key} ", f" optim.{key} ")
         raise ValueError(message) from None
+    normalize_activation(config.intermediate_act)  # a name Keras knows (the builder reads it as Keras does)
 
 
 def _check_checkpoint_dir(configured) -> None:
