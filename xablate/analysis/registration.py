@@ -5,7 +5,8 @@ A study's sweep records its claims, each with a hash, on its parent run before a
 earliest parent that recorded exactly it (same hash) started before every run the verdict draws on; otherwise it
 is computed all the same but labelled *exploratory*: first recorded after N runs, changed after N runs (a claim
 with the same text was recorded earlier in another form), or never recorded (runs made before claims were
-recorded, or outside a sweep).
+recorded, or outside a sweep). A pre-registered claim whose runs recorded an edited checkout (changes beyond their
+commit: xablate.tracking.provenance) says how many.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ from xablate.tracking.reader import StoreReader
 from xablate.tracking.store import resolve_tracking_uri
 
 PRE_REGISTERED = "pre-registered"
+
+
+def edited_note(runs: pd.DataFrame) -> str:
+    """`; N of M runs from an edited checkout` when some of the runs recorded a checkout with changes beyond its
+    commit (xablate.tracking.provenance); runs from before that was recorded count as unknown, and say so."""
+    if not len(runs) or "source_clean" not in runs:
+        return ""
+    edited = int((runs["source_clean"] == False).sum())  # noqa: E712  (None: not recorded)
+    unknown = int(runs["source_clean"].isna().sum())
+    note = f"; {edited} of {len(runs)} runs from an edited checkout" if edited else ""
+    return note + (f"; {unknown} of {len(runs)} runs from before checkouts were recorded" if unknown and edited
+                   else "")
 
 
 def registrations(uri: str, study: str, claims: list[Claim], runs: pd.DataFrame) -> dict[str, str]:
@@ -45,7 +58,8 @@ def registrations(uri: str, study: str, claims: list[Claim], runs: pd.DataFrame)
         before = int((starts < pd.Timestamp(at, unit="ms")).sum())
         if before == 0:
             when = pd.Timestamp(at, unit="ms").strftime("%Y-%m-%d %H:%M")
-            labels[claim.text] = f"{PRE_REGISTERED} ({when} UTC" + (f", commit {commit[:10]})" if commit else ")")
+            labels[claim.text] = f"{PRE_REGISTERED} ({when} UTC" + (f", commit {commit[:10]}" if commit else "") + \
+                edited_note(runs) + ")"
         elif texts.get(claim.text, at) < at:
             labels[claim.text] = f"exploratory (changed after {before} runs)"
         else:

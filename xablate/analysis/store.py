@@ -32,6 +32,7 @@ RUN_COLUMNS = [
     "test_accuracy", "test_loss", "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss",
     "epochs", "num_classes", "steps_per_epoch", "total_params", "mult_adds", "flops", "effective_segments",
     "images_per_second", "train_seconds", "start_time", "end_time", "wall_seconds", "swept", "params",
+    "source_clean",
 ]
 # Params that are computed from the config and the data, not set by it.
 DERIVED_PREFIXES = ("builder.", "segments.", "match.")  # match.*: what a matched width achieved
@@ -101,6 +102,8 @@ def _row(run) -> dict:
         "wall_seconds": wall_seconds(info.start_time, info.end_time, tags) if info.end_time else math.nan,
         "swept": json.loads(swept) if swept else None,  # {axis: value}; None: logged before sweeps recorded them
         "params": {k: v for k, v in params.items() if is_config_param(k)},
+        # whether its checkout was unedited (xablate.tracking.provenance); None: recorded before runs said
+        "source_clean": {"true": True, "false": False}.get(tags.get("xablate.source.clean")),
     }
 
 

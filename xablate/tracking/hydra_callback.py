@@ -26,6 +26,7 @@ from xablate.config import REPLICATE_KEYS, short_name
 from xablate.paths import portable
 from xablate.sweeps import SWEEP_KEYS_FILE, swept_keys
 from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
+from xablate.tracking.provenance import source_state
 from xablate.tracking.store import PARENT_RUN_FILE, SKIPPED_DIR, open_experiment, resolve_tracking_uri
 from xablate.tracking.wall_time import wall_seconds
 
@@ -59,6 +60,7 @@ class MlflowSweepCallback(Callback):
             keys += [str(k) for k in tuned if k not in keys]  # staged sweeper: runs differ in the tuned keys too
             varies = " × ".join(short_name(k) for k in keys) or "one job"
             registered = _claims_tags(config)  # the claims as they stand before this sweep's runs
+            source = source_state()  # the commit, and whether the checkout was edited
             run = client.create_run(experiment_id, run_name=f"{config.study}: {varies}", tags={
                 **owner_tags(),
                 "xablate.role": "sweep",
@@ -68,6 +70,7 @@ class MlflowSweepCallback(Callback):
                 "xablate.sweep_keys": " ".join(keys),
                 "xablate.sweep_name": sweep_dir.name,
                 **registered,
+                **source.tags(),
             })
             sweep_dir.mkdir(parents=True, exist_ok=True)
             (sweep_dir / SWEEP_KEYS_FILE).write_text("\n".join(keys))
@@ -184,19 +187,16 @@ def refuse_unknown_keys(config: DictConfig) -> None:
 
 
 def _claims_tags(config: DictConfig) -> dict[str, str]:
-    """The study's claims with their hashes, and the commit, for the parent run (xablate.analysis.registration
-    reads them: a claim is pre-registered when it was recorded before the first run that tests it)."""
+    """The study's claims with their hashes, for the parent run (xablate.analysis.registration reads them, with
+    the parent's commit: a claim is pre-registered when it was recorded before the first run that tests it)."""
     from xablate.studies import CLAIMS_TAG, claims_record, parse_study
-    from xablate.tracking.store import git_commit
-
     analysis = OmegaConf.to_container(config.analysis, resolve=True) if config.get("analysis") else None
     if not analysis or not analysis.get("claims"):
         return {}
     declared = config.hydra.sweeper.get("params")
     study = parse_study(str(config.study), {"analysis": analysis, "hydra": {"sweeper": {
         "params": OmegaConf.to_container(declared, resolve=False) if declared else {}}}})
-    commit = git_commit()
-    return {CLAIMS_TAG: claims_record(study), **({"mlflow.source.git.commit": commit} if commit else {})}
+    return {CLAIMS_TAG: claims_record(study)}
 
 
 def close_dead_parents(client, experiment_id: str, stale_after_seconds: float) -> None:

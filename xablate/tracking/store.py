@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -268,10 +267,8 @@ def relocate_artifacts(uri: str, folder: Path | None = None) -> int:
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout xablate runs from, or None outside git."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    """The commit of the checkout xablate runs from, or None outside git (what else it ran:
+    xablate.tracking.provenance)."""
+    from xablate.tracking.provenance import commit_of
+
+    return commit_of(project_root())

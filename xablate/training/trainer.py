@@ -26,7 +26,8 @@ from xablate.paths import portable
 from xablate.tracking.identity import as_recorded
 from xablate.tracking.previous_runs import (HEARTBEAT_TAG, IDENTITY_TAG, OUTCOME_TAG, Heartbeat, Plan, owner_tags,
                                             plan_run)
-from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, git_commit, open_experiment,
+from xablate.tracking.provenance import CLEAN_TAG, DIFF_ARTIFACT, DIFF_TAG, diff_artifact_text, source_state
+from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachable, open_experiment,
                                     resolve_tracking_uri)
 from xablate.tracking import native_crash
 from xablate.tracking.wall_time import resume_tags
@@ -66,7 +67,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     weights_file(job.model["weights"])  # pretrained weights at hand (downloaded if need be) before any run
     client, experiment_id = open_experiment(uri, tracking.experiment)
     axes, label, identity, digest = job.axes, job.label, job.identity, job.digest
-    commit = git_commit()
+    source = source_state()  # the commit, and whether the checkout was edited (xablate.tracking.provenance)
+    commit = source.commit
     crashes = checkpoint_root(job.train.checkpoint_dir, uri) / CRASH_DIR
     plan = plan_run(client, experiment_id, identity, data_digest=digest, force=bool(config.force),
                     stale_after_seconds=float(tracking.stale_after_seconds), crash_dir=crashes)
@@ -94,8 +96,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         **{f"xablate.{axis}": str(getattr(config, axis)) for axis in (*AXES, "seed")},
         **owner_tags(),
     }
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
+    tags.update(source.tags())
     if context.sweep_dir is not None:
         tags["mlflow.parentRunId"] = _parent_run_id(Path(context.sweep_dir))
     if plan.action == "resume":
@@ -103,6 +104,9 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         previous = plan.run.data.tags
         tags["xablate.resumes"] = str(int(previous.get("xablate.resumes", "0")) + 1)
         tags.update(resume_tags(plan.run.info.start_time, plan.run.info.end_time, previous, HEARTBEAT_TAG))
+        if previous.get(CLEAN_TAG) == "false":  # edited in any attempt: edited (its first changes' hash kept too)
+            tags[CLEAN_TAG] = "false"
+            tags.setdefault(DIFF_TAG, previous.get(DIFF_TAG, ""))
         if previous.get("mlflow.parentRunId") and previous.get("mlflow.parentRunId") != tags.get("mlflow.parentRunId"):
             tags["xablate.previous_parent"] = previous["mlflow.parentRunId"]
         client.update_run(run_id, status="RUNNING")
@@ -125,6 +129,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         if plan.action == "new":
             checkpoint.delete()  # a forced rerun, or leftovers of a deleted run: start clean
     job.client, job.run_id, job.checkpoint = client, run_id, checkpoint
+    if source.clean is False:  # the changes themselves, beside the hash the tag holds
+        _log_changes(client, run_id, source, Path(context.output_dir))
     if tracking.trial:  # a pruned search's scout: its trial's pruner may stop it (tune stage only)
         job.pruning = pruning_callback(str(tracking.trial), uri)
     native_crash.arm(run_id, crashes, uri=uri, label=label)
@@ -202,6 +208,13 @@ def system_metrics(tracking: Tracking, uri: str, run_id: str, *, resumed: bool):
         yield
     finally:
         monitor.finish()
+
+
+def _log_changes(client: MlflowClient, run_id: str, source, output_dir: Path) -> None:
+    path = output_dir / DIFF_ARTIFACT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(diff_artifact_text(source))
+    client.log_artifact(run_id, str(path), artifact_path=str(Path(DIFF_ARTIFACT).parent))
 
 
 def _skip(plan, label: str, uri: str, commit: str | None, context: RunContext) -> TrainResult:
