@@ -55,6 +55,12 @@ def test_the_headline_holds_only_pre_registered_claims_with_scipy_intervals(uri,
     assert effect.startswith("test accuracy (final weights), 95 % CI; intermediate_act: ")
     verdict = (tmp_path / "out" / "verdict.md").read_text()
     assert "| afterwards |" in verdict and "| registered |" in verdict
+    # the same outcomes: in bold where the claim was pre-registered, plain where it is exploratory
+    [registered] = [line for line in verdict.splitlines() if line.startswith("| registered |")]
+    [afterwards] = [line for line in verdict.splitlines() if line.startswith("| afterwards |")]
+    assert "| **reproduced** | pre-registered (" in registered and "vs intermediate_act=elu: **reproduced**" in registered
+    assert "| reproduced | exploratory (" in afterwards and "**" not in afterwards
+    assert "vs intermediate_act=elu: reproduced" in afterwards
 
 
 def test_without_a_pre_registered_claim_the_headline_says_there_is_none(uri, tmp_path, monkeypatch):

@@ -72,7 +72,8 @@ def test_the_parent_carries_the_table_the_verdict_and_the_figures(summarized, tm
     assert list(table["variant"][:3]) == ["intermediate_act=none", "intermediate_act=elu", "intermediate_act=relu"]
     assert list(table["metric"].unique()) == ["test_accuracy", "train_loss_auc"]
     verdict = open(client.download_artifacts(parent_id, "summary/verdict.md", str(tmp_path))).read()
-    assert "no intermediate activation gives higher final accuracy" in verdict and "**reproduced**" in verdict
+    assert "no intermediate activation gives higher final accuracy" in verdict  # recorded by no sweep: exploratory,
+    assert "| reproduced | exploratory (claim not recorded before its runs) |" in verdict  # so not in bold
     note = client.get_run(parent_id).data.tags["mlflow.note.content"]  # the run's description in the UI
     assert "| test_accuracy | intermediate_act=none | 3 | 0 | 0 | 0.9600 [" in note and "**Verdict**" in note
 

@@ -262,7 +262,9 @@ def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_i
     assert (row.ci_low, row.ci_high) == pytest.approx((np.mean(raw) - half, np.mean(raw) + half))
     assert row.p == pytest.approx(stats.ttest_1samp(raw, 0).pvalue)
     assert row.effect_size == pytest.approx(np.mean(raw) / np.std(raw, ddof=1))  # signed like delta
-    assert "d=" + f"{-np.mean(raw) / np.std(raw, ddof=1):.2f}" in claims["evidence"].iloc[0]  # text: + favours it
+    evidence = claims["evidence"].iloc[0]  # the text signed as the table: variant - baseline (lower is better)
+    assert "d=" + f"{np.mean(raw) / np.std(raw, ddof=1):.2f}" in evidence and "final_loss (lower is better)" in evidence
+    assert f"{np.mean(raw):+.4f} [{np.mean(raw) - half:+.4f}, {np.mean(raw) + half:+.4f}]" in evidence
     assert row.outcome == REPRODUCED and row.power_basis == "post hoc" and math.isnan(row.power)
     assert list(rows.columns) == ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n",
                                   "delta", "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm",

@@ -211,10 +211,11 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
     path = out / VERDICT
     comparisons.to_csv(path.with_suffix(".csv"), index=False)  # tidy: one row per comparison
     lines = ["| study | claim | outcome | registration | evidence |", "|---|---|---|---|---|"]
-    lines += [f"| {r.study} | {r.claim} | **{r.verdict}** | {r.registration} | {r.evidence} |"
-              for r in table.itertuples()]
-    lines += ["", "Outcomes: reproduced (superiority), non-inferior, equivalent (TOST at ±margin), contradicted, "
-              "inconclusive. Paired by replicate (seed, split); Holm across the comparisons of one claim; diverged "
+    lines += [_verdict_line(r) for r in table.itertuples()]
+    lines += ["", "Outcomes: reproduced (superiority, two-sided at α = 0.05), non-inferior (one-sided at α/2 = "
+              "0.025), equivalent (TOST at ±margin, α = 0.05), contradicted, inconclusive; in bold on pre-registered rows only (an exploratory row is computed alike, not "
+              "emphasised). Every Δ and d is variant − baseline in the metric's units (for a loss, lower is "
+              "better). Paired by replicate (seed, split); Holm across the comparisons of one claim; diverged "
               "runs scored (accuracy at chance, loss at the worst reached); d: paired Cohen's d_z; power: of the "
               "test done, against the claim's margin or declared smallest effect, at the observed spread. "
               "verdict.csv holds every comparison (Δ = variant − baseline in the metric's units, its CI at the level in "
@@ -226,6 +227,16 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
     _sidecar(path, uri, {"studies": [p[0].study.name for p in pairs]},
              pd.concat(used) if used else runs_frame(uri, study="-"))
     return [path.with_suffix(".csv"), path.with_suffix(".md"), *write_headline(uri, out, pairs, table, comparisons)]
+
+
+def _verdict_line(row) -> str:
+    """A claim's row of verdict.md: its outcomes in bold only when the claim was pre-registered."""
+    from xablate.analysis.registration import PRE_REGISTERED
+
+    emphasis = str(row.registration).startswith(PRE_REGISTERED)
+    verdict = f"**{row.verdict}**" if emphasis else row.verdict
+    evidence = row.evidence if emphasis else row.evidence.replace("**", "")
+    return f"| {row.study} | {row.claim} | {verdict} | {row.registration} | {evidence} |"
 
 
 def data_description(runs: pd.DataFrame) -> str:

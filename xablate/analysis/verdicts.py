@@ -11,15 +11,16 @@ Outcome of one comparison, by the claim's kind (the test it declares):
   claim, `contradicted` when it is significant against it; with a declared `margin`, `equivalent` when the test
   found no difference and two one-sided tests (TOST) put it inside ±margin (adjusted p < alpha); else
   `inconclusive`.
-- `no_worse` (one-sided test of H0 "worse by at least margin"): `non-inferior` when the adjusted p < alpha;
-  `contradicted` when the 95 % CI lies wholly below -margin; else `inconclusive`.
+- `no_worse` (one-sided test of H0 "worse by at least margin"): `non-inferior` when the adjusted p < alpha / 2
+  (the convention: the lower bound of the two-sided 95 % interval above -margin; at a sequential look, half
+  its two-sided nominal level); `contradicted` when the 95 % CI lies wholly below -margin; else `inconclusive`.
 - `equivalent` (TOST at ±margin): `equivalent` when the adjusted TOST p < alpha; `contradicted` when the 95 % CI
   lies wholly outside ±margin; else `inconclusive`.
 - Fewer than two pairs, or zero spread of the differences: `inconclusive` (no noise estimate, so no test).
 A claim's outcome is its comparisons' when they all agree, `contradicted` when any is, else `inconclusive`.
 
-Each comparison reports the paired effect size (Cohen's d_z; in verdict.csv signed like delta, variant - baseline;
-in the evidence text like the claim, + favours it) and the power of the test actually done: against
+Each comparison reports the paired effect size (Cohen's d_z, signed like its difference: variant - baseline in the
+metric's units, in verdict.csv, verdict.md and the headline alike) and the power of the test actually done: against
 the claim's margin (no_worse, equivalent) or its declared smallest effect (better), labelled *a priori*; a
 better claim that declares neither gets its minimum detectable effect instead, labelled *post hoc*, with the
 95 % interval of the spread it rests on (with 3 seeds the true spread may be half or six times the observed).
@@ -67,8 +68,10 @@ def decide_comparison(kind: str, mean: float, low: float, high: float, p_adjuste
         if p_adjusted < two_sided:
             return REPRODUCED if mean > 0 else CONTRADICTED
         return EQUIVALENT if margin > 0 and tost_adjusted < one_sided else INCONCLUSIVE
-    if p_adjusted < one_sided:
-        return SUPPORTED[kind]
+    if kind == "no_worse" and p_adjusted < two_sided / 2:  # one-sided at alpha/2: the 95 % interval above -margin
+        return NON_INFERIOR
+    if kind == "equivalent" and p_adjusted < one_sided:  # TOST at alpha: the 90 % interval inside +-margin
+        return EQUIVALENT
     if kind == "no_worse":
         return CONTRADICTED if high < -margin else INCONCLUSIVE
     return CONTRADICTED if low > margin or high < -margin else INCONCLUSIVE
@@ -94,7 +97,8 @@ def _power(claim: Claim, sd: float, n: int) -> tuple[float, str]:
     if claim.kind == "better" and claim.smallest_effect is None:
         return math.nan, "post hoc"
     effect = claim.smallest_effect if claim.kind == "better" else claim.margin
-    return power_of_test(TEST_OF[claim.kind], effect, sd, n), "a priori"
+    alpha = ALPHA / 2 if claim.kind == "no_worse" else ALPHA  # the level its test is decided at
+    return power_of_test(TEST_OF[claim.kind], effect, sd, n, alpha), "a priori"
 
 
 def paired_seeds(selection: Selection, claim: Claim) -> list[int]:
@@ -176,7 +180,9 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
             why = " (zero spread of the differences: no noise estimate, no test)"
         shown_p = tost if claim.kind == "equivalent" else p
         shown_adj = tost_adj if claim.kind == "equivalent" else p_adj
-        text = (f"vs {label}: **{outcome}**, {i.mean:+.4f} [{i.low:+.4f}, {i.high:+.4f}], d={d:.2f}, "
+        # one sign everywhere (verdict.md, verdict.csv, the headline): variant - baseline in the metric's units
+        delta, low, high = sign * i.mean, sign * (i.low if higher else i.high), sign * (i.high if higher else i.low)
+        text = (f"vs {label}: **{outcome}**, {delta:+.4f} [{low:+.4f}, {high:+.4f}], d={sign * d:.2f}, "
                 f"p={shown_p:.3g}, Holm p={shown_adj:.3g}")
         if claim.kind == "better" and claim.margin > 0:
             text += f", TOST p={tost:.3g} (Holm {tost_adj:.3g})"
@@ -188,8 +194,7 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
             "study": selection.study.name, "claim": claim.text, "metric": claim.metric, "higher_is_better": higher,
             "kind": claim.kind, "variant": variant, "baseline": label, "n": n,
             # variant - baseline in the metric's own units (not signed by the claim)
-            "delta": sign * i.mean, "ci_low": sign * (i.low if higher else i.high),
-            "ci_high": sign * (i.high if higher else i.low), "p": shown_p, "p_holm": shown_adj,
+            "delta": delta, "ci_low": low, "ci_high": high, "p": shown_p, "p_holm": shown_adj,
             "p_tost": tost, "p_tost_holm": tost_adj, "effect_size": sign * d, "outcome": outcome,
             "margin": claim.margin if claim.margin > 0 else math.nan, "power": power, "power_basis": basis,
             "mde": diff.mde, "look": look or f"fixed design (n={n})", "look_number": math.nan,
@@ -198,7 +203,7 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
     verdict = combine(decisions)
     mdes = [c["mde"] for c in comparisons if not math.isnan(c["mde"])]
     worst_mde = max(mdes, default=math.nan)
-    direction = "" if higher else " (sign: lower is better, so + favours the claim)"
+    direction = "" if higher else " (lower is better)"
     margin = f", margin ±{claim.margin:g}" if claim.kind != "no_worse" and claim.margin > 0 else (
         f", margin {claim.margin:g}" if claim.margin > 0 else "")
     evidence = f"{claim.metric}{direction}{margin}; " + "; ".join(parts)
