@@ -236,8 +236,10 @@ def test_a_superiority_claim_with_a_margin_says_equivalent_when_there_is_no_diff
     spec = {"analysis": {**FIG10["analysis"], "claims": [{**FIG10["analysis"]["claims"][0], "than": ["elu"],
                                                           "margin": 0.01, "smallest_effect": 0.01}]}}
     claims, rows = _comparisons(uri, "sup", spec, monkeypatch)
-    assert claims["verdict"].tolist() == [EQUIVALENT]
+    # decided, against the claim without contradicting it: the comparison is equivalent, the claim not reproduced
+    assert claims["verdict"].tolist() == ["not reproduced (equivalent to intermediate_act=elu)"]
     [row] = rows.itertuples()
+    assert row.outcome == EQUIVALENT
     assert row.p == pytest.approx(stats.ttest_1samp(diffs, 0).pvalue) and row.p > 0.05 and row.p_tost < 0.05
     from statsmodels.stats.power import TTestPower
     sd = np.std(diffs, ddof=1)
@@ -246,6 +248,26 @@ def test_a_superiority_claim_with_a_margin_says_equivalent_when_there_is_no_diff
         expected = TTestPower().power(0.01 / sd, 10, 0.025, alternative="larger")
     assert row.power == pytest.approx(expected) and row.power > 0.99
     assert "TOST p=" in claims["evidence"].iloc[0] and "power " in claims["evidence"].iloc[0]
+
+
+@pytest.mark.parametrize("kind, decisions, verdict", [
+    ("better", [REPRODUCED, REPRODUCED], REPRODUCED),
+    ("better", [REPRODUCED, EQUIVALENT], "not reproduced (equivalent to b)"),  # decided both: stops the seeds
+    ("better", [EQUIVALENT, EQUIVALENT], "not reproduced (equivalent to a; equivalent to b)"),
+    ("better", [REPRODUCED, INCONCLUSIVE], INCONCLUSIVE),  # one still open: more seeds
+    ("better", [EQUIVALENT, INCONCLUSIVE], INCONCLUSIVE),
+    ("better", [CONTRADICTED, INCONCLUSIVE], CONTRADICTED),  # significant against: decided whatever the rest
+    ("better", [REPRODUCED, CONTRADICTED], CONTRADICTED),
+    ("no_worse", [NON_INFERIOR, NON_INFERIOR], NON_INFERIOR),
+    ("no_worse", [NON_INFERIOR, INCONCLUSIVE], INCONCLUSIVE),
+    ("equivalent", [EQUIVALENT, EQUIVALENT], EQUIVALENT),
+    ("equivalent", [EQUIVALENT, CONTRADICTED], CONTRADICTED),
+    ("better", [], INCONCLUSIVE),
+])
+def test_a_claim_is_decided_when_each_comparison_is_in_whatever_direction(kind, decisions, verdict):
+    from xablate.analysis.verdicts import combine
+
+    assert combine(decisions, ["a", "b"][:len(decisions)], kind) == verdict
 
 
 def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_is_better(uri, monkeypatch):
@@ -376,6 +398,20 @@ def test_group_sequential_boundaries_spend_exactly_their_alpha(fractions, spendi
 
 SEQUENTIAL = {"analysis": {**FIG10["analysis"], "sequential": {"looks": [3, 5, 10], "spending": "pocock"},
                            "claims": [{**FIG10["analysis"]["claims"][0], "than": ["elu"]}]}}
+
+
+def test_a_claim_decided_against_at_the_first_look_stops_there(uri, monkeypatch):
+    """none ≡ elu within the margin and none ≫ relu, both clear at 3 seeds: the claim "none beats both" is decided
+    at look 1, against it — `not reproduced (equivalent to elu)` — and the seeds after that look are not read."""
+    base = _seeds(0.85, 0.01, seed=40)
+    close = list(np.add(base, np.random.default_rng(41).normal(0, 0.0005, 10)))
+    log_study(uri, "against", {"none": close, "elu": base, "relu": list(np.subtract(base, 0.05))})
+    spec = {"analysis": {**FIG10["analysis"], "sequential": {"looks": [3, 5, 10], "spending": "pocock"},
+                         "claims": [{**FIG10["analysis"]["claims"][0], "than": ["elu", "relu"], "margin": 0.01}]}}
+    claims, rows = _comparisons(uri, "against", spec, monkeypatch)
+    assert claims["verdict"].tolist() == ["not reproduced (equivalent to intermediate_act=elu)"]
+    assert rows["outcome"].tolist() == [EQUIVALENT, REPRODUCED] and rows["n"].tolist() == [3, 3]
+    assert _look(rows) == (1, 3, None)  # decided: no next look
 
 
 def test_a_clear_effect_is_decided_at_the_first_look_and_noise_runs_to_the_last(uri, monkeypatch):

@@ -17,7 +17,10 @@ Outcome of one comparison, by the claim's kind (the test it declares):
 - `equivalent` (TOST at ±margin): `equivalent` when the adjusted TOST p < alpha; `contradicted` when the 95 % CI
   lies wholly outside ±margin; else `inconclusive`.
 - Fewer than two pairs, or zero spread of the differences: `inconclusive` (no noise estimate, so no test).
-A claim's outcome is its comparisons' when they all agree, `contradicted` when any is, else `inconclusive`.
+A claim's outcome is the claim's own when every comparison supports it, `contradicted` when any is significant
+against it, `not reproduced (equivalent to X)` when every comparison is decided and one showed no difference
+from X within the margin (the claim is decided, against it, without a contradiction), else `inconclusive`: a
+claim is decided when each of its comparisons is, in whatever direction, and a sequential study stops there.
 
 Each comparison reports the paired effect size (Cohen's d_z, signed like its difference: variant - baseline in the
 metric's units, in verdict.csv, verdict.md and the headline alike) and the power of the test actually done: against
@@ -77,10 +80,24 @@ def decide_comparison(kind: str, mean: float, low: float, high: float, p_adjuste
     return CONTRADICTED if low > margin or high < -margin else INCONCLUSIVE
 
 
-def combine(decisions: list[str]) -> str:
-    if decisions and len(set(decisions)) == 1:
-        return decisions[0]
-    return CONTRADICTED if CONTRADICTED in decisions else INCONCLUSIVE
+NOT_REPRODUCED = "not reproduced"
+
+
+def combine(decisions: list[str], baselines: list[str] | None = None, kind: str = "better") -> str:
+    """A claim's outcome from its comparisons' (in the order of `baselines`): the claim's own when every
+    comparison supports it; `contradicted` when any is significant against it; decided the other way when every
+    comparison is decided and one went against the claim without contradicting it — `not reproduced (equivalent
+    to X)` for a `better` claim whose difference from X was shown to lie inside its margin; `inconclusive` while
+    any comparison is undecided. A decided claim stops its sequential seeds, whichever way it went."""
+    if decisions and all(outcome == SUPPORTED[kind] for outcome in decisions):
+        return SUPPORTED[kind]
+    if CONTRADICTED in decisions:
+        return CONTRADICTED
+    if not decisions or INCONCLUSIVE in decisions:
+        return INCONCLUSIVE
+    against = [f"{outcome} to {baseline}" for outcome, baseline in zip(decisions, baselines or [""] * len(decisions))
+               if outcome != SUPPORTED[kind]]
+    return f"{NOT_REPRODUCED} ({'; '.join(against)})"
 
 
 def spread_range(n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -200,7 +217,7 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
             "mde": diff.mde, "look": look or f"fixed design (n={n})", "look_number": math.nan,
             "looks_planned": math.nan, "next_look_n": math.nan, "confidence": confidence,
             "registration": NOT_RECORDED})
-    verdict = combine(decisions)
+    verdict = combine(decisions, [c["baseline"] for c in comparisons], claim.kind)
     mdes = [c["mde"] for c in comparisons if not math.isnan(c["mde"])]
     worst_mde = max(mdes, default=math.nan)
     direction = "" if higher else " (lower is better)"
