@@ -212,7 +212,7 @@ def test_a_small_tight_difference_is_equivalent_at_one_point_and_not_at_a_tenth(
     assert row.delta == pytest.approx(np.mean(diffs)) and row.n == 10 and row.margin == 0.01
     from statsmodels.stats.power import TTestPower
     one_sided = TTestPower().power(0.01 / np.std(diffs, ddof=1), 10, 0.05, alternative="larger")
-    assert row.power == pytest.approx(2 * one_sided - 1) and row.power_basis == "a priori"
+    assert row.power == pytest.approx(2 * one_sided - 1) and row.power_basis == "declared effect, observed spread"
     tight = {"analysis": {**EQUIVALENCE["analysis"],
                           "claims": [{**EQUIVALENCE["analysis"]["claims"][0], "margin": 0.001}]}}
     claims, rows = _comparisons(uri, "eq", tight, monkeypatch)

@@ -22,7 +22,7 @@
 A claim's kind is its test: `better` a two-sided paired t-test (with `margin`, also an equivalence test, so that
 "no difference that matters" can be said), `no_worse` a one-sided test against `margin`, `equivalent` two
 one-sided tests (TOST) at ±`margin`. `smallest_effect` (better) declares the smallest difference that matters:
-the verdict then reports the test's power against it a priori, as `xablate plan` plans seeds for it.
+the verdict then reports the test's power against it (at the observed spread), as `xablate plan` plans seeds for it.
 
 A study without a file (the user's `python run.py -m a=1,2` lands in study `default`) is read the same way with
 no declarations: axes from what its sweeps varied, baseline from the default config, no claims.
@@ -73,7 +73,7 @@ class Claim:
     others: list[dict]
     metric: str
     margin: float = 0.0     # no_worse, equivalent: required; better: optional (an equivalence margin)
-    smallest_effect: float | None = None  # better: the smallest difference that matters (a priori power)
+    smallest_effect: float | None = None  # better: the smallest difference that matters (the power's effect)
 
     def as_record(self) -> dict:
         """What a study's sweep records before its runs (xablate.analysis.registration hashes it)."""

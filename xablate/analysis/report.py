@@ -213,7 +213,8 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
     lines = ["| study | claim | outcome | registration | evidence |", "|---|---|---|---|---|"]
     lines += [_verdict_line(r) for r in table.itertuples()]
     lines += ["", "Outcomes: reproduced (superiority, two-sided at α = 0.05), non-inferior (one-sided at α/2 = "
-              "0.025), equivalent (TOST at ±margin, α = 0.05), contradicted, inconclusive; in bold on pre-registered rows only (an exploratory row is computed alike, not "
+              "0.025), equivalent (TOST at ±margin, α = 0.05), contradicted, not reproduced (every comparison "
+              "decided, one within the margin of the variant named), inconclusive (some comparison undecided); in bold on pre-registered rows only (an exploratory row is computed alike, not "
               "emphasised). Every Δ and d is variant − baseline in the metric's units (for a loss, lower is "
               "better). Paired by replicate (seed, split); Holm across the comparisons of one claim; diverged "
               "runs scored (accuracy at chance, loss at the worst reached); d: paired Cohen's d_z; power: of the "

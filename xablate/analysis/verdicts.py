@@ -24,10 +24,10 @@ claim is decided when each of its comparisons is, in whatever direction, and a s
 
 Each comparison reports the paired effect size (Cohen's d_z, signed like its difference: variant - baseline in the
 metric's units, in verdict.csv, verdict.md and the headline alike) and the power of the test actually done: against
-the claim's margin (no_worse, equivalent) or its declared smallest effect (better), labelled *a priori*; a
-better claim that declares neither gets its minimum detectable effect instead, labelled *post hoc*, with the
+the claim's margin (no_worse, equivalent) or its declared smallest effect (better), labelled *declared effect,
+observed spread* — the effect was fixed before the runs, the spread was not, so this is not an a priori power;
+a better claim that declares neither gets its minimum detectable effect instead, labelled *post hoc*, with the
 95 % interval of the spread it rests on (with 3 seeds the true spread may be half or six times the observed).
-Both use the observed spread of the differences.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ COMPARISON_COLUMNS = ["study", "claim", "metric", "higher_is_better", "kind", "v
                       "margin", "power", "power_basis", "mde", "look", "look_number", "looks_planned", "next_look_n",
                       "confidence", "registration", "tuned"]
 NOT_RECORDED = "not recorded"
+DECLARED_EFFECT = "declared effect, observed spread"  # the power's basis when the claim names the effect
 
 
 def decide_comparison(kind: str, mean: float, low: float, high: float, p_adjusted: float, margin: float,
@@ -115,7 +116,7 @@ def _power(claim: Claim, sd: float, n: int) -> tuple[float, str]:
         return math.nan, "post hoc"
     effect = claim.smallest_effect if claim.kind == "better" else claim.margin
     alpha = ALPHA / 2 if claim.kind == "no_worse" else ALPHA  # the level its test is decided at
-    return power_of_test(TEST_OF[claim.kind], effect, sd, n, alpha), "a priori"
+    return power_of_test(TEST_OF[claim.kind], effect, sd, n, alpha), DECLARED_EFFECT
 
 
 def paired_seeds(selection: Selection, claim: Claim) -> list[int]:
@@ -204,8 +205,8 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
         if claim.kind == "better" and claim.margin > 0:
             text += f", TOST p={tost:.3g} (Holm {tost_adj:.3g})"
         text += f", n={n}"
-        if basis == "a priori" and not math.isnan(power):
-            text += f", power {power:.0%} at {claim.smallest_effect or claim.margin:g}"
+        if basis == DECLARED_EFFECT and not math.isnan(power):
+            text += f", power {power:.0%} at {claim.smallest_effect or claim.margin:g} (observed spread)"
         parts.append(text + why)
         comparisons.append({
             "study": selection.study.name, "claim": claim.text, "metric": claim.metric, "higher_is_better": higher,
