@@ -126,15 +126,16 @@ def test_ordered_axis_gets_a_trend_against_effective_segments(store):
     selection = selected_runs(uri, "spectrum")
     figures = study_figures(selection, history_frame(uri, selection.runs, axes=selection.axes))
     assert list(figures) == ["spectrum", "curves", "capacity", "claims"]
-    # the claims figure: each comparison's difference (+ favours the claim), its CI and the claim's margin
+    # the claims figure: each comparison's difference (variant − baseline, as verdict.csv), its CI and the claim's
+    # margin, on the worse side for non-inferiority, and the legend says "dashed" only where one is drawn
     (forest,) = figures["claims"].axes
     comparisons = verdict_tables([(dataclasses.replace(selection), history_frame(uri, selection.runs,
                                                                                    axes=selection.axes))])[1]
     drawn = [c.lines[0].get_xdata()[0] for c in forest.containers]
-    signs = [1.0 if h else -1.0 for h in comparisons["higher_is_better"]]
-    assert drawn == pytest.approx([s * d for s, d in zip(signs, comparisons["delta"])])
+    assert drawn == pytest.approx(list(comparisons["delta"]))
     margins = [line.get_xdata()[0] for line in forest.get_lines() if line.get_linestyle() == "--"]
-    assert margins == pytest.approx([-m for m in comparisons["margin"].dropna()])
+    assert margins == pytest.approx([-m for m in comparisons["margin"].dropna()])  # accuracy: higher is better
+    assert "variant − baseline (higher is better)" in forest.get_xlabel() and "dashed" in forest.get_xlabel()
     top, bottom = figures["spectrum"].axes
     xs = top.containers[0].lines[0].get_xdata()
     assert list(xs) == sorted(xs)  # numeric order: 2, 4, depthwise

@@ -99,8 +99,8 @@ def test_a_row_says_where_the_sequential_design_stands(look, outcome, seeds):
     (row,) = _rows(text)
     assert row[2] == outcome and row[4] == seeds
     if n >= 2:  # a loss: the sign stays the metric's own (variant − baseline), and the reader is told lower wins
-        assert row[3] == ("training-loss area (mean training loss over epochs), lower is better, 97.8 % CI; act: "
-                          "none − elu: -0.0123 [-0.0200, -0.0046]")
+        assert row[3] == ("training-loss area (mean optimised loss over epochs: cross-entropy + any weight penalty), "
+                          "lower is better, 97.8 % CI; act: none − elu: -0.0123 [-0.0200, -0.0046]")
     assert describe_seeds(pd.DataFrame([_comparison(n=n, **structured)])) == seeds
 
 
@@ -128,6 +128,14 @@ def test_the_claims_figure_names_the_level_its_intervals_were_read_at():
                           "outcome": "reproduced"}])
     assert "mean and 97.8 % CI over paired seeds" in claims_figure(rows).axes[0].get_xlabel()
     assert "mean and 95 % CI over" in claims_figure(rows.assign(confidence=0.95)).axes[0].get_xlabel()
+    # a loss: the difference as verdict.csv gives it, lower is better, and no margin drawn, so none named
+    figure = claims_figure(rows)
+    assert "variant − baseline (lower is better)" in figure.axes[0].get_xlabel()
+    assert "dashed" not in figure.axes[0].get_xlabel()
+    assert figure.axes[0].containers[0].lines[0].get_xdata()[0] == pytest.approx(rows["delta"].iloc[0])
+    with_margin = claims_figure(rows.assign(kind="no_worse", margin=0.01))  # non-inferior for a loss: +margin only
+    assert [line.get_xdata()[0] for line in with_margin.axes[0].get_lines() if line.get_linestyle() == "--"] == [0.01]
+    assert "dashed: the claim's margin" in with_margin.axes[0].get_xlabel()
 
 
 def test_studies_appear_in_natural_order_and_each_cost_once():

@@ -434,7 +434,7 @@ def run_figures(args) -> int:
 def run_plan(args) -> int:
     from xablate.analysis.plan import format_plan, plan_seeds
     from xablate.analysis.report import selected_runs
-    from xablate.analysis.store import history_frame, studies_in_store
+    from xablate.analysis.store import HISTORY_MEASURES, history_frame, studies_in_store
     from xablate.studies import declared_studies
     from xablate.tracking.store import check_store_to_read, resolve_tracking_uri
 
@@ -450,7 +450,7 @@ def run_plan(args) -> int:
               f"{', '.join(in_store) or '(none yet)'}.", file=sys.stderr)
         return 2
     selection = selected_runs(uri, args.study)
-    history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+    history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
     if args.study in declared_studies():  # the study with the composition its runs were made with
         arguments = with_recorded_composition(args.study, [f"experiment={args.study}", *args.overrides], uri,
                                               replicates=False)  # the plan adds seeds after those it has

@@ -51,10 +51,17 @@ METRICS = {
     "test_accuracy": ("test accuracy (final weights)", True, (0.0, 1.0)),
     "final_val_accuracy": ("validation accuracy (final epoch)", True, (0.0, 1.0)),
     "best_val_accuracy": ("validation accuracy (best epoch; optimistic)", True, (0.0, 1.0)),
-    "test_loss": ("test loss (cross-entropy)", False, (0.0, float("inf"))),
-    "final_loss": ("training loss (final epoch)", False, (0.0, float("inf"))),
-    "train_loss_auc": ("training-loss area (mean training loss over epochs)", False, (0.0, float("inf"))),
+    "test_loss": ("test loss (cross-entropy + any weight penalty)", False, (0.0, float("inf"))),
+    "test_data_loss": ("test data loss (cross-entropy alone)", False, (0.0, float("inf"))),
+    "final_loss": ("training loss (final epoch; cross-entropy + any weight penalty)", False, (0.0, float("inf"))),
+    "train_loss_auc": ("training-loss area (mean optimised loss over epochs: cross-entropy + any weight penalty)", False,
+                       (0.0, float("inf"))),
+    "train_data_loss_auc": ("training data-loss area (mean cross-entropy over epochs, no weight penalty)", False,
+                            (0.0, float("inf"))),
 }
+# metrics that include the weight penalty (optim.weight_decay), and the one that reads the same without it
+WITH_PENALTY = {"test_loss": "test_data_loss", "final_loss": "train_data_loss_auc",
+                "train_loss_auc": "train_data_loss_auc"}
 CLAIMS_TAG = "xablate.claims"  # on a sweep's parent run: the claims it started with, each with its hash
 CLAIM_KINDS = ("better", "no_worse", "equivalent")
 NEEDS_MARGIN = ("no_worse", "equivalent")

@@ -109,7 +109,7 @@ class StagedSweeper(Sweeper):
         so far (xablate.analysis.sequential); no further seeds once every claim is decided."""
         from xablate import staging
         from xablate.analysis.report import config_defaults
-        from xablate.analysis.store import history_frame, runs_frame, select_runs
+        from xablate.analysis.store import HISTORY_MEASURES, history_frame, runs_frame, select_runs
         from xablate.analysis.verdicts import INCONCLUSIVE, verdict_tables
         from xablate.tracking.store import resolve_tracking_uri
 
@@ -127,7 +127,7 @@ class StagedSweeper(Sweeper):
             runs = runs_frame(uri, study=study.name)
             selection = select_runs(runs[runs["run_id"].isin(run_ids)].reset_index(drop=True), study,
                                     config_defaults())
-            history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+            history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
             table, _ = verdict_tables([(selection, history)])
             for row in table.itertuples():
                 print(f"  {row.claim}: {row.verdict}", flush=True)

@@ -278,10 +278,10 @@ def capacity_figure(selection: Selection, metric: str, title: str = "") -> Figur
 
 def claims_figure(rows: pd.DataFrame, title: str = "") -> Figure:
     """Each comparison of the study's claims (xablate.analysis.verdicts, one row each): the difference it rests
-    on, signed so that right favours the claim, with its interval (95 %, or a sequential look's nominal level, as
-    the verdict read it); 0 solid; a claim's margin dashed (-margin for
-    non-inferiority, ±margin for equivalence); the outcome and n beside each row. One panel per metric (their
-    units differ)."""
+    on, variant − baseline in the metric's units as verdict.md and the headline give it, with its interval (95 %,
+    or a sequential look's nominal level, as the verdict read it); 0 solid; a claim's margin dashed where it has
+    one (±margin for equivalence, the worse side's for non-inferiority), and said only then; the outcome and n
+    beside each row. One panel per metric (their units differ)."""
     metrics = list(dict.fromkeys(rows["metric"]))
     fig = _new_figure(7.2, 0.6 + 0.55 * len(rows) + 0.5 * len(metrics))
     panels = fig.subplots(len(metrics), 1, squeeze=False, height_ratios=[
@@ -290,16 +290,16 @@ def claims_figure(rows: pd.DataFrame, title: str = "") -> Figure:
               "inconclusive": "#7f7f7f"}
     for panel, metric in zip(panels, metrics):
         part = rows[rows["metric"] == metric]
-        labels = []
+        labels, dashed = [], False
         for y, row in enumerate(part.itertuples()):
-            sign = 1.0 if row.higher_is_better else -1.0
-            delta = sign * row.delta
-            low, high = sorted((sign * row.ci_low, sign * row.ci_high))
+            delta, low, high = row.delta, row.ci_low, row.ci_high
             panel.errorbar([delta], [y], xerr=None if math.isnan(low) else [[max(delta - low, 0)], [max(high - delta, 0)]],
                            marker="o", capsize=3, color=colors.get(row.outcome, "k"), linestyle="none")
             if row.margin == row.margin:  # not NaN
-                for m in ([-row.margin] if row.kind == "no_worse" else [-row.margin, row.margin]):
+                worse = -row.margin if row.higher_is_better else row.margin  # non-inferiority: the worse side only
+                for m in ([worse] if row.kind == "no_worse" else [-row.margin, row.margin]):
                     panel.plot([m, m], [y - 0.35, y + 0.35], linestyle="--", color="0.3", linewidth=1)
+                dashed = True
             panel.annotate(f"{row.outcome} (n={row.n})", (1.01, y), xycoords=("axes fraction", "data"),
                            va="center", fontsize=7, color=colors.get(row.outcome, "k"))
             labels.append(f"{row.variant}\nvs {row.baseline}")
@@ -309,8 +309,9 @@ def claims_figure(rows: pd.DataFrame, title: str = "") -> Figure:
         levels = sorted(set(part["confidence"].dropna())) if "confidence" in part else []
         level = (confidence_label(levels[0]) if len(levels) == 1 else
                  "CI at each look's nominal level" if levels else "95 % CI")
-        panel.set_xlabel(f"{metric_label(metric)}: difference (+ favours the claim), mean and {level} over paired "
-                         f"seeds; dashed: the claim's margin", fontsize=7)
+        better = "higher" if part["higher_is_better"].iloc[0] else "lower"
+        panel.set_xlabel(f"{metric_label(metric)}: variant − baseline ({better} is better), mean and {level} over "
+                         f"paired seeds" + ("; dashed: the claim's margin" if dashed else ""), fontsize=7)
     if title:
         panels[0].set_title(title, fontsize=9)
     return fig

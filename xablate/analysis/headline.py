@@ -93,6 +93,19 @@ def describe_cost(costs: pd.DataFrame) -> str:
     return text
 
 
+CAVEATS = {  # what the verdict row says that the headline's reader must see beside the outcome
+    "differs between these variants by construction": "the loss includes a weight penalty that differs between "
+                                                      "the variants by construction",
+    "different tuned settings": "each variant at its own tuned setting, not at a shared one",
+}
+
+
+def caveats(evidence: str) -> str:
+    """The caveats of a verdict row, in words, for the headline's outcome cell."""
+    found = [words for marker, words in CAVEATS.items() if marker in str(evidence)]
+    return f" ({'; '.join(found)})" if found else ""
+
+
 def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dict[str, pd.DataFrame],
                       data: dict[str, str]) -> str:
     """The headline table of the pre-registered rows of `table` (verdict rows) and `comparisons`; `costs`:
@@ -110,7 +123,7 @@ def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dic
         if before_first_look(compared):
             outcome = "running (before the first look)"
         else:
-            outcome = f"**{row.verdict}**" + (" so far" if continuing(compared) else "")
+            outcome = f"**{row.verdict}**" + (" so far" if continuing(compared) else "") + caveats(row.evidence)
         cost = describe_cost(costs.get(row.study, pd.DataFrame())) if row.study not in seen else "″"
         seen.add(row.study)
         study = f"{row.study} ({data[row.study]})" if data.get(row.study) else row.study

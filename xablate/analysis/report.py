@@ -19,11 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 
-from xablate.analysis.store import Selection, history_frame, ordered, runs_frame, select_runs, studies_in_store
+from xablate.analysis.store import (HISTORY_MEASURES, Selection, history_frame, ordered, runs_frame, select_runs,
+                                    studies_in_store)
 from xablate.config import short_name
 from xablate.analysis.destination import local_uri
 from xablate.paths import portable_uri
-from xablate.studies import load_study
+from xablate.studies import METRICS, load_study
 from xablate.tracking.store import resolve_tracking_uri, store_missing
 
 
@@ -201,7 +202,8 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
             print(f"xablate: {study} left out of the verdict: {error}", file=sys.stderr)
             continue
         if not selection.runs.empty and selection.study.claims:
-            pairs.append((selection, history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)))
+            history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
+            pairs.append((selection, history))
             used.append(selection.runs)
     registered = {(selection.study.name, text): label for selection, _ in pairs for text, label in
                   registrations(uri, selection.study.name, selection.study.claims, selection.runs).items()}
@@ -224,6 +226,9 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
               "Holm p, TOST p, d, power, the sequential look it was read at (look_number: 0 before the first look; "
               "looks_planned; next_look_n while more seeds follow; empty in a fixed design), registration); the "
               "rules: xablate/analysis/verdicts.py."]
+    measured = sorted(set(table["metric"])) if len(table) else []  # each metric the rows read, defined
+    if measured:
+        lines += ["", "Metrics: " + "; ".join(f"{m}: {METRICS[m][0]}" for m in measured if m in METRICS) + "."]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     _sidecar(path, uri, {"studies": [p[0].study.name for p in pairs]},
              pd.concat(used) if used else runs_frame(uri, study="-"))

@@ -124,7 +124,7 @@ def sequential_progress(uri: str, study) -> tuple[int, str]:
     """(seeds per variant the study needs now, what its looks decided) for a sequential study: the look every
     claim was decided at, else the next look after the one its seeds reach (the first look with no runs)."""
     from xablate.analysis.report import config_defaults
-    from xablate.analysis.store import history_frame, runs_frame, select_runs
+    from xablate.analysis.store import HISTORY_MEASURES, history_frame, runs_frame, select_runs
     from xablate.analysis.verdicts import INCONCLUSIVE, verdict_tables
 
     spec = study.sequential
@@ -133,7 +133,7 @@ def sequential_progress(uri: str, study) -> tuple[int, str]:
     if runs is None or runs.empty:
         return spec.looks[0], f"sequential: no runs yet, first look at n={spec.looks[0]}"
     selection = select_runs(runs, study, config_defaults)
-    history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+    history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
     table, rows = verdict_tables([(selection, history)])
     reached = rows.groupby("claim")["n"].max() if not rows.empty else None
     if reached is None or rows.empty:

@@ -29,7 +29,7 @@ from xablate.tracking.wall_time import wall_seconds
 
 RUN_COLUMNS = [
     "run_id", "run_name", "study", "sweep", "stage", "tuned_key", "seed", "split_seed", "status", "outcome",
-    "test_accuracy", "test_loss", "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss",
+    "test_accuracy", "test_loss", "test_data_loss", "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss",
     "epochs", "num_classes", "steps_per_epoch", "total_params", "mult_adds", "flops", "effective_segments",
     "images_per_second", "train_seconds", "start_time", "end_time", "wall_seconds", "swept", "params",
     "source_clean",
@@ -83,6 +83,7 @@ def _row(run) -> dict:
                                                  "SCHEDULED": "running"}.get(info.status, "failed")),
         "test_accuracy": metrics.get("test_accuracy"),
         "test_loss": metrics.get("test_loss"),
+        "test_data_loss": metrics.get("test_data_loss"),
         "final_val_accuracy": metrics.get("val_accuracy"),
         "best_val_accuracy": metrics.get("best_val_accuracy"),
         "final_val_loss": metrics.get("val_loss"),
@@ -294,11 +295,17 @@ def history_frame(uri: str | None, runs: pd.DataFrame, metrics: list[str] | None
     return pd.DataFrame(rows, columns=columns).sort_values(["run_id", "metric", "epoch"]).reset_index(drop=True)
 
 
+HISTORY_MEASURES = ["loss", "data_loss"]  # the per-epoch metrics with_history_measures reads
+
+
 def with_history_measures(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-    """Adds `train_loss_auc`: each run's training loss averaged over its epochs (the area under its training
-    curve per epoch; training-mode losses, so batch-norm statistics play no part)."""
-    losses = history[history["metric"] == "loss"].groupby("run_id")["value"].mean()
-    return runs.assign(train_loss_auc=runs["run_id"].map(losses))
+    """Adds `train_loss_auc` and `train_data_loss_auc`: each run's training loss, and its data loss (the
+    cross-entropy without the weight penalty; NaN for runs logged before it was), averaged over its epochs (the
+    area under its training curve per epoch; training-mode losses, so batch-norm statistics play no part)."""
+    areas = {}
+    for column, metric in (("train_loss_auc", "loss"), ("train_data_loss_auc", "data_loss")):
+        areas[column] = runs["run_id"].map(history[history["metric"] == metric].groupby("run_id")["value"].mean())
+    return runs.assign(**areas)
 
 
 def scored(runs: pd.DataFrame, metric: str) -> pd.Series:

@@ -40,9 +40,9 @@ from scipy import stats
 from xablate.analysis.stats import (ALPHA, POWER, cohens_dz, equivalence_p, holm, non_inferiority_p,
                                     paired_difference, power_of_test)
 from xablate.analysis.sensitivity import chosen_values, describe_setting
-from xablate.analysis.store import Selection, with_history_measures
+from xablate.analysis.store import Selection, typed, with_history_measures
 from xablate.analysis.tables import per_replicate
-from xablate.studies import METRICS, Claim
+from xablate.studies import METRICS, WITH_PENALTY, Claim
 
 REPRODUCED, NON_INFERIOR, EQUIVALENT = "reproduced", "non-inferior", "equivalent"
 CONTRADICTED, INCONCLUSIVE = "contradicted", "inconclusive"
@@ -232,9 +232,27 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
         evidence += (f" — post hoc: at the observed spread a true difference of {worst_mde:.4f} would be found "
                      f"{POWER:.0%} of the time; that spread rests on n={n} (the true one may be {low:.2f}x to "
                      f"{high:.2f}x it), so this is a rough scale, not a bound")
+    evidence += penalty_note(claim.metric, runs[runs["variant"].isin([variant, *(c["baseline"] for c in comparisons)])])
     row = {"study": selection.study.name, "claim": claim.text, "metric": claim.metric, "verdict": verdict,
            "evidence": evidence, "mde": worst_mde, "registration": NOT_RECORDED}
     return row, comparisons
+
+
+def penalty_note(metric: str, runs: pd.DataFrame) -> str:
+    """A caveat for a loss that includes the weight penalty when the runs trained with one: the penalty differs
+    between variants of different parameter counts by construction, so the metric measures two things."""
+    if metric not in WITH_PENALTY or runs.empty:
+        return ""
+    values = [typed(p.get("optim.weight_decay")) for p in runs["params"]]  # "None" as MLflow records a null
+    decay = {float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0 for v in values}
+    if not any(d > 0 for d in decay):
+        return ""
+    sizes = runs.groupby("variant")["total_params"].first().dropna()
+    differ = sizes.nunique() > 1
+    counts = ", ".join(f"{v} {int(n):,}" for v, n in sizes.items())
+    return (f" — {metric} includes the weight penalty (optim.weight_decay {', '.join(f'{d:g}' for d in sorted(decay))})"
+            + (f", which differs between these variants by construction (parameters: {counts})" if differ else "")
+            + f"; {WITH_PENALTY[metric]} reads the cross-entropy alone")
 
 
 def tuned_note(chosen: dict[str, dict], compared: list[dict]) -> str:

@@ -40,14 +40,14 @@ def replay(selection, history, spending: str) -> dict:
 
 def measure(uri: str, studies: list[str]) -> list[dict]:
     from xablate.analysis.report import selected_runs
-    from xablate.analysis.store import history_frame
+    from xablate.analysis.store import HISTORY_MEASURES, history_frame
 
     rows = []
     for name in studies:
         selection = selected_runs(uri, name)
         if selection.runs.empty or not selection.study.claims:
             continue
-        history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+        history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
         rows += [replay(selection, history, spending) for spending in SPENDING]
     return rows
 

@@ -55,13 +55,13 @@ def claimed_metrics(study) -> list[str]:
 def variant_rows(uri: str, study: str) -> pd.DataFrame:
     """One row per claimed metric x variant: variant_table's numbers (ROW_COLUMNS)."""
     from xablate.analysis.report import selected_runs
-    from xablate.analysis.store import history_frame, with_history_measures
+    from xablate.analysis.store import HISTORY_MEASURES, history_frame, with_history_measures
     from xablate.analysis.tables import variant_table
 
     selection = selected_runs(uri, study)
     metrics = claimed_metrics(selection.study) or [selection.metric]
     if any(m not in selection.runs.columns for m in metrics):  # train_loss_auc: from the runs' loss curves
-        history = history_frame(uri, selection.runs, metrics=["loss"], axes=selection.axes)
+        history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
         selection.runs = with_history_measures(selection.runs, history)
     tables = [variant_table(selection, metric).assign(metric=metric) for metric in metrics]
     return pd.concat(tables, ignore_index=True)[ROW_COLUMNS] if tables else pd.DataFrame(columns=ROW_COLUMNS)

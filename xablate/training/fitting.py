@@ -60,13 +60,17 @@ def builder_kwargs(model: dict, optim: Optim, axes: dict, *, image_shape: tuple[
 
 
 def compile_model(model, optimizer, num_classes: int, jit_compile="auto", run_eagerly: bool = False) -> None:
-    """Sparse cross-entropy, accuracy (and top-5 accuracy above 5 classes). `run_eagerly` applies on TensorFlow,
+    """Sparse cross-entropy, accuracy (and top-5 accuracy above 5 classes), and the data loss (cross-entropy
+    without the weight penalty). `run_eagerly` applies on TensorFlow,
     where skipping the graph trace pays off for tiny models; JAX without its jit retraces every step, so it
     always compiles."""
     run_eagerly = bool(run_eagerly) and keras.backend.backend() == "tensorflow"
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    # the cross-entropy alone: Keras' `loss` adds the layers' weight penalties (optim.weight_decay), which differ
+    # between models of different sizes by construction; convergence is read on this one
+    metrics.append(keras.metrics.SparseCategoricalCrossentropy(name="data_loss"))
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics,
                   jit_compile=False if run_eagerly else jit_compile, run_eagerly=run_eagerly)
 
