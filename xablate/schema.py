@@ -177,6 +177,38 @@ class Job:
     tracking: Tracking = field(default_factory=Tracking)
 
 
+class TypedSections:
+    """The sections of an object that holds a typed `config` (a Job), read as attributes: what a training job
+    (xablate.training.job.Job) and a measured bench run (xablate.bench.common.Measured) share."""
+
+    config: Job
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.seed)
+
+    @property
+    def train(self) -> Train:
+        return self.config.train
+
+    @property
+    def data(self) -> Data:
+        return self.config.data
+
+    @property
+    def optim(self) -> Optim:
+        return self.config.optim
+
+    @property
+    def tracking(self) -> Tracking:
+        return self.config.tracking
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """The builder's section: Model's fields and every builder argument (`preset` where left to the preset)."""
+        return self.config.model
+
+
 def _walk(cls, prefix: str = "") -> Iterable[tuple[str, Any]]:
     for f in fields(cls):
         name = f"{prefix}{f.name}"

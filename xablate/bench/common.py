@@ -16,7 +16,7 @@ from xablate import schema
 
 
 @dataclass(frozen=True)
-class Measured:
+class Measured(schema.TypedSections):
     """The measured run, read once from its composed config: the plain config a real run trains from (`cfg`,
     the harness side of a comparison) and its typed sections, which every other side reads."""
 
@@ -27,22 +27,6 @@ class Measured:
     def of(cls, cfg: dict[str, Any]) -> Measured:
         """The bench's constructor, as Job.prepare is the trainer's: the typed sections built once."""
         return cls(cfg, schema.typed(schema.Job, cfg))
-
-    @property
-    def data(self) -> schema.Data:
-        return self.config.data
-
-    @property
-    def train(self) -> schema.Train:
-        return self.config.train
-
-    @property
-    def optim(self) -> schema.Optim:
-        return self.config.optim
-
-    @property
-    def seed(self) -> int:
-        return int(self.config.seed)
 
     def with_data(self, data: schema.Data) -> Measured:
         """The same run on other data settings (an input pipeline's variants)."""

@@ -33,7 +33,7 @@ class RunContext:
 
 
 @dataclass
-class Job:
+class Job(schema.TypedSections):
     cfg: dict[str, Any]  # validated, axes canonical: what the identity and the recorded params read
     config: schema.Job  # the same config as the schema's typed sections (job.train.epochs, job.data.limit_train)
     context: RunContext
@@ -68,31 +68,6 @@ class Job:
         return cls(cfg=cfg, config=config, context=context, backend=backend, identity=run_identity(cfg, backend),
                    digest=source_digest(config.data), axes=axes, label=variant_label(axes),
                    name=run_name(axes, int(config.seed)))
-
-    @property
-    def seed(self) -> int:
-        return int(self.config.seed)
-
-    @property
-    def train(self) -> schema.Train:
-        return self.config.train
-
-    @property
-    def data(self) -> schema.Data:
-        return self.config.data
-
-    @property
-    def optim(self) -> schema.Optim:
-        return self.config.optim
-
-    @property
-    def tracking(self) -> schema.Tracking:
-        return self.config.tracking
-
-    @property
-    def model(self) -> dict[str, Any]:
-        """The builder's section: Model's fields and every builder argument (`preset` where left to the preset)."""
-        return self.config.model
 
     @property
     def stage(self) -> str:
