@@ -112,7 +112,10 @@ def curves_figure(history: pd.DataFrame, variants: list[str], metrics=("val_accu
         if panel.get_legend_handles_labels()[0]:
             panel.legend(fontsize=7)
     if title:
-        fig.suptitle(title + " — thin: each seed; thick: mean; band: 95 % CI of the mean", fontsize=9)
+        seeds = history.groupby("variant")["run_id"].nunique() if len(history) else pd.Series(dtype=int)
+        legend = (" — one seed per variant: its curve, no interval" if len(seeds) and seeds.max() < 2 else
+                  " — thin: each seed; thick: mean; band: 95 % CI of the mean")
+        fig.suptitle(title + legend, fontsize=9)
     return fig
 
 
@@ -254,21 +257,27 @@ def capacity_figure(selection: Selection, metric: str, title: str = "") -> Figur
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     for panel, column, label in zip(panels, ["total_params", "flops"], ["parameters", "FLOPs per image"]):
         xs, ys = stats[column].to_numpy(float), stats["mean"].to_numpy(float)
-        # variants of (nearly) one size are spread sideways by a few percent, so no marker hides another
-        same = {i: [j for j in range(len(xs)) if abs(math.log(xs[j] / xs[i])) < 0.02] for i in range(len(xs))}
+        # a log axis for sizes spanning a factor of 4 or more; a matched study's ±3 % reads on a linear one
+        wide = bool((xs > 0).all()) and float(xs.max()) / float(xs.min()) >= 4
+        scale = "log scale" if wide else "linear scale"
+        panel.set_xscale("log" if wide else "linear")
+        # variants of one size are spread sideways a little, so no marker hides another (on a linear axis by
+        # less: a 3 % step there would read as another size)
+        same = {i: [j for j in range(len(xs)) if abs(math.log(xs[j] / xs[i])) < (0.02 if wide else 1e-9)]
+                for i in range(len(xs))}
+        step = 0.03 if wide else 0.004
         for i, variant in enumerate(stats["variant"]):
             group = same[i]
-            dodge = 1.0 + 0.03 * (group.index(i) - (len(group) - 1) / 2) if len(group) > 1 else 1.0
+            dodge = 1.0 + step * (group.index(i) - (len(group) - 1) / 2) if len(group) > 1 else 1.0
             panel.errorbar(xs[i:i + 1] * dodge, ys[i:i + 1], yerr=yerr[:, i:i + 1], marker=markers[i % len(markers)],
                            capsize=3, color=colors[i], label=f"{variant} (n={int(stats['n'].iloc[i])})")
-        if any(len(g) > 1 for g in same.values()):
-            # a wide enough range that the few-percent spread reads as side by side, not as different sizes
+        dodged = any(len(g) > 1 for g in same.values())
+        if wide and dodged:  # a wide enough range that the few-percent spread reads as side by side
             panel.set_xlim(float(xs.min()) / 1.6, float(xs.max()) * 1.6)
-            panel.set_xlabel(label + " (log scale; variants of one size drawn side by side)")
-            continue
-        panel.set_xlabel(label + " (log scale)")
-    for panel in panels:
-        panel.set_xscale("log")
+        elif not wide:  # room around the points, and around one size's side-by-side group
+            pad = 0.15 * (float(xs.max()) - float(xs.min())) + 0.03 * float(xs.max())
+            panel.set_xlim(float(xs.min()) - pad, float(xs.max()) + pad)
+        panel.set_xlabel(label + f" ({scale}" + ("; one size: side by side)" if dodged else ")"))
     panels[0].set_ylabel(metric_label(metric))
     panels[1].legend(fontsize=6, loc="best")
     if title:
