@@ -39,6 +39,14 @@ def test_a_clean_checkout_records_its_commit_and_nothing_else(repo):
     (repo / "outputs").mkdir()
     (repo / "outputs" / "run.log").write_text("ignored by git: not a change to the code")
     assert source_state(repo).clean is True
+    (repo / "results").mkdir()
+    (repo / "results" / "mlflow.db").write_bytes(b"\0" * 100)  # the committed store, changed by every run into it
+    (repo / "NOTES.md").write_text("prose")
+    assert source_state(repo).clean is True  # outputs and prose are not the code that ran
+    git(repo, "add", "results")
+    git(repo, "commit", "-qm", "the store")
+    (repo / "results" / "mlflow.db").write_bytes(b"\1" * 100)  # tracked, and changed: still not code
+    assert source_state(repo).clean is True
 
 
 def test_an_edited_checkout_records_the_hash_of_its_changes_tracked_and_untracked(repo):

@@ -3,7 +3,7 @@
 A commit alone attributes a run from an edited checkout to code it did not run. Each run and each sweep parent
 therefore records whether the tree was clean (`xablate.source.clean`) and, when it was not, the SHA-256 of its
 changes (`xablate.source.diff_sha256`: `git diff HEAD` of tracked files, then each untracked, not ignored file's
-path and content hash); the run keeps the diff itself as a small artifact (source/changes.diff, cut at
+path and content hash; outputs, prose and tests left out: NOT_CODE); the run keeps the diff itself as a small artifact (source/changes.diff, cut at
 MAX_DIFF_BYTES). A pre-registered claim whose runs came from an edited checkout says so in the verdict
 (xablate.analysis.registration).
 """
@@ -21,6 +21,9 @@ CLEAN_TAG = "xablate.source.clean"
 DIFF_TAG = "xablate.source.diff_sha256"
 DIFF_ARTIFACT = "source/changes.diff"
 MAX_DIFF_BYTES = 1_000_000
+# what a run's outcome cannot depend on: its outputs (the committed store and figures change with every run into
+# them), the prose and the tests; a change there does not make a checkout "edited"
+NOT_CODE = ("results", "docs", "tests", "notebooks", "*.md")
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,10 @@ def source_state(root: Path | None = None) -> SourceState:
     commit = commit_of(root)
     if commit is None:
         return SourceState(None, None)
-    tracked = _git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff") or ""
-    untracked = [p for p in (_git(root, "ls-files", "--others", "--exclude-standard", "-z") or "").split("\0") if p]
+    outside = [f":(exclude){path}" for path in NOT_CODE]
+    tracked = _git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--", ".", *outside) or ""
+    untracked = [p for p in (_git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", ".", *outside)
+                             or "").split("\0") if p]
     listing = "".join(f"untracked {path} sha256 {_file_hash(root / path)}\n" for path in sorted(untracked))
     diff = tracked + listing
     if not diff:
