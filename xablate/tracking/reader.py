@@ -103,12 +103,11 @@ class StoreReader:
                           f"r.run_uuid" + (f" LIMIT {int(limit)}" if limit else ""), args).fetchall()
         if not heads:
             return []
-        chosen = {row[0] for row in heads}
-        inner = f"SELECT r.run_uuid FROM runs r WHERE {where}"
-        params = self._by_run(f"SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({inner})", args, chosen)
-        tags = self._by_run(f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({inner})", args, chosen)
-        metrics = self._by_run(f"SELECT run_uuid, key, CASE WHEN is_nan THEN NULL ELSE value END, is_nan "
-                               f"FROM latest_metrics WHERE run_uuid IN ({inner})", args, chosen, metric=True)
+        chosen = [row[0] for row in heads]  # only these runs' params, tags and metrics (limit=1 reads one run's)
+        params = self._by_run("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({})", chosen)
+        tags = self._by_run("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({})", chosen)
+        metrics = self._by_run("SELECT run_uuid, key, CASE WHEN is_nan THEN NULL ELSE value END, is_nan "
+                               "FROM latest_metrics WHERE run_uuid IN ({})", chosen, metric=True)
         return [RunRecord(RunInfo(run_id, name, state, start, end, str(experiment)),
                           RunData(params.get(run_id, {}), metrics.get(run_id, {}), tags.get(run_id, {})))
                 for run_id, name, state, start, end, experiment in heads]
@@ -121,13 +120,9 @@ class StoreReader:
         if self.path is None:
             return [MetricPoint(run_id, key, p.step, p.value, p.timestamp)
                     for run_id in run_ids for key in keys for p in self.client.get_metric_history(run_id, key)]
-        points = []
-        for start in range(0, len(run_ids), 500):  # SQLite's limit on bound parameters
-            chunk = list(run_ids[start:start + 500])
-            points += self._sql(
-                f"SELECT run_uuid, key, step, value, is_nan, timestamp FROM metrics "
-                f"WHERE run_uuid IN ({','.join('?' * len(chunk))}) AND key IN ({','.join('?' * len(keys))}) "
-                f"ORDER BY run_uuid, key, timestamp, step, value", [*chunk, *keys]).fetchall()
+        points = self._in_chunks(f"SELECT run_uuid, key, step, value, is_nan, timestamp FROM metrics "
+                                 f"WHERE run_uuid IN ({{}}) AND key IN ({','.join('?' * len(keys))}) "
+                                 f"ORDER BY run_uuid, key, timestamp, step, value", list(run_ids), keys)
         order = {run_id: i for i, run_id in enumerate(run_ids)}
         points.sort(key=lambda p: (order[p[0]], keys.index(p[1])))  # stable: MLflow's order within a run and key
         return [MetricPoint(run_id, key, int(step), math.nan if is_nan else float(value), int(timestamp))
@@ -162,11 +157,18 @@ class StoreReader:
             args.append(status)
         return " AND ".join(where), args
 
-    def _by_run(self, query: str, args: list, chosen: set[str], metric: bool = False) -> dict[str, dict]:
+    def _in_chunks(self, query: str, run_ids: list[str], extra: list = ()) -> list[tuple]:
+        """`query` (its run-id list as `{}`) over the ids 500 at a time: SQLite's limit on bound parameters."""
+        rows = []
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start:start + 500]
+            rows += self._sql(query.format(",".join("?" * len(chunk))), [*chunk, *extra]).fetchall()
+        return rows
+
+    def _by_run(self, query: str, run_ids: list[str], metric: bool = False) -> dict[str, dict]:
         found: dict[str, dict] = {}
-        for row in self._sql(query, args):
-            if row[0] in chosen:
-                found.setdefault(row[0], {})[row[1]] = (math.nan if row[3] else float(row[2])) if metric else row[2]
+        for row in self._in_chunks(query, run_ids):
+            found.setdefault(row[0], {})[row[1]] = (math.nan if row[3] else float(row[2])) if metric else row[2]
         return found
 
     # -- any other store ---------------------------------------------------------------------------------------
