@@ -104,7 +104,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
         previous = plan.run.data.tags
         tags["xablate.resumes"] = str(int(previous.get("xablate.resumes", "0")) + 1)
         tags.update(resume_tags(plan.run.info.start_time, plan.run.info.end_time, previous, HEARTBEAT_TAG))
-        if previous.get(CLEAN_TAG) == "false":  # edited in any attempt: edited (its first changes' hash kept too)
+        if previous.get(CLEAN_TAG) == "false":  # edited in any attempt: edited (this attempt's hash, else the last)
             tags[CLEAN_TAG] = "false"
             tags.setdefault(DIFF_TAG, previous.get(DIFF_TAG, ""))
         if previous.get("mlflow.parentRunId") and previous.get("mlflow.parentRunId") != tags.get("mlflow.parentRunId"):
