@@ -7,7 +7,7 @@ from helpers import run_py
 from xablate.config import compose_job
 from xablate.schema import Optim, typed
 from xablate.training.recipes import build_optimizer, current_learning_rate, learning_rate
-from xablate.training.validation import validate_job_config
+from xablate.gate import parse_job
 
 GROUPS = {"model": ["mini", "xception", "debug"], "data": ["digits", "cifar10", "cifar100", "folder", "tfds"],
           "optim": ["adam", "seed", "paper_imagenet", "paper_jft"],
@@ -34,7 +34,7 @@ def test_default_config_holds_the_contract():
                                          "data_parallel")} == {
         "diverge_factor": 10.0, "checkpoint": True, "oom_retry": True, "precision": "fp32", "jit_compile": "auto",
         "data_parallel": False}
-    validate_job_config(cfg)
+    parse_job(cfg)
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUPS.items() for o in options])
@@ -48,7 +48,7 @@ def test_every_group_option_composes_and_validates(group, option, tmp_path):
             for label in ("cat", "dog"):  # at least two classes, the same in both splits
                 (tmp_path / split / label).mkdir(parents=True)
                 Image.new("RGB", (4, 4)).save(tmp_path / split / label / "0.png")
-    validate_job_config(cfg)
+    parse_job(cfg)
     assert cfg["train"]["epochs"] == 2
     assert cfg["model"]["preset"] == (option if group == "model" else "debug")  # the command line wins
     if group == "experiment":

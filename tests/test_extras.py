@@ -12,7 +12,8 @@ from helpers import ROOT, clean_env
 from xablate.config import compose_job
 from xablate.extras import EXTRAS, MissingExtra, require, require_for, require_launcher
 from xablate.schema import Job, typed
-from xablate.training.validation import ConfigError, validate_job_config
+from xablate.gate import parse_job
+from xablate.schema import ConfigError
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 HEAVY = ("ray", "jax", "tensorflow-datasets", "jupytext", "notebook", "playwright", "hydra-ray-launcher",
@@ -56,10 +57,10 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch, hidden, extra, call)
 
 def test_a_jobs_validation_refuses_a_backend_whose_extra_is_missing(monkeypatch):
     cfg = compose_job(["backend=jax", "debug=default"])
-    validate_job_config(cfg)
+    parse_job(cfg)
     monkeypatch.setitem(sys.modules, "jax", None)
     with pytest.raises(ConfigError, match=r"^backend=jax needs xablate's optional dependencies \[jax\]"):
-        validate_job_config(cfg)
+        parse_job(cfg)
 
 
 def test_run_py_names_the_missing_launcher_extra_before_hydra_starts(tmp_path):

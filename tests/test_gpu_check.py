@@ -11,7 +11,7 @@ import pytest
 from helpers import ROOT, sqlite_uri
 from xablate.config import compose_job
 from xablate.training.trainer import RunContext, train
-from xablate.training.validation import validate_job_config
+from xablate.gate import parse_job
 
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 
@@ -35,7 +35,7 @@ def test_every_command_composes_and_validates():
         overrides = [a for a in command[2:] if a != "-m" and not a.startswith(("hydra.", "hydra/"))]
         overrides = [a.replace("seed=0,1,2", "seed=0") for a in overrides]
         cfg = compose_job(overrides)
-        validate_job_config(cfg)
+        parse_job(cfg)
         assert cfg["backend"] == "jax"
     assert "seed=0,1,2" in commands[-1] and "hydra/launcher=parallel" in commands[-1]
     assert [c for c in commands[:4] if "train.precision=bf16" in c and "train.jit_compile=true" in c] == [

@@ -247,12 +247,12 @@ def test_a_study_block_is_parsed_once_per_sweep_and_by_no_job(tmp_path, monkeypa
     validation reads its sections only, and a sweep over three values parses the study once, not three times."""
     import xablate.studies as studies
     from xablate.command_line import check_sweep_values
-    from xablate.training.validation import validate_job_config
+    from xablate.gate import parse_job
 
     parsed = []
     real = studies.parse_study
     monkeypatch.setattr(studies, "parse_study", lambda *a, **k: parsed.append(a[0]) or real(*a, **k))
-    validate_job_config(compose_job(["debug=default", "analysis={metric:f1}"]))  # not the job's to refuse
+    parse_job(compose_job(["debug=default", "analysis={metric:f1}"]))  # not the job's to refuse
     assert parsed == []
     uri = sqlite_uri(tmp_path)
     check_sweep_values({}, ["debug=default", "experiment=fig10_intermediate_act", "intermediate_act=none,elu,relu",

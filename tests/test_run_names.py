@@ -1,6 +1,7 @@
 """A single run is named by the settings its command line changed, not `baseline`."""
 
 from xablate.config import compose_job
+from xablate.gate import parse_job
 from xablate.training.job import Job
 from xablate.training.trainer import RunContext
 
@@ -8,7 +9,7 @@ from xablate.training.trainer import RunContext
 def prepared(tmp_path, overrides):
     cfg = compose_job(["debug=default", *overrides])
     context = RunContext(output_dir=tmp_path / "out", overrides=list(overrides))
-    return Job.prepare(cfg, context, backend="tensorflow")
+    return Job.prepare(parse_job(cfg), context, backend="tensorflow")
 
 
 def test_a_single_run_is_named_by_what_its_command_line_changed(tmp_path):

@@ -18,11 +18,11 @@ import pytest
 from mlflow import MlflowClient
 
 from helpers import ROOT, run_py, runs_of
-from xablate.config import compose_job
+from xablate.config import compose_job, flatten
 from xablate import schema
+from xablate.gate import parse_job
 from xablate.data.digest import SPLIT_KEYS
 from xablate.tracking.identity import IDENTITY_VERSION, NEUTRAL_DEFAULTS, NON_SEMANTIC, is_semantic, param_value
-from xablate.training.validation import validate_job_config
 
 TYPOS = [("+train.epoch=3", "train.epoch=3", "train.epochs"),
          ("+optim.momentom=0.9", "optim.momentom=0.9", "optim.momentum"),
@@ -84,19 +84,19 @@ def test_the_model_keys_are_the_builders_keyword_arguments():
     *[[f"experiment={o}"] for o in options("experiment")], ["debug=default"],
 ])
 def test_every_composed_key_is_declared(overrides):
-    assert schema.unknown_keys(composed(*overrides, resolve=False)) == []
+    assert schema.unknown_keys(flatten(composed(*overrides, resolve=False))) == []
 
 
 @pytest.mark.parametrize("override, shown, nearest", TYPOS)
 def test_a_typo_is_refused_naming_the_nearest_key(override, shown, nearest):
     with pytest.raises(ValueError, match=rf"^Received an unknown key {shown}; did you mean {nearest}\?"):
-        validate_job_config(composed("debug=default", override))
+        parse_job(composed("debug=default", override))
 
 
 def test_a_key_nothing_resembles_says_so_and_keys_under_a_free_form_block_pass():
     with pytest.raises(ValueError, match="no known key is close"):
-        schema.check_known_keys({**composed(), "zzz": 1})
-    assert schema.unknown_keys({**composed(), "analysis": {"anything": {"goes": 1}}}) == []
+        schema.check_known_keys(flatten({**composed(), "zzz": 1}))
+    assert schema.unknown_keys(flatten({**composed(), "analysis": {"anything": {"goes": 1}}})) == []
 
 
 def test_the_identity_of_every_committed_run_is_recomputed_from_its_params():
@@ -173,7 +173,7 @@ def test_the_model_group_holds_every_builder_argument_at_preset():
     builder = [k.split(".", 1)[1] for k in schema.builder_keys()]
     assert list(model) == ["preset", "weights", "head", "match", *[k for k in builder if k != "head"]]
     assert {model[k] for k in builder if k != "head"} == {schema.PRESET}
-    assert "preset" not in str(schema.without_unset(composed())["model"].values())
+    assert "preset" not in str(parse_job(composed(), sections=False).cfg["model"].values())
     assert schema.model_settings({"preset": "mini", "width_multiplier": 0.5, "stem": "preset"}) == {
         "preset": "mini", "width_multiplier": 0.5}
 
@@ -209,11 +209,11 @@ def test_numbers_keep_the_form_they_were_typed_in_so_identities_do_not_move():
     """A float annotation would turn learning_rate=1 into 1.0 (and its identity with it): numbers stay as typed;
     a source's own keys, null elsewhere, enter neither the identity nor the run's configuration group."""
     from xablate.config import compose_job
-    from xablate.tracking.identity import semantic_config
+    from xablate.tracking.identity import semantic_params
 
     cfg = compose_job(["optim.learning_rate=1", "optim.weight_decay=0", "train.diverge_factor=10",
                        "optim.schedule.every_samples=3e6"])
     assert (cfg["optim"]["learning_rate"], cfg["optim"]["weight_decay"], cfg["train"]["diverge_factor"]) == (1, 0, 10)
-    assert semantic_config(cfg)["optim.learning_rate"] == "1" and cfg["optim"]["schedule"]["every_samples"] == 3e6
-    cifar = semantic_config(compose_job(["data=cifar10"]))
+    assert semantic_params(flatten(cfg))["optim.learning_rate"] == "1" and cfg["optim"]["schedule"]["every_samples"] == 3e6
+    cifar = semantic_params(flatten(compose_job(["data=cifar10"])))
     assert not {"data.test_fraction", "data.path", "data.train_split", "optim.momentum"} & set(cifar)

@@ -41,12 +41,14 @@ def test_a_command_running_one_value_of_a_studys_axis_names_its_runs_by_that_val
                        "experiment=fig10_intermediate_act", "intermediate_act=elu"], hydra=True)
     MlflowSweepCallback().on_multirun_start(cfg)
     assert (tmp_path / "sweep" / SWEEP_KEYS_FILE).read_text().split() == ["seed", "intermediate_act"]
+    from xablate.gate import parse_job
     from xablate.training.job import Job, RunContext
 
-    job = Job.prepare(compose_job(["debug=default", "experiment=fig10_intermediate_act", "intermediate_act=elu"]),
+    job = Job.prepare(parse_job(compose_job(["debug=default", "experiment=fig10_intermediate_act",
+                                             "intermediate_act=elu"])),
                       RunContext(output_dir=tmp_path, sweep_dir=tmp_path / "sweep"), "tensorflow")
     assert (job.label, job.name) == ("intermediate_act=elu", "act=elu · seed 0")
-    single = Job.prepare(compose_job(["debug=default", "experiment=fig9_residual", "residual=false"]),
+    single = Job.prepare(parse_job(compose_job(["debug=default", "experiment=fig9_residual", "residual=false"])),
                          RunContext(output_dir=tmp_path), "tensorflow")  # one run, no sweep: the study's axes
     assert single.label == "residual=False"
 

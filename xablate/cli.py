@@ -335,7 +335,6 @@ def run_bench_onednn(args) -> int:
 
     from xablate.backend import start_tensorflow_quietly
     from xablate.bench import harness, onednn, overhead, pipeline, report
-    from xablate.config import compose_job
 
     start_tensorflow_quietly()
     from xablate.bench.common import Measured
@@ -347,8 +346,7 @@ def run_bench_onednn(args) -> int:
         print(f"xablate: {' '.join(args.overrides) or '(no overrides)'}: {error}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="xablate-bench-") as scratch:
-        run = Measured.of(compose_job(overhead.run_overrides(Path(scratch) / "mlflow.db", args.epochs,
-                                                              args.overrides)))
+        run = Measured.compose(overhead.run_overrides(Path(scratch) / "mlflow.db", args.epochs, args.overrides))
         x, y = pipeline.in_memory_arrays(run)
         builder = run.builder(image_shape=tuple(x.shape[1:]), num_classes=int(pipeline.load(run).num_classes))
         rows = onednn.measure(builder={**builder, "input_shape": list(builder["input_shape"])},

@@ -151,10 +151,10 @@ def check_sweep_values(declared: dict | None, overrides: list[str], parsed: tupl
             check_study_block(cfg["study"], cfg["analysis"])
         if "keras" not in sys.modules:  # validation reads Keras: load it as the sweep's jobs will
             start_like_a_job(str(cfg["backend"]), cfg["train"]["onednn"], str(cfg["train"]["precision"]))
-        from xablate.training.validation import validate_job_config
+        from xablate.gate import parse_job
 
         try:
-            validate_job_config(cfg)
+            parse_job(cfg)
         except ValueError as error:
             swept = [o for o in job if len({p for j in jobs for p in j if p.split("=")[0] == o.split("=")[0]}) > 1]
             raise ValueError(f"{error} (the sweep's job {' '.join(swept)})") from None

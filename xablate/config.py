@@ -41,22 +41,6 @@ def run_name(axes: Mapping[str, Any], seed: int) -> str:
     return " · ".join([*parts, f"seed {seed}"])
 
 
-def canonical_axes(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a (validated) job config with the axes in canonical form - intermediate_act "none" or a name,
-    segments an int or "depthwise" - and the model section holding only what is set, so that tags, params,
-    identities and the analysis compare like with like. Imports no Keras (`xablate status` uses it as is)."""
-    import copy
-
-    from xablate.models.segments import validate_segments
-    from xablate.schema import without_unset
-
-    cfg = copy.deepcopy(without_unset(cfg))
-    act = cfg["intermediate_act"]
-    cfg["intermediate_act"] = "none" if act is None or (isinstance(act, str) and act.lower() == "none") else act
-    cfg["segments"] = validate_segments(cfg["segments"])
-    return cfg
-
-
 def compose_job(overrides: Iterable[str] = (), *, resolve: bool = True, hydra: bool = False):
     """The job config `python run.py <overrides>` composes, as plain Python (resolve=False: interpolations kept);
     hydra=True: Hydra's DictConfig with its own section (a sweep's declared params, its sweeper). The one place

@@ -300,11 +300,6 @@ def model_settings(model: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in model.items() if not (isinstance(v, str) and v == PRESET)}
 
 
-def without_unset(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A job config whose model section holds only what is set (what params, identity and the analysis see)."""
-    return {**cfg, "model": model_settings(cfg["model"])} if "model" in cfg else dict(cfg)
-
-
 def non_semantic_keys() -> tuple[str, ...]:
     return tuple(name for name, f in declared().items() if f.metadata["role"] == "non_semantic")
 
@@ -321,10 +316,11 @@ def keys_with(flag: str, prefix: str = "") -> tuple[str, ...]:
                  if f.metadata[flag] and name.startswith(prefix))
 
 
-def unknown_keys(cfg: Mapping[str, Any]) -> list[tuple[str, str | None]]:
-    """The keys of a composed job config that no section declares, each with the nearest known key (or None)."""
+def unknown_keys(names: Iterable[str]) -> list[tuple[str, str | None]]:
+    """The keys among `names` (a flattened config's keys) that no section declares, each with the nearest known
+    key (or None)."""
     known = known_keys()
-    return [(name, nearest(name, known)) for name in flatten(cfg) if not is_known(name, known)]
+    return [(name, nearest(name, known)) for name in names if not is_known(name, known)]
 
 
 def known_keys() -> frozenset[str]:
@@ -352,12 +348,11 @@ def nearest(name: str, known: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
-def check_known_keys(cfg: Mapping[str, Any]) -> None:
-    """ValueError naming the first unknown key, its value and the nearest known key."""
-    unknown = unknown_keys(cfg)
+def check_known_keys(flat: Mapping[str, Any]) -> None:
+    """ValueError naming the first unknown key of a flattened config, its value and the nearest known key."""
+    unknown = unknown_keys(flat)
     if not unknown:
         return
-    flat = flatten(cfg)
     name, close = unknown[0]
     hint = f"did you mean {close}?" if close else "no known key is close"
     more = f" (and {len(unknown) - 1} more: {', '.join(n for n, _ in unknown[1:])})" if len(unknown) > 1 else ""
@@ -370,6 +365,10 @@ def check_known_keys(cfg: Mapping[str, Any]) -> None:
 
 def _known_in(section_: str) -> list[str]:
     return [k for k in set(declared()) | set(builder_keys()) if k.rsplit(".", 1)[0] == section_]
+
+
+class ConfigError(ValueError):
+    """A bad setting found before any data loads or any run starts (run.py prints it as one line)."""
 
 
 def check_override_keys(overrides: Iterable[str], groups: Iterable[str]) -> None:

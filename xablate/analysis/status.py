@@ -18,10 +18,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from xablate.analysis.composition import parsed_override
-from xablate.config import canonical_axes
 from xablate.dotted import get_dotted
 from xablate.paths import project_root
-from xablate.schema import Data, check_known_keys, typed
+from xablate.gate import parse_job
 from xablate.staging import CHOICES_TAG, REPLICATE_KEYS, STAGE_TAG, override_key, parse_tune, variant_name, \
     with_overrides
 from xablate.sweeps import expand, swept_keys
@@ -186,15 +185,15 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
                 options, known = ([with_overrides(job, chosen)], True) if chosen else ([job], False)
             cell = []
             for overrides in options:
-                cfg = composed_cell(cache, overrides)
-                check_known_keys(cfg)  # and the data the cell's digest reads; the rest is the job's to check
-                data = typed(Data, cfg["data"])
-                SOURCES[data.source].check(data)  # (status needs no Keras to find cells)
-                cfg = canonical_axes(cfg)
-                cell.append((run_identity(cfg, backend or str(cfg["backend"])), source_digest(data)))
+                # the keys, and the data the cell's digest reads; the rest is the job's to check (no Keras here)
+                checked = parse_job(composed_cell(cache, overrides), sections=False)
+                data = checked.config.data
+                SOURCES[data.source].check(data)
+                cell.append((run_identity(checked.cfg, backend or str(checked.config.backend)), source_digest(data)))
             if uri is None:
-                uri = resolve_tracking_uri(cfg["tracking"]["uri"])
-                experiment, stale = str(cfg["tracking"]["experiment"]), float(cfg["tracking"]["stale_after_seconds"])
+                tracking = checked.config.tracking
+                uri = resolve_tracking_uri(tracking.uri)
+                experiment, stale = str(tracking.experiment), float(tracking.stale_after_seconds)
             values = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job)}
             rows.append({key: values[key] for key in keys if key not in (tune.keys if tune else ())})
             identities.append(cell if known else [])  # a search not run yet: nothing in the store is this cell

@@ -24,8 +24,12 @@ class Measured(schema.TypedSections):
     config: schema.Job
 
     @classmethod
-    def of(cls, cfg: dict[str, Any]) -> Measured:
-        """The bench's constructor, as Job.prepare is the trainer's: the typed sections built once."""
+    def compose(cls, overrides: list[str]) -> Measured:
+        """The bench's constructor, as Job.prepare is the trainer's: the config `run.py <overrides>` composes, and
+        its typed sections built once."""
+        from xablate.config import compose_job
+
+        cfg = compose_job(overrides)
         return cls(cfg, schema.typed(schema.Job, cfg))
 
     def with_data(self, data: schema.Data) -> Measured:

@@ -160,7 +160,7 @@ def refuse_unknown_keys(config: DictConfig) -> None:
     overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or [])
     sweeper = config.hydra.sweeper
     try:
-        check_known_keys(job)
+        check_known_keys(flatten(job))
         check_override_keys(overrides, groups)
         check_study_name(job.get("study"))
         for block, parse in (("tune", parse_tune), ("pilot", parse_pilot)):  # the staged sweeper's stages

@@ -58,14 +58,14 @@ def is_neutral(key: str, value: Any) -> bool:
     return key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key]
 
 
-def semantic_config(cfg: Mapping[str, Any]) -> dict[str, str]:
-    """The flattened config that decides a run's result (keys at a neutral default left out), values as they
+def semantic_params(flat: Mapping[str, Any]) -> dict[str, str]:
+    """Of a flattened config, what decides a run's result (keys at a neutral default left out), values as they
     are logged as params."""
-    return {key: param_value(value) for key, value in sorted(flatten(cfg).items())
+    return {key: param_value(value) for key, value in sorted(flat.items())
             if is_semantic(key) and not is_neutral(key, value)}
 
 
 def run_identity(cfg: Mapping[str, Any], backend: str) -> str:
     """A 16-hex-digit hash of the semantic config plus the Keras backend (its numerics and RNG differ)."""
-    payload = {"version": IDENTITY_VERSION, "backend": backend, "config": semantic_config(cfg)}
+    payload = {"version": IDENTITY_VERSION, "backend": backend, "config": semantic_params(flatten(cfg))}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

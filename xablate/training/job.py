@@ -1,7 +1,7 @@
 """A job: the composed config, what the launcher knows about it, and what is derived from them once.
 
-`Job.prepare(cfg, context)` validates the config, puts the axes in canonical form and derives the run's identity,
-data digest, axes, label and name; the trainer then attaches the MLflow run (`client`, `run_id`) and the epoch
+`Job.prepare(checked, context, backend)` takes a config past the gate (xablate.schema.parse_job: validated, axes
+in canonical form, typed sections) and derives the run's identity, data digest, axes, label and name; the trainer then attaches the MLflow run (`client`, `run_id`) and the epoch
 checkpoint, and the fitting code reads everything from the job instead of a long list of positional arguments.
 """
 
@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from xablate import schema
-from xablate.config import REPLICATE_KEYS, canonical_axes, flatten, run_name, variant_label
+from xablate.config import REPLICATE_KEYS, flatten, run_name, variant_label
 from xablate.data.digest import source_digest
 from xablate.sweeps import SWEEP_KEYS_FILE
 from xablate.tracking.identity import run_identity
 from xablate.studies import check_study_block
-from xablate.training.validation import ConfigError, validate_job_config
+from xablate.gate import Checked
+from xablate.schema import ConfigError
 
 
 @dataclass
@@ -49,11 +50,9 @@ class Job(schema.TypedSections):
     pruning: Any = None  # xablate.training.pruning.PruningCallback, on a pruned search's scout (tracking.trial)
 
     @classmethod
-    def prepare(cls, cfg: dict[str, Any], context: RunContext, backend: str) -> Job:
-        """The job's constructor: validates the composed config, then builds its typed sections once."""
-        validate_job_config(cfg)
-        cfg = canonical_axes(cfg)  # what the identity and the recorded params read
-        config = schema.typed(schema.Job, cfg)
+    def prepare(cls, checked: Checked, context: RunContext, backend: str) -> Job:
+        """The job's constructor, from a config past the gate (`parse_job(cfg)`)."""
+        cfg, config = checked.cfg, checked.config
         if context.sweep_dir is None:  # a sweep's callback parsed its study's blocks once, before its parent run
             try:
                 check_study_block(config.study, config.analysis)

@@ -21,6 +21,7 @@ from xablate.data.digest import DATA_DIGEST_TAG
 from xablate.models import ModelSummary
 from xablate.models.pretrained import weights_file
 from xablate.onednn import apply as apply_onednn, cpu_model
+from xablate.gate import parse_job
 from xablate.schema import Tracking
 from xablate.paths import portable
 from xablate.tracking.identity import as_recorded
@@ -54,7 +55,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     A run with the same identity in the study is skipped when it finished or diverged, and resumed (same run
     id, from its last epoch checkpoint) when it was interrupted or failed; `force=true` always starts anew.
     """
-    job = Job.prepare(cfg, context, keras.backend.backend())
+    job = Job.prepare(parse_job(cfg), context, keras.backend.backend())
     config, tracking = job.config, job.tracking
     if config.backend != job.backend:
         raise ValueError(f"Received backend={config.backend!r}, but Keras in this process runs on "

@@ -1,6 +1,5 @@
-"""Validation of a job's whole config before any data loads or any MLflow run starts.
-
-Every message names the setting, the value received and what is allowed.
+"""Validation of a job's typed sections before any data loads or any MLflow run starts (the gate that calls it:
+xablate.schema.parse_job). Every message names the setting, the value received and what is allowed.
 """
 
 from __future__ import annotations
@@ -8,17 +7,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xablate.config import AXES, flatten
+from xablate.config import AXES
 from xablate.backend import BACKENDS
-from xablate.checks import finite_numbers, number_in, positive_int, seed_value
+from xablate.checks import number_in, positive_int, seed_value
 from xablate.data.checks import validate_data
-from xablate.extras import MissingExtra, require_for
+from xablate.extras import require_for
 from xablate.models.pretrained import check_weights_setting
 from xablate.onednn import check_mode as check_onednn_mode
-from xablate.schema import Job, check_known_keys, model_settings, typed
+from xablate.schema import ConfigError, Job, model_settings  # noqa: F401  (ConfigError: where callers import it from)
 from xablate.models import PRESETS, check_build_kwargs
 from xablate.models.matching import matched_kwargs
-from xablate.models.segments import validate_segments
 from xablate.models.xception import normalize_activation
 from xablate.staging import STAGES
 from xablate.studies import check_study_name
@@ -26,22 +24,6 @@ from xablate.training.devices import PRECISIONS
 from xablate.training.recipes import validate_recipe
 
 VERBOSITY = ("auto", 0, 1, 2)
-
-
-class ConfigError(ValueError):
-    """A bad setting found before any data loads or any run starts (run.py prints it as one line)."""
-
-
-def validate_job_config(cfg: dict) -> None:
-    """Raises ConfigError (a ValueError) for the first bad setting in a composed job config (an unknown key
-    first). The study's analysis block is not a job's setting: the sweep parses it once before its parent run, a
-    single run through `check_study_block` (xablate.training.job)."""
-    try:
-        check_known_keys(cfg)
-        finite_numbers(flatten({k: v for k, v in cfg.items() if k != "analysis"}))
-        validate_job(typed(Job, cfg))  # every key known: the schema's sections, its defaults where a key is absent
-    except (ValueError, MissingExtra) as error:
-        raise ConfigError(str(error)) from None
 
 
 def validate_job(config: Job) -> None:
