@@ -20,6 +20,12 @@ def project_root() -> Path:
     return Path.home() / ".xablate"
 
 
+def cache_folder() -> Path:
+    """Where xablate keeps what it can always remake (an empty MLflow store, the digests of checked data files):
+    $XDG_CACHE_HOME/xablate, else ~/.cache/xablate."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xablate"
+
+
 def default_tracking_uri() -> str:
     return f"sqlite:///{project_root() / 'mlflow.db'}"
 

@@ -86,12 +86,51 @@ def _grid(arguments: list[str]):
     return _grid_of(cfg.hydra.sweeper, base, arguments)
 
 
+_WITH_HYDRA: dict[tuple, object] = {}  # the latest composition with Hydra's section: its group overrides, conf/
+
+
 def _composed(arguments: list[str]):
-    """(the arguments every job shares, the config they compose to, with Hydra's section)."""
+    """(the arguments every job shares, the config they compose to, with Hydra's section). The latest composition
+    is reused while its group overrides and conf/'s files are the same: the study grid of
+    `with_recorded_composition` and the study's status differ only in values (e.g. train.save_model=False), set
+    on a copy as Hydra sets them (`composed_cell`). Hydra's section reads as composed for the group overrides
+    (the values are not in its list of overrides): what is read of it is the sweeper's."""
+    import copy
+
     parsed = OverridesParser.create().parse_overrides(arguments)
     base = [a for a, o in zip(arguments, parsed) if not o.is_sweep_override()]
-    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
-        return base, compose("config", overrides=base, return_hydra_config=True)
+    conf = project_root() / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        groups, values = _split(base)
+        files = sorted(f for depth in ("*.yaml", "*/*.yaml", "*/*/*.yaml") for f in conf.glob(depth))  # (links too)
+        key = (groups, tuple((str(f), f.stat().st_mtime_ns) for f in files))  # an edited file: composed anew
+        if key not in _WITH_HYDRA:
+            _WITH_HYDRA.clear()
+            _WITH_HYDRA[key] = compose("config", overrides=list(groups), return_hydra_config=True)
+        cfg = copy.deepcopy(_WITH_HYDRA[key]) if values else _WITH_HYDRA[key]
+        unresolved = OmegaConf.to_container(cfg, resolve=False)
+        try:
+            if any(get_dotted(unresolved, key, _ABSENT) is _ABSENT for key, _ in values):
+                raise KeyError("not in the composed config")
+            for key, value in values:
+                OmegaConf.update(cfg, key, value, merge=True)
+        except Exception:  # noqa: BLE001 - an unknown key, a value the schema refuses: Hydra's own message
+            cfg = compose("config", overrides=base, return_hydra_config=True)
+        return base, cfg
+
+
+def _split(overrides: list[str]) -> tuple[tuple[str, ...], list[tuple[str, object]]]:
+    """(the group overrides and anything else Hydra must compose, as typed; the plain scalar value overrides as
+    (key, value)), inside an initialised Hydra."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    repository = GlobalHydra.instance().config_loader().repository
+    parsed = [parsed_override(o) for o in overrides]
+    plain = [not p.is_add() and not p.is_force_add() and not p.is_delete() and p.package is None
+             and not repository.group_exists(p.key_or_group) and not isinstance(p.value(), (dict, list))
+             for p in parsed]
+    groups = tuple(o for o, is_plain in zip(overrides, plain) if not is_plain)
+    return groups, [(p.key_or_group, p.value()) for p, is_plain in zip(parsed, plain) if is_plain]
 
 
 def recorded_choices(uri: str, experiment: str) -> dict[str, dict]:
@@ -246,19 +285,11 @@ def composed_cell(cache: dict, overrides: list[str]) -> dict:
     seed) are set on that config and put back afterwards (interpolations such as split_seed: ${seed} resolve in
     between). A study's sixty cells cost one composition, not sixty. Anything but a plain scalar value override,
     or an error, goes to Hydra itself."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    repository = GlobalHydra.instance().config_loader().repository
-    parsed = [parsed_override(o) for o in overrides]
-    plain = [not p.is_add() and not p.is_force_add() and not p.is_delete() and p.package is None
-             and not repository.group_exists(p.key_or_group) and not isinstance(p.value(), (dict, list))
-             for p in parsed]
-    groups = tuple(o for o, is_plain in zip(overrides, plain) if not is_plain)
+    groups, values = _split(overrides)
     if groups not in cache:
         cfg = compose("config", overrides=list(groups))
         cache[groups] = (cfg, OmegaConf.to_container(cfg, resolve=False))
     cfg, unresolved = cache[groups]
-    values = [(p.key_or_group, p.value()) for p, is_plain in zip(parsed, plain) if is_plain]
     if any(get_dotted(unresolved, key, _ABSENT) is _ABSENT for key, _ in values):
         return OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)  # Hydra's own error
     try:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xablate.paths import default_tracking_uri, project_root
+from xablate.paths import cache_folder, default_tracking_uri, project_root
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -203,7 +203,7 @@ def _empty_store() -> Path:
     import mlflow
     from mlflow import MlflowClient
 
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xablate"
+    folder = cache_folder()
     template = folder / f"mlflow-{mlflow.__version__}-empty.db"
     if template.is_file():
         return template

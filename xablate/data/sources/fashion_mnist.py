@@ -17,12 +17,12 @@ import hashlib
 import os
 import struct
 import zlib
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xablate.data.checked_files import remembered_digest
 from xablate.data.sources.base import Source, Splits, content_hash, register, stratified_holdout
 
 if TYPE_CHECKING:  # the typed section, for annotations only
@@ -120,10 +120,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-@lru_cache(maxsize=4)
-def _checked(folder: str, stamp: tuple) -> str:
-    """Reads and checks the four files of `folder` (cached per their sizes and times); their bytes' digest."""
-    folder_ = Path(folder)
+def _checked(folder_: Path) -> str:
+    """Reads and checks the four files of `folder_`; their bytes' digest."""
     for split, (images, labels) in FILES.items():
         x = read_idx(folder_ / images, IMAGES_MAGIC)
         y = read_idx(folder_ / labels, LABELS_MAGIC)
@@ -136,10 +134,10 @@ def _checked(folder: str, stamp: tuple) -> str:
 
 
 def checked_folder(data: Data) -> tuple[Path, str]:
-    """(the folder, the digest of its four files' bytes), after reading and checking every file."""
+    """(the folder, the digest of its four files' bytes), after reading and checking every file (once per the
+    files' stamps: xablate.data.checked_files)."""
     folder = locate(data)
-    stamp = tuple((n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns) for n in _names())
-    return folder, _checked(str(folder), stamp)
+    return folder, remembered_digest("fashion_mnist", [folder / n for n in _names()], lambda: _checked(folder))
 
 
 def interleaved(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
