@@ -102,12 +102,11 @@ def _composed(arguments: list[str]):
     conf = project_root() / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         groups, values = _split(base)
-        files = sorted(f for depth in ("*.yaml", "*/*.yaml", "*/*/*.yaml") for f in conf.glob(depth))  # (links too)
-        key = (groups, tuple((str(f), f.stat().st_mtime_ns) for f in files))  # an edited file: composed anew
-        if key not in _WITH_HYDRA:
+        composition = (groups, tuple(map(tuple, conf_stamps())))  # an edited file: composed anew
+        if composition not in _WITH_HYDRA:
             _WITH_HYDRA.clear()
-            _WITH_HYDRA[key] = compose("config", overrides=list(groups), return_hydra_config=True)
-        cfg = copy.deepcopy(_WITH_HYDRA[key]) if values else _WITH_HYDRA[key]
+            _WITH_HYDRA[composition] = compose("config", overrides=list(groups), return_hydra_config=True)
+        cfg = copy.deepcopy(_WITH_HYDRA[composition]) if values else _WITH_HYDRA[composition]
         unresolved = OmegaConf.to_container(cfg, resolve=False)
         try:
             if any(get_dotted(unresolved, key, _ABSENT) is _ABSENT for key, _ in values):
@@ -117,6 +116,14 @@ def _composed(arguments: list[str]):
         except Exception:  # noqa: BLE001 - an unknown key, a value the schema refuses: Hydra's own message
             cfg = compose("config", overrides=base, return_hydra_config=True)
         return base, cfg
+
+
+def conf_stamps() -> list[list]:
+    """The stamp of every file under conf/ (the experiments' folder it links to included)."""
+    from xablate.remembered import stamp
+
+    conf = project_root() / "conf"
+    return [stamp(f) for f in sorted(f for depth in ("*.yaml", "*/*.yaml", "*/*/*.yaml") for f in conf.glob(depth))]
 
 
 def _split(overrides: list[str]) -> tuple[tuple[str, ...], list[tuple[str, object]]]:
@@ -160,7 +167,22 @@ def _grid_of(sweeper, base: list[str], arguments: list[str]):
 
 def sequential_progress(uri: str, study) -> tuple[int, str]:
     """(seeds per variant the study needs now, what its looks decided) for a sequential study: the look every
-    claim was decided at, else the next look after the one its seeds reach (the first look with no runs)."""
+    claim was decided at, else the next look after the one its seeds reach (the first look with no runs).
+
+    Deciding the looks runs the study's tests (and loads scipy.stats: 0.6 s); the answer is a function of the
+    store, the study, conf/ and the code, so for a SQLite store it is remembered per their stamps and digest
+    (xablate.remembered): a status asked again of an unchanged store reads it back."""
+    from xablate.remembered import code_digest, remembered, stamp
+
+    if not uri.startswith("sqlite:///"):
+        return _sequential_progress(uri, study)
+    database = Path(uri[len("sqlite:///"):])
+    stores = [stamp(Path(f"{database}{suffix}")) for suffix in ("", "-wal", "-journal")]
+    key = ["sequential", stores, repr(study), conf_stamps(), code_digest()]
+    return tuple(remembered("sequential-looks.json", key, lambda: list(_sequential_progress(uri, study))))
+
+
+def _sequential_progress(uri: str, study) -> tuple[int, str]:
     from xablate.analysis.report import config_defaults
     from xablate.analysis.store import HISTORY_MEASURES, history_frame, runs_frame, select_runs
     from xablate.analysis.verdicts import INCONCLUSIVE, verdict_tables
