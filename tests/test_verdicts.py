@@ -94,6 +94,32 @@ def test_zero_spread_is_inconclusive_however_consistent(uri, monkeypatch):
     assert "zero spread" in table["evidence"].iloc[0]
 
 
+def test_holm_runs_across_a_studys_pre_registered_claims_and_within_an_exploratory_one(uri, monkeypatch):
+    """Two claims of one comparison each, both p between 0.025 and 0.05: pre-registered together, Holm doubles
+    both p (inconclusive); exploratory, each is its own family (reproduced, Holm p = p)."""
+    from xablate.analysis.verdicts import verdict_tables
+
+    rng = np.random.default_rng(0)
+    base = list(rng.uniform(0.80, 0.85, 6))
+    diffs = [0.011, 0.002, 0.018, 0.009, 0.015, -0.003]
+    p = stats.ttest_1samp(diffs, 0).pvalue
+    log_study(uri, "f10", {"none": [b + d for b, d in zip(base, diffs)], "elu": base, "relu": base})
+    claims = [{"claim": f"none beats {o}", "metric": "test_accuracy", "better": "none", "than": [o]}
+              for o in ("elu", "relu")]
+    selection, history = _analysed(uri, "f10", {"analysis": {**FIG10["analysis"], "claims": claims}}, monkeypatch)
+    both = {("f10", c["claim"]): "pre-registered (2026-01-01 00:00 UTC)" for c in claims}
+    table, rows = verdict_tables([(selection, history)], both)
+    assert table["verdict"].tolist() == [INCONCLUSIVE, INCONCLUSIVE]
+    assert rows["p_holm"].tolist() == pytest.approx([2 * p, 2 * p])
+    assert rows["holm_family"].tolist() == ["the pre-registered claims of f10 (2 comparisons)"] * 2
+    one = {("f10", "none beats elu"): both[("f10", "none beats elu")]}  # the other claim written after its runs
+    table, rows = verdict_tables([(selection, history)], one)
+    assert table["verdict"].tolist() == [REPRODUCED, REPRODUCED]
+    assert rows["p_holm"].tolist() == pytest.approx([p, p])
+    assert rows["holm_family"].tolist() == ["the pre-registered claims of f10 (1 comparison)",
+                                            "this claim of f10 alone (1 comparison)"]
+
+
 def test_holm_turns_a_borderline_family_inconclusive(uri, monkeypatch):
     """Two comparisons each significant alone (p < 0.05) but not after Holm (2 x p > 0.05)."""
     rng = np.random.default_rng(0)
@@ -292,7 +318,7 @@ def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_i
                                   "delta", "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm",
                                   "effect_size", "outcome", "margin", "power", "power_basis", "mde", "look",
                                   "look_number", "looks_planned", "next_look_n", "confidence", "registration",
-                                  "tuned"]
+                                  "tuned", "holm_family"]
     assert row.confidence == 0.95  # a fixed design: no look
     assert pd.isna(row.look_number) and pd.isna(row.looks_planned) and pd.isna(row.next_look_n)
     assert rows["tuned"].isna().all()  # an untuned study: each variant at the shared settings
@@ -442,6 +468,31 @@ def test_a_clear_effect_is_decided_at_the_first_look_and_noise_runs_to_the_last(
     claims, rows = _comparisons(uri, "one_sided", SEQUENTIAL, monkeypatch)
     assert claims["verdict"].tolist() == [INCONCLUSIVE] and rows["look"].iloc[0] == "before the first look (n=2 of 3)"
     assert _look(rows) == (0, 3, 3)
+
+
+def test_at_each_look_the_family_is_the_pre_registered_claims_still_undecided(uri, monkeypatch):
+    """A clear claim and a noisy one, pre-registered together: at look 1 both are adjusted together (2
+    comparisons); the clear one is decided there and leaves; the noisy one goes on alone to the last look."""
+    from xablate.analysis.verdicts import verdict_tables
+
+    none = _seeds(0.90, 0.005, seed=20)
+    noise = [0.01, -0.01, 0.012, -0.011, 0.009, -0.01, 0.011, -0.009, 0.01, -0.012]  # no difference, at any look
+    values = {"none": none, "elu": _seeds(0.80, 0.005, seed=21), "relu": [a + e for a, e in zip(none, noise)]}
+    log_study(uri, "seq", values)
+    claims = [{"claim": "none beats elu", "metric": "test_accuracy", "better": "none", "than": ["elu"]},
+              {"claim": "none beats relu", "metric": "test_accuracy", "better": "none", "than": ["relu"]}]
+    spec = {"analysis": {**SEQUENTIAL["analysis"], "claims": claims}}
+    selection, history = _analysed(uri, "seq", spec, monkeypatch)
+    registered = {("seq", c["claim"]): "pre-registered (2026-01-01 00:00 UTC)" for c in claims}
+    table, rows = verdict_tables([(selection, history)], registered)
+    assert table["verdict"].tolist() == [REPRODUCED, INCONCLUSIVE]
+    assert rows["n"].tolist() == [3, 10]
+    assert rows["holm_family"].tolist() == ["the pre-registered claims of seq (2 comparisons)",
+                                            "the pre-registered claims of seq (1 comparison)"]
+    at_first = stats.ttest_rel(values["none"][:3], values["elu"][:3]).pvalue
+    other_first = stats.ttest_rel(values["none"][:3], values["relu"][:3]).pvalue
+    assert rows["p_holm"].iloc[0] == pytest.approx(min(1.0, 2 * at_first)) and at_first < other_first
+    assert rows["p_holm"].iloc[1] == pytest.approx(stats.ttest_rel(values["none"], values["relu"]).pvalue)
 
 
 def _look(rows):

@@ -218,7 +218,8 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
               "0.025), equivalent (TOST at ±margin, α = 0.05), contradicted, not reproduced (every comparison "
               "decided, one within the margin of the variant named), inconclusive (some comparison undecided); in bold on pre-registered rows only (an exploratory row is computed alike, not "
               "emphasised). Every Δ and d is variant − baseline in the metric's units (for a loss, lower is "
-              "better). Paired by replicate (seed, split); Holm across the comparisons of one claim; diverged "
+              "better). Paired by replicate (seed, split); Holm across a family (below: a study's pre-registered "
+              "comparisons together, an exploratory claim's alone; at a sequential look, those still undecided); diverged "
               "runs scored (accuracy at chance, loss at the worst reached); d: paired Cohen's d_z; power: of the "
               "test done, against the claim's margin or declared smallest effect, at the observed spread. "
               "verdict.csv holds every comparison (Δ = variant − baseline in the metric's units, its CI at the level in "
@@ -226,6 +227,10 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
               "Holm p, TOST p, d, power, the sequential look it was read at (look_number: 0 before the first look; "
               "looks_planned; next_look_n while more seeds follow; empty in a fixed design), registration); the "
               "rules: xablate/analysis/verdicts.py."]
+    families = comparisons.groupby("study", sort=False)["holm_family"].unique() if len(comparisons) else {}
+    if len(families):
+        lines += ["", "Holm families: " + "; ".join(f"{study}: {', '.join(sorted(names))}"
+                                                    for study, names in families.items()) + "."]
     measured = sorted(set(table["metric"])) if len(table) else []  # each metric the rows read, defined
     if measured:
         lines += ["", "Metrics: " + "; ".join(f"{m}: {METRICS[m][0]}" for m in measured if m in METRICS) + "."]

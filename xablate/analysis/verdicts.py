@@ -4,7 +4,8 @@ Claims come from the study's file (xablate/studies.py). For a claim over m compa
 each of m others), differences are paired by replicate (seed, split) and signed so that positive favours the
 claim (for a metric where lower is better, other - variant). Diverged runs are scored, not dropped: an
 accuracy at chance, a loss at the worst value reached in the study (xablate.analysis.store.scored). p-values
-are Holm-adjusted across the m comparisons of a claim; alpha = 0.05.
+are Holm-adjusted across a family: every comparison of a study's pre-registered claims together (at a sequential
+look, of those still undecided), an exploratory claim's comparisons alone; alpha = 0.05.
 
 Outcome of one comparison, by the claim's kind (the test it declares):
 - `better` (two-sided paired t-test): `reproduced` when the adjusted p < alpha and the difference favours the
@@ -53,7 +54,7 @@ VERDICT_COLUMNS = ["study", "claim", "metric", "verdict", "evidence", "mde", "re
 COMPARISON_COLUMNS = ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n", "delta",
                       "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm", "effect_size", "outcome",
                       "margin", "power", "power_basis", "mde", "look", "look_number", "looks_planned", "next_look_n",
-                      "confidence", "registration", "tuned"]
+                      "confidence", "registration", "tuned", "holm_family"]
 NOT_RECORDED = "not recorded"
 DECLARED_EFFECT = "declared effect, observed spread"  # the power's basis when the claim names the effect
 
@@ -129,41 +130,72 @@ def paired_seeds(selection: Selection, claim: Claim) -> list[int]:
     return sorted(set.intersection(*common)) if common else []
 
 
-def evaluate_claim(selection: Selection, claim: Claim) -> tuple[dict, list[dict]]:
-    """The verdict row of one claim and its comparison rows; for a sequential study, at the first look that
-    decides it (xablate.analysis.sequential), else at the last look its seeds reach."""
+def evaluate_family(selection: Selection, claims: list[Claim]) -> list[tuple[dict, list[dict]]]:
+    """(verdict row, comparison rows) of each claim of one Holm family of a study: every comparison of these
+    claims Holm-adjusted together. For a sequential study, look by look (xablate.analysis.sequential): at each look
+    the claims still undecided that reached it form the family at that look's nominal level, and a claim stops at
+    the first look that decides it, else keeps the last look its seeds reach."""
     spec = selection.study.sequential
     if spec is None:
-        return _evaluate(selection, claim, selection.runs, (ALPHA, ALPHA), None)
-    seeds = paired_seeds(selection, claim)
-    reached = [k for k, n in enumerate(spec.looks) if len(seeds) >= n]
-    if not reached:
-        row, compared = _evaluate(selection, claim, selection.runs, (0.0, 0.0),
-                                  f"before the first look (n={len(seeds)} of {spec.looks[0]})")
-        for c in compared:  # nothing is decided before the first look, in either direction
-            c.update(outcome=INCONCLUSIVE, look_number=0, looks_planned=len(spec.looks), next_look_n=spec.looks[0])
-        row["verdict"] = INCONCLUSIVE
-        return row, compared
-    for k in reached:
-        n = spec.looks[k]
-        levels = (spec.nominal(k, 2), spec.nominal(k, 1))
-        runs = selection.runs[selection.runs["seed"].astype(int).isin(seeds[:n])]
-        where = f"look {k + 1} of {len(spec.looks)} (n={n}, {spec.spending} nominal p < {levels[0]:.3g} two-sided)"
-        row, compared = _evaluate(selection, claim, runs, levels, where)
-        if row["verdict"] != INCONCLUSIVE:
+        return _decide_together(selection, [(claim, selection.runs) for claim in claims], (ALPHA, ALPHA), None)
+    seeds = {claim.text: paired_seeds(selection, claim) for claim in claims}
+    results: dict[str, tuple] = {}
+    for claim in claims:
+        if len(seeds[claim.text]) < spec.looks[0]:  # nothing is decided before the first look, either way
+            row, compared = _decide_together(selection, [(claim, selection.runs)], (0.0, 0.0),
+                                             f"before the first look (n={len(seeds[claim.text])} of "
+                                             f"{spec.looks[0]})")[0]
+            for c in compared:
+                c.update(outcome=INCONCLUSIVE, look_number=0, looks_planned=len(spec.looks),
+                         next_look_n=spec.looks[0])
+            row["verdict"] = INCONCLUSIVE
+            results[claim.text] = (row, compared, None, None)
+    open_ = [claim for claim in claims if claim.text not in results]
+    for k, n in enumerate(spec.looks):
+        at_look = [claim for claim in open_ if len(seeds[claim.text]) >= n]
+        if not at_look:
             break
-    going_on = row["verdict"] == INCONCLUSIVE and k < len(spec.looks) - 1
-    if going_on:
-        where += f"; continuing to n={spec.looks[k + 1]}"
-    for c in compared:
-        c.update(look=where, look_number=k + 1, looks_planned=len(spec.looks),
-                 next_look_n=spec.looks[k + 1] if going_on else math.nan)
-    row["evidence"] += f" — sequential: {where}"
-    return row, compared
+        levels = (spec.nominal(k, 2), spec.nominal(k, 1))
+        where = f"look {k + 1} of {len(spec.looks)} (n={n}, {spec.spending} nominal p < {levels[0]:.3g} two-sided)"
+        runs = {claim.text: selection.runs[selection.runs["seed"].astype(int).isin(seeds[claim.text][:n])]
+                for claim in at_look}
+        decided = _decide_together(selection, [(claim, runs[claim.text]) for claim in at_look], levels, where)
+        for claim, (row, compared) in zip(at_look, decided):
+            results[claim.text] = (row, compared, k, where)
+        open_ = [claim for claim in open_ if claim not in at_look or results[claim.text][0]["verdict"] == INCONCLUSIVE]
+    out = []
+    for claim in claims:
+        row, compared, k, where = results[claim.text]
+        if k is not None:
+            going_on = row["verdict"] == INCONCLUSIVE and k < len(spec.looks) - 1
+            if going_on:
+                where += f"; continuing to n={spec.looks[k + 1]}"
+            for c in compared:
+                c.update(look=where, look_number=k + 1, looks_planned=len(spec.looks),
+                         next_look_n=spec.looks[k + 1] if going_on else math.nan)
+            row["evidence"] += f" — sequential: {where}"
+        out.append((row, compared))
+    return out
 
 
-def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, float],
-              look: str | None) -> tuple[dict, list[dict]]:
+def _decide_together(selection: Selection, claims: list[tuple[Claim, pd.DataFrame]], levels: tuple[float, float],
+                     look: str | None) -> list[tuple[dict, list[dict]]]:
+    """Each claim measured on its runs, every p of the family Holm-adjusted together (the claim's tests and, apart,
+    the TOST tests), then each claim decided."""
+    measured = [_measure(selection, claim, runs, levels, look) for claim, runs in claims]
+    flat = [m for per_claim in measured for m in per_claim]
+    adjusted, tost_adjusted = holm([m[3] for m in flat]), holm([m[4] for m in flat])
+    out, start = [], 0
+    for (claim, runs), per_claim in zip(claims, measured):
+        end = start + len(per_claim)
+        out.append(_decide(selection, claim, runs, per_claim, adjusted[start:end], tost_adjusted[start:end], levels,
+                           look, len(flat)))
+        start = end
+    return out
+
+
+def _measure(selection: Selection, claim: Claim, runs, levels: tuple[float, float], look: str | None) -> list[tuple]:
+    """(baseline label, paired difference, signed differences, p of the claim's test, TOST p) per comparison."""
     higher = METRICS[claim.metric][1]
     sign = 1.0 if higher else -1.0
     variant = selection.variant_of(claim.variant)
@@ -182,8 +214,16 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
         p = non_inferiority_p(signed, claim.margin) if claim.kind == "no_worse" else diff.p_value
         tost = equivalence_p(signed, claim.margin) if claim.margin > 0 and claim.kind != "no_worse" else math.nan
         measured.append((label, diff, signed, p, tost))
-    adjusted = holm([m[3] for m in measured])
-    tost_adjusted = holm([m[4] for m in measured])
+    return measured
+
+
+def _decide(selection: Selection, claim: Claim, runs, measured: list[tuple], adjusted: list[float],
+            tost_adjusted: list[float], levels: tuple[float, float], look: str | None,
+            family: int) -> tuple[dict, list[dict]]:
+    higher = METRICS[claim.metric][1]
+    sign = 1.0 if higher else -1.0
+    variant = selection.variant_of(claim.variant)
+    confidence = 1 - levels[0] if look and levels[0] > 0 else 0.95
     decisions, parts, comparisons = [], [], []
     for (label, diff, signed, p, tost), p_adj, tost_adj in zip(measured, adjusted, tost_adjusted):
         i, n = diff.interval, len(diff.replicates)
@@ -217,7 +257,7 @@ def _evaluate(selection: Selection, claim: Claim, runs, levels: tuple[float, flo
             "margin": claim.margin if claim.margin > 0 else math.nan, "power": power, "power_basis": basis,
             "mde": diff.mde, "look": look or f"fixed design (n={n})", "look_number": math.nan,
             "looks_planned": math.nan, "next_look_n": math.nan, "confidence": confidence,
-            "registration": NOT_RECORDED})
+            "registration": NOT_RECORDED, "holm_family": family})
     verdict = combine(decisions, [c["baseline"] for c in comparisons], claim.kind)
     mdes = [c["mde"] for c in comparisons if not math.isnan(c["mde"])]
     worst_mde = max(mdes, default=math.nan)
@@ -268,6 +308,16 @@ def tuned_note(chosen: dict[str, dict], compared: list[dict]) -> str:
     return " — tuned per variant: " + "; ".join(parts)
 
 
+def holm_families(study: str, claims: list[Claim], labels: dict[str, str]) -> list[tuple[str, list[Claim]]]:
+    """(name, claims) of each Holm family of a study: its pre-registered claims together (the comparisons it
+    committed to before its runs), each other claim alone (exploratory: computed alike, corrected within itself)."""
+    from xablate.analysis.registration import PRE_REGISTERED
+
+    registered = [claim for claim in claims if str(labels.get(claim.text, "")).startswith(PRE_REGISTERED)]
+    families = [(f"the pre-registered claims of {study}", registered)] if registered else []
+    return families + [(f"this claim of {study} alone", [claim]) for claim in claims if claim not in registered]
+
+
 def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
                    registered: dict[tuple[str, str], str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per declared claim, one row per comparison) of each study, given as (selection, history);
@@ -278,14 +328,23 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
             continue
         selection.runs = with_history_measures(selection.runs, history)
         chosen = chosen_values(selection)
+        label_of = {claim.text: (registered or {}).get((selection.study.name, claim.text), NOT_RECORDED)
+                    for claim in selection.study.claims}
+        evaluated = {}
+        for family, claims in holm_families(selection.study.name, selection.study.claims, label_of):
+            for claim, (row, compared) in zip(claims, evaluate_family(selection, claims)):
+                for c in compared:
+                    size = c["holm_family"]
+                    c["holm_family"] = f"{family} ({size} comparison{'s' if size != 1 else ''})"
+                evaluated[claim.text] = (row, compared)
         for claim in selection.study.claims:
-            row, compared = evaluate_claim(selection, claim)
+            row, compared = evaluated[claim.text]
             if chosen:  # a tuned study: the difference is between each variant at its own tuned values
                 row["evidence"] += tuned_note(chosen, compared)
                 for c in compared:
                     c["tuned"] = (f"{c['variant']}: {describe_setting(chosen.get(c['variant'], {}))}; "
                                   f"{c['baseline']}: {describe_setting(chosen.get(c['baseline'], {}))}")
-            label = (registered or {}).get((selection.study.name, claim.text), NOT_RECORDED)
+            label = label_of[claim.text]
             row["registration"] = label
             for c in compared:
                 c["registration"] = label
