@@ -74,20 +74,23 @@ def test_checked_files_are_read_again_when_one_changes(tmp_path, monkeypatch):
 
 
 def test_a_sequential_studys_looks_are_decided_again_when_its_store_changes(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     from xablate.analysis import status
 
+    study_a, study_b = SimpleNamespace(name="A", sequential=None), SimpleNamespace(name="B", sequential=None)
     decided = []
     monkeypatch.setattr(status, "_sequential_progress", lambda uri, study: decided.append(uri) or (3, "decided"))
     database = tmp_path / "mlflow.db"
     database.write_bytes(b"store")
     uri = f"sqlite:///{database}"
-    assert status.sequential_progress(uri, "study A") == (3, "decided")
+    assert status.sequential_progress(uri, study_a) == (3, "decided")
     monkeypatch.setattr(cache, "_seen", {})
-    assert status.sequential_progress(uri, "study A") == (3, "decided") and len(decided) == 1
-    status.sequential_progress(uri, "study B")  # another study block
+    assert status.sequential_progress(uri, study_a) == (3, "decided") and len(decided) == 1
+    status.sequential_progress(uri, study_b)  # another study block
     (tmp_path / "mlflow.db-wal").write_bytes(b"a new run, not yet in the database file")
-    status.sequential_progress(uri, "study A")
+    status.sequential_progress(uri, study_a)
     assert len(decided) == 3
-    status.sequential_progress("http://127.0.0.1:5000", "study A")  # a server: nothing to stamp, always decided
-    status.sequential_progress("http://127.0.0.1:5000", "study A")
+    status.sequential_progress("http://127.0.0.1:5000", study_a)  # a server: nothing to stamp, always decided
+    status.sequential_progress("http://127.0.0.1:5000", study_a)
     assert len(decided) == 5

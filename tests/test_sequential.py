@@ -54,6 +54,16 @@ def test_a_claim_decided_at_the_first_look_stops_the_seeds_and_a_killed_sweep_re
     again = run_py(*command(uri), cwd=tmp_path, timeout=600)
     assert again.returncode == 0 and (again.stdout + again.stderr).count("skipping") == 6
     assert len(runs_of(uri, "seq", role="job")) == 6
+    # the plan is the one recorded before the runs: looks edited afterwards do not move the boundaries
+    parents = runs_of(uri, "seq", role="sweep")
+    assert {p.data.tags["xablate.sequential"] for p in parents} == {
+        '{"looks": [3, 5, 8], "spending": "pocock", "alpha": 0.05}'}
+    edited = [*command(uri)[:-2], ANALYSIS.replace("looks: [3, 5, 8]", "looks: [4, 6, 8]"), command(uri)[-1]]
+    moved = run_py(*edited, cwd=tmp_path, timeout=600)
+    out = moved.stdout + moved.stderr
+    assert moved.returncode == 0, out[-3000:]
+    assert "the study file now says looks [4, 6, 8]" in out and "its looks [3, 5, 8] are used" in out
+    assert "every claim decided at look 1 (n=3)" in out and out.count("skipping") == 6
 
 
 def test_a_sequential_study_needs_the_staged_sweeper(tmp_path):

@@ -63,6 +63,7 @@ METRICS = {
 WITH_PENALTY = {"test_loss": "test_data_loss", "final_loss": "train_data_loss_auc",
                 "train_loss_auc": "train_data_loss_auc"}
 CLAIMS_TAG = "xablate.claims"  # on a sweep's parent run: the claims it started with, each with its hash
+SEQUENTIAL_TAG = "xablate.sequential"  # on a sweep's parent run: the sequential plan it started with (JSON)
 CLAIM_KINDS = ("better", "no_worse", "equivalent")
 NEEDS_MARGIN = ("no_worse", "equivalent")
 ANALYSIS_KEYS = ("title", "axes", "baseline", "metric", "beside", "claims", "sequential")

@@ -95,14 +95,22 @@ class StagedSweeper(Sweeper):
         return returns
 
     def _sequential_study(self):
-        """The study, when its analysis declares a sequential design (seeds until decided)."""
+        """The study, when its analysis declares a sequential design (seeds until decided), with the plan its first
+        sweep recorded in the store (xablate.analysis.plans): a plan edited after the runs began is not the plan."""
+        from xablate.analysis.plans import with_recorded_plan
         from xablate.studies import parse_study
+        from xablate.tracking.store import resolve_tracking_uri
 
         analysis = self.config.get("analysis")
         if not analysis or not analysis.get("sequential"):
             return None
-        return parse_study(str(self.config.study), {"analysis": OmegaConf.to_container(analysis, resolve=True),
-                                                    "hydra": {"sweeper": {"params": dict(self.params)}}})
+        study = parse_study(str(self.config.study), {"analysis": OmegaConf.to_container(analysis, resolve=True),
+                                                     "hydra": {"sweeper": {"params": dict(self.params)}}})
+        recorded = with_recorded_plan(resolve_tracking_uri(self.config.tracking.uri), study)
+        if recorded.sequential != study.sequential:
+            print(f"[xablate] sequential plan: {recorded.sequential.source}; its looks "
+                  f"{list(recorded.sequential.looks)} are used", flush=True)
+        return recorded
 
     def _launch_sequentially(self, final: List[List[str]], study) -> list:
         """The final stage look by look: the seeds up to each look, then every claim analysed with the alpha spent

@@ -45,7 +45,10 @@ def config_defaults() -> dict:
 def selected_runs(uri: str, study: str, sweep: str | None = None) -> Selection:
     """The runs a study's outputs are drawn from (its main configuration, one run per variant and replicate),
     and how to read them; `sweep`: only that sweep's runs."""
-    return select_runs(runs_frame(uri, study=study, sweep=sweep), load_study(study), config_defaults)
+    from xablate.analysis.plans import with_recorded_plan
+
+    return select_runs(runs_frame(uri, study=study, sweep=sweep), with_recorded_plan(uri, load_study(study)),
+                       config_defaults)
 
 
 def beside_selection(uri: str, selection: Selection) -> Selection | None:

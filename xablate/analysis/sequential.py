@@ -22,7 +22,8 @@ contradicted) keeps that outcome; the study stops when every claim is decided or
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -35,6 +36,11 @@ class SequentialSpec:
     looks: tuple[int, ...]  # seeds per variant at each analysis, increasing
     spending: str = "obrien_fleming"
     alpha: float = 0.05
+    source: str = field(default="the study file", compare=False)  # where the plan was read (xablate.analysis.plans)
+
+    def record(self) -> str:
+        """The plan as a sweep's parent run records it before its jobs (tag xablate.sequential)."""
+        return json.dumps({"looks": list(self.looks), "spending": self.spending, "alpha": self.alpha})
 
     def nominal(self, look: int, sides: int) -> float:
         """The nominal p-value level of look `look` (0-based) for a two-sided (2) or one-sided (1) test."""

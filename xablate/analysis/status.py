@@ -172,8 +172,10 @@ def sequential_progress(uri: str, study) -> tuple[int, str]:
     Deciding the looks runs the study's tests (and loads scipy.stats: 0.6 s); the answer is a function of the
     store, the study, conf/ and the code, so for a SQLite store it is remembered per their stamps and digest
     (xablate.remembered): a status asked again of an unchanged store reads it back."""
+    from xablate.analysis.plans import with_recorded_plan
     from xablate.remembered import code_digest, remembered, stamp
 
+    study = with_recorded_plan(uri, study)  # the looks its first sweep recorded
     if not uri.startswith("sqlite:///"):
         return _sequential_progress(uri, study)
     database = Path(uri[len("sqlite:///"):])

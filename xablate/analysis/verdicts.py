@@ -173,7 +173,7 @@ def evaluate_family(selection: Selection, claims: list[Claim]) -> list[tuple[dic
             for c in compared:
                 c.update(look=where, look_number=k + 1, looks_planned=len(spec.looks),
                          next_look_n=spec.looks[k + 1] if going_on else math.nan)
-            row["evidence"] += f" — sequential: {where}"
+            row["evidence"] += f" — sequential: {where}; plan: {spec.source}"
         out.append((row, compared))
     return out
 

@@ -188,15 +188,18 @@ def refuse_unknown_keys(config: DictConfig) -> None:
 
 def _claims_tags(config: DictConfig) -> dict[str, str]:
     """The study's claims with their hashes, for the parent run (xablate.analysis.registration reads them, with
-    the parent's commit: a claim is pre-registered when it was recorded before the first run that tests it)."""
-    from xablate.studies import CLAIMS_TAG, claims_record, parse_study
+    the parent's commit: a claim is pre-registered when it was recorded before the first run that tests it), and
+    its sequential plan (xablate.analysis.plans)."""
+    from xablate.studies import CLAIMS_TAG, SEQUENTIAL_TAG, claims_record, parse_study
+
     analysis = OmegaConf.to_container(config.analysis, resolve=True) if config.get("analysis") else None
     if not analysis or not analysis.get("claims"):
         return {}
     declared = config.hydra.sweeper.get("params")
     study = parse_study(str(config.study), {"analysis": analysis, "hydra": {"sweeper": {
         "params": OmegaConf.to_container(declared, resolve=False) if declared else {}}}})
-    return {CLAIMS_TAG: claims_record(study)}
+    plan = {SEQUENTIAL_TAG: study.sequential.record()} if study.sequential is not None else {}
+    return {CLAIMS_TAG: claims_record(study), **plan}  # the plan its looks are read at (xablate.analysis.plans)
 
 
 def close_dead_parents(client, experiment_id: str, stale_after_seconds: float) -> None:
