@@ -65,19 +65,26 @@ LOG_CURVES = ("loss", "val_loss", "val_error")  # drawn on a log axis: a loss ne
 
 
 def curves_figure(history: pd.DataFrame, variants: list[str], metrics=("val_accuracy", "loss"), title: str = "",
-                  zoom_error: bool | None = None, labels: dict[str, str] | None = None) -> Figure:
+                  zoom_error: bool | None = None, labels: dict[str, str] | None = None,
+                  final: Selection | None = None) -> Figure:
     """Fig. 9 / Fig. 10 style: metric against training steps, one colour per variant — each seed a thin line,
-    the mean over seeds a thick one with its 95 % band. Losses (and, near the ceiling, a last panel of the
+    the mean over seeds a thick one with its 95 % band. Losses (and, near the ceiling, a panel of the
     validation error rate 1 - accuracy) on a log axis whose range follows the means, not the bands' lower edges.
-    `labels`: a legend name per variant (e.g. with its tuned learning rate)."""
+    `labels`: a legend name per variant (e.g. with its tuned learning rate). `final`: the study's runs, whose
+    claimed metric (`final.metric`, at the final weights: test accuracy for most studies) is drawn in a last
+    panel beside the curves — each seed a dot, the mean with its 95 % CI (no interval over one seed)."""
     have_steps = history["step"].notna().any() if "step" in history else False
     if zoom_error is None:
         last = history[history["metric"] == "val_accuracy"].groupby("run_id")["value"].last()
         zoom_error = bool(len(last)) and float(last.mean()) > CEILING
     panels_wanted = list(metrics) + (["val_error"] if zoom_error else [])
-    fig = _new_figure(4.6 * len(panels_wanted), 3.6)
-    panels = fig.subplots(1, len(panels_wanted), squeeze=False)[0]
+    fig = _new_figure(4.6 * len(panels_wanted) + (3.2 if final is not None else 0), 3.6)
+    panels = fig.subplots(1, len(panels_wanted) + (final is not None), squeeze=False,
+                          width_ratios=[1.0] * len(panels_wanted) + ([0.7] if final is not None else []))[0]
     colors = dict(zip(variants, sns.color_palette(n_colors=max(1, len(variants)))))
+    if final is not None:
+        final_panel(panels[-1], final, variants, colors, labels)
+        panels = panels[:-1]
     data = history.copy()
     if zoom_error:
         error = data[data["metric"] == "val_accuracy"].assign(metric="val_error")
@@ -117,6 +124,32 @@ def curves_figure(history: pd.DataFrame, variants: list[str], metrics=("val_accu
                   " — thin: each seed; thick: mean; band: 95 % CI of the mean")
         fig.suptitle(title + legend, fontsize=9)
     return fig
+
+
+def final_panel(panel, selection: Selection, variants: list[str], colors: dict, labels: dict | None = None) -> None:
+    """The claimed metric of each variant at the final weights: every seed a dot (diverged runs scored, as the
+    verdict scores them), the mean with its 95 % CI where there are two seeds or more."""
+    metric = selection.metric
+    stats = variant_statistics(selection, metric).set_index("variant")
+    runs = selection.runs.assign(_value=scored(selection.runs, metric))
+    for i, variant in enumerate(variants):
+        dots = runs.loc[runs["variant"] == variant, "_value"].dropna().to_numpy(float)
+        jitter = np.linspace(-0.12, 0.12, len(dots)) if len(dots) > 1 else np.zeros(len(dots))
+        panel.scatter(i + jitter, dots, s=10, alpha=0.45, color=colors[variant], linewidths=0)
+        if variant not in stats.index:
+            continue
+        row = stats.loc[variant]
+        interval = int(row["n"]) >= 2 and not math.isnan(row["low"])
+        yerr = [[row["mean"] - row["low"]], [row["high"] - row["mean"]]] if interval else None
+        panel.errorbar([i + 0.3], [row["mean"]], yerr=yerr, marker="o", capsize=3, color=colors[variant],
+                       linestyle="none")
+    panel.set_xticks(range(len(variants)), [(labels or {}).get(v, v) for v in variants], fontsize=7, rotation=20,
+                     ha="right")
+    panel.set_xlim(-0.5, len(variants) - 0.3)
+    panel.set_ylabel(metric_label(metric), fontsize=8)
+    seeds = stats["n"].max() if len(stats) else 0
+    panel.set_title("the claimed metric, final weights:\ndots each seed; "
+                    + ("mean ± 95 % CI" if seeds >= 2 else "one seed, no interval"), fontsize=7)
 
 
 def _error_stats(part: pd.DataFrame) -> pd.DataFrame:
@@ -159,15 +192,18 @@ def _trend_points(selection: Selection, metric: str) -> tuple[pd.DataFrame, pd.S
 
 
 def trend_figure(selection: Selection, metric: str, title: str = "", beside: Selection | None = None) -> Figure:
-    """The metric against an ordered axis (each seed a dot, mean ± 95 % CI), with parameters and FLOPs per
-    image in a panel below. The segments axis is plotted at the segments each variant actually used (the
+    """The metric against an ordered axis (each seed a dot, mean ± 95 % CI of each point alone), the paired
+    difference of each point from the baseline (by seed: the interval a comparison rests on) below it, and
+    parameters and FLOPs per image in a last panel. The segments axis is plotted at the segments each variant actually used (the
     geometric mean over its layers; `depthwise` = one per channel), labelled with the value requested.
     `beside`: another study on the same axis (e.g. the unmatched spectrum beside the matched one) drawn in the
     same panels, dashed, each of its points at its own x."""
+    from xablate.analysis.tables import variant_table
+
     axis = selection.axes[0]
     stats, x, spectrum = _trend_points(selection, metric)
-    fig = _new_figure(6.4, 6.4)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    fig = _new_figure(6.4, 8.4)
+    top, middle, bottom = fig.subplots(3, 1, sharex=True, height_ratios=[3, 2, 2])
     colors = sns.color_palette(n_colors=2)
     series = [(selection, stats, x, "-", colors[0])]
     if beside is not None:
@@ -187,7 +223,17 @@ def trend_figure(selection: Selection, metric: str, title: str = "", beside: Sel
                                         part_stats["high"] - part_stats["mean"]]).astype(float))
         # no line joins the means: with a few seeds their order between neighbours is mostly not established
         top.errorbar(part_x.to_numpy(float), part_stats["mean"].to_numpy(float), yerr=yerr, marker="o", capsize=3,
-                     linestyle="none", color=color, label=f"mean ± 95 % CI, {n_text} per point{named}")
+                     linestyle="none", color=color, label=f"mean ± 95 % CI of each point alone (unpaired), "
+                                                          f"{n_text} per point{named}")
+        paired = variant_table(part, metric).set_index("variant").reindex(part_stats["variant"])
+        base = paired.index == part.baseline_label
+        delta = paired["diff_mean"].where(~base, 0.0).to_numpy(float)
+        shown = ~np.isnan(delta)
+        derr = np.nan_to_num(np.vstack([delta - paired["diff_low"].to_numpy(float),
+                                        paired["diff_high"].to_numpy(float) - delta]))[:, shown]
+        middle.errorbar(part_x.to_numpy(float)[shown], delta[shown], yerr=derr, marker="o", capsize=3,
+                        linestyle="none", color=color,
+                        label=f"− {part.baseline_label}, paired by seed: mean ± 95 % CI{named}")
         if part is not selection:
             beside_ticks += [(xv, str(v)) for xv, v in zip(part_x, part_stats[axis])]
         bottom.plot(part_x, part_stats["total_params"] / 1e6, marker="s", linestyle=style, color=color,
@@ -199,6 +245,9 @@ def trend_figure(selection: Selection, metric: str, title: str = "", beside: Sel
     low, high = top.get_ylim()
     top.set_ylim(low, high + 0.22 * (high - low))  # room above the data for the legend: it hides no point
     top.legend(fontsize=6.5, ncol=2, loc="upper center")
+    middle.axhline(0.0, color="0.5", linewidth=0.8)
+    middle.set_ylabel(f"difference in\n{metric_label(metric)}", fontsize=8)
+    middle.legend(fontsize=6.5)
     bottom.set_yscale("log")
     bottom.set_ylabel("model size")
     bottom.legend(fontsize=6 if beside is not None else 7)

@@ -107,7 +107,7 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
     title = f"{study.title} ({n} seeds per variant)"
     curves = curves_figure(history[history["run_id"].isin(finished["run_id"])],
                            [v for v in selection.variants if v in set(finished["variant"])], title=title,
-                           labels=tuned_labels(selection))
+                           labels=tuned_labels(selection), final=selection)
     values = ordered(selection.runs[selection.axes[0]]) if selection.axes else []
     if len(selection.axes) >= 2:
         main = {study.name: heatmap_figure(selection, metric, title=f"{study.title}: {metric_label(metric)}, {n}"),
