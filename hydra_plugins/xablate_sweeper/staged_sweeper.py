@@ -136,7 +136,7 @@ class StagedSweeper(Sweeper):
             selection = select_runs(runs[runs["run_id"].isin(run_ids)].reset_index(drop=True), study,
                                     config_defaults())
             history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
-            table, _ = verdict_tables([(selection, history)])
+            table, _ = verdict_tables([(selection, history)], uncertainty=False)
             for row in table.itertuples():
                 print(f"  {row.claim}: {row.verdict}", flush=True)
             if not table.empty and (table["verdict"] != INCONCLUSIVE).all():

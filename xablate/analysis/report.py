@@ -121,7 +121,7 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
     main["capacity"] = capacity_figure(selection, metric,
                                        title=f"{title}: {metric_label(metric)} vs capacity, mean ± 95 % CI")
     if study.claims and not finished.empty:  # each comparison's difference, its CI and the claim's margin
-        _, rows = verdict_tables([(dataclasses.replace(selection), history)])  # (a copy: it adds measures)
+        _, rows = verdict_tables([(dataclasses.replace(selection), history)], uncertainty=False)  # (a copy)
         if not rows.empty:
             main["claims"] = claims_figure(rows, title=f"{study.title}: the claims' comparisons")
     if selection.tuning is not None and study.tune is not None:  # every tuning trial against each tuned key

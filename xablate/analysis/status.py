@@ -196,7 +196,7 @@ def _sequential_progress(uri: str, study) -> tuple[int, str]:
         return spec.looks[0], f"sequential: no runs yet, first look at n={spec.looks[0]}"
     selection = select_runs(runs, study, config_defaults)
     history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
-    table, rows = verdict_tables([(selection, history)])
+    table, rows = verdict_tables([(selection, history)], uncertainty=False)  # the decisions only
     reached = rows.groupby("claim")["n"].max() if not rows.empty else None
     if reached is None or rows.empty:
         return spec.looks[0], f"sequential: first look at n={spec.looks[0]}"

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
@@ -24,7 +25,7 @@ from xablate.config import REPLICATE_KEYS, variant_label
 from xablate.studies import METRICS, Study
 from xablate.tracking.identity import NEUTRAL_DEFAULTS, is_semantic, param_value
 from xablate.tracking.reader import StoreReader
-from xablate.tracking.store import resolve_tracking_uri
+from xablate.tracking.store import ARTIFACTS_FOLDER, resolve_tracking_uri
 from xablate.tracking.wall_time import wall_seconds
 
 RUN_COLUMNS = [
@@ -32,7 +33,7 @@ RUN_COLUMNS = [
     "test_accuracy", "test_loss", "test_data_loss", "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss",
     "epochs", "num_classes", "steps_per_epoch", "total_params", "mult_adds", "flops", "effective_segments",
     "images_per_second", "train_seconds", "start_time", "end_time", "wall_seconds", "swept", "params",
-    "source_clean",
+    "source_clean", "predictions",
 ]
 # Params that are computed from the config and the data, not set by it.
 DERIVED_PREFIXES = ("builder.", "segments.", "match.")  # match.*: what a matched width achieved
@@ -64,6 +65,26 @@ def _effective_segments(params: dict) -> float | None:
     """Geometric mean over the separable layers of the segments each actually used (`segments.<layer>`)."""
     values = [float(v) for k, v in params.items() if k.startswith("segments.")]
     return float(np.exp(np.mean(np.log(values)))) if values else None
+
+
+def predictions_location(uri: str, run) -> str | None:
+    """Where a run's per-image test predictions are (xablate.tracking.predictions): a local file, else the
+    artifact's URI on a remote store; None for a run that did not keep them. A SQLite store moved or cloned
+    elsewhere holds them in its own folder (<store folder>/mlartifacts/<study>/<run>/artifacts)."""
+    from xablate.tracking.predictions import PREDICTIONS_TAG
+
+    name = run.data.tags.get(PREDICTIONS_TAG)
+    if not name:
+        return None
+    recorded = run.info.artifact_uri or ""
+    local = recorded[len("file://"):] if recorded.startswith("file://") else recorded if "://" not in recorded \
+        else None
+    candidates = [Path(local) / name] if local else []
+    if uri.startswith("sqlite:///"):
+        candidates.append(Path(uri[len("sqlite:///"):]).parent / ARTIFACTS_FOLDER / str(run.data.tags.get(
+            "xablate.study")) / run.info.run_id / "artifacts" / name)
+    found = next((c for c in candidates if c.is_file()), None)
+    return str(found) if found is not None else (f"{recorded}/{name}" if recorded and local is None else None)
 
 
 def _row(run) -> dict:
@@ -118,11 +139,13 @@ def runs_frame(uri: str | None = None, *, study: str | None = None, sweep: str |
         sweep: only the children of this parent run id.
         status: keep runs with this MLflow status (or any of a list), e.g. "FINISHED".
     """
-    reader = StoreReader(resolve_tracking_uri(uri))
+    uri = resolve_tracking_uri(uri)
+    reader = StoreReader(uri)
     experiments = reader.experiments()
     ids = [experiments[study]] if study in experiments else [] if study is not None else list(experiments.values())
     runs = reader.runs(ids, tag="xablate.variant")
-    frame = pd.DataFrame([_row(r) for r in runs], columns=RUN_COLUMNS)
+    frame = pd.DataFrame([{**_row(r), "predictions": predictions_location(uri, r)} for r in runs],
+                         columns=RUN_COLUMNS)
     if sweep is not None:
         frame = frame[frame["sweep"] == sweep]
     if status is not None:

@@ -54,7 +54,8 @@ VERDICT_COLUMNS = ["study", "claim", "metric", "verdict", "evidence", "mde", "re
 COMPARISON_COLUMNS = ["study", "claim", "metric", "higher_is_better", "kind", "variant", "baseline", "n", "delta",
                       "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm", "effect_size", "outcome",
                       "margin", "power", "power_basis", "mde", "look", "look_number", "looks_planned", "next_look_n",
-                      "confidence", "registration", "tuned", "holm_family"]
+                      "confidence", "registration", "tuned", "holm_family", "boot_low", "boot_high", "p_improvement",
+                      "p_improvement_low", "p_improvement_high", "predictions"]
 NOT_RECORDED = "not recorded"
 DECLARED_EFFECT = "declared effect, observed spread"  # the power's basis when the claim names the effect
 
@@ -130,14 +131,19 @@ def paired_seeds(selection: Selection, claim: Claim) -> list[int]:
     return sorted(set.intersection(*common)) if common else []
 
 
-def evaluate_family(selection: Selection, claims: list[Claim]) -> list[tuple[dict, list[dict]]]:
+def evaluate_family(selection: Selection, claims: list[Claim],
+                    uncertainty: bool = True) -> list[tuple[dict, list[dict]]]:
     """(verdict row, comparison rows) of each claim of one Holm family of a study: every comparison of these
     claims Holm-adjusted together. For a sequential study, look by look (xablate.analysis.sequential): at each look
     the claims still undecided that reached it form the family at that look's nominal level, and a claim stops at
     the first look that decides it, else keeps the last look its seeds reach."""
     spec = selection.study.sequential
     if spec is None:
-        return _decide_together(selection, [(claim, selection.runs) for claim in claims], (ALPHA, ALPHA), None)
+        decided = _decide_together(selection, [(claim, selection.runs) for claim in claims], (ALPHA, ALPHA), None)
+        for claim, (row, compared) in zip(claims, decided):
+            if uncertainty:
+                add_test_set_variance(row, compared, claim, selection.runs)
+        return decided
     seeds = {claim.text: paired_seeds(selection, claim) for claim in claims}
     results: dict[str, tuple] = {}
     for claim in claims:
@@ -149,7 +155,7 @@ def evaluate_family(selection: Selection, claims: list[Claim]) -> list[tuple[dic
                 c.update(outcome=INCONCLUSIVE, look_number=0, looks_planned=len(spec.looks),
                          next_look_n=spec.looks[0])
             row["verdict"] = INCONCLUSIVE
-            results[claim.text] = (row, compared, None, None)
+            results[claim.text] = (row, compared, None, None, selection.runs)
     open_ = [claim for claim in claims if claim.text not in results]
     for k, n in enumerate(spec.looks):
         at_look = [claim for claim in open_ if len(seeds[claim.text]) >= n]
@@ -161,11 +167,13 @@ def evaluate_family(selection: Selection, claims: list[Claim]) -> list[tuple[dic
                 for claim in at_look}
         decided = _decide_together(selection, [(claim, runs[claim.text]) for claim in at_look], levels, where)
         for claim, (row, compared) in zip(at_look, decided):
-            results[claim.text] = (row, compared, k, where)
+            results[claim.text] = (row, compared, k, where, runs[claim.text])
         open_ = [claim for claim in open_ if claim not in at_look or results[claim.text][0]["verdict"] == INCONCLUSIVE]
     out = []
     for claim in claims:
-        row, compared, k, where = results[claim.text]
+        row, compared, k, where, read = results[claim.text]
+        if uncertainty:
+            add_test_set_variance(row, compared, claim, read)
         if k is not None:
             going_on = row["verdict"] == INCONCLUSIVE and k < len(spec.looks) - 1
             if going_on:
@@ -257,7 +265,9 @@ def _decide(selection: Selection, claim: Claim, runs, measured: list[tuple], adj
             "margin": claim.margin if claim.margin > 0 else math.nan, "power": power, "power_basis": basis,
             "mde": diff.mde, "look": look or f"fixed design (n={n})", "look_number": math.nan,
             "looks_planned": math.nan, "next_look_n": math.nan, "confidence": confidence,
-            "registration": NOT_RECORDED, "holm_family": family})
+            "registration": NOT_RECORDED, "holm_family": family, "boot_low": math.nan, "boot_high": math.nan,
+            "p_improvement": math.nan, "p_improvement_low": math.nan, "p_improvement_high": math.nan,
+            "predictions": ""})
     verdict = combine(decisions, [c["baseline"] for c in comparisons], claim.kind)
     mdes = [c["mde"] for c in comparisons if not math.isnan(c["mde"])]
     worst_mde = max(mdes, default=math.nan)
@@ -276,6 +286,48 @@ def _decide(selection: Selection, claim: Claim, runs, measured: list[tuple], adj
     row = {"study": selection.study.name, "claim": claim.text, "metric": claim.metric, "verdict": verdict,
            "evidence": evidence, "mde": worst_mde, "registration": NOT_RECORDED}
     return row, comparisons
+
+
+def add_test_set_variance(row: dict, compared: list[dict], claim: Claim, runs: pd.DataFrame) -> None:
+    """Each comparison's probability of improvement over the replicates it pairs, and for test accuracy with
+    every paired run's per-image predictions kept, the two-level (seeds x test images) bootstrap interval of its
+    difference (xablate.analysis.uncertainty); the claim's evidence says which it has."""
+    from xablate.analysis.uncertainty import (correctness, improvement_interval, probability_of_improvement,
+                                              two_level_bootstrap)
+
+    higher = METRICS[claim.metric][1]
+    sign = 1.0 if higher else -1.0
+    parts, missing = [], 0
+    for c in compared:
+        mine = per_replicate(runs[runs["variant"] == c["variant"]], claim.metric)
+        theirs = per_replicate(runs[runs["variant"] == c["baseline"]], claim.metric)
+        keys = sorted(set(mine) & set(theirs))
+        a, b = [sign * mine[k] for k in keys], [sign * theirs[k] for k in keys]  # higher: better for the variant
+        p = probability_of_improvement(a, b)
+        low, high = improvement_interval(a, b)
+        c.update(p_improvement=p, p_improvement_low=low, p_improvement_high=high)
+        text = f"vs {c['baseline']}: P(improvement) {p:.2f} [{low:.2f}, {high:.2f}]" if not math.isnan(low) else \
+            f"vs {c['baseline']}: P(improvement) {p:.2f}"
+        if claim.metric == "test_accuracy" and keys:
+            where = {label: dict(zip(group["replicate"], group["predictions"]))
+                     for label, group in runs[runs["variant"].isin([c["variant"], c["baseline"]])].groupby("variant")}
+            pairs = [(where[c["variant"]].get(k), where[c["baseline"]].get(k)) for k in keys]
+            if all(isinstance(x, str) and isinstance(y, str) for x, y in pairs):
+                boot = two_level_bootstrap(correctness([x for x, _ in pairs]).astype(float)
+                                           - correctness([y for _, y in pairs]).astype(float), c["confidence"])
+                c.update(boot_low=boot.low, boot_high=boot.high,
+                         predictions=f"kept: {boot.replicates} seeds x {boot.images} test images")
+                text += (f", seeds × test images bootstrap [{boot.low:+.4f}, {boot.high:+.4f}] over "
+                         f"{boot.images:,} images")
+            else:
+                kept = sum(isinstance(x, str) and isinstance(y, str) for x, y in pairs)
+                c["predictions"] = f"not kept ({kept} of {len(pairs)} pairs): seed variance only"
+                missing += 1
+        parts.append(text)
+    row["evidence"] += " — " + "; ".join(parts)
+    if missing:
+        row["evidence"] += (" (per-image test predictions not kept by these runs — from before runs kept them, or "
+                            "diverged: the intervals hold the seeds' variance, not the test set's)")
 
 
 def penalty_note(metric: str, runs: pd.DataFrame) -> str:
@@ -319,7 +371,8 @@ def holm_families(study: str, claims: list[Claim], labels: dict[str, str]) -> li
 
 
 def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
-                   registered: dict[tuple[str, str], str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   registered: dict[tuple[str, str], str] | None = None,
+                   uncertainty: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per declared claim, one row per comparison) of each study, given as (selection, history);
     `registered`: {(study, claim text): registration label} (xablate.analysis.registration)."""
     rows, comparisons = [], []
@@ -332,7 +385,7 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
                     for claim in selection.study.claims}
         evaluated = {}
         for family, claims in holm_families(selection.study.name, selection.study.claims, label_of):
-            for claim, (row, compared) in zip(claims, evaluate_family(selection, claims)):
+            for claim, (row, compared) in zip(claims, evaluate_family(selection, claims, uncertainty)):
                 for c in compared:
                     size = c["holm_family"]
                     c["holm_family"] = f"{family} ({size} comparison{'s' if size != 1 else ''})"

@@ -25,10 +25,10 @@ def replay(selection, history, spending: str) -> dict:
     seeds = sorted({int(s) for s in selection.runs["seed"]})
     looks = tuple(sorted({*(n for n in LOOKS if 2 <= n < len(seeds)), len(seeds)}))
     variants = selection.runs["variant"].nunique()
-    fixed_table, _ = verdict_tables([(selection, history)])
+    fixed_table, _ = verdict_tables([(selection, history)], uncertainty=False)
     fixed = list(fixed_table["verdict"])
     study = dataclasses.replace(selection.study, sequential=SequentialSpec(looks, spending))
-    table, rows = verdict_tables([(dataclasses.replace(selection, study=study), history)])
+    table, rows = verdict_tables([(dataclasses.replace(selection, study=study), history)], uncertainty=False)
     decided = (table["verdict"] != INCONCLUSIVE).all()
     stopped = int(rows["n"].max()) if decided else looks[-1]
     return {"study": selection.study.name, "spending": spending, "looks": " ".join(map(str, looks)),

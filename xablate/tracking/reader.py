@@ -29,6 +29,7 @@ class RunInfo:
     start_time: int | None   # ms since the epoch
     end_time: int | None
     experiment_id: str
+    artifact_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ class StoreReader:
             return self._client_runs(experiment_ids, tag, tag_equals, status, newest_first, limit)
         where, args = self._where(experiment_ids, tag, tag_equals, status)
         order = "DESC" if newest_first else "ASC"
-        heads = self._sql(f"SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time, r.experiment_id "
+        heads = self._sql(f"SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time, r.experiment_id, "
+                          f"r.artifact_uri "
                           f"FROM runs r WHERE {where} ORDER BY (r.start_time IS NULL), r.start_time {order}, "
                           f"r.run_uuid" + (f" LIMIT {int(limit)}" if limit else ""), args).fetchall()
         if not heads:
@@ -108,9 +110,9 @@ class StoreReader:
         tags = self._by_run("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({})", chosen)
         metrics = self._by_run("SELECT run_uuid, key, CASE WHEN is_nan THEN NULL ELSE value END, is_nan "
                                "FROM latest_metrics WHERE run_uuid IN ({})", chosen, metric=True)
-        return [RunRecord(RunInfo(run_id, name, state, start, end, str(experiment)),
+        return [RunRecord(RunInfo(run_id, name, state, start, end, str(experiment), artifacts),
                           RunData(params.get(run_id, {}), metrics.get(run_id, {}), tags.get(run_id, {})))
-                for run_id, name, state, start, end, experiment in heads]
+                for run_id, name, state, start, end, experiment, artifacts in heads]
 
     def metric_history(self, run_ids: list[str], keys: list[str]) -> list[MetricPoint]:
         """Every logged point of these metrics of these runs, per run and key in MLflow's order (timestamp, step,
@@ -184,5 +186,5 @@ class StoreReader:
                                        order_by=[f"attributes.start_time {'DESC' if newest_first else 'ASC'}"],
                                        max_results=limit or 50_000)
         return [RunRecord(RunInfo(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time, r.info.end_time,
-                                  r.info.experiment_id),
+                                  r.info.experiment_id, r.info.artifact_uri),
                           RunData(dict(r.data.params), dict(r.data.metrics), dict(r.data.tags))) for r in runs]

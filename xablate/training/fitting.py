@@ -33,6 +33,7 @@ from xablate.models.pretrained import IMAGENET_RANGE, family_builds, load_pretra
 from xablate.training.curves import log_curves
 from xablate.training.finetune import set_base_trainable
 from xablate.tracking.identity import param_value, recorded_config
+from xablate.tracking.predictions import PREDICTIONS_ARTIFACT, PREDICTIONS_TAG, predict_split, predictions_bytes
 from xablate.training.batchnorm import PreciseBatchNorm
 from xablate.training.callbacks import MlflowEpochLogger, log_missing_steps
 from xablate.training.checkpoint import advance_shuffle
@@ -225,6 +226,12 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         test = model.evaluate(data.test, callbacks=[c for c in evaluation if isinstance(c, PreciseBatchNorm)],
                               verbose=0, return_dict=True)
         final += [_metric(f"test_{key}", value, step=max(len(history) - 1, 0)) for key, value in test.items()]
+        if job.stage != "tune":  # a final run keeps each test image's prediction (xablate.tracking.predictions)
+            labels, predicted = predict_split(model, data.test)
+            path = output_dir / PREDICTIONS_ARTIFACT
+            path.write_bytes(predictions_bytes(labels, predicted))
+            client.log_artifact(run_id, str(path))
+            client.set_tag(run_id, PREDICTIONS_TAG, PREDICTIONS_ARTIFACT)
     client.log_batch(run_id, metrics=final)
     log_history_csv(client, run_id, output_dir / "history.csv", history)
     if history:
