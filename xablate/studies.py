@@ -67,7 +67,7 @@ SEQUENTIAL_TAG = "xablate.sequential"  # on a sweep's parent run: the sequential
 CLAIM_KINDS = ("better", "no_worse", "equivalent")
 NEEDS_MARGIN = ("no_worse", "equivalent")
 ANALYSIS_KEYS = ("title", "axes", "baseline", "metric", "beside", "claims", "sequential")
-CLAIM_KEYS = ("claim", *CLAIM_KINDS, "than", "metric", "margin", "smallest_effect")
+CLAIM_KEYS = ("claim", *CLAIM_KINDS, "than", "metric", "margin", "smallest_effect", "at")
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,21 @@ class Claim:
     metric: str
     margin: float = 0.0     # no_worse, equivalent: required; better: optional (an equivalence margin)
     smallest_effect: float | None = None  # better: the smallest difference that matters (the power's effect)
+    at: dict = field(default_factory=dict)  # {factor: [levels]}: read at each level of a nuisance factor (matched)
 
     def as_record(self) -> dict:
-        """What a study's sweep records before its runs (xablate.analysis.registration hashes it)."""
-        return {"claim": self.text, "kind": self.kind, "variant": self.variant, "than": self.others,
-                "metric": self.metric, "margin": self.margin, "smallest_effect": self.smallest_effect}
+        """What a study's sweep records before its runs (xablate.analysis.registration hashes it; `at` only when
+        set, so a claim registered before it existed keeps its hash)."""
+        record = {"claim": self.text, "kind": self.kind, "variant": self.variant, "than": self.others,
+                  "metric": self.metric, "margin": self.margin, "smallest_effect": self.smallest_effect}
+        return {**record, "at": self.at} if self.at else record
+
+    def levels(self) -> list[dict]:
+        """The matched settings it is read at ({factor: level} each; one empty setting without `at`)."""
+        if not self.at:
+            return [{}]
+        (factor, values), = self.at.items()
+        return [{factor: value} for value in values]
 
 
 @dataclass(frozen=True)
@@ -265,8 +275,14 @@ def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
         raise ValueError(f"Received smallest_effect={effect!r} for the {kind} claim {raw['claim']!r}{at}; allowed: "
                          f"a finite number > 0 on a better claim (a no_worse or equivalent claim's margin plays that "
                          f"role).")
-    variant = _variant(variant, axes, kind, at)
-    others = [_variant(o, axes, "than", at) for o in others]
+    matched = _matched(raw, axes, at)
+    named_axes = [a for a in axes if a not in matched]  # a bare value names the axis that is not the factor
+    variant = _variant(variant, named_axes, kind, at)
+    others = [_variant(o, named_axes, "than", at) for o in others]
+    for factor in matched:
+        if any(factor in v for v in (variant, *others)):
+            raise ValueError(f"Received at={{{factor}: …}} for the claim {raw['claim']!r}{at}: {factor} is one its "
+                             f"variants name; allowed: {MATCHED_ALLOWED}.")
     seen = [_spelled(variant)]
     for other in others:
         if _spelled(other) in seen:
@@ -274,7 +290,29 @@ def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
                              f"allowed: distinct variants (each of than differs from {kind} and from the others).")
         seen.append(_spelled(other))
     return Claim(text=str(raw["claim"]), kind=kind, variant=variant, others=others, metric=claim_metric,
-                 margin=float(margin or 0.0), smallest_effect=None if effect is None else float(effect))
+                 margin=float(margin or 0.0), smallest_effect=None if effect is None else float(effect),
+                 at=matched)
+
+
+MATCHED_ALLOWED = ("a mapping of one study axis the claim's variants do not name to a list of two or more of its "
+                   "values, e.g. at: {optim.learning_rate: [0.002, 0.008]}")
+
+
+def _matched(raw: dict, axes: list[str], at: str) -> dict:
+    """The claim's `at` block: one nuisance factor (a study axis) and its levels."""
+    block = raw.get("at")
+    if block is None:
+        return {}
+    if not isinstance(block, dict) or len(block) != 1:
+        raise ValueError(f"Received at={block!r} for the claim {raw['claim']!r}{at}; allowed: {MATCHED_ALLOWED}.")
+    (factor, levels), = block.items()
+    if axes and factor not in axes:
+        raise ValueError(f"Received at={{{factor}: …}} for the claim {raw['claim']!r}{at}: {factor} is not a study "
+                         f"axis ({', '.join(axes)}); allowed: {MATCHED_ALLOWED}.")
+    if not isinstance(levels, list) or len(levels) < 2 or len({_as_override(v) for v in levels}) != len(levels):
+        raise ValueError(f"Received at.{factor}={levels!r} for the claim {raw['claim']!r}{at}; allowed: "
+                         f"{MATCHED_ALLOWED} (distinct values).")
+    return {str(factor): list(levels)}
 
 
 def _spelled(variant: dict) -> dict:
@@ -307,7 +345,7 @@ def check_claims_made(study: Study, jobs: list[list[str]], job_config: dict) -> 
             key, _, value = override.lstrip("+~").partition("=")
             made.setdefault(key, set()).add(_as_override(value))
     for claim in study.claims:
-        for variant in (claim.variant, *claim.others):
+        for variant in (claim.variant, *claim.others, *claim.levels()):
             for axis, value in variant.items():
                 values = made.get(axis, {_as_override(job_config[axis])} if axis in job_config else set())
                 if _as_override(value) not in values:

@@ -33,6 +33,7 @@ a better claim that declares neither gets its minimum detectable effect instead,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -55,7 +56,7 @@ COMPARISON_COLUMNS = ["study", "claim", "metric", "higher_is_better", "kind", "v
                       "ci_low", "ci_high", "p", "p_holm", "p_tost", "p_tost_holm", "effect_size", "outcome",
                       "margin", "power", "power_basis", "mde", "look", "look_number", "looks_planned", "next_look_n",
                       "confidence", "registration", "tuned", "holm_family", "boot_low", "boot_high", "p_improvement",
-                      "p_improvement_low", "p_improvement_high", "predictions"]
+                      "p_improvement_low", "p_improvement_high", "predictions", "at", "interaction_p"]
 NOT_RECORDED = "not recorded"
 DECLARED_EFFECT = "declared effect, observed spread"  # the power's basis when the claim names the effect
 
@@ -267,7 +268,7 @@ def _decide(selection: Selection, claim: Claim, runs, measured: list[tuple], adj
             "looks_planned": math.nan, "next_look_n": math.nan, "confidence": confidence,
             "registration": NOT_RECORDED, "holm_family": family, "boot_low": math.nan, "boot_high": math.nan,
             "p_improvement": math.nan, "p_improvement_low": math.nan, "p_improvement_high": math.nan,
-            "predictions": ""})
+            "predictions": "", "at": "", "interaction_p": math.nan})
     verdict = combine(decisions, [c["baseline"] for c in comparisons], claim.kind)
     mdes = [c["mde"] for c in comparisons if not math.isnan(c["mde"])]
     worst_mde = max(mdes, default=math.nan)
@@ -360,6 +361,83 @@ def tuned_note(chosen: dict[str, dict], compared: list[dict]) -> str:
     return " — tuned per variant: " + "; ".join(parts)
 
 
+def at_level(claim: Claim, level: dict) -> Claim:
+    """The claim read at one matched setting: its variants at that level of the factor (a claim without `at`:
+    itself)."""
+    if not level:
+        return claim
+    spelled = ", ".join(f"{k}={v}" for k, v in level.items())
+    return dataclasses.replace(claim, text=f"{claim.text} [at {spelled}]", variant={**claim.variant, **level},
+                               others=[{**other, **level} for other in claim.others], at={})
+
+
+DEPENDS_ON = "depends on"
+
+
+def combine_levels(verdicts: list[str], factor: str, kind: str) -> str:
+    """A matched claim's outcome from its levels' outcomes: the claim's own when it holds at every level;
+    `depends on <factor>` when it holds at one level and is decided against it at another; decided against when
+    every level is (contradicted if any level is); else inconclusive."""
+    supported = SUPPORTED[kind]
+    if all(v == supported for v in verdicts):
+        return supported
+    against = [v for v in verdicts if v == CONTRADICTED or v.startswith(NOT_REPRODUCED)]
+    if supported in verdicts and against:
+        return f"{DEPENDS_ON} {factor}"
+    if len(against) == len(verdicts):
+        return CONTRADICTED if CONTRADICTED in against else (
+            against[0] if len(set(against)) == 1 else f"{NOT_REPRODUCED} (at every level of {factor})")
+    return INCONCLUSIVE
+
+
+def merge_levels(selection: Selection, claim: Claim, results: list[tuple[dict, list[dict]]]) -> tuple[dict, list[dict]]:
+    """One verdict row from a matched claim's levels, with the variant x factor interaction test."""
+    (factor, values), = claim.at.items()
+    verdicts = [row["verdict"] for row, _ in results]
+    verdict = combine_levels(verdicts, factor, claim.kind)
+    test = interaction_test(selection, claim)
+    compared = [c for _, rows in results for c in rows]
+    for c in compared:
+        c["interaction_p"] = test[1]
+    evidence = f"matched at each {factor} ({', '.join(map(str, values))}): " + " | ".join(
+        f"at {factor}={value}: {v}; {row['evidence']}" for value, v, (row, _) in zip(values, verdicts, results))
+    if not math.isnan(test[1]):
+        evidence += (f" — variant × {factor} interaction (two-way repeated-measures ANOVA, replicate as subject, "
+                     f"statsmodels AnovaRM, n={test[2]}): F={test[0]:.3g}, p={test[1]:.3g}")
+    else:
+        evidence += f" — variant × {factor} interaction not tested (fewer than 2 replicates in every cell)"
+    mdes = [row["mde"] for row, _ in results if not math.isnan(row["mde"])]
+    row = {**results[0][0], "claim": claim.text, "verdict": verdict, "evidence": evidence,
+           "mde": max(mdes, default=math.nan)}
+    return row, compared
+
+
+def interaction_test(selection: Selection, claim: Claim) -> tuple[float, float, int]:
+    """(F, p, replicates) of the variant x factor interaction of a matched claim, over the replicates that have a
+    value in every cell (its variants at every level): a two-way repeated-measures ANOVA with the replicate as
+    subject (statsmodels' AnovaRM); NaN below two complete replicates or without spread."""
+    from statsmodels.stats.anova import AnovaRM
+
+    (factor, values), = claim.at.items()
+    rows = []
+    for i, variant in enumerate([claim.variant, *claim.others]):
+        for j, value in enumerate(values):
+            label = selection.variant_of({**variant, factor: value})
+            for replicate, score in per_replicate(selection.runs[selection.runs["variant"] == label],
+                                                  claim.metric).items():
+                rows.append({"replicate": str(replicate), "variant": i, "level": j, "value": score})
+    data = pd.DataFrame(rows, columns=["replicate", "variant", "level", "value"])
+    cells = (len(claim.others) + 1) * len(values)
+    complete = data.groupby("replicate")["value"].count()
+    data = data[data["replicate"].isin(complete[complete == cells].index)]
+    n = data["replicate"].nunique()
+    if n < 2 or data["value"].std() == 0:
+        return math.nan, math.nan, n
+    table = AnovaRM(data, depvar="value", subject="replicate", within=["variant", "level"]).fit().anova_table
+    found = table.loc["variant:level"]
+    return float(found["F Value"]), float(found["Pr > F"]), n
+
+
 def holm_families(study: str, claims: list[Claim], labels: dict[str, str]) -> list[tuple[str, list[Claim]]]:
     """(name, claims) of each Holm family of a study: its pre-registered claims together (the comparisons it
     committed to before its runs), each other claim alone (exploratory: computed alike, corrected within itself)."""
@@ -385,11 +463,17 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
                     for claim in selection.study.claims}
         evaluated = {}
         for family, claims in holm_families(selection.study.name, selection.study.claims, label_of):
-            for claim, (row, compared) in zip(claims, evaluate_family(selection, claims, uncertainty)):
+            levels = [(claim, level) for claim in claims for level in claim.levels()]  # a matched claim: each level
+            results = evaluate_family(selection, [at_level(claim, level) for claim, level in levels], uncertainty)
+            for (claim, level), (row, compared) in zip(levels, results):
                 for c in compared:
                     size = c["holm_family"]
-                    c["holm_family"] = f"{family} ({size} comparison{'s' if size != 1 else ''})"
-                evaluated[claim.text] = (row, compared)
+                    c.update(claim=claim.text, holm_family=f"{family} ({size} comparison{'s' if size != 1 else ''})",
+                             at=", ".join(f"{k}={v}" for k, v in level.items()))
+                row["claim"] = claim.text
+            for claim in claims:
+                mine = [result for (owner, _), result in zip(levels, results) if owner is claim]
+                evaluated[claim.text] = mine[0] if not claim.at else merge_levels(selection, claim, mine)
         for claim in selection.study.claims:
             row, compared = evaluated[claim.text]
             if chosen:  # a tuned study: the difference is between each variant at its own tuned values
