@@ -233,7 +233,7 @@ def trend_figure(selection: Selection, metric: str, title: str = "", beside: Sel
                                         paired["diff_high"].to_numpy(float) - delta]))[:, shown]
         middle.errorbar(part_x.to_numpy(float)[shown], delta[shown], yerr=derr, marker="o", capsize=3,
                         linestyle="none", color=color,
-                        label=f"− {part.baseline_label}, paired by seed: mean ± 95 % CI{named}")
+                        label=f"each point − {part.baseline_label}, paired by seed: mean ± 95 % CI{named}")
         if part is not selection:
             beside_ticks += [(xv, str(v)) for xv, v in zip(part_x, part_stats[axis])]
         bottom.plot(part_x, part_stats["total_params"] / 1e6, marker="s", linestyle=style, color=color,
