@@ -53,15 +53,17 @@ def test_the_matched_spectrum_is_drawn_beside_the_unmatched_one(uri, tmp_path):
 
     from xablate.analysis import history_frame, study_figures
     figures = study_figures(matched, history_frame(uri, matched.runs, axes=matched.axes), beside)
-    top, bottom = figures["spectrum_matched"].axes
+    top, middle, bottom = figures["spectrum_matched"].axes
     (ours, theirs) = top.containers  # one error bar series per study, each point at its own effective segments
     np.testing.assert_allclose(ours.lines[0].get_xdata(), [2, 4, 32])
     np.testing.assert_allclose(ours.lines[0].get_ydata(), [0.82, 0.87, 0.92])
     np.testing.assert_allclose(theirs.lines[0].get_xdata(), [2, 4, 16])
     np.testing.assert_allclose(theirs.lines[0].get_ydata(), [0.72, 0.77, 0.91])
     labels = [t.get_text() for t in top.get_legend().get_texts()]
-    assert "mean ± 95 % CI, n=2 per point (spectrum_matched)" in labels  # each series says its own n
-    assert "mean ± 95 % CI, n=2 per point (spectrum)" in labels
+    # each series says its own n, and that each point's interval is its own (the paired ones are in the middle)
+    assert "mean ± 95 % CI of each point alone (unpaired), n=2 per point (spectrum_matched)" in labels
+    assert "mean ± 95 % CI of each point alone (unpaired), n=2 per point (spectrum)" in labels
+    assert len(middle.containers) == 2  # each study's paired differences from its own baseline
     assert ours.lines[0].get_linestyle() == "None"  # no line orders means that few seeds cannot order
     assert "n =" not in top.get_ylabel()
     params = {line.get_label(): list(line.get_ydata()) for line in bottom.get_lines()}
@@ -83,9 +85,10 @@ def test_without_the_other_study_in_the_store_the_figure_shows_this_one_alone(ur
     matched = selected_runs(uri, "spectrum_matched")
     assert beside_selection(uri, matched) is None
     from xablate.analysis import history_frame, study_figures
-    top, _ = study_figures(matched, history_frame(uri, matched.runs, axes=matched.axes))["spectrum_matched"].axes
+    top, _, _ = study_figures(matched, history_frame(uri, matched.runs, axes=matched.axes))["spectrum_matched"].axes
     assert len(top.containers) == 1
-    assert [t.get_text() for t in top.get_legend().get_texts()] == ["each seed", "mean ± 95 % CI, n=2 per point"]
+    assert [t.get_text() for t in top.get_legend().get_texts()] == [
+        "each seed", "mean ± 95 % CI of each point alone (unpaired), n=2 per point"]
 
 
 @pytest.mark.parametrize("value", [3, "", "spectrum_matched"])

@@ -319,7 +319,7 @@ def test_the_comparison_rows_recompute_from_the_store_for_a_metric_where_lower_i
                                   "effect_size", "outcome", "margin", "power", "power_basis", "mde", "look",
                                   "look_number", "looks_planned", "next_look_n", "confidence", "registration",
                                   "tuned", "holm_family", "boot_low", "boot_high", "p_improvement",
-                                  "p_improvement_low", "p_improvement_high", "predictions"]
+                                  "p_improvement_low", "p_improvement_high", "predictions", "at", "interaction_p"]
     assert row.confidence == 0.95  # a fixed design: no look
     assert pd.isna(row.look_number) and pd.isna(row.looks_planned) and pd.isna(row.next_look_n)
     assert rows["tuned"].isna().all()  # an untuned study: each variant at the shared settings
