@@ -383,9 +383,11 @@ def sensitivity_figure(runs: pd.DataFrame, trials: pd.DataFrame, keys: tuple[str
     chosen value a dashed line. A key spanning 10x or more of positive values gets a log axis."""
     variants = list(dict.fromkeys(trials["variant"])) if len(trials) else []
     palette = dict(zip(variants, sns.color_palette("colorblind", max(len(variants), 1))))
-    fig = _new_figure(max(4.6 * len(keys) + 1.0, 7.0), 3.8)
-    panels = fig.subplots(1, len(keys), squeeze=False)[0]
+    fig = _new_figure(max(4.6 * (len(keys) + 1) + 1.0, 7.0), 3.8)
+    panels = fig.subplots(1, len(keys) + 1, squeeze=False)[0]
     label = f"{metric.replace('_', ' ')}\n(validation, at the tune stage's budget)"
+    tuning_curve_panel(panels[-1], trials, variants, palette, metric)
+    panels = panels[:-1]
     for panel, key in zip(panels, keys):
         for variant in variants:
             color = palette[variant]
@@ -426,3 +428,37 @@ def sensitivity_figure(runs: pd.DataFrame, trials: pd.DataFrame, keys: tuple[str
 
 
 TUNED_HIGHER = {"final_val_accuracy": True, "best_val_accuracy": True, "final_val_loss": False}
+
+
+def tuning_curve_panel(panel, trials: pd.DataFrame, variants: list[str], palette: dict, metric: str) -> None:
+    """Per variant the expected best score of n finished trials (xablate.analysis.tuning_curves): solid up to
+    the trials it finished, dashed beyond (what more trials are expected to add), its 80 % distribution-free band
+    dotted (the axis follows the curves: a band from three trials reaches far beyond them)."""
+    from xablate.analysis.tuning_curves import CONFIDENCE, finished_scores, tuning_curve
+
+    higher = TUNED_HIGHER.get(metric, True)
+    sign = 1.0 if higher else -1.0
+    expected = []
+    for variant in variants:
+        scores = finished_scores(trials, variant)
+        if not len(scores):
+            continue
+        n = len(scores)
+        curve = tuning_curve(scores, np.arange(1, 2 * n + 1), bounded=higher)
+        color = palette[variant]
+        seen, beyond = curve[curve["n"] <= n], curve[curve["n"] >= n]
+        panel.plot(seen["n"], sign * seen["expected"], color=color, linewidth=2, label=f"{variant} ({n} finished)")
+        panel.plot(beyond["n"], sign * beyond["expected"], color=color, linewidth=1.2, linestyle="--")
+        for edge in ("low", "high"):
+            panel.plot(curve["n"], sign * curve[edge], color=color, linewidth=0.8, linestyle=":")
+        expected += list(sign * curve["expected"])
+    if expected:  # the range follows the curves: one trial's band reaches far below them
+        low, high = min(expected), max(expected)
+        pad = max(high - low, 1e-3)
+        panel.set_ylim(low - pad, high + pad)
+    panel.set_xlabel("finished tuning trials")
+    panel.set_ylabel(f"expected best {metric.replace('_', ' ')}", fontsize=8)
+    panel.set_title(f"expected best of n trials (dashed: beyond the budget); dotted: its {CONFIDENCE:.0%}\n"
+                    f"distribution-free band (opda), off the panel where wider than drawn", fontsize=7)
+    if panel.get_legend_handles_labels()[0]:
+        panel.legend(fontsize=6.5)

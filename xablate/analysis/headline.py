@@ -97,6 +97,7 @@ CAVEATS = {  # what the verdict row says that the headline's reader must see bes
     "differs between these variants by construction": "the loss includes a weight penalty that differs between "
                                                       "the variants by construction",
     "different tuned settings": "each variant at its own tuned setting, not at a shared one",
+    "tuning not saturated": "a variant's tuning not saturated: verdict.md says why",
 }
 
 

@@ -348,6 +348,27 @@ def penalty_note(metric: str, runs: pd.DataFrame) -> str:
             + f"; {WITH_PENALTY[metric]} reads the cross-entropy alone")
 
 
+def tuning_saturation(selection: Selection, chosen: dict[str, dict]) -> dict[str, list[str]]:
+    """Per tuned variant, why its tuning is not saturated (xablate.analysis.tuning_curves; empty lists: it is)."""
+    from xablate.analysis.sensitivity import trial_table, tuning_runs
+    from xablate.analysis.tuning_curves import finished_scores, saturation_flags
+
+    tune = selection.study.tune
+    if tune is None or selection.tuning is None:
+        return {}
+    trials = trial_table(tuning_runs(selection), tune.keys)
+    space = tune.search.space if tune.search is not None else {}
+    return {variant: saturation_flags(finished_scores(trials, variant), values, space, tune.values)
+            for variant, values in chosen.items()}
+
+
+def unsaturated_note(saturation: dict[str, list[str]], compared: list[dict]) -> str:
+    """` — tuning not saturated: <variant>: <why>` for the compared variants whose tuning was not."""
+    variants = dict.fromkeys(v for c in compared for v in (c["variant"], c["baseline"]))
+    parts = [f"{v}: {'; '.join(saturation[v])}" for v in variants if saturation.get(v)]
+    return f" — tuning not saturated: {' | '.join(parts)}" if parts else ""
+
+
 def tuned_note(chosen: dict[str, dict], compared: list[dict]) -> str:
     """What a tuned comparison rests on: the variants' own tuned values, and whether they differ (then the
     difference depends on them: at a shared setting it could be another, see the study's sensitivity.png)."""
@@ -452,13 +473,15 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
                    registered: dict[tuple[str, str], str] | None = None,
                    uncertainty: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per declared claim, one row per comparison) of each study, given as (selection, history);
-    `registered`: {(study, claim text): registration label} (xablate.analysis.registration)."""
+    `registered`: {(study, claim text): registration label} (xablate.analysis.registration); uncertainty=False:
+    the decisions only (a sequential look, status), without the bootstraps and the tuning's saturation."""
     rows, comparisons = [], []
     for selection, history in selections:
         if selection.runs.empty or not selection.study.claims:
             continue
         selection.runs = with_history_measures(selection.runs, history)
         chosen = chosen_values(selection)
+        saturation = tuning_saturation(selection, chosen) if chosen and uncertainty else {}
         label_of = {claim.text: (registered or {}).get((selection.study.name, claim.text), NOT_RECORDED)
                     for claim in selection.study.claims}
         evaluated = {}
@@ -477,7 +500,7 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
         for claim in selection.study.claims:
             row, compared = evaluated[claim.text]
             if chosen:  # a tuned study: the difference is between each variant at its own tuned values
-                row["evidence"] += tuned_note(chosen, compared)
+                row["evidence"] += tuned_note(chosen, compared) + unsaturated_note(saturation, compared)
                 for c in compared:
                     c["tuned"] = (f"{c['variant']}: {describe_setting(chosen.get(c['variant'], {}))}; "
                                   f"{c['baseline']}: {describe_setting(chosen.get(c['baseline'], {}))}")
