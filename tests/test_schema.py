@@ -42,7 +42,7 @@ def options(group):
 
 def test_every_field_declares_a_role_and_a_neutral_key_its_value():
     declared = schema.declared()
-    assert len(declared) == 74
+    assert len(declared) == 75
     for name, f in declared.items():
         assert f.metadata["role"] in schema.ROLES, name
         assert ("neutral" in f.metadata) == (f.metadata["role"] == "neutral"), name
@@ -60,7 +60,8 @@ def test_the_lists_keyed_by_role_are_derived_from_the_schema():
         # a source's own keys and a schedule's own keys: null on the others, as absent before the typed schema
         **dict.fromkeys(["data.test_fraction", "data.path", "data.name", "data.train_split", "data.validation_split",
                          "data.test_split", "optim.momentum", "optim.schedule.every_epochs",
-                         "optim.schedule.every_samples", "optim.schedule.factor", "optim.schedule.at_fractions"]),
+                         "optim.schedule.every_samples", "optim.schedule.factor", "optim.schedule.at_fractions",
+                         "optim.schedule.horizon_epochs"]),
         "train.precise_bn_batches": 0, "train.freeze_base_epochs": 0}
     assert {"study", "force", "analysis", "tracking.uri", "tracking.stage", "train.onednn", "train.jit_compile",
             "train.run_eagerly", "data.cache", "data.cache_dir"} <= set(NON_SEMANTIC)

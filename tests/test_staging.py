@@ -27,6 +27,7 @@ def test_tuning_jobs_are_every_variant_by_value_on_its_first_replicates_at_the_s
                                                     (("intermediate_act=elu",), 0.001),
                                                     (("intermediate_act=elu",), 0.003)]
     assert jobs[1][2] == ["intermediate_act=none", "seed=0", "data.limit_train=100", "train.epochs=10",
+                          "optim.schedule.horizon_epochs=20",  # a rung of the final schedule, not a shorter one
                           "optim.learning_rate=0.003", "tracking.stage=tune", "tracking.tuned_key=optim.learning_rate"]
     two_seeds = tune_jobs(GRID, TuneSpec(key="optim.learning_rate", values=[1, 2], seeds=2), full_epochs=20)
     assert len(two_seeds) == 2 * 2 * 2
@@ -46,9 +47,13 @@ def test_final_jobs_run_the_whole_grid_each_variant_at_its_choice():
 
 def test_pilot_jobs_take_a_share_of_the_epochs_and_at_least_one():
     jobs = pilot_jobs(GRID, PilotSpec(seeds=1, epochs_fraction=0.25), full_epochs=20)
-    assert jobs == [["intermediate_act=none", "seed=0", "train.epochs=5", "tracking.stage=pilot"],
-                    ["intermediate_act=elu", "seed=0", "train.epochs=5", "tracking.stage=pilot"]]
-    assert stage_budget(PilotSpec(epochs_fraction=0.1), full_epochs=2) == {"train.epochs": 1}
+    assert jobs == [["intermediate_act=none", "seed=0", "train.epochs=5", "optim.schedule.horizon_epochs=20",
+                     "tracking.stage=pilot"],
+                    ["intermediate_act=elu", "seed=0", "train.epochs=5", "optim.schedule.horizon_epochs=20",
+                     "tracking.stage=pilot"]]
+    assert stage_budget(PilotSpec(epochs_fraction=0.1), full_epochs=2) == {"train.epochs": 1,
+                                                                          "optim.schedule.horizon_epochs": 2}
+    assert stage_budget(PilotSpec(budget={"data.limit_train": 9}), full_epochs=2) == {"data.limit_train": 9}
 
 
 def test_the_best_mean_wins_ties_go_to_the_value_listed_first_and_nan_never_wins():
@@ -139,3 +144,35 @@ def test_bad_search_settings_are_refused_naming_the_key(block, message):
     with pytest.raises(ValueError) as error:
         parse_tune(block)
     assert message in str(error.value)
+
+
+def test_a_trial_stopped_early_follows_the_final_runs_schedule():
+    """Piecewise at 30 % and 70 % of training: a 5-epoch final run drops its rate at steps 30 and 70 (of 100); a
+    2-epoch tuning trial with the final horizon sees the same rate at every step it trains (the first drop at 30),
+    where a compressed schedule would have dropped after step 12."""
+    from xablate.schema import Optim, Schedule
+    from xablate.training.recipes import learning_rate
+
+    schedule = Schedule(kind="piecewise", factor=0.1, at_fractions=[0.3, 0.7])
+    final = learning_rate(Optim(learning_rate=1.0, schedule=schedule), steps_per_epoch=20, epochs=5, batch_size=8)
+    trial = learning_rate(Optim(learning_rate=1.0, schedule=Schedule(**{**schedule.__dict__, "horizon_epochs": 5})),
+                          steps_per_epoch=20, epochs=2, batch_size=8)
+    compressed = learning_rate(Optim(learning_rate=1.0, schedule=schedule), steps_per_epoch=20, epochs=2,
+                               batch_size=8)
+    steps = [0, 11, 13, 30, 31, 39]  # PiecewiseConstantDecay drops after a boundary
+    assert [float(trial(s)) for s in steps] == pytest.approx([float(final(s)) for s in steps])
+    assert [float(trial(s)) for s in steps] == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.1, 0.1])
+    assert float(compressed(13)) == pytest.approx(0.1)  # the old tuning trials' schedule
+
+
+def test_a_horizon_shorter_than_the_run_is_refused():
+    from xablate.config import compose_job
+    from xablate.gate import parse_job
+
+    with pytest.raises(ValueError, match=r"horizon_epochs=1 with train.epochs=2; allowed: null or at least"):
+        parse_job(compose_job(["debug=default", "train.epochs=2", "optim.schedule.horizon_epochs=1"]))
+    from xablate.schema import Optim, Schedule
+    from xablate.training.recipes import validate_recipe
+
+    with pytest.raises(ValueError, match=r"horizon_epochs=0; allowed: null \(the run's train.epochs\) or an integer"):
+        validate_recipe(Optim(schedule=Schedule(horizon_epochs=0)))

@@ -69,6 +69,7 @@ class Schedule:
     every_samples: Optional[Number] = key(None, "neutral", neutral=None, doc="exponential: decay every this many images")
     factor: Optional[Number] = key(None, "neutral", neutral=None, doc="exponential, piecewise: multiply the learning rate by this")
     at_fractions: Optional[List[float]] = key(None, "neutral", neutral=None, doc="piecewise: fractions of training where the rate drops, e.g. [0.3, 0.7]")
+    horizon_epochs: Optional[int] = key(None, "neutral", neutral=None, doc="the epochs the schedule spans (null: the run's train.epochs); a tuning trial stopped at an earlier epoch keeps the final run's")
 
 
 @section

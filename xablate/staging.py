@@ -208,11 +208,18 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+HORIZON_KEY = "optim.schedule.horizon_epochs"
+
+
 def stage_budget(spec: PilotSpec | TuneSpec, full_epochs: int) -> dict:
-    """A stage's overrides: its budget, with epochs_fraction turned into whole epochs (at least one)."""
+    """A stage's overrides: its budget, with epochs_fraction turned into whole epochs (at least one). A stage of
+    fewer epochs than the study's keeps the final run's schedule horizon: its runs stop at a rung of the final
+    recipe's schedule (as a pruner would stop them), not a schedule compressed into fewer epochs."""
     budget = dict(spec.budget)
     if spec.epochs_fraction is not None:
         budget["train.epochs"] = max(1, int(round(spec.epochs_fraction * full_epochs)))
+    if int(budget.get("train.epochs", full_epochs)) < full_epochs and HORIZON_KEY not in budget:
+        budget[HORIZON_KEY] = int(full_epochs)
     return budget
 
 

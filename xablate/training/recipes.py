@@ -4,6 +4,8 @@ Schedules (`schedule.kind`):
     constant     — the learning rate throughout;
     exponential  — × `factor` every `every_epochs` epochs or every `every_samples` images (staircase);
     piecewise    — × `factor` at each fraction of training in `at_fractions` (e.g. [0.3, 0.7]).
+A schedule spans `horizon_epochs` (null: the run's own train.epochs): a tuning trial the staged sweeper stops
+at an earlier epoch trains the first epochs of the final run's schedule, not a compressed one.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def learning_rate(optim: Optim, *, steps_per_epoch: int, epochs: int, batch_size
     if schedule.kind not in SCHEDULES:
         raise ValueError(f"Received optim.schedule.kind={schedule.kind!r}; allowed: {', '.join(SCHEDULES)}.")
     build, _ = SCHEDULES[schedule.kind]
-    return build(float(optim.learning_rate), schedule, steps_per_epoch=steps_per_epoch, epochs=epochs,
+    horizon = int(schedule.horizon_epochs or epochs)  # a trial stopped early: the final run's schedule, not a shorter one
+    return build(float(optim.learning_rate), schedule, steps_per_epoch=steps_per_epoch, epochs=horizon,
                  batch_size=batch_size)
 
 
@@ -129,3 +132,7 @@ def validate_recipe(optim: Optim) -> None:
     if kind not in SCHEDULES:
         raise ValueError(f"Received optim.schedule.kind={kind!r}; allowed: {', '.join(SCHEDULES)}.")
     SCHEDULES[kind][1](schedule)
+    horizon = schedule.horizon_epochs
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1):
+        raise ValueError(f"Received optim.schedule.horizon_epochs={horizon!r}; allowed: null (the run's "
+                         f"train.epochs) or an integer >= 1.")

@@ -67,6 +67,10 @@ def validate_job(config: Job) -> None:
         if not isinstance(value, bool):
             raise ValueError(f"Received {key}={value!r}; allowed: true, false.")
     _check_checkpoint_dir(train.checkpoint_dir)
+    horizon = config.optim.schedule.horizon_epochs
+    if isinstance(horizon, int) and not isinstance(horizon, bool) and horizon < int(train.epochs):
+        raise ValueError(f"Received optim.schedule.horizon_epochs={horizon} with train.epochs={train.epochs}; "
+                         f"allowed: null or at least train.epochs (a schedule cannot end before its run).")
     freeze = train.freeze_base_epochs
     if not isinstance(freeze, int) or isinstance(freeze, bool) or not 0 <= freeze < int(train.epochs):
         raise ValueError(f"Received train.freeze_base_epochs={freeze!r}; allowed: an integer from 0 (no frozen "
