@@ -42,7 +42,7 @@ def options(group):
 
 def test_every_field_declares_a_role_and_a_neutral_key_its_value():
     declared = schema.declared()
-    assert len(declared) == 75
+    assert len(declared) == 78
     for name, f in declared.items():
         assert f.metadata["role"] in schema.ROLES, name
         assert ("neutral" in f.metadata) == (f.metadata["role"] == "neutral"), name
@@ -62,12 +62,15 @@ def test_the_lists_keyed_by_role_are_derived_from_the_schema():
                          "data.test_split", "optim.momentum", "optim.schedule.every_epochs",
                          "optim.schedule.every_samples", "optim.schedule.factor", "optim.schedule.at_fractions",
                          "optim.schedule.horizon_epochs"]),
-        "train.precise_bn_batches": 0, "train.freeze_base_epochs": 0}
+        "train.precise_bn_batches": 0, "train.freeze_base_epochs": 0,
+        # each source of variance's own seed: null draws it from the replicate's seed, as before they existed
+        "train.init_seed": None, "data.order_seed": None, "data.subsample_seed": None}
     assert {"study", "force", "analysis", "tracking.uri", "tracking.stage", "train.onednn", "train.jit_compile",
             "train.run_eagerly", "data.cache", "data.cache_dir"} <= set(NON_SEMANTIC)
     assert not is_semantic("tracking.heartbeat_seconds") and is_semantic("train.epochs")
     assert set(SPLIT_KEYS) == {"split_seed", "test_fraction", "validation_fraction", "limit_train", "limit_val",
-                               "limit_test", "image_size", "train_split", "validation_split", "test_split"}
+                               "limit_test", "image_size", "train_split", "validation_split", "test_split",
+                               "subsample_seed"}
     assert schema.keys_with("graph", "train.") == ("epochs", "batch_size", "precision", "jit_compile")
 
 

@@ -104,6 +104,8 @@ class Data:
     validation_fraction: Number = key(0.1, split=True, doc="held out of training (stratified) where the source has no validation split")
     test_fraction: Optional[Number] = key(None, "neutral", neutral=None, split=True, doc="digits: held out for testing")
     split_seed: int = key(0, split=True, doc="draws the held-out splits (data.split_seed=${seed}: one per replicate)")
+    order_seed: Optional[int] = key(None, "neutral", neutral=None, doc="the training order and augmentation draws (null: seed)")
+    subsample_seed: Optional[int] = key(None, "neutral", neutral=None, split=True, doc="which training images limit_train keeps, drawn per class (null: the first N of the split's order)")
     limit_train: Optional[int] = key(None, split=True, doc="use only the first N training images")
     limit_val: Optional[int] = key(None, split=True, doc="use only the first N validation images")
     limit_test: Optional[int] = key(None, "neutral", neutral=None, split=True, doc="use only the first N test images")
@@ -121,6 +123,7 @@ class Data:
 @section
 class Train:
     epochs: int = key(8, graph=True, doc="training epochs (the schedule's length)")
+    init_seed: Optional[int] = key(None, "neutral", neutral=None, doc="the initial weights and dropout draws (null: seed)")
     batch_size: int = key(64, graph=True, doc="global batch size (split over replicates with data_parallel)")
     verbose: Any = key("auto", "non_semantic", doc="auto (progress bar on a terminal), 0, 1 or 2")
     save_model: bool = key(True, "non_semantic", doc="log the trained model as a .keras artifact")
@@ -187,6 +190,15 @@ class TypedSections:
     @property
     def seed(self) -> int:
         return int(self.config.seed)
+
+    @property
+    def source_seeds(self) -> dict[str, int | None]:
+        """The seed of each source of variance this run drew from (what the replicate `seed` derives where a key
+        is null): initial weights, training order, held-out split, training subsample (None: the split's order)."""
+        config = self.config
+        init, order = config.train.init_seed, config.data.order_seed
+        return {"init": int(config.seed if init is None else init), "order": int(config.seed if order is None else order),
+                "split": int(config.data.split_seed), "subsample": config.data.subsample_seed}
 
     @property
     def train(self) -> Train:

@@ -36,7 +36,8 @@ RUN_COLUMNS = [
     "source_clean", "predictions",
 ]
 # Params that are computed from the config and the data, not set by it.
-DERIVED_PREFIXES = ("builder.", "segments.", "match.")  # match.*: what a matched width achieved
+DERIVED_PREFIXES = ("builder.", "segments.", "match.", "seeds.")  # match.*: what a matched width achieved; seeds.*:
+# each source of variance's seed as the run drew it
 DERIVED = {"model.total_params", "model.trainable_params", "model.mult_adds", "model.flops", "data.num_classes",
            "data.train_size", "data.validation_size", "data.test_size", "train.replicas", "train.steps_per_epoch"}
 

@@ -22,6 +22,12 @@ def validate_data(data: Data) -> None:
         if getattr(data, key) is not None:
             positive_int(f"data.{key}", getattr(data, key))
     seed_value("data.split_seed", data.split_seed)
+    for key in ("order_seed", "subsample_seed"):
+        if getattr(data, key) is not None:
+            seed_value(f"data.{key}", getattr(data, key))
+    if data.subsample_seed is not None and data.source in ("folder", "tfds"):
+        raise ValueError(f"Received data.subsample_seed={data.subsample_seed!r} with data.source={data.source!r}; "
+                         f"allowed: null, or a source that loads its images as arrays (digits, cifar10, fashion_mnist).")
     if source.holds_out_validation:
         number_in("data.validation_fraction", data.validation_fraction, 0.0, 1.0, low_open=True)
     pipeline = data.pipeline

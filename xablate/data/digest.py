@@ -53,7 +53,7 @@ def dataset_inputs(data: Data, digest: str, sizes: dict[str, int]) -> list[Datas
     # a source's own keys are null on the other sources (the typed schema holds every key): left out when null,
     # as they were absent before it, so the same data keeps its dataset digests
     split_settings = {key: getattr(data, key) for key in SPLIT_KEYS
-                      if not (key in SOURCE_OWN_KEYS and getattr(data, key) is None)}
+                      if not (key in (*SOURCE_OWN_KEYS, "subsample_seed") and getattr(data, key) is None)}
     inputs = []
     for split, size in sizes.items():
         dataset = Dataset(name=f"{name}/{split}", digest=_hash(digest, split, split_settings),

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from xablate.data.sources import SOURCES, Splits
 
 if TYPE_CHECKING:  # the typed section, for annotations only
@@ -121,12 +123,33 @@ def _dataset(split, limit):
     return ds.take(limit) if limit else ds
 
 
+def subsampled(splits: Splits, seed: int) -> Splits:
+    """The training split reordered so that its first N images (data.limit_train) are a subsample drawn with `seed`, class by
+    class in turn (stratified to within one image per class), whatever the split's own order: the subsample's
+    own source of variance, apart from which images the split holds (data.split_seed)."""
+    import dataclasses
+
+    if not isinstance(splits.train, tuple):
+        raise ValueError("Received data.subsample_seed with a source whose training split is streamed; allowed: "
+                         "null, or a source that loads its images as arrays (digits, cifar10, fashion_mnist).")
+    x, y = splits.train
+    order = np.random.default_rng(seed).permutation(len(y))
+    rank = np.empty(len(y), dtype=np.int64)
+    for label in np.unique(y):  # each class's draws numbered 0, 1, 2, ...: interleaved by that number
+        mine = order[y[order] == label]
+        rank[mine] = np.arange(len(mine))
+    chosen = order[np.argsort(rank[order], kind="stable")]
+    return dataclasses.replace(splits, train=(x[chosen], y[chosen]))
+
+
 def load_data(data: Data, *, batch_size: int, seed: int, value_range: tuple[float, float] = (0.0, 1.0)) -> ImageData:
     """Train / validation / test pipelines for the configured source (see conf/data/).
 
     Sources give values in [0, 1] and augmentation works there; every split is scaled to `value_range` last
     (pretrained weights expect the scaling they were trained with: Xception's ImageNet weights [-1, 1])."""
     splits: Splits = SOURCES[data.source].load(data)
+    if data.subsample_seed is not None and data.limit_train:
+        splits = subsampled(splits, int(data.subsample_seed))
     if choose_pipeline(data) == "memory":
         return _in_memory(data, splits, batch_size=batch_size, seed=seed, value_range=value_range)
     import tensorflow as tf

@@ -99,10 +99,11 @@ def _fit(job: Job, batch_size: int, accumulation: int | None):
     """`batch_size`: the batch each step loads (the configured one, or half of it after an out-of-memory retry,
     with `accumulation` steps per update)."""
     job.output_dir.mkdir(parents=True, exist_ok=True)
-    start_job(job.seed)  # jobs sharing a process (basic launcher) start clean and seeded; kept compiled models stay
+    seeds = job.source_seeds
+    start_job(seeds["init"])  # jobs sharing a process (basic launcher) start clean and seeded; kept compiled models stay
 
     pretrained = weights_file(job.model["weights"])
-    data = load_data(job.data, batch_size=batch_size, seed=job.seed,
+    data = load_data(job.data, batch_size=batch_size, seed=seeds["order"],
                      value_range=IMAGENET_RANGE if pretrained is not None else (0.0, 1.0))
     set_precision(job.train.precision)
     try:
@@ -141,6 +142,8 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         "data.test_size": data.test_size,
         "train.replicas": replicas,
         "train.steps_per_epoch": steps_per_epoch,
+        # each source of variance's seed as drawn (a null key: the replicate's seed; subsample none: the split's order)
+        **{f"seeds.{source}": "none" if value is None else value for source, value in job.source_seeds.items()},
         "data.value_range": list(IMAGENET_RANGE if pretrained is not None else (0.0, 1.0)),
     })
     client.log_inputs(run_id, datasets=dataset_inputs(

@@ -31,6 +31,8 @@ def validate_job(config: Job) -> None:
     if not isinstance(config.residual, bool):
         raise ValueError(f"Received residual={config.residual!r}; allowed: true, false.")
     seed_value("seed", config.seed)
+    if config.train.init_seed is not None:
+        seed_value("train.init_seed", config.train.init_seed)
     check_study_name(config.study)
 
     train = config.train
