@@ -14,7 +14,10 @@ from xablate.dotted import flatten  # noqa: F401  (xablate.config.flatten: where
 
 MODEL_AXES = ("residual", "intermediate_act", "segments")
 AXES = MODEL_AXES  # the builder's ablation arguments that are top-level config keys
-REPLICATE_KEYS = ("seed", "data.split_seed")  # what varies between replicates of one variant
+# what varies between replicates of one variant: the replicate's seed and each source of variance's own seed
+SOURCE_SEED_KEYS = {"init": "train.init_seed", "order": "data.order_seed", "split": "data.split_seed",
+                    "subsample": "data.subsample_seed"}
+REPLICATE_KEYS = ("seed", "data.split_seed", "train.init_seed", "data.order_seed", "data.subsample_seed")
 # Short names for run names in MLflow's narrow columns; any other key is shown by its last component.
 SHORT_NAMES = {"intermediate_act": "act", "segments": "k", "learning_rate": "lr", "residual": "residual"}
 

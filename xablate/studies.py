@@ -66,7 +66,7 @@ CLAIMS_TAG = "xablate.claims"  # on a sweep's parent run: the claims it started 
 SEQUENTIAL_TAG = "xablate.sequential"  # on a sweep's parent run: the sequential plan it started with (JSON)
 CLAIM_KINDS = ("better", "no_worse", "equivalent")
 NEEDS_MARGIN = ("no_worse", "equivalent")
-ANALYSIS_KEYS = ("title", "axes", "baseline", "metric", "beside", "claims", "sequential")
+ANALYSIS_KEYS = ("title", "axes", "baseline", "metric", "beside", "claims", "sequential", "variance")
 CLAIM_KEYS = ("claim", *CLAIM_KINDS, "than", "metric", "margin", "smallest_effect", "at")
 
 
@@ -112,6 +112,7 @@ class Study:
     pilot: PilotSpec | None = None    # a pilot pass (hydra.sweeper.pilot): its ranking is compared with the study's
     beside: str | None = None         # another study drawn in this one's trend figure, e.g. unmatched beside matched
     sequential: Any = None            # seeds until decided: xablate.analysis.sequential.SequentialSpec
+    variance: tuple[str, ...] | None = None  # sources whose share of the spread it decomposes (xablate.analysis.variance)
 
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -230,7 +231,23 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
         raise ValueError(f"Received analysis.sequential={block['sequential']!r}{at} without claims; allowed: a "
                          f"sequential design for a study that declares claims (its looks decide them).")
     return Study(name=name, title=str(block.get("title") or name), axes=axes, baseline=baseline, metric=metric,
-                 claims=claims, declared=True, tune=tune, pilot=pilot, beside=beside, sequential=sequential)
+                 claims=claims, declared=True, tune=tune, pilot=pilot, beside=beside, sequential=sequential,
+                 variance=_variance(block.get("variance"), at))
+
+
+def _variance(block: Any, at: str) -> tuple[str, ...] | None:
+    """analysis.variance: {sources: [...]}, two or more of the sources of variance a run draws a seed for."""
+    from xablate.config import SOURCE_SEED_KEYS
+
+    if block is None:
+        return None
+    sources = block.get("sources") if isinstance(block, dict) and set(block) == {"sources"} else None
+    if (not isinstance(sources, list) or len(sources) < 2 or len(set(sources)) != len(sources)
+            or not set(sources) <= set(SOURCE_SEED_KEYS)):
+        raise ValueError(f"Received analysis.variance={block!r}{at}; allowed: {{sources: [...]}}, two or more of "
+                         f"{', '.join(SOURCE_SEED_KEYS)} (each crossed in the sweep: "
+                         f"{', '.join(f'{k} -> {v}' for k, v in SOURCE_SEED_KEYS.items())}).")
+    return tuple(sources)
 
 
 def _variant(value: Any, axes: list[str], what: str, at: str) -> dict:

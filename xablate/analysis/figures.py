@@ -462,3 +462,30 @@ def tuning_curve_panel(panel, trials: pd.DataFrame, variants: list[str], palette
                     f"distribution-free band (opda), off the panel where wider than drawn", fontsize=7)
     if panel.get_legend_handles_labels()[0]:
         panel.legend(fontsize=6.5)
+
+
+def variance_figure(table: pd.DataFrame, metric: str, title: str = "") -> Figure:
+    """Each source of variance's share of the spread of `metric`, one horizontal bar per variant (a variance
+    decomposition over the crossed seeds: xablate.analysis.variance), each share labelled with its SD."""
+    variants = list(dict.fromkeys(table["variant"]))
+    sources = list(dict.fromkeys(table["source"]))
+    colors = dict(zip(sources, sns.color_palette("colorblind", len(sources))))
+    fig = _new_figure(7.0, 1.2 + 0.5 * len(variants))
+    panel = fig.subplots()
+    for row, variant in enumerate(variants):
+        left = 0.0
+        for _, part in table[table["variant"] == variant].iterrows():
+            share = float(part["share"]) if not math.isnan(part["share"]) else 0.0
+            panel.barh(row, share, left=left, color=colors[part["source"]],
+                       label=part["source"] if row == 0 else None)
+            if share >= 0.08:
+                panel.text(left + share / 2, row, f"{share:.0%}\nSD {math.sqrt(part['component']):.4f}",
+                           ha="center", va="center", fontsize=6)
+            left += share
+    panel.set_yticks(range(len(variants)), variants, fontsize=7)
+    panel.set_xlim(0, 1)
+    panel.set_xlabel(f"share of the variance of {metric_label(metric)}, crossed seeds", fontsize=8)
+    panel.legend(fontsize=7, ncols=min(len(sources), 4), loc="upper center", bbox_to_anchor=(0.5, -0.35))
+    if title:
+        panel.set_title(title, fontsize=9)
+    return fig

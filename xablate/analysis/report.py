@@ -124,6 +124,13 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
         _, rows = verdict_tables([(dataclasses.replace(selection), history)], uncertainty=False)  # (a copy)
         if not rows.empty:
             main["claims"] = claims_figure(rows, title=f"{study.title}: the claims' comparisons")
+    if study.variance:  # each source of variance's share of the spread (xablate.analysis.variance)
+        from xablate.analysis.figures import variance_figure
+        from xablate.analysis.variance import variance_table
+
+        table = variance_table(selection)
+        if len(table) and table["share"].notna().any():
+            main["variance"] = variance_figure(table, metric, title=f"{study.title}: where the spread comes from")
     if selection.tuning is not None and study.tune is not None:  # every tuning trial against each tuned key
         main[SENSITIVITY] = sensitivity_figure(*sensitivity_data(selection), study.tune.keys, study.tune.metric,
                                                chosen_values(selection),
@@ -187,6 +194,11 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
         else:
             written += _save_figure(fig, folder / name, uri, query, runs)
     written += _save_table(variant_table(selection), folder / "table", uri, {**query, **extra}, read)
+    if selection.study.variance:  # the decomposition's numbers beside its figure
+        from xablate.analysis.variance import variance_table
+
+        variance_table(selection).to_csv(folder / "variance.csv", index=False)
+        written.append(folder / "variance.csv")
     return written
 
 

@@ -33,7 +33,7 @@ RUN_COLUMNS = [
     "test_accuracy", "test_loss", "test_data_loss", "final_val_accuracy", "best_val_accuracy", "final_val_loss", "final_loss",
     "epochs", "num_classes", "steps_per_epoch", "total_params", "mult_adds", "flops", "effective_segments",
     "images_per_second", "train_seconds", "start_time", "end_time", "wall_seconds", "swept", "params",
-    "source_clean", "predictions",
+    "source_clean", "predictions", "seeds",
 ]
 # Params that are computed from the config and the data, not set by it.
 DERIVED_PREFIXES = ("builder.", "segments.", "match.", "seeds.")  # match.*: what a matched width achieved; seeds.*:
@@ -125,6 +125,8 @@ def _row(run) -> dict:
         "wall_seconds": wall_seconds(info.start_time, info.end_time, tags) if info.end_time else math.nan,
         "swept": json.loads(swept) if swept else None,  # {axis: value}; None: logged before sweeps recorded them
         "params": {k: v for k, v in params.items() if is_config_param(k)},
+        # each source of variance's seed as the run drew it (runs before they were recorded: {})
+        "seeds": {k[len("seeds."):]: v for k, v in params.items() if k.startswith("seeds.")},
         # whether its checkout was unedited (xablate.tracking.provenance); None: recorded before runs said
         "source_clean": {"true": True, "false": False}.get(tags.get("xablate.source.clean")),
     }
@@ -206,6 +208,13 @@ def in_stage(runs: pd.DataFrame, stage: str) -> pd.Series:
     return stages.fillna("final").map(lambda stages: stage in str(stages).split(",")).astype(bool)
 
 
+def _replicate(row) -> tuple:
+    """A run's replicate: its seed and split seed, and each source's own seed where a design set one (runs that
+    left them null, as every run did before they existed, pair by seed and split as before)."""
+    own = tuple(typed(row["params"].get(key)) for key in ("train.init_seed", "data.order_seed", "data.subsample_seed"))
+    return (row["seed"], row["split_seed"]) + (own if any(v is not None for v in own) else ())
+
+
 def _config_id(params: dict, leave_out: set[str]) -> str:
     """Which configuration a run belongs to: its semantic params, as the identity reads them (a key at its neutral
     value left out, so runs logged before and after a key existed group together)."""
@@ -277,7 +286,7 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[
             declared = (defaults or {}).get(axis)
         baseline[axis] = declared if declared in values else (values[0] if values else declared)
     chosen = chosen.assign(variant=[variant_label({a: row[a] for a in axes}) for _, row in chosen.iterrows()],
-                           replicate=list(zip(chosen["seed"], chosen["split_seed"])))
+                           replicate=[_replicate(row) for _, row in chosen.iterrows()])
     chosen = chosen.sort_values(["_finished", "start_time"]).drop_duplicates(["variant", "replicate"], keep="last")
     chosen = chosen.sort_values("start_time").drop(columns="_finished").reset_index(drop=True)
     selection = Selection(study, chosen, axes, baseline, metric)
