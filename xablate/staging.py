@@ -257,6 +257,22 @@ def score(metrics: dict, status: str, metric: str) -> float:
     return float(value) if higher else -float(value)
 
 
+def tied_best(means: dict) -> list:
+    """The keys of `means` whose (finite) mean equals the best one: more than one is a tie, which the staged
+    sweeper breaks with more seeds (`tie_break_seeds`), never by the order values were listed or trials ran."""
+    finite = {k: m for k, m in means.items() if not math.isnan(m)}
+    if not finite:
+        return []
+    best = max(finite.values())
+    return [k for k, m in finite.items() if m == best]
+
+
+def tie_break_seeds(jobs: list[list[str]], seeds: int) -> list[list[str]]:
+    """A variant's replicates a tie-break trains each tied setting on: the `seeds` after the tuning's own (its
+    first `seeds`), so that the tied settings are compared on new draws; none when the study has no more."""
+    return jobs[seeds:2 * seeds]
+
+
 def pick(values: list, scores: dict[Any, list[float]]) -> tuple[Any, dict]:
     """The value with the highest mean score over its replicates (NaN scores leave a value out; ties: the value
     listed first). Raises when no value has a finished run."""

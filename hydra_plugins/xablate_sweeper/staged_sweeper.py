@@ -61,6 +61,7 @@ class StagedSweeper(Sweeper):
         if sequential is not None and not any(staging.override_key(a) == "seed" for a in arguments):
             arguments = [*arguments, f"seed=range({sequential.sequential.looks[-1]})"]  # up to the last look
         grid = expand(declared, arguments)
+        self._grid = grid  # (a tie-break trains a variant's next replicates)
         swept = set(swept_keys(declared, arguments))
         both = [key for key in (self.tune.keys if self.tune is not None else ()) if key in swept]
         if both:
@@ -211,7 +212,28 @@ class StagedSweeper(Sweeper):
                 print(f"  {staging.variant_name(v, swept):30s} trial {trial.number}: "
                       + ", ".join(f"{k}={x}" for k, x in values.items()) + f" -> {state}"
                       + ("" if math.isnan(value) else f" {value:.4f}"), flush=True)
-        return self._record_search(studies, record, sweep_dir, swept)
+        return self._record_search(studies, record, sweep_dir, swept, self._search_ties(studies, variants, swept))
+
+    def _search_ties(self, studies: dict, variants: dict, swept: set) -> dict:
+        """Per variant whose best complete trials tie exactly: the trial the tie-break's extra seeds chose, and
+        what was run ({variant: (trial number or None, record)})."""
+        import optuna
+
+        from xablate.tuning import rounded
+
+        out = {}
+        for v, study in studies.items():
+            complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            by_number = {t.number: t for t in complete}
+            scores = {t.number: [t.value] * self.tune.seeds for t in complete}
+            tied = [n for n in by_number if n in set(_tied_numbers(complete))]
+            tie = self._break_tie(v, variants[v], tied, lambda number: {k: rounded(x) for k, x in
+                                                                      by_number[number].params.items()}, scores, swept)
+            if tie:
+                means = {n: _mean(scores[n]) for n in tied}
+                best = max(tied, key=lambda n: (means[n], -n))
+                out[v] = (best if tie["broken"] else None, tie)
+        return out
 
     def _tuning_result(self, result):
         """(run id, score, outcome) of one tuning job: a diverged run scores NaN, a pruned one says so."""
@@ -227,7 +249,7 @@ class StagedSweeper(Sweeper):
         return (run.info.run_id, staging.score(run.data.metrics, run.info.status, self.tune.metric),
                 run.data.tags.get(OUTCOME_TAG, ""))
 
-    def _record_search(self, studies: dict, record: dict, sweep_dir: Path, swept: set) -> dict:
+    def _record_search(self, studies: dict, record: dict, sweep_dir: Path, swept: set, ties: dict) -> dict:
         """Each variant's best trial (its values are the final stage's), kept in tuning.json and on the parent."""
         import optuna
         from mlflow import MlflowClient
@@ -242,7 +264,9 @@ class StagedSweeper(Sweeper):
             if not complete:
                 raise RuntimeError(f"no tuning trial of {staging.variant_name(v, swept)} finished (all diverged, "
                                    f"failed or pruned): nothing to choose from")
-            best = max(complete, key=lambda t: (t.value, -t.number))
+            preferred = ties.get(v, (None, None))[0]  # a tie broken by more seeds: their choice
+            best = next(t for t in complete if t.number == preferred) if preferred is not None else \
+                max(complete, key=lambda t: (t.value, -t.number))
             choices[v] = {k: rounded(best.params[k]) for k in spec.keys}
             trials = [{"trial": t.number, "values": {k: rounded(x) for k, x in t.params.items()},
                        "state": t.state.name.lower(), "score": t.value,
@@ -251,7 +275,8 @@ class StagedSweeper(Sweeper):
                       if t.state.name in ("COMPLETE", "PRUNED")]
             variants.append({"variant": staging.variant_name(v, swept), "study": study.study_name,
                              "chosen": choices[v] if len(spec.keys) > 1 else choices[v][spec.key],
-                             "trials": trials, "this_sweep": record[v]})
+                             "trials": trials, "this_sweep": record[v],
+                             **({"tie_break": ties[v][1]} if v in ties else {})})
             print(f"  {staging.variant_name(v, swept):30s} -> " + ", ".join(f"{k}={x}" for k, x in choices[v].items())
                   + f"   (trial {best.number}, {best.value:.4f} mean over seeds)", flush=True)
         document = {"key": spec.key, "space": {k: {kind: args} for k, (kind, args) in spec.search.space.items()},
@@ -290,6 +315,32 @@ class StagedSweeper(Sweeper):
                     raise  # a value that diverges loses a tuning stage; it does not end the study
         return results
 
+    def _break_tie(self, variant, jobs: list, tied: list, overrides_of, scores: dict, swept: set) -> dict | None:
+        """When settings tie for a variant's best mean, each is trained on the next `seeds` replicates
+        (staging.tie_break_seeds) and their scores join its own (`scores`: setting -> list, updated in place);
+        the record of what was run, or None without a tie. A tie the new seeds leave unbroken is said so."""
+        from xablate import staging
+
+        if len(tied) < 2:
+            return None
+        extra = staging.tie_break_seeds(jobs, self.tune.seeds)
+        name = staging.variant_name(variant, swept)
+        if not extra:
+            print(f"[xablate] {name}: settings {tied} tie and the study has no replicates beyond the tuning's: "
+                  f"the tie stands (flagged in the verdict)", flush=True)
+            return {"tied": tied, "seeds": 0, "broken": False}
+        budget = staging.stage_budget(self.tune, int(self._value_in(jobs[0], "train.epochs",
+                                                                    self.config.train.epochs)))
+        print(f"[xablate] {name}: settings {tied} tie; breaking it with {len(extra)} more seed(s) each", flush=True)
+        batch = [(value, staging.with_overrides(job, {**budget, **overrides_of(value), staging.STAGE_KEY: "tune",
+                                                      staging.TUNED_KEY: self.tune.key}))
+                 for value in tied for job in extra]
+        for (value, _), result in zip(batch, self._launch([job for _, job in batch], tolerate_divergence=True)):
+            scores.setdefault(value, []).append(self._tuning_result(result)[1])
+        means = {value: _mean(scores[value]) for value in tied}
+        broken = len(staging.tied_best(means)) == 1
+        return {"tied": tied, "seeds": len(extra), "means": means, "broken": broken}
+
     def _choose(self, planned: list, results: list, sweep_dir: Path, swept: set) -> dict:
         from mlflow import MlflowClient
 
@@ -312,12 +363,17 @@ class StagedSweeper(Sweeper):
         choices, record = {}, []
         name, higher = staging.TUNE_METRICS[self.tune.metric]
         print(f"[xablate] tuned {self.tune.key} on {self.tune.metric} (validation):", flush=True)
+        grid = staging.variants_of(self._grid, self.tune.keys)
         for variant, per_value in scores.items():
             best, means = staging.pick(self.tune.values, per_value)
+            tie = self._break_tie(variant, grid.get(variant, []), staging.tied_best(means),
+                                  lambda value: {self.tune.key: value}, per_value, swept)
+            if tie:
+                best, means = staging.pick(self.tune.values, per_value)
             choices[variant] = {self.tune.key: best}
             shown = {v: (m if higher or math.isnan(m) else -m) for v, m in means.items()}
             record.append({"variant": staging.variant_name(variant, swept), "chosen": best, "scores": shown,
-                           "runs": runs[variant]})
+                           "runs": runs[variant], **({"tie_break": tie} if tie else {})})
             print(f"  {staging.variant_name(variant, swept):40s} -> {best}   "
                   + "  ".join(f"{v}: {m:.4f}" for v, m in shown.items()), flush=True)
         document = {"key": self.tune.key, "values": self.tune.values, "metric": self.tune.metric,
@@ -332,6 +388,17 @@ class StagedSweeper(Sweeper):
                            json.dumps({r["variant"]: r["chosen"] for r in record}))
             client.log_artifact(parent_id, str(sweep_dir / staging.TUNING_FILE))
         return choices
+
+
+def _tied_numbers(complete: list) -> list[int]:
+    """The numbers of the complete trials whose value equals the best (more than one: a tie)."""
+    best = max((t.value for t in complete), default=math.nan)
+    return [t.number for t in complete if t.value == best]
+
+
+def _mean(values: list) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _diverged_run(result) -> Optional[str]:
