@@ -11,7 +11,9 @@ simultaneous bands on the scores' CDF (the `opda` package, used here for both). 
 - its curve is still rising at the budget: doubling the finished trials is expected to gain more than TOLERANCE
   in the tuning metric (E[best of 2N] - E[best of N], from the empirical distribution);
 - its choice sits at the edge of the searched range (within EDGE of a bound, in decades on a log scale); or
-- its best two finished trials tie exactly, so the choice between them was made by trial order.
+- its best two finished trials tie exactly, so the choice between them was made by trial order (a tie the
+  staged sweeper broke with more seeds reads as no tie: those seeds enter the trials' means); or
+- its trials trained fewer epochs than the final runs (the tuning's budget was not the final recipe).
 """
 
 from __future__ import annotations

@@ -358,8 +358,13 @@ def tuning_saturation(selection: Selection, chosen: dict[str, dict]) -> dict[str
         return {}
     trials = trial_table(tuning_runs(selection), tune.keys)
     space = tune.search.space if tune.search is not None else {}
-    return {variant: saturation_flags(finished_scores(trials, variant), values, space, tune.values)
-            for variant, values in chosen.items()}
+    flags = {variant: saturation_flags(finished_scores(trials, variant), values, space, tune.values)
+             for variant, values in chosen.items()}
+    final, tried = selection.runs["epochs"].dropna(), selection.tuning["epochs"].dropna()
+    if len(final) and len(tried) and tried.max() < final.max():  # a shortened budget: not the final recipe
+        for variant in flags:
+            flags[variant].append(f"its trials trained {int(tried.max())} of the final {int(final.max())} epochs")
+    return flags
 
 
 def unsaturated_note(saturation: dict[str, list[str]], compared: list[dict]) -> str:
