@@ -136,7 +136,7 @@ def test_ordered_axis_gets_a_trend_against_effective_segments(store):
     margins = [line.get_xdata()[0] for line in forest.get_lines() if line.get_linestyle() == "--"]
     assert margins == pytest.approx([-m for m in comparisons["margin"].dropna()])  # accuracy: higher is better
     assert "variant − baseline (higher is better)" in forest.get_xlabel() and "dashed" in forest.get_xlabel()
-    top, bottom = figures["spectrum"].axes
+    top, _, bottom = figures["spectrum"].axes  # the values, their paired differences, the model sizes
     xs = top.containers[0].lines[0].get_xdata()
     assert list(xs) == sorted(xs)  # numeric order: 2, 4, depthwise
     labels = [t.get_text().split("\n")[0] for t in bottom.get_xticklabels()]

@@ -123,7 +123,8 @@ def test_the_sensitivity_figure_draws_every_trial_and_each_variants_choice():
     trials = trial_table(seeds, (KEY,))
     fig = sensitivity_figure(seeds, trials, (KEY,), "final_val_accuracy",
                              {"residual=true": {KEY: 1e-3}, "residual=false": {KEY: 1e-3}})
-    (panel,) = fig.axes
+    panel, curves = fig.axes  # each tuned key, then the expected best against finished trials
+    assert curves.get_xlabel() == "finished tuning trials"
     assert panel.get_xscale() == "log" and panel.get_xlabel() == KEY
     lines = [line for line in panel.get_lines() if line.get_linestyle() == "--"]
     assert [line.get_xdata()[0] for line in lines] == [1e-3, 1e-3]  # one chosen line per variant

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow  # starts run.py or trains for many seconds: the f
 EPOCH_METRICS = {"loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy",
                  "learning_rate", "epoch_seconds", "images_per_second"}
 TEST_METRICS = {"test_accuracy", "test_loss", "test_top5_accuracy"}
-ARTIFACTS = {"config.yaml", "curves.png", "history.csv", "model.keras", "model_summary.json", "model_summary.txt"}
+ARTIFACTS = {"config.yaml", "curves.png", "history.csv", "model.keras", "model_summary.json", "model_summary.txt",
+             "predictions.npz"}
 
 
 @pytest.fixture(scope="module")

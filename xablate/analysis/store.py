@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from xablate.config import REPLICATE_KEYS, variant_label
+from xablate.staging import HORIZON_KEY
 from xablate.studies import METRICS, Study
 from xablate.tracking.identity import NEUTRAL_DEFAULTS, is_semantic, param_value
 from xablate.tracking.reader import StoreReader
@@ -296,7 +297,7 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[
                                                 for _, row in pilot.iterrows()])
     tuning = runs[in_stage(runs, "tune") & (runs["status"] != "RUNNING")]
     if len(tuning) and study.tune is not None:  # of the main configuration, but for the tuned keys and budget
-        leave = set(candidates) | tuned | {"train.epochs"} | set(study.tune.budget)
+        leave = set(candidates) | tuned | {"train.epochs", HORIZON_KEY} | set(study.tune.budget)
         main_ids = {_config_id(p, leave) for p in chosen["params"]}
         tuning = tuning[[_config_id(p, leave) in main_ids for p in tuning["params"]]]
     if len(tuning):

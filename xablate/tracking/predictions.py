@@ -42,5 +42,7 @@ def predict_split(model, test) -> tuple[np.ndarray, np.ndarray]:
     for batch in batches:
         images, y = batch[0], batch[1]
         labels.append(np.asarray(y).reshape(-1))
-        predicted.append(np.asarray(model.predict_on_batch(images)).argmax(axis=-1).reshape(-1))
+        # the model called on the batch: one output per image whatever the distribution strategy (predict_on_batch
+        # under MirroredStrategy concatenates its replicas' outputs)
+        predicted.append(np.asarray(model(images, training=False)).argmax(axis=-1).reshape(-1))
     return np.concatenate(labels), np.concatenate(predicted)
