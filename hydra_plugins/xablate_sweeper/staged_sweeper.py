@@ -226,7 +226,11 @@ class StagedSweeper(Sweeper):
             complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             by_number = {t.number: t for t in complete}
             scores = {t.number: [t.value] * self.tune.seeds for t in complete}
-            tied = [n for n in by_number if n in set(_tied_numbers(complete))]
+            settings: dict = {}  # a trial that repeats another's setting is the same draw, not a tie
+            for n in _tied_numbers(complete):
+                settings.setdefault(json.dumps({k: rounded(x) for k, x in by_number[n].params.items()},
+                                               sort_keys=True, default=str), n)
+            tied = list(settings.values())
             tie = self._break_tie(v, variants[v], tied, lambda number: {k: rounded(x) for k, x in
                                                                       by_number[number].params.items()}, scores, swept)
             if tie:
