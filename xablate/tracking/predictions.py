@@ -36,13 +36,10 @@ def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict_split(model, test) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, predicted classes) of every batch of a test split (a tf.data dataset or batches of arrays)."""
-    labels, predicted = [], []
+    """(labels, predicted classes) of every image of a test split (a tf.data dataset or a PyDataset of batches):
+    Keras' compiled predict loop (one output per image under any distribution strategy), the labels read from
+    the same batches in the same order."""
+    predicted = np.asarray(model.predict(test, verbose=0)).argmax(axis=-1).reshape(-1)
     batches = (test[i] for i in range(len(test))) if hasattr(test, "__getitem__") else iter(test)  # a PyDataset
-    for batch in batches:
-        images, y = batch[0], batch[1]
-        labels.append(np.asarray(y).reshape(-1))
-        # the model called on the batch: one output per image whatever the distribution strategy (predict_on_batch
-        # under MirroredStrategy concatenates its replicas' outputs)
-        predicted.append(np.asarray(model(images, training=False)).argmax(axis=-1).reshape(-1))
-    return np.concatenate(labels), np.concatenate(predicted)
+    labels = np.concatenate([np.asarray(batch[1]).reshape(-1) for batch in batches])
+    return labels, predicted
