@@ -44,21 +44,26 @@ def test_noise_lands_in_the_residual_and_a_source_without_effect_near_zero():
     assert flat.loc["order", "component"] < 0.2 * flat.loc["init", "component"]
 
 
-def test_a_study_declares_its_sources_and_gets_a_row_per_variant_and_source(tmp_path):
+def _crossed_selection(tmp_path):
+    """The crossed design logged as runs, each with its sources' seeds recorded as the trainer records them
+    (one sweep per cell), selected as a study that declares the decomposition."""
     from made_up_store import log_study
     from xablate.analysis.store import runs_frame, select_runs
     from xablate.studies import parse_study
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    data = _crossed()
-    for _, row in data.iterrows():  # one sweep per cell: seed i*9+o*3+s, its sources' seeds recorded as the trainer does
+    for _, row in _crossed().iterrows():
         cell = {"init": int(row["init"]), "order": int(row["order"]), "split": int(row["split"])}
         log_study(uri, "var", {"none": [row["value"]]}, extra_params={
             "train.init_seed": str(cell["init"]), "data.order_seed": str(cell["order"]),
             "data.split_seed": str(cell["split"]), **{f"seeds.{k}": str(v) for k, v in cell.items()}})
     study = parse_study("var", {"analysis": {"axes": ["intermediate_act"],
                                              "variance": {"sources": ["init", "order", "split"]}}})
-    selection = select_runs(runs_frame(uri, study="var"), study)
+    return uri, select_runs(runs_frame(uri, study="var"), study)
+
+
+def test_a_study_declares_its_sources_and_gets_a_row_per_variant_and_source(tmp_path):
+    _, selection = _crossed_selection(tmp_path)
     assert len(selection.runs) == 27  # each cell its own replicate: none dropped as a duplicate
     table = variance_table(selection).set_index("source")
     assert table.loc["init", "component"] == pytest.approx(np.var(EFFECTS["init"], ddof=1), abs=1e-9)
@@ -75,20 +80,10 @@ def test_a_bad_variance_block_is_refused(block):
 
 
 def test_the_study_figures_draw_each_sources_share(tmp_path):
-    from made_up_store import log_study
     from xablate.analysis.report import study_figures
-    from xablate.analysis.store import history_frame, runs_frame, select_runs
-    from xablate.studies import parse_study
+    from xablate.analysis.store import history_frame
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    for _, row in _crossed().iterrows():
-        cell = {"init": int(row["init"]), "order": int(row["order"]), "split": int(row["split"])}
-        log_study(uri, "var", {"none": [row["value"]]}, extra_params={
-            "train.init_seed": str(cell["init"]), "data.order_seed": str(cell["order"]),
-            "data.split_seed": str(cell["split"]), **{f"seeds.{k}": str(v) for k, v in cell.items()}})
-    study = parse_study("var", {"analysis": {"axes": ["intermediate_act"],
-                                             "variance": {"sources": ["init", "order", "split"]}}})
-    selection = select_runs(runs_frame(uri, study="var"), study)
+    uri, selection = _crossed_selection(tmp_path)
     panel = study_figures(selection, history_frame(uri, selection.runs, axes=selection.axes))["variance"].axes[0]
     widths = [p.get_width() for p in panel.patches]
     expected = {k: np.var(v, ddof=1) for k, v in EFFECTS.items()}
