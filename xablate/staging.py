@@ -109,6 +109,10 @@ def parse_tune(block: Any) -> TuneSpec | None:
     common = {"seeds", "budget", "metric", "epochs_fraction"}
     if "space" in block:
         return _parse_search_form(block, common)
+    if "repeats" in block:
+        raise _error("tune.repeats", block["repeats"], "repeats with the search form only (a space and a sampler: "
+                                                       "each repeat draws with its own sampler seed; a grid of "
+                                                       "values has none)")
     unknown = sorted(set(block) - {"key", "values", *common})
     if unknown:
         allowed = "key, values, seeds, budget, epochs_fraction, metric (or the search form: space, sampler, trials, " \
@@ -239,12 +243,22 @@ def tune_jobs(grid: list[list[str]], tune: TuneSpec, full_epochs: int) -> list[t
     return out
 
 
-def final_jobs(grid: list[list[str]], choices: dict[tuple, dict] | None, tune: TuneSpec | None) -> list[list[str]]:
-    """The study's own runs, each variant at its tuned values (`choices`: variant -> {key: value})."""
+def replicate_choice(chosen: dict | list[dict], index: int) -> dict:
+    """The tuned values the variant's `index`-th replicate (in grid order) runs at: its choice, or with repeated
+    tuning (a list, one choice per repeat) repeat (index mod r)'s, so the replicates spread over the choices."""
+    return chosen[index % len(chosen)] if isinstance(chosen, list) else chosen
+
+
+def final_jobs(grid: list[list[str]], choices: dict[tuple, dict | list[dict]] | None,
+               tune: TuneSpec | None) -> list[list[str]]:
+    """The study's own runs, each variant at its tuned values (`choices`: variant -> {key: value}, or a list of
+    them, one per tuning repeat: replicate_choice)."""
     out = []
     for variant, jobs in variants_of(grid, tune.keys if tune is not None else ()).items():
-        extra = {**choices[variant], TUNED_KEY: tune.key} if tune is not None and choices else {}
-        out += [with_overrides(job, {**extra, STAGE_KEY: "final"}) for job in jobs]
+        for index, job in enumerate(jobs):
+            extra = ({**replicate_choice(choices[variant], index), TUNED_KEY: tune.key}
+                     if tune is not None and choices else {})
+            out.append(with_overrides(job, {**extra, STAGE_KEY: "final"}))
     return out
 
 

@@ -15,6 +15,9 @@ kept in a plain SQLite file beside the MLflow store, asked and told through Optu
           seeds: 2                # a trial's objective is the mean over its seeds on the validation split
           pruner: none            # none | median | successive_halving | hyperband (tune stage only)
           parallel: 1             # trials asked per variant at once (each batch: variants x parallel x seeds jobs)
+          repeats: 1              # the whole search r times per variant, each with its own sampler seed: final
+                                  # replicate j runs at repeat (j mod r)'s choice, so the study's interval carries
+                                  # the tuning's own variance (Optuna studies `<study>/<variant>/repeat-<k>`, k >= 1)
 
 With a pruner, each trial's first seed is its scout: it trains first, reporting its per-epoch validation metric
 to the trial, and stops where the pruner says (the run ends KILLED with xablate.outcome=pruned, the epoch and the
@@ -28,6 +31,7 @@ the value and what is allowed (`parse_search`), before any run or sweep parent e
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +40,11 @@ from typing import Any
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
-SEARCH_SETTINGS = ("space", "sampler", "trials", "startup", "pruner", "parallel")
+SEARCH_SETTINGS = ("space", "sampler", "trials", "startup", "pruner", "parallel", "repeats")
 STORAGE_FILE = "optuna.db"
 TRIAL_KEY = "tracking.trial"  # on a tuning job: `<its variant's Optuna study>@<trial number>` (non-semantic)
 PRUNED = "pruned"             # xablate.outcome of a run its pruner stopped (MLflow status KILLED)
+REPEAT_SEED_STRIDE = 1000    # repeat k's sampler seed: seed + 1000 k (+ the trials a resumed study holds)
 SIGNIFICANT_DIGITS = 3        # a sampled float is run at 3 significant digits (readable runs, stable identities)
 
 
@@ -52,6 +57,7 @@ class SearchSpec:
     pruner: str = "none"
     parallel: int = 1
     seed: int = 0  # the sampler's own seed: the same study asks the same values
+    repeats: int = 1  # independent searches per variant (sampler seeds REPEAT_SEED_STRIDE apart)
     extra: dict = field(default_factory=dict)
 
 
@@ -110,7 +116,11 @@ def parse_search(block: dict) -> SearchSpec:
     parallel = block.get("parallel", 1)
     if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= trials:
         raise _error("parallel", parallel, f"an integer from 1 to trials={trials} (trials asked per variant at once)")
-    return SearchSpec(parsed, sampler, trials, startup, pruner, parallel)
+    repeats = block.get("repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 20:
+        raise _error("repeats", repeats, "an integer from 1 to 20 (independent searches per variant, each with its "
+                                         "own sampler seed)")
+    return SearchSpec(parsed, sampler, trials, startup, pruner, parallel, repeats=repeats)
 
 
 def storage_path(tracking_uri: str, project: Path) -> Path:
@@ -125,6 +135,17 @@ def study_name(study: str, variant: str) -> str:
     """The Optuna study of one variant of a study, e.g. `fig9_tuned/residual:false` (no `=`, `,` or `@`, so it
     travels in a command-line override)."""
     return f"{study}/{variant}".replace("=", ":").replace(",", "+").replace("@", "_")
+
+
+def repeat_study_name(study: str, variant: str, repeat: int) -> str:
+    """The Optuna study of one repeat of a variant's search: the first keeps study_name (so studies tuned before
+    repeats existed resume as they were), repeat k >= 1 adds `/repeat-<k>`."""
+    return study_name(study, variant) + (f"/repeat-{repeat}" if repeat else "")
+
+
+def repeat_spec(spec: SearchSpec, repeat: int) -> SearchSpec:
+    """The search of one repeat: the same space and budget, its own sampler seed."""
+    return dataclasses.replace(spec, seed=spec.seed + REPEAT_SEED_STRIDE * repeat)
 
 
 def trial_ref(study, trial) -> str:

@@ -159,14 +159,19 @@ class StagedSweeper(Sweeper):
         stage_epochs = int(budget.get("train.epochs", self._value_in(grid[0], "train.epochs", epochs)))
         variants = staging.variants_of(grid, spec.keys)
         path = tuning.storage_path(uri, project_root())
-        studies = {v: tuning.open_study(path, tuning.study_name(str(self.config.study), staging.variant_name(v, swept)),
-                                        search, epochs=stage_epochs, metric=spec.metric) for v in variants}
+        # one Optuna study per variant and repeat (each repeat the whole search again, its own sampler seed)
+        studies = {(v, k): tuning.open_study(
+            path, tuning.repeat_study_name(str(self.config.study), staging.variant_name(v, swept), k),
+            tuning.repeat_spec(search, k), epochs=stage_epochs, metric=spec.metric)
+            for v in variants for k in range(search.repeats)}
+        repeated = f", {search.repeats} repeats" if search.repeats > 1 else ""
         print(f"[xablate] tuning {', '.join(spec.keys)} per variant with Optuna ({search.sampler}, {search.trials} "
-              f"trials of {spec.seeds} seed(s), pruner {search.pruner}) at {budget}; studies in {path}", flush=True)
-        record: dict = {v: [] for v in variants}
+              f"trials of {spec.seeds} seed(s){repeated}, pruner {search.pruner}) at {budget}; studies in {path}",
+              flush=True)
+        record: dict = {key: [] for key in studies}
         while True:
-            asked = [(v, trial, values) for v in variants for trial, values in tuning.ask(studies[v], search,
-                                                                                         search.parallel)]
+            asked = [(key, trial, values) for key in studies for trial, values in tuning.ask(studies[key], search,
+                                                                                             search.parallel)]
             if not asked:
                 break
             scores = {id(trial): [] for _, trial, _ in asked}
@@ -175,12 +180,12 @@ class StagedSweeper(Sweeper):
 
             def jobs_of(entries, seeds, scout):
                 out = []
-                for v, trial, values in entries:
-                    for job in variants[v][seeds]:
+                for key, trial, values in entries:
+                    for job in variants[key[0]][seeds]:
                         extra = {**budget, **values, staging.STAGE_KEY: "tune", staging.TUNED_KEY: spec.key}
                         if scout:
-                            extra[tuning.TRIAL_KEY] = tuning.trial_ref(studies[v], trial)
-                        out.append(((v, trial), staging.with_overrides(job, extra)))
+                            extra[tuning.TRIAL_KEY] = tuning.trial_ref(studies[key], trial)
+                        out.append(((key, trial), staging.with_overrides(job, extra)))
                 return out
 
             if search.pruner != "none":  # scouts first: each trial's first seed, which its pruner may stop
@@ -200,29 +205,30 @@ class StagedSweeper(Sweeper):
                         pruned.add(id(trial))
                     else:
                         scores[id(trial)].append(got)
-            for v, trial, values in asked:
+            for key, trial, values in asked:
                 if id(trial) in pruned:
-                    tuning.prune(studies[v], trial)
+                    tuning.prune(studies[key], trial)
                     value, state = math.nan, "pruned"
                 else:
-                    value = tuning.tell(studies[v], trial, scores[id(trial)])
+                    value = tuning.tell(studies[key], trial, scores[id(trial)])
                     state = "failed" if math.isnan(value) else "complete"
-                record[v].append({"trial": trial.number, "values": values, "state": state, "score": value,
-                                  "runs": runs[id(trial)]})
-                print(f"  {staging.variant_name(v, swept):30s} trial {trial.number}: "
+                record[key].append({"trial": trial.number, "values": values, "state": state, "score": value,
+                                    "runs": runs[id(trial)]})
+                repeat = f" (repeat {key[1]})" if search.repeats > 1 else ""
+                print(f"  {staging.variant_name(key[0], swept):30s} trial {trial.number}{repeat}: "
                       + ", ".join(f"{k}={x}" for k, x in values.items()) + f" -> {state}"
                       + ("" if math.isnan(value) else f" {value:.4f}"), flush=True)
         return self._record_search(studies, record, sweep_dir, swept, self._search_ties(studies, variants, swept))
 
     def _search_ties(self, studies: dict, variants: dict, swept: set) -> dict:
         """Per variant whose best complete trials tie exactly: the trial the tie-break's extra seeds chose, and
-        what was run ({variant: (trial number or None, record)})."""
+        what was run ({(variant, repeat): (trial number or None, record)})."""
         import optuna
 
         from xablate.tuning import rounded
 
         out = {}
-        for v, study in studies.items():
+        for (v, repeat), study in studies.items():
             complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             by_number = {t.number: t for t in complete}
             scores = {t.number: [t.value] * self.tune.seeds for t in complete}
@@ -236,7 +242,7 @@ class StagedSweeper(Sweeper):
             if tie:
                 means = {n: _mean(scores[n]) for n in tied}
                 best = max(tied, key=lambda n: (means[n], -n))
-                out[v] = (best if tie["broken"] else None, tie)
+                out[(v, repeat)] = (best if tie["broken"] else None, tie)
         return out
 
     def _tuning_result(self, result):
@@ -263,37 +269,47 @@ class StagedSweeper(Sweeper):
         from xablate.tuning import rounded
 
         spec, choices, variants = self.tune, {}, []
-        for v, study in studies.items():
+        for (v, repeat), study in studies.items():
+            name = staging.variant_name(v, swept) + (f" (repeat {repeat})" if spec.search.repeats > 1 else "")
             complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if not complete:
-                raise RuntimeError(f"no tuning trial of {staging.variant_name(v, swept)} finished (all diverged, "
-                                   f"failed or pruned): nothing to choose from")
-            preferred = ties.get(v, (None, None))[0]  # a tie broken by more seeds: their choice
+                raise RuntimeError(f"no tuning trial of {name} finished (all diverged, failed or pruned): nothing "
+                                   f"to choose from")
+            preferred = ties.get((v, repeat), (None, None))[0]  # a tie broken by more seeds: their choice
             best = next(t for t in complete if t.number == preferred) if preferred is not None else \
                 max(complete, key=lambda t: (t.value, -t.number))
-            choices[v] = {k: rounded(best.params[k]) for k in spec.keys}
+            chosen = {k: rounded(best.params[k]) for k in spec.keys}
+            choices.setdefault(v, []).append(chosen)
             trials = [{"trial": t.number, "values": {k: rounded(x) for k, x in t.params.items()},
                        "state": t.state.name.lower(), "score": t.value,
                        "pruned_at": max(t.intermediate_values) if t.state.name == "PRUNED" and t.intermediate_values
                        else None} for t in study.get_trials(deepcopy=False)
                       if t.state.name in ("COMPLETE", "PRUNED")]
-            variants.append({"variant": staging.variant_name(v, swept), "study": study.study_name,
-                             "chosen": choices[v] if len(spec.keys) > 1 else choices[v][spec.key],
-                             "trials": trials, "this_sweep": record[v],
-                             **({"tie_break": ties[v][1]} if v in ties else {})})
-            print(f"  {staging.variant_name(v, swept):30s} -> " + ", ".join(f"{k}={x}" for k, x in choices[v].items())
+            variants.append({"variant": staging.variant_name(v, swept), "repeat": repeat, "study": study.study_name,
+                             "chosen": chosen if len(spec.keys) > 1 else chosen[spec.key],
+                             "trials": trials, "this_sweep": record[(v, repeat)],
+                             **({"tie_break": ties[(v, repeat)][1]} if (v, repeat) in ties else {})})
+            print(f"  {name:30s} -> " + ", ".join(f"{k}={x}" for k, x in chosen.items())
                   + f"   (trial {best.number}, {best.value:.4f} mean over seeds)", flush=True)
+        if spec.search.repeats == 1:  # one choice per variant, as before repeats existed
+            choices = {v: chosen[0] for v, chosen in choices.items()}
         document = {"key": spec.key, "space": {k: {kind: args} for k, (kind, args) in spec.search.space.items()},
                     "sampler": spec.search.sampler, "trials": spec.search.trials, "pruner": spec.search.pruner,
-                    "metric": spec.metric, "seeds": spec.seeds, "budget": spec.budget,
-                    "epochs_fraction": spec.epochs_fraction, "variants": variants}
+                    "repeats": spec.search.repeats, "metric": spec.metric, "seeds": spec.seeds,
+                    "budget": spec.budget, "epochs_fraction": spec.epochs_fraction, "variants": variants}
         (sweep_dir / staging.TUNING_FILE).write_text(json.dumps(document, indent=2, default=str))
         parent = sweep_dir / PARENT_RUN_FILE
         if parent.exists():
             client = MlflowClient(resolve_tracking_uri(self.config.tracking.uri))
             parent_id = parent.read_text().strip()
             client.set_tag(parent_id, staging.KEY_TAG, spec.key)
-            client.set_tag(parent_id, staging.CHOICES_TAG, json.dumps({r["variant"]: r["chosen"] for r in variants}))
+            recorded: dict = {}  # variant -> its choice, or with repeats the list of them (repeat order)
+            for r in variants:
+                if spec.search.repeats > 1:
+                    recorded.setdefault(r["variant"], []).append(r["chosen"])
+                else:
+                    recorded[r["variant"]] = r["chosen"]
+            client.set_tag(parent_id, staging.CHOICES_TAG, json.dumps(recorded))
             client.log_artifact(parent_id, str(sweep_dir / staging.TUNING_FILE))
         return choices
 

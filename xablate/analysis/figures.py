@@ -375,6 +375,13 @@ def claims_figure(rows: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
+def _shown(value) -> str:
+    """A chosen value as a legend shows it; a variant tuned r times: each repeat's choice, `a|b`."""
+    if isinstance(value, list):
+        return "|".join(map(_shown, value))
+    return f"{value:.3g}" if isinstance(value, float) else f"{value}"
+
+
 def sensitivity_figure(runs: pd.DataFrame, trials: pd.DataFrame, keys: tuple[str, ...], metric: str,
                        chosen: dict[str, dict], title: str = "") -> Figure:
     """A tuned study's sensitivity: for each tuned key a panel of every variant's tuning metric (validation)
@@ -403,11 +410,12 @@ def sensitivity_figure(runs: pd.DataFrame, trials: pd.DataFrame, keys: tuple[str
                            yerr=[(sign * means["mean"] - np.minimum(sign * means["low"], sign * means["high"])).clip(0),
                                  (np.maximum(sign * means["low"], sign * means["high"]) - sign * means["mean"]).clip(0)],
                            fmt="o", markersize=5, color=color, capsize=2, linewidth=1,
-                           label=f"{variant} (→ " + ", ".join(f"{k.rsplit('.', 1)[-1]} {v:.3g}" if isinstance(v, float)
-                                                              else f"{k.rsplit('.', 1)[-1]} {v}"
+                           label=f"{variant} (→ " + ", ".join(f"{k.rsplit('.', 1)[-1]} {_shown(v)}"
                                                               for k, v in chosen.get(variant, {}).items()) + ")")
             if variant in chosen and key in chosen[variant]:
-                panel.axvline(float(chosen[variant][key]), color=color, linestyle="--", linewidth=1)
+                mine_chosen = chosen[variant][key]  # repeated tuning: one line per repeat's choice
+                for value in mine_chosen if isinstance(mine_chosen, list) else [mine_chosen]:
+                    panel.axvline(float(value), color=color, linestyle="--", linewidth=1)
         values = pd.to_numeric(runs[key], errors="coerce").dropna() if key in runs else pd.Series(dtype=float)
         if len(values) and values.min() > 0 and values.max() / values.min() >= 10:
             panel.set_xscale("log")

@@ -45,19 +45,28 @@ def tuning_runs(selection: Selection) -> pd.DataFrame:
 
 
 def chosen_values(selection: Selection) -> dict[str, dict]:
-    """Each variant's tuned values, as its final runs were configured ({} for an untuned study)."""
+    """Each variant's tuned values, as its final runs were configured ({} for an untuned study): a value per key,
+    or the list of the distinct values its replicates ran at (repeated tuning: one choice per repeat)."""
     tune = selection.study.tune
     if tune is None or selection.runs.empty or "params" not in selection.runs:
         return {}
-    return {variant: {k: typed(params.iloc[-1].get(k)) for k in tune.keys if params.iloc[-1].get(k) is not None}
-            for variant, params in selection.runs.groupby("variant")["params"]}
+    out = {}
+    for variant, params in selection.runs.groupby("variant")["params"]:
+        values = {}
+        for k in tune.keys:
+            seen = list(dict.fromkeys(typed(p.get(k)) for p in params if p.get(k) is not None))
+            if seen:
+                values[k] = seen[0] if len(seen) == 1 else seen
+        out[variant] = values
+    return out
 
 
 def describe_setting(values: dict) -> str:
-    """Tuned values as `lr 0.003` / `lr 0.003, weight_decay 1e-05`."""
+    """Tuned values as `lr 0.003` / `lr 0.003, weight_decay 1e-05`; a variant tuned r times `lr 0.003|0.004`."""
     from xablate.config import short_name
 
-    return ", ".join(f"{short_name(k)} {v:.3g}" if isinstance(v, float) else f"{short_name(k)} {v}"
+    one = lambda v: f"{v:.3g}" if isinstance(v, float) else f"{v}"  # noqa: E731
+    return ", ".join(f"{short_name(k)} {'|'.join(map(one, v)) if isinstance(v, list) else one(v)}"
                      for k, v in values.items()) or "–"
 
 

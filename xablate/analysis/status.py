@@ -21,8 +21,8 @@ from xablate.analysis.composition import parsed_override
 from xablate.dotted import get_dotted
 from xablate.paths import project_root
 from xablate.gate import parse_job
-from xablate.staging import CHOICES_TAG, REPLICATE_KEYS, STAGE_TAG, override_key, parse_tune, variant_name, \
-    with_overrides
+from xablate.staging import CHOICES_TAG, REPLICATE_KEYS, STAGE_TAG, override_key, parse_tune, replicate_choice, \
+    variant_name, with_overrides
 from xablate.sweeps import expand, swept_keys
 from xablate.data.digest import source_digest
 from xablate.data.sources import SOURCES
@@ -140,9 +140,9 @@ def _split(overrides: list[str]) -> tuple[tuple[str, ...], list[tuple[str, objec
     return groups, [(p.key_or_group, p.value()) for p, is_plain in zip(parsed, plain) if is_plain]
 
 
-def recorded_choices(uri: str, experiment: str) -> dict[str, dict]:
+def recorded_choices(uri: str, experiment: str) -> dict[str, dict | list[dict]]:
     """A searched study's tuned values per variant name, as its latest sweep parent recorded them ({} before any
-    search finished)."""
+    search finished); with repeated tuning, a list of them (one per repeat: staging.replicate_choice)."""
     import json
 
     if store_missing(uri):
@@ -152,7 +152,8 @@ def recorded_choices(uri: str, experiment: str) -> dict[str, dict]:
     if not parents:
         return {}
     key = parents[0].data.tags.get("xablate.tune.key", "")
-    return {variant: value if isinstance(value, dict) else {key: value}
+    as_values = lambda value: value if isinstance(value, dict) else {key: value}  # noqa: E731
+    return {variant: [as_values(v) for v in value] if isinstance(value, list) else as_values(value)
             for variant, value in json.loads(parents[0].data.tags[CHOICES_TAG]).items()}
 
 
@@ -233,6 +234,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
     searched = {} if tune is None or tune.search is None else \
         recorded_choices(resolve_tracking_uri(first.tracking.uri), str(first.tracking.experiment))
     cache: dict = {}
+    replicates: dict = {}  # a variant's replicates so far, in grid order (repeated tuning: which choice is whose)
     with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
         for job in jobs:
             # a tuned study's cell is done at whichever value its tuning chose: one identity per candidate (a
@@ -244,8 +246,10 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
                 options = [with_overrides(job, {tune.key: v}) for v in tune.values]
             else:
                 variant = tuple(o for o in job if override_key(o) not in (*REPLICATE_KEYS, *tune.keys))
+                index = replicates[variant] = replicates.get(variant, -1) + 1
                 chosen = searched.get(variant_name(variant, set(keys)))
-                options, known = ([with_overrides(job, chosen)], True) if chosen else ([job], False)
+                options, known = (([with_overrides(job, replicate_choice(chosen, index))], True) if chosen
+                                  else ([job], False))
             cell = []
             for overrides in options:
                 # the keys, and the data the cell's digest reads; the rest is the job's to check (no Keras here)

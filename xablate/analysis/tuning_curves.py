@@ -74,9 +74,10 @@ def saturation_flags(scores, chosen: dict, space: dict, grid: list | None = None
         if len(top) > 1 and top[0] == top[1]:
             flags.append(f"its best two trials tie ({top[0]:.4f}): chosen by trial order")
     for key, value in chosen.items():
-        edge = _edge(key, value, space.get(key), grid)
-        if edge:
-            flags.append(edge)
+        for one in value if isinstance(value, list) else [value]:  # repeated tuning: each repeat's choice
+            edge = _edge(key, one, space.get(key), grid)
+            if edge:
+                flags.append(edge)
     return flags
 
 

@@ -384,7 +384,11 @@ def tuned_note(chosen: dict[str, dict], compared: list[dict]) -> str:
                 else "different tuned settings: a difference between each at its own best, not at a shared setting")
         parts.append(f"{c['variant']} at {describe_setting(mine)} vs {c['baseline']} at {describe_setting(theirs)} "
                      f"({same})")
-    return " — tuned per variant: " + "; ".join(parts)
+    repeated = any(isinstance(v, list) for c in compared for side in ("variant", "baseline")
+                   for v in chosen.get(c[side], {}).values())
+    return " — tuned per variant: " + "; ".join(parts) + (
+        " — tuning repeated with other sampler seeds (a|b: each repeat's choice): the replicates spread over the "
+        "choices, so the interval carries the tuning's own variance" if repeated else "")
 
 
 def at_level(claim: Claim, level: dict) -> Claim:
