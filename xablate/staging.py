@@ -249,16 +249,30 @@ def replicate_choice(chosen: dict | list[dict], index: int) -> dict:
     return chosen[index % len(chosen)] if isinstance(chosen, list) else chosen
 
 
+def crossed_levels(choices: dict[tuple, dict], key: str) -> list:
+    """The values of a tuned key that a crossed final stage runs every variant at: each variant's choice, once
+    (two variants that chose the same value share a level), in increasing order."""
+    values = {_value(chosen[key]): chosen[key] for chosen in choices.values()}
+    return sorted(values.values(), key=lambda v: (not isinstance(v, (int, float)), v if isinstance(v, (int, float))
+                                                  else str(v)))
+
+
 def final_jobs(grid: list[list[str]], choices: dict[tuple, dict | list[dict]] | None,
-               tune: TuneSpec | None) -> list[list[str]]:
+               tune: TuneSpec | None, crossed: str | None = None) -> list[list[str]]:
     """The study's own runs, each variant at its tuned values (`choices`: variant -> {key: value}, or a list of
-    them, one per tuning repeat: replicate_choice)."""
+    them, one per tuning repeat: replicate_choice). `crossed`: a tuned key the study reads its claims at every
+    variant's value of (a claim `at: {key: tuned}`): each replicate also runs at every other variant's value of
+    that key (its other tuned keys its own), a variant x tuned-value factorial."""
     out = []
+    levels = crossed_levels(choices, crossed) if crossed and tune is not None and choices else [None]
     for variant, jobs in variants_of(grid, tune.keys if tune is not None else ()).items():
         for index, job in enumerate(jobs):
-            extra = ({**replicate_choice(choices[variant], index), TUNED_KEY: tune.key}
-                     if tune is not None and choices else {})
-            out.append(with_overrides(job, {**extra, STAGE_KEY: "final"}))
+            for level in levels:
+                extra = ({**replicate_choice(choices[variant], index), TUNED_KEY: tune.key}
+                         if tune is not None and choices else {})
+                if level is not None:
+                    extra[crossed] = level
+                out.append(with_overrides(job, {**extra, STAGE_KEY: "final"}))
     return out
 
 

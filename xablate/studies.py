@@ -92,11 +92,20 @@ class Claim:
         return {**record, "at": self.at} if self.at else record
 
     def levels(self) -> list[dict]:
-        """The matched settings it is read at ({factor: level} each; one empty setting without `at`)."""
+        """The matched settings it is read at ({factor: level} each; one empty setting without `at`). A claim at
+        `tuned` levels has them once its tuning chose them (xablate.analysis.verdicts.with_tuned_levels)."""
         if not self.at:
             return [{}]
         (factor, values), = self.at.items()
+        if values == TUNED_LEVELS:
+            raise ValueError(f"the claim {self.text!r} is read at each variant's tuned {factor}: its levels are "
+                             f"known once the tuning chose them")
         return [{factor: value} for value in values]
+
+    @property
+    def crossed(self) -> str | None:
+        """The tuned key it is read at every variant's tuned value of (`at: {key: tuned}`), if any."""
+        return next((factor for factor, values in self.at.items() if values == TUNED_LEVELS), None)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,12 @@ class Study:
     beside: str | None = None         # another study drawn in this one's trend figure, e.g. unmatched beside matched
     sequential: Any = None            # seeds until decided: xablate.analysis.sequential.SequentialSpec
     variance: tuple[str, ...] | None = None  # sources whose share of the spread it decomposes (xablate.analysis.variance)
+
+    @property
+    def crossed(self) -> str | None:
+        """The tuned key its final stage crosses with every variant (a claim `at: {key: tuned}`): each variant runs
+        at its own tuned value and at every other variant's, a factorial the staged sweeper builds after tuning."""
+        return next((claim.crossed for claim in self.claims if claim.crossed), None)
 
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -219,7 +234,13 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
     raw_claims = block.get("claims") or []
     if not isinstance(raw_claims, list):
         raise ValueError(f"Received analysis.claims={raw_claims!r}{at}; allowed: a list of claims.")
-    claims = [_claim(c, axes or [], metric or "test_accuracy", at) for c in raw_claims]
+    # a tuned claim's key is checked against the tuning stage where the data says what it is (a study file, a
+    # sweep's config); a job's analysis block alone (check_study_block) cannot
+    claims = [_claim(c, axes or [], metric or "test_accuracy", at, tune, "hydra" in data) for c in raw_claims]
+    crossed = sorted({claim.crossed for claim in claims if claim.crossed})
+    if len(crossed) > 1:
+        raise ValueError(f"Received claims at the tuned values of {' and '.join(crossed)}{at}; allowed: one tuned "
+                         f"key crossed with the variants (a factorial over several is a study of its own).")
     beside = block.get("beside")
     if beside is not None and (not isinstance(beside, str) or not beside or beside == name):
         raise ValueError(f"Received analysis.beside={beside!r}{at}; allowed: the name of another study (drawn in "
@@ -259,7 +280,8 @@ def _variant(value: Any, axes: list[str], what: str, at: str) -> dict:
     return {axes[0]: value}
 
 
-def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
+def _claim(raw: Any, axes: list[str], metric: str, at: str, tune: TuneSpec | None = None,
+           tune_known: bool = True) -> Claim:
     if not isinstance(raw, dict) or "claim" not in raw:
         raise ValueError(f"Received the claim {raw!r}{at}; allowed: a mapping with claim (its text), better, "
                          f"no_worse or equivalent, than, and optionally metric, margin and smallest_effect.")
@@ -292,7 +314,7 @@ def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
         raise ValueError(f"Received smallest_effect={effect!r} for the {kind} claim {raw['claim']!r}{at}; allowed: "
                          f"a finite number > 0 on a better claim (a no_worse or equivalent claim's margin plays that "
                          f"role).")
-    matched = _matched(raw, axes, at)
+    matched = _matched(raw, axes, at, tune, tune_known)
     named_axes = [a for a in axes if a not in matched]  # a bare value names the axis that is not the factor
     variant = _variant(variant, named_axes, kind, at)
     others = [_variant(o, named_axes, "than", at) for o in others]
@@ -312,17 +334,45 @@ def _claim(raw: Any, axes: list[str], metric: str, at: str) -> Claim:
 
 
 MATCHED_ALLOWED = ("a mapping of one study axis the claim's variants do not name to a list of two or more of its "
-                   "values, e.g. at: {optim.learning_rate: [0.002, 0.008]}")
+                   "values, e.g. at: {optim.learning_rate: [0.002, 0.008]}, or of a tuned key to `tuned` (every "
+                   "variant's tuned value), e.g. at: {optim.learning_rate: tuned}")
 
 
-def _matched(raw: dict, axes: list[str], at: str) -> dict:
-    """The claim's `at` block: one nuisance factor (a study axis) and its levels."""
+TUNED_LEVELS = "tuned"  # at: {key: tuned}: read at every variant's tuned value of the key (a crossed final stage)
+
+
+def _matched(raw: dict, axes: list[str], at: str, tune: TuneSpec | None = None, tune_known: bool = True) -> dict:
+    """The claim's `at` block: one nuisance factor (a study axis) and its levels, or a tuned key at `tuned`."""
     block = raw.get("at")
     if block is None:
         return {}
     if not isinstance(block, dict) or len(block) != 1:
         raise ValueError(f"Received at={block!r} for the claim {raw['claim']!r}{at}; allowed: {MATCHED_ALLOWED}.")
     (factor, levels), = block.items()
+    if levels == TUNED_LEVELS:
+        if not tune_known:
+            return {str(factor): TUNED_LEVELS}
+        if tune is None or factor not in tune.keys:
+            keys = f"the tuned keys are {', '.join(tune.keys)}" if tune is not None else "the study tunes nothing"
+            raise ValueError(f"Received at={{{factor}: tuned}} for the claim {raw['claim']!r}{at}: {factor} is not "
+                             f"a key its tuning stage picks ({keys}); allowed: {MATCHED_ALLOWED}.")
+        if tune.search is not None and tune.search.repeats > 1:
+            raise ValueError(f"Received at={{{factor}: tuned}} for the claim {raw['claim']!r}{at} with "
+                             f"hydra.sweeper.tune.repeats={tune.search.repeats}; allowed: repeats: 1 with a claim at "
+                             f"the tuned values (each variant must have one tuned value to be crossed at).")
+        return {str(factor): TUNED_LEVELS}
+    if levels == TUNED_LEVELS:
+        if not tune_known:
+            return {str(factor): TUNED_LEVELS}
+        if tune is None or factor not in tune.keys:
+            keys = f"the tuned keys are {', '.join(tune.keys)}" if tune is not None else "the study tunes nothing"
+            raise ValueError(f"Received at={{{factor}: tuned}} for the claim {raw['claim']!r}{at}: {factor} is not "
+                             f"a key its tuning stage picks ({keys}); allowed: {MATCHED_ALLOWED}.")
+        if tune.search is not None and tune.search.repeats > 1:
+            raise ValueError(f"Received at={{{factor}: tuned}} for the claim {raw['claim']!r}{at} with "
+                             f"hydra.sweeper.tune.repeats={tune.search.repeats}; allowed: repeats: 1 with a claim at "
+                             f"the tuned values (each variant must have one tuned value to be crossed at).")
+        return {str(factor): TUNED_LEVELS}
     if axes and factor not in axes:
         raise ValueError(f"Received at={{{factor}: …}} for the claim {raw['claim']!r}{at}: {factor} is not a study "
                          f"axis ({', '.join(axes)}); allowed: {MATCHED_ALLOWED}.")
@@ -362,7 +412,7 @@ def check_claims_made(study: Study, jobs: list[list[str]], job_config: dict) -> 
             key, _, value = override.lstrip("+~").partition("=")
             made.setdefault(key, set()).add(_as_override(value))
     for claim in study.claims:
-        for variant in (claim.variant, *claim.others, *claim.levels()):
+        for variant in (claim.variant, *claim.others, *([] if claim.crossed else claim.levels())):
             for axis, value in variant.items():
                 values = made.get(axis, {_as_override(job_config[axis])} if axis in job_config else set())
                 if _as_override(value) not in values:

@@ -43,7 +43,8 @@ class StagedSweeper(Sweeper):
         self.hydra_context: Optional[HydraContext] = None
 
         plain = lambda node: OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node  # noqa
-        self.tune = parse_tune(plain(tune))
+        self._tune_block = plain(tune)
+        self.tune = parse_tune(self._tune_block)
         self.pilot = parse_pilot(plain(pilot))
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -88,12 +89,27 @@ class StagedSweeper(Sweeper):
             results = self._launch([job for _, _, job in planned], tolerate_divergence=True)
             returns.append(results)
             choices = self._choose(planned, results, sweep_dir, swept)
-        final = staging.final_jobs(grid, choices, self.tune)
+        crossed = self._crossed_key()
+        final = staging.final_jobs(grid, choices, self.tune, crossed)
+        if crossed and choices:
+            print(f"[xablate] final stage crossed with every variant's tuned {crossed}: "
+                  f"{staging.crossed_levels(choices, crossed)} ({len(final)} job(s))", flush=True)
         if sequential is None:
             returns.append(self._launch(final, tolerate_divergence=False))
         else:
             returns += self._launch_sequentially(final, sequential)
         return returns
+
+    def _crossed_key(self) -> Optional[str]:
+        """The tuned key a claim of the study is read at every variant's tuned value of (`at: {key: tuned}`)."""
+        from xablate.studies import parse_study
+
+        analysis = self.config.get("analysis")
+        if self.tune is None or not analysis or not analysis.get("claims"):
+            return None
+        return parse_study(str(self.config.study), {
+            "analysis": OmegaConf.to_container(analysis, resolve=True),
+            "hydra": {"sweeper": {"params": dict(self.params), "tune": self._tune_block}}}).crossed
 
     def _sequential_study(self):
         """The study, when its analysis declares a sequential design (seeds until decided), with the plan its first
@@ -106,7 +122,8 @@ class StagedSweeper(Sweeper):
         if not analysis or not analysis.get("sequential"):
             return None
         study = parse_study(str(self.config.study), {"analysis": OmegaConf.to_container(analysis, resolve=True),
-                                                     "hydra": {"sweeper": {"params": dict(self.params)}}})
+                                                     "hydra": {"sweeper": {"params": dict(self.params),
+                                                                           "tune": self._tune_block}}})
         recorded = with_recorded_plan(resolve_tracking_uri(self.config.tracking.uri), study)
         if recorded.sequential != study.sequential:
             print(f"[xablate] sequential plan: {recorded.sequential.source}; its looks "
@@ -117,6 +134,7 @@ class StagedSweeper(Sweeper):
         """The final stage look by look: the seeds up to each look, then every claim analysed with the alpha spent
         so far (xablate.analysis.sequential); no further seeds once every claim is decided."""
         from xablate import staging
+        from xablate.analysis.plans import crossed_choices
         from xablate.analysis.report import config_defaults
         from xablate.analysis.store import HISTORY_MEASURES, history_frame, runs_frame, select_runs
         from xablate.analysis.verdicts import INCONCLUSIVE, verdict_tables
@@ -135,7 +153,7 @@ class StagedSweeper(Sweeper):
             run_ids |= {r.return_value["run_id"] for r in results}
             runs = runs_frame(uri, study=study.name)
             selection = select_runs(runs[runs["run_id"].isin(run_ids)].reset_index(drop=True), study,
-                                    config_defaults())
+                                    config_defaults(), crossed_choices(uri, study))
             history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
             table, _ = verdict_tables([(selection, history)], uncertainty=False)
             for row in table.itertuples():

@@ -1,4 +1,7 @@
-"""A sequential study's plan as its store recorded it before its runs, read from there.
+"""What a study's sweep parents recorded for its analysis, read from the store: the sequential plan, and a tuned
+study's choices.
+
+A sequential study's plan as its store recorded it before its runs, read from there.
 
 The sweep's parent run records the study's looks, spending and alpha (tag xablate.sequential) before any job
 starts, beside its claims (xablate.tracking.hydra_callback). The plan in force is the one the study's earliest
@@ -13,6 +16,7 @@ import dataclasses
 import json
 
 from xablate.analysis.sequential import SequentialSpec, parse_sequential
+from xablate.staging import CHOICES_TAG
 from xablate.studies import SEQUENTIAL_TAG
 from xablate.tracking.reader import StoreReader
 from xablate.tracking.store import resolve_tracking_uri, store_missing
@@ -43,3 +47,24 @@ def recorded_plan(uri: str, name: str, declared: SequentialSpec) -> SequentialSp
         source += (f"; the study file now says looks {list(declared.looks)}, {declared.spending}, alpha "
                    f"{declared.alpha:g}: a plan edited after the runs began is not the plan")
     return dataclasses.replace(plan, source=source)
+
+
+def recorded_choices(uri: str, experiment: str) -> dict[str, dict | list[dict]]:
+    """A searched study's tuned values per variant name, as its latest sweep parent recorded them ({} before any
+    search finished); with repeated tuning, a list of them (one per repeat: staging.replicate_choice)."""
+    if store_missing(uri):
+        return {}
+    reader = StoreReader(uri)
+    parents = reader.runs([reader.experiment_id(experiment)], tag=CHOICES_TAG, newest_first=True, limit=1)
+    if not parents:
+        return {}
+    key = parents[0].data.tags.get("xablate.tune.key", "")
+    as_values = lambda value: value if isinstance(value, dict) else {key: value}  # noqa: E731
+    return {variant: [as_values(v) for v in value] if isinstance(value, list) else as_values(value)
+            for variant, value in json.loads(parents[0].data.tags[CHOICES_TAG]).items()}
+
+
+def crossed_choices(uri: str, study) -> dict[str, dict] | None:
+    """The tuned choices a study crossed at its tuned values (a claim `at: {key: tuned}`) reads its runs with:
+    which value of the key is each variant's own (None for any other study)."""
+    return recorded_choices(resolve_tracking_uri(uri), study.name) if study.crossed else None

@@ -45,10 +45,11 @@ def config_defaults() -> dict:
 def selected_runs(uri: str, study: str, sweep: str | None = None) -> Selection:
     """The runs a study's outputs are drawn from (its main configuration, one run per variant and replicate),
     and how to read them; `sweep`: only that sweep's runs."""
-    from xablate.analysis.plans import with_recorded_plan
+    from xablate.analysis.plans import crossed_choices, with_recorded_plan
 
-    return select_runs(runs_frame(uri, study=study, sweep=sweep), with_recorded_plan(uri, load_study(study)),
-                       config_defaults)
+    declared = with_recorded_plan(uri, load_study(study))
+    return select_runs(runs_frame(uri, study=study, sweep=sweep), declared, config_defaults,
+                       crossed_choices(uri, declared))
 
 
 def beside_selection(uri: str, selection: Selection) -> Selection | None:
@@ -97,7 +98,7 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
     the notebook alike."""
     from xablate.analysis.figures import (capacity_figure, claims_figure, curves_figure, heatmap_figure,  # matplotlib:
                                           is_ordered_axis, metric_label, sensitivity_figure, trend_figure)  # drawing only
-    from xablate.analysis.sensitivity import chosen_values
+    from xablate.analysis.sensitivity import own_choices
     from xablate.analysis.verdicts import verdict_tables
 
     study, metric = selection.study, selection.metric
@@ -133,7 +134,7 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
             main["variance"] = variance_figure(table, metric, title=f"{study.title}: where the spread comes from")
     if selection.tuning is not None and study.tune is not None:  # every tuning trial against each tuned key
         main[SENSITIVITY] = sensitivity_figure(*sensitivity_data(selection), study.tune.keys, study.tune.metric,
-                                               chosen_values(selection),
+                                               own_choices(selection),
                                                title=f"{study.name}: tuning sensitivity, up to "
                                                      f"{study.tune.search.trials if study.tune.search else len(study.tune.values)}"
                                                      f" settings per variant at the tune stage's budget")

@@ -61,6 +61,23 @@ def chosen_values(selection: Selection) -> dict[str, dict]:
     return out
 
 
+def own_choices(selection: Selection, chosen: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Each variant's tuned values as its tuning chose them, keyed as its tuning runs are labelled: chosen_values,
+    except in a study crossed at its tuned values, where a variant's runs span every level of the crossed key and
+    its own value is the one its tuning chose (selection.own)."""
+    chosen = chosen_values(selection) if chosen is None else chosen
+    if not selection.crossed:
+        return chosen
+    out: dict[str, dict] = {}
+    for label, values in chosen.items():
+        mine = selection.tuning_label(label)
+        setting = dict(values)
+        if mine in selection.own:
+            setting[selection.crossed] = selection.own[mine]
+        out.setdefault(mine, setting)
+    return out
+
+
 def describe_setting(values: dict) -> str:
     """Tuned values as `lr 0.003` / `lr 0.003, weight_decay 1e-05`; a variant tuned r times `lr 0.003|0.004`."""
     from xablate.config import short_name

@@ -18,11 +18,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from xablate.analysis.composition import parsed_override
+from xablate.analysis.plans import recorded_choices  # noqa: F401 - status reads each searched cell's values
 from xablate.dotted import get_dotted
 from xablate.paths import project_root
 from xablate.gate import parse_job
-from xablate.staging import CHOICES_TAG, REPLICATE_KEYS, STAGE_TAG, override_key, parse_tune, replicate_choice, \
-    variant_name, with_overrides
+from xablate.staging import REPLICATE_KEYS, STAGE_TAG, crossed_levels, override_key, parse_tune, \
+    replicate_choice, variant_name, with_overrides
 from xablate.sweeps import expand, swept_keys
 from xablate.data.digest import source_digest
 from xablate.data.sources import SOURCES
@@ -43,16 +44,18 @@ class StudyStatus:
     sweep_keys: list[str]    # the keys the grid varies, in Hydra's order
     cells: pd.DataFrame      # one row per job: the sweep keys' values, state, run_id, reason
     note: str = ""           # a sequential study: what its looks decided so far
+    crossed: str | None = None  # a tuned key the study crosses at every variant's value: a column of cells too
 
     def counts(self) -> dict[str, int]:
         return {state: int((self.cells["state"] == state).sum()) for state in STATES}
 
     def commands(self) -> list[str]:
         """`python run.py -m …` commands that run only the cells still to run (grouped on the last key)."""
-        todo = self.cells[self.cells["state"].isin(TO_RUN)]
+        # a job of a crossed study runs its cells at every tuned value (those done are skipped): one per job
+        todo = self.cells[self.cells["state"].isin(TO_RUN)].drop_duplicates(self.sweep_keys)
         if todo.empty:
             return []
-        if len(todo) == len(self.cells):  # nothing to skip: the whole sweep
+        if len(todo) == len(self.cells.drop_duplicates(self.sweep_keys)):  # nothing to skip: the whole sweep
             args = [*self.base, *(f"{k}={','.join(dict.fromkeys(self.cells[k]))}" for k in self.sweep_keys)]
             return ["python run.py -m " + " ".join(shlex.quote(a) for a in args)]
         # one sub-grid per combination of the other keys, then merge those that need the same last-key values
@@ -140,23 +143,6 @@ def _split(overrides: list[str]) -> tuple[tuple[str, ...], list[tuple[str, objec
     return groups, [(p.key_or_group, p.value()) for p, is_plain in zip(parsed, plain) if is_plain]
 
 
-def recorded_choices(uri: str, experiment: str) -> dict[str, dict | list[dict]]:
-    """A searched study's tuned values per variant name, as its latest sweep parent recorded them ({} before any
-    search finished); with repeated tuning, a list of them (one per repeat: staging.replicate_choice)."""
-    import json
-
-    if store_missing(uri):
-        return {}
-    reader = StoreReader(uri)
-    parents = reader.runs([reader.experiment_id(experiment)], tag=CHOICES_TAG, newest_first=True, limit=1)
-    if not parents:
-        return {}
-    key = parents[0].data.tags.get("xablate.tune.key", "")
-    as_values = lambda value: value if isinstance(value, dict) else {key: value}  # noqa: E731
-    return {variant: [as_values(v) for v in value] if isinstance(value, list) else as_values(value)
-            for variant, value in json.loads(parents[0].data.tags[CHOICES_TAG]).items()}
-
-
 def _grid_of(sweeper, base: list[str], arguments: list[str]):
     """The grid from the sweeper's section (its declared params and tuning stage) and the command line."""
     declared = sweeper.get("params")
@@ -195,7 +181,9 @@ def _sequential_progress(uri: str, study) -> tuple[int, str]:
                                                      Path(uri[len("sqlite:///"):]).exists()) else None
     if runs is None or runs.empty:
         return spec.looks[0], f"sequential: no runs yet, first look at n={spec.looks[0]}"
-    selection = select_runs(runs, study, config_defaults)
+    from xablate.analysis.plans import crossed_choices
+
+    selection = select_runs(runs, study, config_defaults, crossed_choices(uri, study))
     history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
     table, rows = verdict_tables([(selection, history)], uncertainty=False)  # the decisions only
     reached = rows.groupby("claim")["n"].max() if not rows.empty else None
@@ -213,6 +201,16 @@ def _sequential_progress(uri: str, study) -> tuple[int, str]:
     return needed, f"sequential: undecided at n={n}; next look at n={needed} ({', '.join(map(str, spec.looks))})"
 
 
+def _study_of(first, analysis: dict):
+    """The study as its composed config declares it (its claims, with the tuning stage they may be read at)."""
+    from xablate.studies import parse_study
+
+    declared, tune = first.hydra.sweeper.get("params"), first.hydra.sweeper.get("tune")
+    return parse_study(str(first.study), {"analysis": analysis, "hydra": {"sweeper": {
+        "params": OmegaConf.to_container(declared, resolve=False) if declared else {},
+        "tune": OmegaConf.to_container(tune, resolve=True) if tune is not None else None}}})
+
+
 def study_status(arguments: list[str], *, backend: str | None = None) -> StudyStatus:
     """The completeness of `python run.py -m <arguments>` in its store; a sequential study's grid reaches the
     look it needs now (unless seeds are typed)."""
@@ -220,50 +218,58 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
     base, first = _composed(arguments)
     analysis = OmegaConf.to_container(first.analysis, resolve=True) if first.get("analysis") else None
     typed_seed = any(a.split("=", 1)[0].lstrip("+~") == "seed" for a in arguments)
+    study = None
+    if analysis and (analysis.get("sequential") or analysis.get("claims")) and first.hydra.sweeper.get("tune"):
+        study = _study_of(first, analysis)
     if analysis and analysis.get("sequential") and not typed_seed:
-        from xablate.studies import parse_study
-
-        declared = first.hydra.sweeper.get("params")
-        study = parse_study(str(first.study), {"analysis": analysis, "hydra": {"sweeper": {
-            "params": OmegaConf.to_container(declared, resolve=False) if declared else {}}}})
+        study = study or _study_of(first, analysis)
         needed, note = sequential_progress(resolve_tracking_uri(first.tracking.uri), study)
         arguments = [*arguments, f"seed=range({needed})"]  # a sweep: the shared arguments stay the same
     base, keys, jobs, tune = _grid_of(first.hydra.sweeper, base, arguments)
+    crossed = study.crossed if study is not None and tune is not None else None
     rows, identities = [], []
     uri = experiment = stale = None
-    searched = {} if tune is None or tune.search is None else \
+    searched = {} if tune is None or (tune.search is None and not crossed) else \
         recorded_choices(resolve_tracking_uri(first.tracking.uri), str(first.tracking.experiment))
+    levels = crossed_levels(searched, crossed) if crossed and searched else []
+    columns = [*[key for key in keys if key not in (tune.keys if tune else ())], *([crossed] if crossed else [])]
     cache: dict = {}
     replicates: dict = {}  # a variant's replicates so far, in grid order (repeated tuning: which choice is whose)
     with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
         for job in jobs:
-            # a tuned study's cell is done at whichever value its tuning chose: one identity per candidate (a
-            # grid), or the values its search recorded (none yet: the cell is missing)
-            known = True
-            if tune is None:
-                options = [job]
-            elif tune.search is None:
-                options = [with_overrides(job, {tune.key: v}) for v in tune.values]
-            else:
-                variant = tuple(o for o in job if override_key(o) not in (*REPLICATE_KEYS, *tune.keys))
-                index = replicates[variant] = replicates.get(variant, -1) + 1
-                chosen = searched.get(variant_name(variant, set(keys)))
-                options, known = (([with_overrides(job, replicate_choice(chosen, index))], True) if chosen
-                                  else ([job], False))
-            cell = []
-            for overrides in options:
-                # the keys, and the data the cell's digest reads; the rest is the job's to check (no Keras here)
-                checked = parse_job(composed_cell(cache, overrides), sections=False)
-                data = checked.config.data
-                SOURCES[data.source].check(data)
-                cell.append((run_identity(checked.cfg, backend or str(checked.config.backend)), source_digest(data)))
-            if uri is None:
-                tracking = checked.config.tracking
-                uri = resolve_tracking_uri(tracking.uri)
-                experiment, stale = str(tracking.experiment), float(tracking.stale_after_seconds)
             values = {k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job)}
-            rows.append({key: values[key] for key in keys if key not in (tune.keys if tune else ())})
-            identities.append(cell if known else [])  # a search not run yet: nothing in the store is this cell
+            row = {key: values[key] for key in keys if key not in (tune.keys if tune else ())}
+            # a tuned study's cell is done at whichever value its tuning chose: one identity per candidate (a
+            # grid), or the values its search recorded (none yet: the cell is missing); a study crossed at its
+            # tuned values has a cell per variant x tuned value (none before the tuning chose them)
+            variant = tuple(o for o in job if override_key(o) not in (*REPLICATE_KEYS, *(tune.keys if tune else ())))
+            index = replicates[variant] = replicates.get(variant, -1) + 1
+            chosen = searched.get(variant_name(variant, set(keys)))
+            if tune is None:
+                cells = [(row, [job], True)]
+            elif crossed:
+                cells = ([({**row, crossed: level}, [with_overrides(job, {**chosen, crossed: level})], True)
+                          for level in levels] if chosen else [({**row, crossed: "(after tuning)"}, [job], False)])
+            elif tune.search is None:
+                cells = [(row, [with_overrides(job, {tune.key: v}) for v in tune.values], True)]
+            else:
+                cells = [(row, [with_overrides(job, replicate_choice(chosen, index))], True) if chosen
+                         else (row, [job], False)]
+            for row, options, known in cells:
+                cell = []
+                for overrides in options:
+                    # the keys, and the data the cell's digest reads; the rest is the job's to check (no Keras here)
+                    checked = parse_job(composed_cell(cache, overrides), sections=False)
+                    data = checked.config.data
+                    SOURCES[data.source].check(data)
+                    cell.append((run_identity(checked.cfg, backend or str(checked.config.backend)),
+                                 source_digest(data)))
+                if uri is None:
+                    tracking = checked.config.tracking
+                    uri = resolve_tracking_uri(tracking.uri)
+                    experiment, stale = str(tracking.experiment), float(tracking.stale_after_seconds)
+                rows.append(row)
+                identities.append(cell if known else [])  # a search not run yet: nothing in the store is this cell
     runs = []
     if not store_missing(uri):  # reading a missing store would create it
         reader = StoreReader(uri)
@@ -278,8 +284,8 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
         state, run = variant_state(sorted(same_data, key=lambda r: -r.info.start_time), stale)
         row.update(state=state, run_id=run.info.run_id if run else "",
                    reason=(run.data.tags.get("xablate.error", "") if run and state in ("failed", "diverged") else ""))
-    return StudyStatus(experiment, uri, base, keys, pd.DataFrame(rows, columns=[*keys, "state", "run_id", "reason"]),
-                       note)
+    return StudyStatus(experiment, uri, base, keys, pd.DataFrame(rows, columns=[*columns, "state", "run_id", "reason"]),
+                       note, crossed)
 
 
 def started_studies(uri: str) -> set[str]:
@@ -340,6 +346,7 @@ def format_status(status: StudyStatus) -> str:
     lines = [f"study {status.study!r} in {status.uri}: {len(cells)} cells"] + ([status.note] if status.note else [])
     if status.sweep_keys:
         *rows, column = status.sweep_keys
+        rows += [status.crossed] if status.crossed else []
         if rows:
             matrix = cells.pivot_table(index=rows, columns=column, values="state", aggfunc="first", sort=False)
         else:

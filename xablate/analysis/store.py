@@ -193,10 +193,31 @@ class Selection:
     variants: list[str] = field(default_factory=list)  # variant labels, baseline first
     pilot: pd.DataFrame | None = None     # a staged study's finished pilot runs, labelled by variant like `runs`
     tuning: pd.DataFrame | None = None    # its tune-stage runs (any outcome: pruned and diverged trials too)
+    crossed: str | None = None            # a tuned key crossed with the variants (an axis here; claims at `tuned`)
+    own: dict = field(default_factory=dict)  # crossed: {variant without the key: its own tuned value of it}
 
     @property
     def baseline_label(self) -> str:
         return variant_label({axis: self.baseline.get(axis) for axis in self.axes})
+
+    @property
+    def variant_axes(self) -> list[str]:
+        """The axes that name a variant as its tuning knew it (all of them but a crossed tuned key)."""
+        return [axis for axis in self.axes if axis != self.crossed]
+
+    def tuning_label(self, label: str) -> str:
+        """A variant's label as its pilot and tuning runs carry it (without a crossed key's level)."""
+        if not self.crossed:
+            return label
+        row = self.runs[self.runs["variant"] == label]
+        if row.empty:
+            return label
+        return variant_label({axis: row.iloc[0][axis] for axis in self.variant_axes})
+
+    def own_value(self, values: dict):
+        """A crossed study: the tuned value of its crossed key that the variant with these axis values chose."""
+        return self.own.get(variant_label({axis: values.get(axis, self.baseline.get(axis))
+                                           for axis in self.variant_axes}))
 
     def variant_of(self, values: dict) -> str:
         """The label of the variant with these axis values (missing axes take the baseline's)."""
@@ -248,7 +269,8 @@ def _value(row, axis: str):
     return (row["swept"] or {}).get(axis)
 
 
-def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[], Mapping] | None = None) -> Selection:
+def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[], Mapping] | None = None,
+                choices: Mapping[str, dict] | None = None) -> Selection:
     """The runs of `study`'s main configuration, one per variant x replicate.
 
     Only final-stage runs count (a staged study's pilot and tuning runs are read by pilot_agreement and the
@@ -258,13 +280,18 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[
     same study do not mix in. Per (variant, replicate) the newest FINISHED run is kept, else the newest.
     `defaults`: the default config's flattened values, for a baseline the study does not declare (or a function
     returning them, called only then: composing the default config is a fifth of `xablate plan`).
+    A study crossed at its tuned values (a claim `at: {key: tuned}`) keeps that key as an axis: each variant ran at
+    every variant's tuned value. `choices` (the sweep parent's record, xablate.analysis.plans.crossed_choices)
+    says which value is each variant's own; the baseline is the baseline variant at its own value.
     """
     metric = study.metric or ("test_accuracy" if runs["test_accuracy"].notna().any() else "final_val_accuracy")
     if runs.empty:
         return Selection(study, runs.assign(variant=pd.Series(dtype=str), replicate=pd.Series(dtype=object)), [],
                          dict(study.baseline), metric)
     tuned = (set(study.tune.keys) if study.tune is not None else set()) | (set(runs["tuned_key"].dropna()) if "tuned_key" in runs else set())
-    candidates = [a for a in _candidate_axes(runs, study) if a not in tuned]
+    crossed = study.crossed
+    candidates = [a for a in _candidate_axes(runs, study) if a not in tuned] + ([crossed] if crossed else [])
+    tuned -= {crossed}
     frame = runs[in_stage(runs, "final")].copy()
     if frame.empty:
         return Selection(study, frame.assign(variant=pd.Series(dtype=str), replicate=pd.Series(dtype=object)), [],
@@ -276,9 +303,11 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[
     score = frame.groupby("config_id").agg(finished=("_finished", "sum"), newest=("start_time", "max"))
     main = score.sort_values(["finished", "newest"]).index[-1]
     chosen = frame[frame["config_id"] == main]
-    axes = [a for a in candidates if chosen[a].nunique(dropna=False) > 1 or (study.axes and a in study.axes)]
+    axes = [a for a in candidates if chosen[a].nunique(dropna=False) > 1 or (study.axes and a in study.axes)
+            or a == crossed]
+    own = _own_values(choices or {}, crossed, [a for a in axes if a != crossed]) if crossed else {}
     baseline = {}
-    for axis in axes:
+    for axis in [a for a in axes if a != crossed]:
         values = ordered(chosen[axis])
         if axis in study.baseline:
             declared = study.baseline[axis]
@@ -286,14 +315,19 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[
             defaults = defaults() if callable(defaults) else defaults
             declared = (defaults or {}).get(axis)
         baseline[axis] = declared if declared in values else (values[0] if values else declared)
+    if crossed:  # the baseline variant at its own tuned value
+        mine = own.get(variant_label({a: baseline[a] for a in axes if a != crossed}))
+        values = ordered(chosen[crossed])
+        baseline[crossed] = next((v for v in values if _same(v, mine)), values[0] if values else mine)
     chosen = chosen.assign(variant=[variant_label({a: row[a] for a in axes}) for _, row in chosen.iterrows()],
                            replicate=[_replicate(row) for _, row in chosen.iterrows()])
     chosen = chosen.sort_values(["_finished", "start_time"]).drop_duplicates(["variant", "replicate"], keep="last")
     chosen = chosen.sort_values("start_time").drop(columns="_finished").reset_index(drop=True)
-    selection = Selection(study, chosen, axes, baseline, metric)
+    selection = Selection(study, chosen, axes, baseline, metric, crossed=crossed, own=own)
+    named = selection.variant_axes  # a crossed key's level is not part of a pilot or tuning run's variant
     pilot = runs[in_stage(runs, "pilot") & (runs["status"] == "FINISHED")]
     if len(pilot):
-        selection.pilot = pilot.assign(variant=[variant_label({a: _value(row, a) for a in axes})
+        selection.pilot = pilot.assign(variant=[variant_label({a: _value(row, a) for a in named})
                                                 for _, row in pilot.iterrows()])
     tuning = runs[in_stage(runs, "tune") & (runs["status"] != "RUNNING")]
     if len(tuning) and study.tune is not None:  # of the main configuration, but for the tuned keys and budget
@@ -301,7 +335,7 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[
         main_ids = {_config_id(p, leave) for p in chosen["params"]}
         tuning = tuning[[_config_id(p, leave) in main_ids for p in tuning["params"]]]
     if len(tuning):
-        selection.tuning = tuning.assign(variant=[variant_label({a: _value(row, a) for a in axes})
+        selection.tuning = tuning.assign(variant=[variant_label({a: _value(row, a) for a in named})
                                                   for _, row in tuning.iterrows()])
     combos = sorted({tuple(row[a] for a in axes) for _, row in chosen.iterrows()},
                     key=lambda combo: [axis_sort_key(v) for v in combo])
@@ -309,6 +343,25 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[
     base = selection.baseline_label
     selection.variants = ([base] if base in labels else []) + [label for label in labels if label != base]
     return selection
+
+
+def _own_values(choices: Mapping[str, dict], key: str, axes: list[str]) -> dict:
+    """{variant label without the crossed key: its own tuned value of it}, from the recorded choices (keyed by
+    the sweep's variant names, `intermediate_act=elu`, read back as typed values)."""
+    own = {}
+    for name, chosen in choices.items():
+        if not isinstance(chosen, dict) or key not in chosen:
+            continue
+        values = dict(part.split("=", 1) for part in name.split(",") if "=" in part)
+        own[variant_label({a: typed(values.get(a)) for a in axes})] = chosen[key]
+    return own
+
+
+def _same(a, b) -> bool:
+    """Two values of a tuned key alike (floats as recorded at 3 significant digits, compared with a tolerance)."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    return a == b
 
 
 def history_frame(uri: str | None, runs: pd.DataFrame, metrics: list[str] | None = None,

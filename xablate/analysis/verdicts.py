@@ -42,7 +42,7 @@ from scipy import stats
 from xablate.analysis.stats import (ALPHA, POWER, cohens_dz, equivalence_p, holm, non_inferiority_p,
                                     paired_difference, power_of_test)
 from xablate.analysis.sensitivity import chosen_values, describe_setting
-from xablate.analysis.store import Selection, typed, with_history_measures
+from xablate.analysis.store import Selection, ordered, typed, with_history_measures
 from xablate.analysis.tables import per_replicate
 from xablate.studies import METRICS, WITH_PENALTY, Claim
 
@@ -356,10 +356,14 @@ def tuning_saturation(selection: Selection, chosen: dict[str, dict]) -> dict[str
     tune = selection.study.tune
     if tune is None or selection.tuning is None:
         return {}
+    from xablate.analysis.sensitivity import own_choices
+
     trials = trial_table(tuning_runs(selection), tune.keys)
     space = tune.search.space if tune.search is not None else {}
-    flags = {variant: saturation_flags(finished_scores(trials, variant), values, space, tune.values)
-             for variant, values in chosen.items()}
+    own = own_choices(selection, chosen)  # as the tuning knew each variant (a crossed study: its own value)
+    by_tuning = {variant: saturation_flags(finished_scores(trials, variant), values, space, tune.values)
+                 for variant, values in own.items()}
+    flags = {variant: list(by_tuning.get(selection.tuning_label(variant), [])) for variant in chosen}
     final, tried = selection.runs["epochs"].dropna(), selection.tuning["epochs"].dropna()
     if len(final) and len(tried) and tried.max() < final.max():  # a shortened budget: not the final recipe
         for variant in flags:
@@ -389,6 +393,21 @@ def tuned_note(chosen: dict[str, dict], compared: list[dict]) -> str:
     return " — tuned per variant: " + "; ".join(parts) + (
         " — tuning repeated with other sampler seeds (a|b: each repeat's choice): the replicates spread over the "
         "choices, so the interval carries the tuning's own variance" if repeated else "")
+
+
+def with_tuned_levels(selection: Selection, claim: Claim) -> Claim:
+    """A claim of a study crossed at its tuned values, as its runs read it: a claim `at: {key: tuned}` at every
+    variant's tuned value (the levels, in order); a claim without `at` between each variant at its own tuned value
+    (what an untuned reader of the claim means: each at its best). Other claims and studies: unchanged."""
+    key = selection.crossed
+    if not key or (claim.at and not claim.crossed):
+        return claim
+    if claim.crossed:
+        levels = ordered(pd.Series(list(dict.fromkeys(selection.own.values())) if selection.own
+                                   else list(selection.runs[key].dropna())))
+        return dataclasses.replace(claim, at={key: list(levels)})
+    own = lambda variant: {**variant, key: selection.own_value(variant)}  # noqa: E731
+    return dataclasses.replace(claim, variant=own(claim.variant), others=[own(o) for o in claim.others])
 
 
 def at_level(claim: Claim, level: dict) -> Claim:
@@ -429,7 +448,13 @@ def merge_levels(selection: Selection, claim: Claim, results: list[tuple[dict, l
     compared = [c for _, rows in results for c in rows]
     for c in compared:
         c["interaction_p"] = test[1]
-    evidence = f"matched at each {factor} ({', '.join(map(str, values))}): " + " | ".join(
+    whose = ""
+    if factor == selection.crossed and selection.own:  # the levels are the variants' tuned values: whose is which
+        chose = {}
+        for variant, value in selection.own.items():
+            chose.setdefault(next((v for v in values if _same_value(v, value)), value), []).append(variant)
+        whose = "; tuned by " + ", ".join(f"{' and '.join(chose.get(v, ['?']))} ({v})" for v in values)
+    evidence = f"matched at each {factor} ({', '.join(map(str, values))}{whose}): " + " | ".join(
         f"at {factor}={value}: {v}; {row['evidence']}" for value, v, (row, _) in zip(values, verdicts, results))
     if not math.isnan(test[1]):
         evidence += (f" — variant × {factor} interaction (two-way repeated-measures ANOVA, replicate as subject, "
@@ -440,6 +465,12 @@ def merge_levels(selection: Selection, claim: Claim, results: list[tuple[dict, l
     row = {**results[0][0], "claim": claim.text, "verdict": verdict, "evidence": evidence,
            "mde": max(mdes, default=math.nan)}
     return row, compared
+
+
+def _same_value(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    return a == b
 
 
 def interaction_test(selection: Selection, claim: Claim) -> tuple[float, float, int]:
@@ -491,10 +522,11 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
         selection.runs = with_history_measures(selection.runs, history)
         chosen = chosen_values(selection)
         saturation = tuning_saturation(selection, chosen) if chosen and uncertainty else {}
+        study_claims = [with_tuned_levels(selection, claim) for claim in selection.study.claims]
         label_of = {claim.text: (registered or {}).get((selection.study.name, claim.text), NOT_RECORDED)
-                    for claim in selection.study.claims}
+                    for claim in study_claims}
         evaluated = {}
-        for family, claims in holm_families(selection.study.name, selection.study.claims, label_of):
+        for family, claims in holm_families(selection.study.name, study_claims, label_of):
             levels = [(claim, level) for claim in claims for level in claim.levels()]  # a matched claim: each level
             results = evaluate_family(selection, [at_level(claim, level) for claim, level in levels], uncertainty)
             for (claim, level), (row, compared) in zip(levels, results):
@@ -506,7 +538,7 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
             for claim in claims:
                 mine = [result for (owner, _), result in zip(levels, results) if owner is claim]
                 evaluated[claim.text] = mine[0] if not claim.at else merge_levels(selection, claim, mine)
-        for claim in selection.study.claims:
+        for claim in study_claims:
             row, compared = evaluated[claim.text]
             if chosen:  # a tuned study: the difference is between each variant at its own tuned values
                 row["evidence"] += tuned_note(chosen, compared) + unsaturated_note(saturation, compared)

@@ -169,8 +169,9 @@ def refuse_unknown_keys(config: DictConfig) -> None:
         if job.get("analysis"):  # the study's claims: well formed, and about variants this sweep makes
             declared = sweeper.get("params")
             declared = OmegaConf.to_container(declared, resolve=False) if declared else {}
-            study = parse_study(str(job.get("study")), {"analysis": job["analysis"],
-                                                        "hydra": {"sweeper": {"params": declared}}})
+            tune = sweeper.get("tune")
+            study = parse_study(str(job.get("study")), {"analysis": job["analysis"], "hydra": {"sweeper": {
+                "params": declared, "tune": OmegaConf.to_container(tune, resolve=True) if tune is not None else None}}})
             # the study's own grid and this command's (status prints commands that complete part of a study)
             check_claims_made(study, expand(declared, []) + expand(declared, overrides), flatten(job))
             if study.sequential is not None and "StagedSweeper" not in str(sweeper.get("_target_")):
@@ -195,9 +196,10 @@ def _claims_tags(config: DictConfig) -> dict[str, str]:
     analysis = OmegaConf.to_container(config.analysis, resolve=True) if config.get("analysis") else None
     if not analysis or not analysis.get("claims"):
         return {}
-    declared = config.hydra.sweeper.get("params")
+    declared, tune = config.hydra.sweeper.get("params"), config.hydra.sweeper.get("tune")
     study = parse_study(str(config.study), {"analysis": analysis, "hydra": {"sweeper": {
-        "params": OmegaConf.to_container(declared, resolve=False) if declared else {}}}})
+        "params": OmegaConf.to_container(declared, resolve=False) if declared else {},
+        "tune": OmegaConf.to_container(tune, resolve=True) if tune is not None else None}}})
     plan = {SEQUENTIAL_TAG: study.sequential.record()} if study.sequential is not None else {}
     return {CLAIMS_TAG: claims_record(study), **plan}  # the plan its looks are read at (xablate.analysis.plans)
 
