@@ -52,10 +52,11 @@ class StudyStatus:
     def commands(self) -> list[str]:
         """`python run.py -m …` commands that run only the cells still to run (grouped on the last key)."""
         # a job of a crossed study runs its cells at every tuned value (those done are skipped): one per job
-        todo = self.cells[self.cells["state"].isin(TO_RUN)].drop_duplicates(self.sweep_keys)
+        jobs = (lambda cells: cells.drop_duplicates(self.sweep_keys)) if self.crossed else (lambda cells: cells)  # noqa
+        todo = jobs(self.cells[self.cells["state"].isin(TO_RUN)])
         if todo.empty:
             return []
-        if len(todo) == len(self.cells.drop_duplicates(self.sweep_keys)):  # nothing to skip: the whole sweep
+        if len(todo) == len(jobs(self.cells)):  # nothing to skip: the whole sweep
             args = [*self.base, *(f"{k}={','.join(dict.fromkeys(self.cells[k]))}" for k in self.sweep_keys)]
             return ["python run.py -m " + " ".join(shlex.quote(a) for a in args)]
         # one sub-grid per combination of the other keys, then merge those that need the same last-key values
