@@ -49,6 +49,12 @@ def test_a_claim_at_the_tuned_values_parses_and_is_refused_where_it_cannot_be_re
     repeated = {"space": {LR: {"log_uniform": [1e-3, 1e-1]}}, "repeats": 2}
     with pytest.raises(ValueError, match=r"hydra\.sweeper\.tune\.repeats=2; allowed: repeats: 1 with a claim at"):
         parse_study("c", {**SPEC, "hydra": {"sweeper": {**SPEC["hydra"]["sweeper"], "tune": repeated}}})
+    beside = {**OWN, "claim": "at matched dropout", "at": {"model.dropout": [0.0, 0.5]},
+              "better": {"intermediate_act": "none"}, "than": [{"intermediate_act": "elu"}]}
+    matched = {**MATCHED, "better": {"intermediate_act": "none"}, "than": [{"intermediate_act": "elu"}]}
+    with pytest.raises(ValueError, match=r"in a study crossed at its tuned optim\.learning_rate; allowed: claims at "):
+        parse_study("c", {**SPEC, "analysis": {**SPEC["analysis"], "axes": ["intermediate_act", "model.dropout"],
+                                               "claims": [matched, beside]}})
     alone = {**MATCHED, "better": {"intermediate_act": "none"}, "than": [{"intermediate_act": "elu"}]}
     assert parse_study("c", {"analysis": {"claims": [alone]}}).crossed == LR  # a job's block alone: read later
 
@@ -69,16 +75,21 @@ def test_the_final_stage_crosses_each_variant_with_every_tuned_value():
         assert sorted(c[2] for c in mine) == [f"{LR}=0.002"] * 2 + [f"{LR}=0.008"] * 2
         assert {c[3] for c in mine} == {f"optim.weight_decay={wd}"}
     assert len(final_jobs(grid, choices, tune)) == 6  # not crossed: each variant at its own values only
+    # a sweep of one variant (a cell status says is missing) still runs it at every variant's value
+    some = final_jobs(grid[:2], {("intermediate_act=none",): choices[("intermediate_act=none",)]}, tune, crossed=LR,
+                      levels=crossed_levels(choices, LR))
+    assert sorted(next(o for o in j if o.startswith(LR + "=")) for j in some) == [f"{LR}=0.002"] * 2 + [f"{LR}=0.008"] * 2
 
 
-def _store(uri, study="crossed", n=8):
+def _store(uri, study="crossed", n=8, rates=(0.002, 0.008)):
     """elu's own rate 0.002, none's 0.008; per seed: elu@0.002 = x, none@0.008 = x + 0.05, none@0.002 = x - 0.05,
     elu@0.008 = x + 0.10 (+ a little noise each)."""
     rng = np.random.default_rng(11)
     x = rng.normal(0.80, 0.02, n)
     noise = lambda: rng.normal(0, 0.002, n)  # noqa: E731
-    cells = {0.002: {"none": x - 0.05 + noise(), "elu": x + noise()},
-             0.008: {"none": x + 0.05 + noise(), "elu": x + 0.10 + noise()}}
+    elu_rate, none_rate = rates
+    cells = {elu_rate: {"none": x - 0.05 + noise(), "elu": x + noise()},
+             none_rate: {"none": x + 0.05 + noise(), "elu": x + 0.10 + noise()}}
     for rate, values in cells.items():
         ids = log_study(uri, study, {k: list(v) for k, v in values.items()},
                         value_params={v: {LR: str(rate)} for v in values})
@@ -89,7 +100,7 @@ def _store(uri, study="crossed", n=8):
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(study).experiment_id
     parent = client.create_run(experiment, tags={"xablate.role": "sweep", KEY_TAG: LR, CHOICES_TAG: json.dumps(
-        {"intermediate_act=none": 0.008, "intermediate_act=elu": 0.002})})
+        {"intermediate_act=none": none_rate, "intermediate_act=elu": elu_rate})})
     client.set_terminated(parent.info.run_id)
     return cells
 
@@ -122,6 +133,19 @@ def test_the_verdict_reads_own_rates_and_every_tuned_rate_with_the_interaction(t
                                        f"intermediate_act=none (0.008)):")
     assert set(rows["holm_family"]) == {"this claim of crossed alone (1 comparison)",
                                         "this claim of crossed alone (2 comparisons)"}
+
+
+def test_rates_that_yaml_reads_back_as_strings_still_find_each_variants_own(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cells = _store(uri, rates=(5e-05, 1e-05))  # logged as "5e-05": a string to YAML 1.1
+    monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, SPEC))
+    selection = selected_runs(uri, "crossed")
+    assert float(selection.baseline[LR]) == 5e-05  # elu at its own rate, not the first level
+    table, rows = verdict_tables([(selection, history_frame(uri, selection.runs, metrics=["loss"],
+                                                            axes=selection.axes))], uncertainty=False)
+    mine = rows[rows["claim"] == OWN["claim"]].iloc[0]
+    assert mine["delta"] == pytest.approx(np.mean(cells[1e-05]["none"] - cells[5e-05]["elu"]), abs=1e-12)
+    assert rows.loc[rows["claim"] == MATCHED["claim"], "n"].tolist() == [8, 8]
 
 
 def test_without_the_recorded_choices_the_own_reading_has_no_runs(tmp_path, monkeypatch):

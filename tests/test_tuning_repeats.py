@@ -25,6 +25,8 @@ def test_repeats_parse_with_the_search_form_and_are_refused_elsewhere():
     for bad in (0, -1, 1.5, True, "2", 21):
         with pytest.raises(ValueError, match=r"tune\.repeats=.*an integer from 1 to 20"):
             parse_search({"space": SPACE, "repeats": bad})
+    with pytest.raises(ValueError, match=r"tune\.repeats=2; allowed: 1 with sampler: grid"):
+        parse_search({"space": {"model.middle_blocks": {"int": [2, 4]}}, "sampler": "grid", "repeats": 2})
     with pytest.raises(ValueError, match=r"tune\.repeats=2; allowed: repeats with the search form only"):
         parse_tune({"key": LR, "values": [0.001, 0.01], "repeats": 2})
 
@@ -49,6 +51,9 @@ def test_replicate_j_runs_at_repeat_j_mod_r():
     assert got == [("optim.optimizer=adam", "seed=0", f"{LR}=0.001"), ("optim.optimizer=adam", "seed=1", f"{LR}=0.002"),
                    ("optim.optimizer=adam", "seed=2", f"{LR}=0.001"), ("optim.optimizer=sgd", "seed=0", f"{LR}=0.1"),
                    ("optim.optimizer=sgd", "seed=1", f"{LR}=0.2"), ("optim.optimizer=sgd", "seed=2", f"{LR}=0.1")]
+    # a command that runs only seed 3 (as status prints it for a missing cell) runs it where the whole study does
+    [alone] = final_jobs([["optim.optimizer=adam", "seed=3"]], choices, tune)
+    assert f"{LR}=0.002" in alone
 
 
 EXPERIMENT = """\

@@ -243,9 +243,22 @@ def tune_jobs(grid: list[list[str]], tune: TuneSpec, full_epochs: int) -> list[t
     return out
 
 
+def replicate_index(job: list[str], position: int) -> int:
+    """Which replicate a job is, whatever else the command sweeps: its `seed` (an integer), else its position
+    among its variant's jobs."""
+    for override in job:
+        if override_key(override) == "seed":
+            try:
+                return int(override.split("=", 1)[1])
+            except ValueError:
+                break
+    return position
+
+
 def replicate_choice(chosen: dict | list[dict], index: int) -> dict:
-    """The tuned values the variant's `index`-th replicate (in grid order) runs at: its choice, or with repeated
-    tuning (a list, one choice per repeat) repeat (index mod r)'s, so the replicates spread over the choices."""
+    """The tuned values replicate `index` (replicate_index: its seed) runs at: its variant's choice, or with
+    repeated tuning (a list, one choice per repeat) repeat (index mod r)'s, so the replicates spread over the
+    choices — the same cell whichever command (the whole study, or the seeds status says are missing) runs it."""
     return chosen[index % len(chosen)] if isinstance(chosen, list) else chosen
 
 
@@ -258,15 +271,20 @@ def crossed_levels(choices: dict[tuple, dict], key: str) -> list:
 
 
 def final_jobs(grid: list[list[str]], choices: dict[tuple, dict | list[dict]] | None,
-               tune: TuneSpec | None, crossed: str | None = None) -> list[list[str]]:
+               tune: TuneSpec | None, crossed: str | None = None, levels: list | None = None) -> list[list[str]]:
     """The study's own runs, each variant at its tuned values (`choices`: variant -> {key: value}, or a list of
     them, one per tuning repeat: replicate_choice). `crossed`: a tuned key the study reads its claims at every
     variant's value of (a claim `at: {key: tuned}`): each replicate also runs at every other variant's value of
-    that key (its other tuned keys its own), a variant x tuned-value factorial."""
+    that key (its other tuned keys its own), a variant x tuned-value factorial; `levels`: those values (default:
+    this sweep's choices; a sweep of some variants passes the whole study's, xablate.analysis.plans)."""
     out = []
-    levels = crossed_levels(choices, crossed) if crossed and tune is not None and choices else [None]
+    if crossed and tune is not None and choices:
+        levels = levels or crossed_levels(choices, crossed)
+    else:
+        levels = [None]
     for variant, jobs in variants_of(grid, tune.keys if tune is not None else ()).items():
-        for index, job in enumerate(jobs):
+        for position, job in enumerate(jobs):
+            index = replicate_index(job, position)
             for level in levels:
                 extra = ({**replicate_choice(choices[variant], index), TUNED_KEY: tune.key}
                          if tune is not None and choices else {})

@@ -238,6 +238,11 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
     # sweep's config); a job's analysis block alone (check_study_block) cannot
     claims = [_claim(c, axes or [], metric or "test_accuracy", at, tune, "hydra" in data) for c in raw_claims]
     crossed = sorted({claim.crossed for claim in claims if claim.crossed})
+    other = next((claim for claim in claims if claim.at and not claim.crossed), None)
+    if crossed and other is not None:
+        raise ValueError(f"Received at={other.at!r} for the claim {other.text!r}{at} in a study crossed at its tuned "
+                         f"{crossed[0]}; allowed: claims at `tuned` or without `at` there (each variant at its own "
+                         f"tuned value), and matched settings of another factor in a study of their own.")
     if len(crossed) > 1:
         raise ValueError(f"Received claims at the tuned values of {' and '.join(crossed)}{at}; allowed: one tuned "
                          f"key crossed with the variants (a factorial over several is a study of its own).")
@@ -349,18 +354,6 @@ def _matched(raw: dict, axes: list[str], at: str, tune: TuneSpec | None = None, 
     if not isinstance(block, dict) or len(block) != 1:
         raise ValueError(f"Received at={block!r} for the claim {raw['claim']!r}{at}; allowed: {MATCHED_ALLOWED}.")
     (factor, levels), = block.items()
-    if levels == TUNED_LEVELS:
-        if not tune_known:
-            return {str(factor): TUNED_LEVELS}
-        if tune is None or factor not in tune.keys:
-            keys = f"the tuned keys are {', '.join(tune.keys)}" if tune is not None else "the study tunes nothing"
-            raise ValueError(f"Received at={{{factor}: tuned}} for the claim {raw['claim']!r}{at}: {factor} is not "
-                             f"a key its tuning stage picks ({keys}); allowed: {MATCHED_ALLOWED}.")
-        if tune.search is not None and tune.search.repeats > 1:
-            raise ValueError(f"Received at={{{factor}: tuned}} for the claim {raw['claim']!r}{at} with "
-                             f"hydra.sweeper.tune.repeats={tune.search.repeats}; allowed: repeats: 1 with a claim at "
-                             f"the tuned values (each variant must have one tuned value to be crossed at).")
-        return {str(factor): TUNED_LEVELS}
     if levels == TUNED_LEVELS:
         if not tune_known:
             return {str(factor): TUNED_LEVELS}

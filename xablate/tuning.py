@@ -120,6 +120,9 @@ def parse_search(block: dict) -> SearchSpec:
     if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 20:
         raise _error("repeats", repeats, "an integer from 1 to 20 (independent searches per variant, each with its "
                                          "own sampler seed)")
+    if repeats > 1 and sampler == "grid":
+        raise _error("repeats", repeats, "1 with sampler: grid (every repeat would run the same grid and choose the "
+                                         "same value), or tpe or random with repeats > 1")
     return SearchSpec(parsed, sampler, trials, startup, pruner, parallel, repeats=repeats)
 
 

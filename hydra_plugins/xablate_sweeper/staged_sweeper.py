@@ -89,11 +89,18 @@ class StagedSweeper(Sweeper):
             results = self._launch([job for _, _, job in planned], tolerate_divergence=True)
             returns.append(results)
             choices = self._choose(planned, results, sweep_dir, swept)
-        crossed = self._crossed_key()
-        final = staging.final_jobs(grid, choices, self.tune, crossed)
+        crossed, levels = self._crossed_key(), None
+        if crossed and choices:  # every variant's tuned value: this sweep's, and the study's others in the store
+            from xablate.analysis.plans import recorded_choices
+            from xablate.tracking.store import resolve_tracking_uri
+
+            recorded = recorded_choices(resolve_tracking_uri(self.config.tracking.uri), str(self.config.study))
+            levels = staging.crossed_levels({**{(name,): c for name, c in recorded.items() if isinstance(c, dict)},
+                                             **choices}, crossed)
+        final = staging.final_jobs(grid, choices, self.tune, crossed, levels)
         if crossed and choices:
-            print(f"[xablate] final stage crossed with every variant's tuned {crossed}: "
-                  f"{staging.crossed_levels(choices, crossed)} ({len(final)} job(s))", flush=True)
+            print(f"[xablate] final stage crossed with every variant's tuned {crossed}: {levels} ({len(final)} "
+                  f"job(s))", flush=True)
         if sequential is None:
             returns.append(self._launch(final, tolerate_divergence=False))
         else:

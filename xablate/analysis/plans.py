@@ -50,18 +50,19 @@ def recorded_plan(uri: str, name: str, declared: SequentialSpec) -> SequentialSp
 
 
 def recorded_choices(uri: str, experiment: str) -> dict[str, dict | list[dict]]:
-    """A searched study's tuned values per variant name, as its latest sweep parent recorded them ({} before any
-    search finished); with repeated tuning, a list of them (one per repeat: staging.replicate_choice)."""
+    """A tuned study's values per variant name, as its sweep parents recorded them: each variant's from the
+    newest parent that tuned it (a sweep of some variants records only theirs); {} before any tuning finished.
+    With repeated tuning, a list of them (one per repeat: staging.replicate_choice)."""
     if store_missing(uri):
         return {}
     reader = StoreReader(uri)
-    parents = reader.runs([reader.experiment_id(experiment)], tag=CHOICES_TAG, newest_first=True, limit=1)
-    if not parents:
-        return {}
-    key = parents[0].data.tags.get("xablate.tune.key", "")
-    as_values = lambda value: value if isinstance(value, dict) else {key: value}  # noqa: E731
-    return {variant: [as_values(v) for v in value] if isinstance(value, list) else as_values(value)
-            for variant, value in json.loads(parents[0].data.tags[CHOICES_TAG]).items()}
+    chosen: dict = {}
+    for parent in reader.runs([reader.experiment_id(experiment)], tag=CHOICES_TAG, newest_first=True):
+        key = parent.data.tags.get("xablate.tune.key", "")
+        as_values = lambda value: value if isinstance(value, dict) else {key: value}  # noqa: E731
+        for variant, value in json.loads(parent.data.tags[CHOICES_TAG]).items():
+            chosen.setdefault(variant, [as_values(v) for v in value] if isinstance(value, list) else as_values(value))
+    return chosen
 
 
 def crossed_choices(uri: str, study) -> dict[str, dict] | None:

@@ -23,7 +23,7 @@ from xablate.dotted import get_dotted
 from xablate.paths import project_root
 from xablate.gate import parse_job
 from xablate.staging import REPLICATE_KEYS, STAGE_TAG, crossed_levels, override_key, parse_tune, \
-    replicate_choice, variant_name, with_overrides
+    replicate_choice, replicate_index, variant_name, with_overrides
 from xablate.sweeps import expand, swept_keys
 from xablate.data.digest import source_digest
 from xablate.data.sources import SOURCES
@@ -244,7 +244,8 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
             # grid), or the values its search recorded (none yet: the cell is missing); a study crossed at its
             # tuned values has a cell per variant x tuned value (none before the tuning chose them)
             variant = tuple(o for o in job if override_key(o) not in (*REPLICATE_KEYS, *(tune.keys if tune else ())))
-            index = replicates[variant] = replicates.get(variant, -1) + 1
+            replicates[variant] = replicates.get(variant, -1) + 1
+            index = replicate_index(job, replicates[variant])
             chosen = searched.get(variant_name(variant, set(keys)))
             if tune is None:
                 cells = [(row, [job], True)]

@@ -318,7 +318,7 @@ def select_runs(runs: pd.DataFrame, study: Study, defaults: Mapping | Callable[[
     if crossed:  # the baseline variant at its own tuned value
         mine = own.get(variant_label({a: baseline[a] for a in axes if a != crossed}))
         values = ordered(chosen[crossed])
-        baseline[crossed] = next((v for v in values if _same(v, mine)), values[0] if values else mine)
+        baseline[crossed] = next((v for v in values if same_value(v, mine)), values[0] if values else mine)
     chosen = chosen.assign(variant=[variant_label({a: row[a] for a in axes}) for _, row in chosen.iterrows()],
                            replicate=[_replicate(row) for _, row in chosen.iterrows()])
     chosen = chosen.sort_values(["_finished", "start_time"]).drop_duplicates(["variant", "replicate"], keep="last")
@@ -353,14 +353,33 @@ def _own_values(choices: Mapping[str, dict], key: str, axes: list[str]) -> dict:
         if not isinstance(chosen, dict) or key not in chosen:
             continue
         values = dict(part.split("=", 1) for part in name.split(",") if "=" in part)
-        own[variant_label({a: typed(values.get(a)) for a in axes})] = chosen[key]
+        own[variant_label({a: _as_param(values.get(a)) for a in axes})] = chosen[key]
     return own
 
 
-def _same(a, b) -> bool:
-    """Two values of a tuned key alike (floats as recorded at 3 significant digits, compared with a tolerance)."""
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-9)
+def _as_param(text):
+    """An override's value as a run's param of it reads back (typed, and `1e-3` a number as the run logs 0.001)."""
+    value = typed(text)
+    number = _as_number(value)
+    return number if isinstance(value, str) and number is not None else value
+
+
+def _as_number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def same_value(a, b) -> bool:
+    """Two values of a tuned key alike: numbers (floats recorded at 3 significant digits, and `1e-05`, which YAML
+    1.1 reads back as a string) compared with a tolerance, others as they are."""
+    x, y = _as_number(a), _as_number(b)
+    if x is not None and y is not None:
+        return math.isclose(x, y, rel_tol=1e-9)
     return a == b
 
 

@@ -93,7 +93,17 @@ def pilot_agreement(selection: Selection, table: pd.DataFrame) -> RankAgreement 
     pilot = selection.pilot.groupby("variant")["final_val_accuracy"].mean().to_dict()
     higher = METRICS.get(table.attrs.get("metric", ""), ("", True))[1]
     full = {v: (m if higher else -m) for v, m in zip(table["variant"], table["mean"])}
+    if selection.crossed:  # the pilot ran each variant once, untuned: compare with each variant at its own value
+        full = {selection.tuning_label(v): m for v, m in full.items() if _at_own_value(selection, v)}
     return rank_agreement(pilot, full)
+
+
+def _at_own_value(selection: Selection, label: str) -> bool:
+    from xablate.analysis.store import same_value
+
+    runs = selection.runs[selection.runs["variant"] == label]
+    own = selection.own.get(selection.tuning_label(label))
+    return not runs.empty and own is not None and same_value(runs.iloc[0][selection.crossed], own)
 
 
 def _fmt(mean, low, high, digits=4) -> str:

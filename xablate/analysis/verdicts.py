@@ -42,7 +42,7 @@ from scipy import stats
 from xablate.analysis.stats import (ALPHA, POWER, cohens_dz, equivalence_p, holm, non_inferiority_p,
                                     paired_difference, power_of_test)
 from xablate.analysis.sensitivity import chosen_values, describe_setting
-from xablate.analysis.store import Selection, ordered, typed, with_history_measures
+from xablate.analysis.store import Selection, ordered, same_value, typed, with_history_measures
 from xablate.analysis.tables import per_replicate
 from xablate.studies import METRICS, WITH_PENALTY, Claim
 
@@ -378,7 +378,7 @@ def unsaturated_note(saturation: dict[str, list[str]], compared: list[dict]) -> 
     return f" — tuning not saturated: {' | '.join(parts)}" if parts else ""
 
 
-def tuned_note(chosen: dict[str, dict], compared: list[dict]) -> str:
+def tuned_note(chosen: dict[str, dict], compared: list[dict], repeated: bool = False) -> str:
     """What a tuned comparison rests on: the variants' own tuned values, and whether they differ (then the
     difference depends on them: at a shared setting it could be another, see the study's sensitivity.png)."""
     parts = []
@@ -388,8 +388,6 @@ def tuned_note(chosen: dict[str, dict], compared: list[dict]) -> str:
                 else "different tuned settings: a difference between each at its own best, not at a shared setting")
         parts.append(f"{c['variant']} at {describe_setting(mine)} vs {c['baseline']} at {describe_setting(theirs)} "
                      f"({same})")
-    repeated = any(isinstance(v, list) for c in compared for side in ("variant", "baseline")
-                   for v in chosen.get(c[side], {}).values())
     return " — tuned per variant: " + "; ".join(parts) + (
         " — tuning repeated with other sampler seeds (a|b: each repeat's choice): the replicates spread over the "
         "choices, so the interval carries the tuning's own variance" if repeated else "")
@@ -452,7 +450,7 @@ def merge_levels(selection: Selection, claim: Claim, results: list[tuple[dict, l
     if factor == selection.crossed and selection.own:  # the levels are the variants' tuned values: whose is which
         chose = {}
         for variant, value in selection.own.items():
-            chose.setdefault(next((v for v in values if _same_value(v, value)), value), []).append(variant)
+            chose.setdefault(next((v for v in values if same_value(v, value)), value), []).append(variant)
         whose = "; tuned by " + ", ".join(f"{' and '.join(chose.get(v, ['?']))} ({v})" for v in values)
     evidence = f"matched at each {factor} ({', '.join(map(str, values))}{whose}): " + " | ".join(
         f"at {factor}={value}: {v}; {row['evidence']}" for value, v, (row, _) in zip(values, verdicts, results))
@@ -465,12 +463,6 @@ def merge_levels(selection: Selection, claim: Claim, results: list[tuple[dict, l
     row = {**results[0][0], "claim": claim.text, "verdict": verdict, "evidence": evidence,
            "mde": max(mdes, default=math.nan)}
     return row, compared
-
-
-def _same_value(a, b) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-9)
-    return a == b
 
 
 def interaction_test(selection: Selection, claim: Claim) -> tuple[float, float, int]:
@@ -541,7 +533,9 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
         for claim in study_claims:
             row, compared = evaluated[claim.text]
             if chosen:  # a tuned study: the difference is between each variant at its own tuned values
-                row["evidence"] += tuned_note(chosen, compared) + unsaturated_note(saturation, compared)
+                tune = selection.study.tune
+                repeated = tune is not None and tune.search is not None and tune.search.repeats > 1
+                row["evidence"] += tuned_note(chosen, compared, repeated) + unsaturated_note(saturation, compared)
                 for c in compared:
                     c["tuned"] = (f"{c['variant']}: {describe_setting(chosen.get(c['variant'], {}))}; "
                                   f"{c['baseline']}: {describe_setting(chosen.get(c['baseline'], {}))}")
