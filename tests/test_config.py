@@ -28,7 +28,7 @@ def test_default_config_holds_the_contract():
     assert cfg["tracking"] == {"uri": None, "experiment": "default", "heartbeat_seconds": 60,
                                "stale_after_seconds": 600, "system_metrics": True,
                                "system_metrics_seconds": 10, "stage": "final", "tuned_key": None,
-                               "trial": None}
+                               "trial": None, "database": None}
     assert (cfg["backend"], cfg["force"]) == ("tensorflow", False)
     assert {k: cfg["train"][k] for k in ("diverge_factor", "checkpoint", "oom_retry", "precision", "jit_compile",
                                          "data_parallel")} == {

@@ -42,7 +42,7 @@ def options(group):
 
 def test_every_field_declares_a_role_and_a_neutral_key_its_value():
     declared = schema.declared()
-    assert len(declared) == 78
+    assert len(declared) == 79
     for name, f in declared.items():
         assert f.metadata["role"] in schema.ROLES, name
         assert ("neutral" in f.metadata) == (f.metadata["role"] == "neutral"), name

@@ -7,7 +7,7 @@ import math
 import optuna
 import pytest
 
-from xablate.tuning import SearchSpec, ask, open_study, parse_search, storage_path, tell
+from xablate.tuning import SearchSpec, ask, open_study, parse_search, storage_url, tell
 
 SPACE = {"space": {"optim.learning_rate": {"log_uniform": [1.0e-4, 1.0e-1]}}, "sampler": "tpe", "trials": 12,
          "startup": 4}
@@ -40,7 +40,7 @@ def test_bad_search_settings_are_named(block, message):
 
 def test_tpe_finds_the_known_optimum_through_ask_and_tell(tmp_path):
     spec = parse_search(SPACE)
-    study = open_study(tmp_path / "optuna.db", "made-up/variant", spec)
+    study = open_study(f"sqlite:///{tmp_path / 'optuna.db'}", "made-up/variant", spec)
     while True:
         batch = ask(study, spec, 2)  # two at a time, as a launcher would run them
         if not batch:
@@ -54,7 +54,7 @@ def test_tpe_finds_the_known_optimum_through_ask_and_tell(tmp_path):
 
 def test_a_killed_stage_re_asks_its_running_trials_with_their_values_and_repeats_no_finished_one(tmp_path):
     spec = parse_search({**SPACE, "trials": 6})
-    path = tmp_path / "optuna.db"
+    path = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = open_study(path, "s/v", spec)
     first = ask(study, spec, 3)
     tell(study, first[0][0], [objective(first[0][1])])  # one finished, two left RUNNING by the kill
@@ -73,9 +73,13 @@ def test_a_killed_stage_re_asks_its_running_trials_with_their_values_and_repeats
 
 def test_every_seed_diverged_fails_the_trial_and_the_storage_sits_beside_the_store(tmp_path):
     spec = SearchSpec({"optim.learning_rate": ("log_uniform", [1e-4, 1e-1])}, sampler="random", trials=2)
-    study = open_study(tmp_path / "optuna.db", "s/v", spec)
+    study = open_study(f"sqlite:///{tmp_path / 'optuna.db'}", "s/v", spec)
     (trial, _), = ask(study, spec, 1)
     assert math.isnan(tell(study, trial, [math.nan, math.nan]))
     assert study.get_trials()[0].state == optuna.trial.TrialState.FAIL
-    assert storage_path("sqlite:////data/store/mlflow.db", tmp_path).as_posix() == "/data/store/optuna.db"
-    assert storage_path("http://mlflow:5000", tmp_path) == tmp_path / "optuna.db"
+    assert storage_url("sqlite:////data/store/mlflow.db", None) == "sqlite:////data/store/optuna.db"
+    database = "postgresql://xablate@db:5432/xablate"
+    assert storage_url("http://mlflow:5000", database) == database  # the server's database: every machine sees it
+    with pytest.raises(ValueError, match=r"tracking\.uri='http://mlflow:5000', a server store, with "
+                                         r"tracking\.database=None and a tuning search; allowed: tracking\.database="):
+        storage_url("http://mlflow:5000", None)

@@ -152,6 +152,7 @@ class Tracking:
     stage: str = key("final", "non_semantic", doc="set by the staged sweeper: pilot, tune or final")
     tuned_key: Optional[str] = key(None, "non_semantic", doc="set by the staged sweeper: the key its tuning stage picks")
     trial: Optional[str] = key(None, "non_semantic", doc="set by the staged sweeper on a pruned search's scout: <Optuna study>@<trial>")
+    database: Optional[str] = key(None, "non_semantic", doc="where a study lives with a server store: the server's database URI (postgresql://…); the Optuna studies of its tuning go there too (schema optuna); null: beside a SQLite store")
 
 
 @section

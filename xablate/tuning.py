@@ -1,5 +1,6 @@
 """Optuna inside the tune stage (groundwork): the search space a study declares, and one Optuna study per variant
-kept in a plain SQLite file beside the MLflow store, asked and told through Optuna's public ask/tell API.
+kept beside the MLflow store (a SQLite file beside a SQLite store; with a server store, the server's PostgreSQL
+database, `tracking.database`), asked and told through Optuna's public ask/tell API.
 
     hydra:
       sweeper:
@@ -126,12 +127,50 @@ def parse_search(block: dict) -> SearchSpec:
     return SearchSpec(parsed, sampler, trials, startup, pruner, parallel, repeats=repeats)
 
 
-def storage_path(tracking_uri: str, project: Path) -> Path:
-    """The SQLite file of the Optuna studies: beside a SQLite MLflow store (the store folder carries both), else
-    in the project."""
+OPTUNA_SCHEMA = "optuna"  # in a PostgreSQL database shared with the MLflow server: Optuna's tables apart from MLflow's
+
+
+def storage_url(tracking_uri: str, database: str | None) -> str:
+    """Where the Optuna studies of a search live: `tracking.database` (the database a server store keeps the
+    study in: PostgreSQL, schema optuna), else a SQLite file beside a SQLite MLflow store (the store folder
+    carries both). A server store without a database is refused: each machine would see a file of its own."""
+    if database:
+        return database
     if tracking_uri.startswith("sqlite:///"):
-        return Path(tracking_uri[len("sqlite:///"):]).parent / STORAGE_FILE
-    return project / STORAGE_FILE
+        return f"sqlite:///{Path(tracking_uri[len('sqlite:///'):]).parent / STORAGE_FILE}"
+    raise ValueError(f"Received tracking.uri={tracking_uri!r}, a server store, with tracking.database=None and a "
+                     f"tuning search; allowed: tracking.database=<the server's database URI> (e.g. "
+                     f"postgresql://xablate@dbhost:5432/xablate, the one `xablate server` prints), so that the Optuna "
+                     f"studies live where every machine of the study reaches them, or a SQLite store "
+                     f"(tracking.uri=sqlite:///…)")
+
+
+def shown_url(url: str) -> str:
+    """A storage URL as printed: without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def rdb_storage(url: str):
+    """Optuna's RDB storage at `url`; on PostgreSQL in its own schema (created when missing), beside MLflow's
+    tables in the same database."""
+    import optuna
+
+    if not url.startswith("postgresql"):
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(url)
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
+    finally:
+        engine.dispose()
+    return optuna.storages.RDBStorage(url, engine_kwargs={
+        "connect_args": {"options": f"-csearch_path={OPTUNA_SCHEMA}"}, "pool_pre_ping": True})
 
 
 def study_name(study: str, variant: str) -> str:
@@ -169,14 +208,14 @@ def make_pruner(name: str, startup: int, epochs: int):
     return optuna.pruners.NopPruner()
 
 
-def open_study(path: Path, name: str, spec: SearchSpec, epochs: int = 1, metric: str = "final_val_accuracy"):
-    """The variant's Optuna study in `path` (created, or loaded as a killed stage left it). Its pruner's settings
-    are stored with it (user attributes), so a job reporting to one of its trials prunes by the same rule."""
+def open_study(url: str, name: str, spec: SearchSpec, epochs: int = 1, metric: str = "final_val_accuracy"):
+    """The variant's Optuna study in the storage at `url` (storage_url; created, or loaded as a killed stage left
+    it). Its pruner's settings are stored with it (user attributes), so a job reporting to one of its trials
+    prunes by the same rule."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{path}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = rdb_storage(url)
     try:  # a resumed study seeds its sampler past the trials it holds, so it does not replay their draws
         seed = spec.seed + len(optuna.load_study(study_name=name, storage=storage).trials)
     except KeyError:
@@ -256,12 +295,12 @@ class TrialReporter:
     """Inside a tuning job: reports each epoch's validation value to the job's trial and asks its pruner, through
     Optuna's storage API (`tracking.trial` names the study and trial; the study carries its pruner's settings)."""
 
-    def __init__(self, ref: str, storage_file: Path):
+    def __init__(self, ref: str, url: str):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         name, number = ref.rsplit("@", 1)
-        storage = optuna.storages.RDBStorage(f"sqlite:///{storage_file}")
+        storage = rdb_storage(url)
         settings = optuna.load_study(study_name=name, storage=storage).user_attrs.get("pruner", {})
         self.pruner_name = settings.get("name", "none")
         self.metric = settings.get("metric", "final_val_accuracy")

@@ -175,7 +175,6 @@ class StagedSweeper(Sweeper):
         one launcher batch (with a pruner, the first seeds first, pruned as they train, then the other seeds of
         the trials left), tell each trial the mean over its seeds; until every variant has its trials."""
         from xablate import staging, tuning
-        from xablate.paths import project_root
         from xablate.tracking.store import resolve_tracking_uri
 
         spec, search = self.tune, self.tune.search
@@ -183,7 +182,7 @@ class StagedSweeper(Sweeper):
         budget = staging.stage_budget(spec, epochs)
         stage_epochs = int(budget.get("train.epochs", self._value_in(grid[0], "train.epochs", epochs)))
         variants = staging.variants_of(grid, spec.keys)
-        path = tuning.storage_path(uri, project_root())
+        path = tuning.storage_url(uri, self.config.tracking.database)
         # one Optuna study per variant and repeat (each repeat the whole search again, its own sampler seed)
         studies = {(v, k): tuning.open_study(
             path, tuning.repeat_study_name(str(self.config.study), staging.variant_name(v, swept), k),
@@ -191,7 +190,8 @@ class StagedSweeper(Sweeper):
             for v in variants for k in range(search.repeats)}
         repeated = f", {search.repeats} repeats" if search.repeats > 1 else ""
         print(f"[xablate] tuning {', '.join(spec.keys)} per variant with Optuna ({search.sampler}, {search.trials} "
-              f"trials of {spec.seeds} seed(s){repeated}, pruner {search.pruner}) at {budget}; studies in {path}",
+              f"trials of {spec.seeds} seed(s){repeated}, pruner {search.pruner}) at {budget}; studies in "
+              f"{tuning.shown_url(path)}",
               flush=True)
         record: dict = {key: [] for key in studies}
         while True:

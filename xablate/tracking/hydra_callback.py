@@ -165,7 +165,11 @@ def refuse_unknown_keys(config: DictConfig) -> None:
         check_study_name(job.get("study"))
         for block, parse in (("tune", parse_tune), ("pilot", parse_pilot)):  # the staged sweeper's stages
             if sweeper.get(block) is not None:
-                parse(OmegaConf.to_container(sweeper.get(block), resolve=True))
+                parsed = parse(OmegaConf.to_container(sweeper.get(block), resolve=True))
+                if block == "tune" and parsed.search is not None:  # its Optuna studies: where every job reaches them
+                    from xablate.tuning import storage_url
+
+                    storage_url(resolve_tracking_uri(config.tracking.get("uri")), config.tracking.get("database"))
         if job.get("analysis"):  # the study's claims: well formed, and about variants this sweep makes
             declared = sweeper.get("params")
             declared = OmegaConf.to_container(declared, resolve=False) if declared else {}

@@ -133,7 +133,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     if source.clean is False:  # the changes themselves, beside the hash the tag holds
         _log_changes(client, run_id, source, Path(context.output_dir))
     if tracking.trial:  # a pruned search's scout: its trial's pruner may stop it (tune stage only)
-        job.pruning = pruning_callback(str(tracking.trial), uri)
+        job.pruning = pruning_callback(str(tracking.trial), uri, tracking.database)
     native_crash.arm(run_id, crashes, uri=uri, label=label)
     try:
         with Heartbeat(client, run_id, float(tracking.heartbeat_seconds)), \
@@ -171,12 +171,11 @@ def _say_result(client: MlflowClient, run_id: str, name: str) -> None:
     print(f"[xablate] run {run_id} ({name}) FINISHED: {', '.join(shown) or 'no accuracy logged'}", flush=True)
 
 
-def pruning_callback(trial: str, uri: str):
-    from xablate.paths import project_root
+def pruning_callback(trial: str, uri: str, database: str | None):
     from xablate.training.pruning import PruningCallback
-    from xablate.tuning import TrialReporter, storage_path
+    from xablate.tuning import TrialReporter, storage_url
 
-    return PruningCallback(TrialReporter(trial, storage_path(uri, project_root())))
+    return PruningCallback(TrialReporter(trial, storage_url(uri, database)))
 
 
 def _record_pruned(client: MlflowClient, run_id: str, pruning) -> None:
