@@ -206,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--uri", default=None,
                         help="tracking URI (default: tracking.uri, $MLFLOW_TRACKING_URI or the project's store)")
     status.add_argument("overrides", nargs="*", help="run.py overrides, sweeps included (a=1,2)")
+    server = commands.add_parser("server", help="an MLflow tracking server on a database (artifacts proxied): "
+                                                "one study across machines")
+    server.add_argument("--database", default=None, help="the database URI, e.g. postgresql://user@host:5432/xablate")
+    server.add_argument("--postgres", type=Path, default=None,
+                        help="instead: a folder for a PostgreSQL of its own (Debian's postgresql), started with it")
+    server.add_argument("--artifacts", type=Path, default=None,
+                        help="where the server keeps the runs' artifacts (default: <--postgres folder>/artifacts)")
+    server.add_argument("--host", default="127.0.0.1", help="the address to serve on (0.0.0.0: every interface)")
+    server.add_argument("--port", type=_positive(int), default=5000)
     ui = commands.add_parser("ui", help="the MLflow UI on 127.0.0.1 for the project's store")
     ui.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or <project>/mlflow.db)")
     ui.add_argument("--port", type=_positive(int), default=5000)
@@ -464,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "ui":
         return run_ui(args.uri, args.port, args.study, not args.no_browser)
+    if args.command == "server":
+        from xablate.tracking.server import serve
+
+        return serve(args.database, args.artifacts, args.host, args.port, args.postgres)
     if args.command == "figures":
         return run_figures(args)
     if args.command == "status":
