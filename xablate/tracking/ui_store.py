@@ -74,6 +74,8 @@ def serve_store(uri: str | None, port: int, study: str | None = None, open_brows
     from xablate.tracking.ui_server import port_in_use, serve_ui
 
     uri = resolve_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        return _on_the_server(uri, study)
     if port_in_use(port):
         return serve_ui(uri, port)  # says so, starts nothing
     if study is not None:
@@ -105,3 +107,23 @@ def serve_store(uri: str | None, port: int, study: str | None = None, open_brows
         if study is not None:
             view = save_study_view(served, study)
         return serve_ui(served, port, shown_uri=uri, view=view, open_browser=open_browser)
+
+
+def _on_the_server(uri: str, study: str | None) -> int:
+    """A tracking server serves the UI itself (`xablate server`): its address, and a study's page saved there;
+    nothing is started."""
+    from xablate.tracking.study_view import save_study_view
+
+    print(f"xablate: the tracking server {uri} serves the MLflow UI: open {uri.rstrip('/')}/#/experiments"
+          f"?workflowType=machine_learning", flush=True)
+    if study is not None:
+        try:
+            check_store_to_read(uri)
+            view = save_study_view(uri, study)
+        except ValueError as error:
+            print(f"xablate: {error}", file=sys.stderr, flush=True)
+            return 2
+        print(f"xablate: {view.url(uri)}\n"
+              f"xablate:   its final-stage runs ({view.search_filter}), grouped by xablate.variant, "
+              f"{', '.join(view.metrics)} as columns", flush=True)
+    return 0
