@@ -87,11 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--segments", type=_int_list("--segments"), default=None,
                      help="comma-separated k to measure (default: powers of two from 1 to channels)")
     seg.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "segments.csv", help="CSV to write")
-    store = suites.add_parser("store", help="parallel writers on one SQLite store: errors and lost points")
+    store = suites.add_parser(
+        "store", help="parallel writers on one store (SQLite; MLflow server on PostgreSQL): errors and lost points",
+        description="WRITERS processes at once each log EPOCHS batches of metrics, a heartbeat tag and a search every "
+                    "tenth epoch into one store, for each store kind: a SQLite file, and an MLflow tracking server on "
+                    "a PostgreSQL of its own (both started in a temporary folder and stopped afterwards; without "
+                    "PostgreSQL installed its rows say so). Writes store.csv: errors, metric points against those "
+                    "expected, seconds.")
     store.add_argument("--writers", type=_int_list("--writers"), default=[1, 4, 16],
                        help="comma-separated writer process counts (1,4,16)")
     store.add_argument("--epochs", type=_positive(int), default=200, help="metric batches per writer (200)")
     store.add_argument("--folder", type=Path, default=None, help="where the stores go (a temporary folder)")
+    store.add_argument("--stores", type=_name_list("--stores", ("sqlite", "server+postgresql")),
+                       default=["sqlite", "server+postgresql"],
+                       help="comma-separated store kinds to measure: sqlite, server+postgresql (both)")
     store.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "store.csv", help="CSV to write")
     onednn = suites.add_parser(
         "onednn", help="training throughput under each train.onednn state (on, avx2, off), side by side",
@@ -490,8 +499,9 @@ def main(argv: list[str] | None = None) -> int:
 
         with tempfile.TemporaryDirectory() as scratch:
             rows = store.run(folder=args.folder or Path(scratch), writers=args.writers, epochs=args.epochs,
-                             out=args.out)
-        return 1 if any(r["errors"] or r["metric_points"] != r["expected_points"] for r in rows) else 0
+                             out=args.out, stores=args.stores)
+        print(f"wrote {args.out}")
+        return 1 if any(store.failed(r) for r in rows) else 0
     if args.command == "bench" and args.suite == "sequential":
         from xablate.analysis.store import studies_in_store
         from xablate.bench import sequential
