@@ -102,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
                        default=["sqlite", "server+postgresql"],
                        help="comma-separated store kinds to measure: sqlite, server+postgresql (both)")
     store.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "store.csv", help="CSV to write")
+    cluster = suites.add_parser(
+        "cluster", help="per-job overhead of the Ray launcher against Hydra's basic launcher, same debug sweep",
+        description="Runs the same small debug sweep (python run.py -m debug=default ...) through Hydra's basic "
+                    "launcher and through hydra/launcher=ray_cluster on a local Ray head (and WORKERS worker nodes) "
+                    "that the benchmark starts and kills inside a network namespace of its own (loopback only; "
+                    "needs root, unshare and ip), each into a fresh SQLite store; writes cluster.csv: wall seconds "
+                    "of the sweep command, seconds per job and the ratio to the basic launcher.")
+    cluster.add_argument("--workers", type=_int_at_least("--workers", 0), default=1,
+                         help="worker nodes (one CPU each) of the second Ray configuration, beside a head alone "
+                              "(one CPU); 0: the head alone only (1)")
+    cluster.add_argument("--folder", type=Path, default=None, help="where the stores go (a temporary folder)")
+    cluster.add_argument("--out", type=Path, default=DEFAULT_BENCH_DIR / "cluster.csv", help="CSV to write")
+    cluster.add_argument("overrides", nargs="*",
+                         help="run.py overrides of the sweep (default: debug=default train.epochs=1 "
+                              "train.save_model=false residual=true,false seed=0,1)")
     onednn = suites.add_parser(
         "onednn", help="training throughput under each train.onednn state (on, avx2, off), side by side",
         description="Trains the run's model on its images as arrays under oneDNN on, capped at AVX2, and off, each "
@@ -502,6 +517,10 @@ def main(argv: list[str] | None = None) -> int:
                              out=args.out, stores=args.stores)
         print(f"wrote {args.out}")
         return 1 if any(store.failed(r) for r in rows) else 0
+    if args.command == "bench" and args.suite == "cluster":
+        from xablate.bench import cluster
+
+        return cluster.main(args)
     if args.command == "bench" and args.suite == "sequential":
         from xablate.analysis.store import studies_in_store
         from xablate.bench import sequential
