@@ -9,6 +9,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 # several jobs may share one GPU (joblib workers, small variants): take memory as needed, not all of it
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# MLflow 3.17's client telemetry, when its service is out of reach (a cluster without internet), removes an
+# environment variable from a background thread while a logging call reads the environment: that call is lost
+# (KeyError '_MLFLOW_TELEMETRY_SESSION_ID', seen by `xablate bench store` with 16 writers on a server)
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import hydra  # noqa: E402
 import xablate.schema  # noqa: E402,F401  (registers model/_builder with Hydra's ConfigStore before composing)
