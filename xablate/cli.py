@@ -1,7 +1,8 @@
 """The `xablate` command: `figures` (results/ from the MLflow store, for any study or sweep), `status` (a study's
 grid against the store), `plan` (seeds needed for a target effect), `bench
-segments|store|onednn|sequential|pruning|harness|analysis` (throughput, design and
-response-time benchmarks), `ui` (the MLflow UI)."""
+segments|store|onednn|sequential|pruning|harness|analysis|cluster` (throughput, design and
+response-time benchmarks), `ui` (the MLflow UI), `server` (a tracking server on a database, for a study across
+machines)."""
 
 from __future__ import annotations
 
