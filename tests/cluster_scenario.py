@@ -79,6 +79,22 @@ def wait_for_nodes(address: str, n: int, timeout: float = 180) -> None:
     raise RuntimeError(f"the Ray cluster at {address} did not reach {n} nodes")
 
 
+def join(nodes: list[subprocess.Popen], address: str, *arguments: str, tries: int = 3) -> None:
+    """Starts one more node and waits until the cluster counts it; a node whose raylet gave up (under load Ray's
+    raylet aborts when its agent is slow to write its port file) is killed and started again."""
+    for attempt in range(tries):
+        node = start_node(*arguments)
+        try:
+            wait_for_nodes(address, len(nodes) + 1, timeout=90)
+        except RuntimeError:
+            kill_group(node)
+            if attempt == tries - 1:
+                raise
+            continue
+        nodes.append(node)
+        return
+
+
 def kill_group(process: subprocess.Popen, sig=signal.SIGKILL) -> None:
     try:
         os.killpg(process.pid, sig)
@@ -164,11 +180,9 @@ def cluster(folder: Path) -> dict:
     try:
         server_port = free_port()
         server, url = start_server(pg.uri, folder / "artifacts", port=server_port, log=folder / "server.log")
-        nodes.append(start_node("--head", f"--port={address.split(':')[1]}", "--include-dashboard=false"))
-        wait_for_nodes(address, 1)
-        for n in (2, 3):  # one at a time: two raylets starting together on one host race for their ports
-            nodes.append(start_node(f"--address={address}"))
-            wait_for_nodes(address, n)
+        join(nodes, address, "--head", f"--port={address.split(':')[1]}", "--include-dashboard=false")
+        for _ in range(2):  # one at a time: two raylets starting together on one host race for their ports
+            join(nodes, address, f"--address={address}")
         observed["nodes"] = alive_nodes(address)
         command = [sys.executable, str(ROOT / "run.py"), "-m", f"--config-dir={folder / 'extra'}",
                    f"experiment={STUDY}", "debug=default", "train.epochs=3", "train.save_model=false",
@@ -271,9 +285,9 @@ def analysis_commands(folder: Path, url: str) -> dict:
 def launcher(folder: Path) -> dict:
     loopback_up()
     address = f"127.0.0.1:{free_port()}"
-    nodes = [start_node("--head", f"--port={address.split(':')[1]}", "--include-dashboard=false")]
+    nodes: list[subprocess.Popen] = []
     try:
-        wait_for_nodes(address, 1)
+        join(nodes, address, "--head", f"--port={address.split(':')[1]}", "--include-dashboard=false")
         uri = f"sqlite:///{folder / 'mlflow.db'}"
         done = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "hydra/launcher=ray_cluster",
                                f"hydra.launcher.ray.init.address={address}", "residual=true,false", "debug=default",

@@ -14,6 +14,7 @@ from xablate.extras import EXTRAS, MissingExtra, require, require_for, require_l
 from xablate.schema import Job, typed
 from xablate.gate import parse_job
 from xablate.schema import ConfigError
+from xablate.tuning import require_driver
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 HEAVY = ("ray", "jax", "tensorflow-datasets", "jupytext", "notebook", "playwright", "hydra-ray-launcher",
@@ -33,7 +34,7 @@ def test_the_core_install_holds_none_of_the_extras():
 def test_each_extra_the_code_names_is_declared_and_dev_holds_them_all():
     extras = PYPROJECT["optional-dependencies"]
     assert set(EXTRAS) <= set(extras)
-    assert set(extras) == {"ray", "slurm", "jax", "tfds", "notebooks", "gpu", "dev"}
+    assert set(extras) == {"ray", "slurm", "jax", "tfds", "notebooks", "gpu", "server", "dev"}
     (bundle,) = [r for r in extras["dev"] if r.startswith("xablate[")]
     assert set(bundle[len("xablate["):-1].split(",")) == set(extras) - {"gpu", "dev"}
     assert {"pytest", "pytest-xdist", "playwright"} <= names(extras["dev"])
@@ -44,6 +45,7 @@ def test_each_extra_the_code_names_is_declared_and_dev_holds_them_all():
     ("tensorflow_datasets", "tfds", lambda: require_for(typed(Job, compose_job(["data=tfds"])))),
     ("hydra_plugins.hydra_ray_launcher", "ray", lambda: require_launcher(["hydra/launcher=ray_cluster"])),
     ("submitit", "slurm", lambda: require_launcher(["hydra/launcher=parallel,slurm_local"])),
+    ("psycopg", "server", lambda: require_driver("postgresql://xablate@127.0.0.1:5432/xablate")),
 ])
 def test_a_missing_extra_is_one_line_naming_it(monkeypatch, hidden, extra, call):
     call()  # installed here ([dev]): nothing to say

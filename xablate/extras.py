@@ -10,6 +10,7 @@ of them plus pytest):
     tfds       data=tfds                         TensorFlow Datasets by name
     notebooks  notebooks/*.py as notebooks       Jupyter and jupytext
     gpu        tracking.system_metrics on a GPU  NVML's utilisation and memory
+    server     xablate server, tracking.database  PostgreSQL's driver (psycopg) for the server and Optuna
 
 `require(extra, what)` is called where the feature starts, before any run exists.
 """
@@ -24,6 +25,7 @@ EXTRAS = {  # extra -> the modules it installs that xablate imports
     "jax": ("jax",),
     "tfds": ("tensorflow_datasets",),
     "notebooks": ("jupytext", "nbconvert"),
+    "server": ("psycopg",),
 }
 LAUNCHER_EXTRAS = {"ray_cluster": "ray", "ray": "ray", "slurm": "slurm", "slurm_local": "slurm",
                    "submitit_slurm": "slurm", "submitit_local": "slurm"}  # hydra/launcher=<option> -> extra

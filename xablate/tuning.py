@@ -152,6 +152,14 @@ def shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def require_driver(url: str) -> None:
+    """One line naming the [server] extra when a PostgreSQL database has no driver installed."""
+    if url.startswith("postgresql"):
+        from xablate.extras import require
+
+        require("server", f"tracking.database={shown_url(url)}")
+
+
 def rdb_storage(url: str):
     """Optuna's RDB storage at `url`; on PostgreSQL in its own schema (created when missing), beside MLflow's
     tables in the same database."""
@@ -163,6 +171,7 @@ def rdb_storage(url: str):
         return optuna.storages.RDBStorage(url)
     import sqlalchemy
 
+    require_driver(url)
     engine = sqlalchemy.create_engine(url)
     try:
         with engine.begin() as connection:

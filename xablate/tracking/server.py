@@ -162,6 +162,14 @@ def serve(database: str | None, artifacts: Path | None, host: str, port: int, po
         print(f"xablate: Received --database={database!r}; allowed: a SQLAlchemy database URI "
               f"(postgresql://user@host:port/name, mysql://…, sqlite:///…)", file=sys.stderr)
         return 2
+    if postgres is not None or database.startswith("postgresql"):
+        from xablate.extras import MissingExtra, require
+
+        try:
+            require("server", "xablate server on PostgreSQL")
+        except MissingExtra as error:
+            print(f"xablate: {error}", file=sys.stderr)
+            return 2
     local = LocalPostgres(postgres).start() if postgres is not None else None
     database = local.uri if local is not None else database
     artifacts = Path(artifacts or (Path(postgres or ".") / "artifacts"))
