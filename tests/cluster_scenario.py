@@ -46,7 +46,7 @@ hydra:
       space:
         optim.learning_rate: {{log_uniform: [1.0e-3, 0.3]}}
       sampler: random
-      trials: 3
+      trials: 2
       startup: 1
       pruner: median
 """
