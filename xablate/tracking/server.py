@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from xablate.tracking.ui_server import watched
+
 POSTGRES_USER = "postgres"  # the system user Debian's package creates; the server runs as it when we are root
 ROLE = DATABASE = "xablate"
 
@@ -53,7 +55,7 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 class LocalPostgres:
     """Debian's PostgreSQL in `folder` on 127.0.0.1:`port`, a database `xablate` owned by the role `xablate`
-    (trust authentication: a server for this machine's loopback only); stopped (fast) on exit."""
+    (trust authentication: a server for this machine's loopback only); stopped on exit, and with this process."""
 
     def __init__(self, folder: Path, port: int | None = None):
         self.folder = Path(folder).resolve()
@@ -76,10 +78,18 @@ class LocalPostgres:
             subprocess.run(_as_server_user([str(bin_dir / "initdb"), "-D", str(self.data), "--auth=trust",
                                             f"--username={ROLE}", "--encoding=UTF8"]),
                            check=True, capture_output=True, text=True)
-        subprocess.run(_as_server_user([
-            str(bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "postgres.log"), "-w", "-t", "60",
-            "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder}", "start"]),
-            check=True, capture_output=True, text=True)
+        # the server in the foreground under xablate's watchdog: it dies with this process, even by SIGKILL
+        log = open(self.folder / "postgres.log", "ab")  # noqa: SIM115 - the server's own log, closed with it
+        self.process = subprocess.Popen(watched(_as_server_user([
+            str(bin_dir / "postgres"), "-D", str(self.data), "-c", "listen_addresses=127.0.0.1",
+            "-p", str(self.port), "-k", str(self.folder)])), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.time() + 60
+        while subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode:
+            if self.process.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError(f"PostgreSQL in {self.folder} did not start (see postgres.log there)")
+            time.sleep(0.2)
         if fresh:
             createdb = bin_dir / "createdb" if (bin_dir / "createdb").exists() else Path("createdb")
             subprocess.run([str(createdb), "-h", "127.0.0.1", "-p", str(self.port), "-U", ROLE, DATABASE],
@@ -87,8 +97,8 @@ class LocalPostgres:
         return self
 
     def stop(self) -> None:
-        subprocess.run(_as_server_user([str(postgres_bin() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
-                                        "stop"]), capture_output=True, text=True)
+        if getattr(self, "process", None) is not None:
+            stop_server(self.process)
 
     def __enter__(self) -> "LocalPostgres":
         return self.start()
@@ -125,7 +135,8 @@ def start_server(database: str, artifacts: Path, host: str = "127.0.0.1", port: 
     """(the server process, its URL), started and answering; stop it with stop_server."""
     port = port or free_port(host)
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the server's own log, closed with it
-    process = subprocess.Popen(server_command(database, artifacts, host, port), stdout=out,
+    # under xablate's watchdog: the server and its workers die with this process, even by SIGKILL
+    process = subprocess.Popen(watched(server_command(database, artifacts, host, port)), stdout=out,
                                stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://{host}:{port}"
     try:
@@ -137,7 +148,7 @@ def start_server(database: str, artifacts: Path, host: str = "127.0.0.1", port: 
 
 
 def stop_server(process: subprocess.Popen) -> None:
-    """Stops the server and its gunicorn workers (its own process group)."""
+    """Stops a server started here (its watchdog's process group: the watchdog stops the server's tree)."""
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGTERM)
