@@ -83,3 +83,5 @@ def test_every_seed_diverged_fails_the_trial_and_the_storage_sits_beside_the_sto
     with pytest.raises(ValueError, match=r"tracking\.uri='http://mlflow:5000', a server store, with "
                                          r"tracking\.database=None and a tuning search; allowed: tracking\.database="):
         storage_url("http://mlflow:5000", None)
+    with pytest.raises(ValueError, match=r"Received tracking\.database='mlflow\.db'; allowed: a SQLAlchemy database"):
+        storage_url("http://mlflow:5000", "mlflow.db")

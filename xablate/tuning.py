@@ -135,6 +135,10 @@ def storage_url(tracking_uri: str, database: str | None) -> str:
     study in: PostgreSQL, schema optuna), else a SQLite file beside a SQLite MLflow store (the store folder
     carries both). A server store without a database is refused: each machine would see a file of its own."""
     if database:
+        if not database.startswith(("postgresql://", "postgresql+", "mysql://", "mysql+", "sqlite:///")):
+            raise ValueError(f"Received tracking.database={database!r}; allowed: a SQLAlchemy database URI "
+                             f"(postgresql://user@host:port/name, the one `xablate server` prints; mysql://…; "
+                             f"sqlite:///…)")
         return database
     if tracking_uri.startswith("sqlite:///"):
         return f"sqlite:///{Path(tracking_uri[len('sqlite:///'):]).parent / STORAGE_FILE}"
