@@ -23,7 +23,7 @@ def test_default_config_holds_the_contract():
     assert {k: cfg[k] for k in ("residual", "intermediate_act", "segments", "seed")} == {
         "residual": True, "intermediate_act": "none", "segments": "depthwise", "seed": 0}
     set_model = {k: v for k, v in cfg["model"].items() if v != "preset"}  # builder arguments left at the preset's
-    assert set_model == {"preset": "mini", "weights": None, "head": "avg", "match": None}
+    assert set_model == {"preset": "mini", "weights": None, "head": "avg", "match": None, "match_residual": None}
     assert cfg["data"]["source"] == "digits"
     assert cfg["tracking"] == {"uri": None, "experiment": "default", "heartbeat_seconds": 60,
                                "stale_after_seconds": 600, "system_metrics": True,

@@ -131,3 +131,42 @@ def test_an_argument_the_counts_do_not_model_is_refused(monkeypatch):
     with pytest.raises(ValueError, match=r"Received bn_momentum=0.5 with model.match; allowed: bn_momentum at its "
                                          r"default \(0.99\)"):
         counts(**preset_kwargs("debug", bn_momentum=0.5))
+
+
+def test_a_residual_free_model_is_matched_to_the_residual_models_parameters():
+    """model.match_residual=true: the residual-free mini model widened to the residual one's count (within 3 %),
+    as Keras counts the built model; without it, matching a depthwise model is the identity."""
+    plain = preset_kwargs("mini", residual=False, input_shape=(28, 28, 3), classes=10)
+    target = counts(**{**plain, "residual": True})["params"]
+    assert target / counts(**plain)["params"] - 1 > 0.09  # what matching corrects: the shortcuts' 9 % more
+    got = matched_width(plain, "params", residual=True)
+    assert got["target"] == target and abs(got["relative_error"]) <= MATCH_TOLERANCE
+    assert got["width_multiplier"] > plain["width_multiplier"]  # wider, not deeper
+    keras.backend.clear_session()
+    model = build_xception(**{**plain, "width_multiplier": got["width_multiplier"],
+                              "width_divisor": got["width_divisor"]})
+    assert model.count_params() == got["achieved"]
+    assert matched_width(plain, "params")["relative_error"] == 0.0  # its own reference: unchanged
+    assert matched_width(plain, "params", residual=False)["width_multiplier"] == plain["width_multiplier"]
+    with pytest.raises(ValueError, match=r"Received segments=depthwise, residual=False with model.match=params "
+                                         r"model.match_residual=True: no width"):
+        import xablate.models.matching as matching
+        original, matching.MATCH_TOLERANCE = matching.MATCH_TOLERANCE, 1e-9
+        try:
+            matching.matched_width(plain, "params", residual=True)
+        finally:
+            matching.MATCH_TOLERANCE = original
+
+
+@pytest.mark.slow
+def test_a_run_matched_to_the_residual_model_logs_that_reference(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose(["debug=default", "residual=false", "model.match=params", "model.match_residual=true",
+                   f"tracking.uri={uri}", "study=matched", "train.epochs=1", "train.save_model=false"])
+    result = train(cfg, RunContext(output_dir=tmp_path / "out"))
+    params = MlflowClient(uri).get_run(result.run_id).data.params
+    base = preset_kwargs("debug", residual=True, input_shape=(16, 16, 1), classes=10)
+    assert params["match.baseline_residual"] == "True" and int(params["match.target"]) == counts(**base)["params"]
+    assert int(params["match.achieved"]) == int(params["model.total_params"])
+    assert abs(int(params["model.total_params"]) / counts(**base)["params"] - 1) <= MATCH_TOLERANCE
+    assert int(params["model.total_params"]) > counts(**{**base, "residual": False})["params"]

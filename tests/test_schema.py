@@ -42,7 +42,7 @@ def options(group):
 
 def test_every_field_declares_a_role_and_a_neutral_key_its_value():
     declared = schema.declared()
-    assert len(declared) == 79
+    assert len(declared) == 80
     for name, f in declared.items():
         assert f.metadata["role"] in schema.ROLES, name
         assert ("neutral" in f.metadata) == (f.metadata["role"] == "neutral"), name
@@ -55,7 +55,7 @@ def test_every_field_declares_a_role_and_a_neutral_key_its_value():
 def test_the_lists_keyed_by_role_are_derived_from_the_schema():
     builder_at_preset = {k: schema.PRESET for k in schema.builder_keys() if k != "model.head"}
     assert NEUTRAL_DEFAULTS == builder_at_preset | {
-        "model.weights": None, "model.head": "avg", "model.match": None, "data.limit_test": None,
+        "model.weights": None, "model.head": "avg", "model.match": None, "model.match_residual": None, "data.limit_test": None,
         "data.augment.shear_degrees": None, "data.augment.brightness_mode": "additive",
         # a source's own keys and a schedule's own keys: null on the others, as absent before the typed schema
         **dict.fromkeys(["data.test_fraction", "data.path", "data.name", "data.train_split", "data.validation_split",
@@ -175,7 +175,7 @@ def test_run_py_help_opens_with_the_apps_own_help_listing_every_study_and_group_
 def test_the_model_group_holds_every_builder_argument_at_preset():
     model = composed()["model"]
     builder = [k.split(".", 1)[1] for k in schema.builder_keys()]
-    assert list(model) == ["preset", "weights", "head", "match", *[k for k in builder if k != "head"]]
+    assert list(model) == ["preset", "weights", "head", "match", "match_residual", *[k for k in builder if k != "head"]]
     assert {model[k] for k in builder if k != "head"} == {schema.PRESET}
     assert "preset" not in str(parse_job(composed(), sections=False).cfg["model"].values())
     assert schema.model_settings({"preset": "mini", "width_multiplier": 0.5, "stem": "preset"}) == {

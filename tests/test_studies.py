@@ -7,7 +7,7 @@ import pytest
 
 from xablate.analysis.status import grid_jobs
 from xablate.studies import Claim, declared_studies, load_study, parse_study
-from xablate.sweeps import expand, swept_keys
+from xablate.sweeps import excluding, expand, swept_keys
 
 
 @pytest.mark.parametrize("name", declared_studies())
@@ -162,7 +162,9 @@ def test_a_claim_the_sweep_cannot_test_is_refused_before_the_parent_run(tmp_path
     ["experiment=fig10_intermediate_act", "hydra.sweeper.params.intermediate_act=none", "analysis.claims=[]"],
     ["experiment=fig9_residual", "residual=false"],  # completes part of the study (status prints such commands)
     ["experiment=spectrum_matched"], ["experiment=fig10_tuned"], ["experiment=spectrum"], ["experiment=fig9_tuned"],
-    ["experiment=fashion_fig9"], ["experiment=fashion_fig10"], ["experiment=fashion_spectrum_matched"]])
+    ["experiment=fashion_fig9"], ["experiment=fashion_fig10"], ["experiment=fashion_spectrum_matched"],
+    ["experiment=fashion_fig9_r2"], ["experiment=fashion_fig10_r2"], ["experiment=fashion_spectrum_matched_r2"],
+    ["experiment=fashion_fig9_r2", "residual=false"]])
 def test_every_committed_study_and_an_exploratory_subset_pass_the_claim_check(overrides):
     from xablate.config import compose_job
     from xablate.tracking.hydra_callback import refuse_unknown_keys
@@ -184,3 +186,44 @@ def test_a_yaml_error_in_one_study_file_is_one_line_and_stops_nothing_about_anot
         load_study("broken")
     message = str(error.value)
     assert message.startswith(f"{tmp_path / 'broken.yaml'}:4: not valid YAML (") and "\n" not in message
+
+
+def test_an_excluded_cell_is_dropped_from_the_cross_and_a_typo_in_it_is_refused():
+    declared = {"residual": "true,false", "model.match": "null,params"}
+    grid = expand(declared, ["seed=0,1"])
+    kept = excluding(grid, [{"residual": True, "model.match": "params"}], expand(declared, []))
+    assert len(grid) == 8 and len(kept) == 6
+    assert not [job for job in kept if "residual=True" in job and "model.match=params" in job]
+    assert [job for job in kept if "residual=False" in job and "model.match=params" in job]  # the other arm stays
+    assert excluding(grid, None) == grid
+    partial = expand(declared, ["residual=false", "seed=0"])  # part of the study: the entry is checked on the grid
+    assert excluding(partial, [{"residual": True, "model.match": "params"}], expand(declared, [])) == partial
+    for entry, message in [({"residual": True, "model.mach": "params"}, "with model.mach='params'; allowed: a key "
+                             "the sweep varies"),
+                           ({"residual": True, "model.match": "flops"}, "with model.match='flops'; allowed: "
+                            "model.match in null, params"),
+                           ("residual=true", "allowed: a mapping of swept keys")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            excluding(grid, [entry], expand(declared, []))
+    with pytest.raises(ValueError, match="every job hydra.sweeper.exclude drops"):
+        excluding(expand(declared, ["residual=true", "model.match=params"]), [{"residual": True, "model.match": "params"}],
+                  expand(declared, []))
+
+
+def test_yamls_null_and_the_string_none_are_different_values_in_a_claim():
+    from xablate.studies import _as_override
+
+    assert _as_override(None) == "null" and _as_override("null") == "null"
+    assert _as_override("none") == "none" and _as_override(True) == "true" and _as_override("5e-05") == "5e-05"
+
+
+def test_the_round_2_fig9_runs_three_arms_matched_to_the_residual_model():
+    study = load_study("fashion_fig9_r2")
+    base, keys, jobs = grid_jobs(["experiment=fashion_fig9_r2", "seed=range(20)"])
+    arms = {tuple(o for o in job if o.startswith(("residual=", "model.match="))) for job in jobs}
+    assert keys == ["residual", "model.match", "seed"] and len(jobs) == 60
+    assert arms == {("residual=True", "model.match=null"), ("residual=False", "model.match=null"),
+                    ("residual=False", "model.match=params")}
+    assert study.baseline == {"residual": True, "model.match": None}
+    assert [c.others for c in study.claims][-1] == [{"residual": False, "model.match": None},
+                                                    {"residual": False, "model.match": "params"}]

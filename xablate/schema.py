@@ -161,6 +161,7 @@ class Model:
     weights: Optional[str] = key(None, "neutral", neutral=None, doc="null, imagenet or a weights file")
     head: str = key("avg", "neutral", neutral="avg", doc="avg or flatten")
     match: Optional[str] = key(None, "neutral", neutral=None, doc="null, params or flops")
+    match_residual: Optional[bool] = key(None, "neutral", neutral=None, doc="the model model.match matches to has shortcut branches (true) or none (false); null: as this model (residual=false model.match=params model.match_residual=true: a residual-free model with the residual one's parameters); inert without model.match")
     # + every keyword argument of xablate.models.build_xception (semantic, graph): `builder_keys()`
 
 

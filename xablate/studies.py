@@ -384,7 +384,10 @@ def _label(variant: dict) -> str:
 
 
 def _as_override(value: Any) -> str:
-    """A value as the sweep writes it on the command line (true, 4, none), whatever its YAML or Hydra spelling."""
+    """A value as the sweep writes it on the command line (true, 4, none, null), whatever its YAML or Hydra
+    spelling: YAML's null is `null`, the string "none" (intermediate_act's) stays `none`."""
+    if value is None:
+        return "null"
     text = str(value)
     if text.lower() in ("true", "false", "none", "null"):
         return text.lower()

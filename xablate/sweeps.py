@@ -45,3 +45,40 @@ def swept_keys(declared: Mapping[str, object] | None, arguments: Iterable[str]) 
         if override.is_sweep_override() and len(list(override.sweep_string_iterator())) > 1:
             keys.append(key)
     return keys
+
+
+def excluding(jobs: list[list[str]], exclude: Iterable[Mapping[str, object]] | None,
+              declared: list[list[str]] | None = None) -> list[list[str]]:
+    """The grid without the cells an experiment excludes (`hydra.sweeper.exclude`: a list of {key: value}, each
+    dropping every job that takes all its values), e.g. the arm of a cross that would repeat another one.
+
+    Each entry must name keys the experiment's declared grid (`declared`, else `jobs`) varies, at values it takes:
+    a typo raises ValueError naming it rather than running the cell it meant to drop."""
+    from xablate.studies import _as_override
+
+    entries = list(exclude or [])
+    taken: dict[str, set[str]] = {}
+    for job in (declared if declared is not None else jobs):
+        for override in job:
+            key, _, value = override.lstrip("+~").partition("=")
+            taken.setdefault(key, set()).add(_as_override(value))
+    varied = {key for key, values in taken.items() if len(values) > 1}
+    kept = list(jobs)
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not entry:
+            raise ValueError(f"Received hydra.sweeper.exclude entry {entry!r}; allowed: a mapping of swept keys to "
+                             f"one of their values, e.g. {{residual: true, model.match: params}}.")
+        for key, value in entry.items():
+            if key not in varied or _as_override(value) not in taken[key]:
+                allowed = (f"{key} in {', '.join(sorted(taken[key]))}" if key in varied
+                           else f"a key the sweep varies ({', '.join(sorted(varied)) or 'none'})")
+                raise ValueError(f"Received hydra.sweeper.exclude entry {dict(entry)!r} with {key}={value!r}; "
+                                 f"allowed: {allowed}.")
+        wanted = {f"{key}={_as_override(value)}" for key, value in entry.items()}
+        kept = [job for job in kept
+                if not wanted <= {f"{o.lstrip('+~').partition('=')[0]}={_as_override(o.partition('=')[2])}"
+                                  for o in job}]
+    if entries and jobs and not kept:
+        raise ValueError(f"Received a sweep whose every job hydra.sweeper.exclude drops ({entries!r}); allowed: "
+                         f"a cell the experiment runs.")
+    return kept

@@ -26,6 +26,7 @@ class StagedSweeperConf:
     params: Optional[Dict[str, str]] = None
     tune: Optional[Dict[str, Any]] = None
     pilot: Optional[Dict[str, Any]] = None
+    exclude: Optional[List[Dict[str, Any]]] = None  # cells of the cross not to run (xablate.sweeps.excluding)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="staged", node=StagedSweeperConf, provider="xablate")
@@ -33,7 +34,8 @@ ConfigStore.instance().store(group="hydra/sweeper", name="staged", node=StagedSw
 
 class StagedSweeper(Sweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 tune: Optional[Dict[str, Any]] = None, pilot: Optional[Dict[str, Any]] = None) -> None:
+                 tune: Optional[Dict[str, Any]] = None, pilot: Optional[Dict[str, Any]] = None,
+                 exclude: Optional[List[Dict[str, Any]]] = None) -> None:
         from xablate.staging import parse_pilot, parse_tune
 
         self.max_batch_size = max_batch_size  # one batch per stage: kept for the config's shape
@@ -46,6 +48,7 @@ class StagedSweeper(Sweeper):
         self._tune_block = plain(tune)
         self.tune = parse_tune(self._tune_block)
         self.pilot = parse_pilot(plain(pilot))
+        self.exclude = plain(exclude) or []
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
@@ -54,14 +57,14 @@ class StagedSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from xablate import staging
-        from xablate.sweeps import expand, swept_keys
+        from xablate.sweeps import excluding, expand, swept_keys
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         declared = {k: str(v) for k, v in self.params.items()}
         sequential = self._sequential_study()
         if sequential is not None and not any(staging.override_key(a) == "seed" for a in arguments):
             arguments = [*arguments, f"seed=range({sequential.sequential.looks[-1]})"]  # up to the last look
-        grid = expand(declared, arguments)
+        grid = excluding(expand(declared, arguments), self.exclude, expand(declared, []))
         self._grid = grid  # (a tie-break trains a variant's next replicates)
         swept = set(swept_keys(declared, arguments))
         both = [key for key in (self.tune.keys if self.tune is not None else ()) if key in swept]

@@ -24,7 +24,7 @@ from xablate.paths import project_root
 from xablate.gate import parse_job
 from xablate.staging import REPLICATE_KEYS, STAGE_TAG, crossed_levels, override_key, parse_tune, \
     replicate_choice, replicate_index, variant_name, with_overrides
-from xablate.sweeps import expand, swept_keys
+from xablate.sweeps import excluding, expand, swept_keys
 from xablate.data.digest import source_digest
 from xablate.data.sources import SOURCES
 from xablate.tracking.identity import run_identity
@@ -150,7 +150,9 @@ def _grid_of(sweeper, base: list[str], arguments: list[str]):
     params = OmegaConf.to_container(declared, resolve=False) if declared is not None else {}
     tune = sweeper.get("tune")
     tune = parse_tune(OmegaConf.to_container(tune, resolve=True)) if tune is not None else None
-    return base, swept_keys(params, arguments), expand(params, arguments), tune
+    exclude = sweeper.get("exclude")
+    exclude = OmegaConf.to_container(exclude, resolve=True) if exclude is not None else None
+    return base, swept_keys(params, arguments), excluding(expand(params, arguments), exclude, expand(params, [])), tune
 
 
 def sequential_progress(uri: str, study) -> tuple[int, str]:

@@ -104,18 +104,25 @@ def _check_counted(kwargs: dict) -> None:
                              f"model it, so no width could be matched.")
 
 
-def matched_width(kwargs: dict, quantity: str, baseline_segments=DEPTHWISE) -> dict:
-    """The width at which `kwargs`' segments value has the baseline's `quantity` (params or flops).
+def reference(kwargs: dict, baseline_segments=DEPTHWISE, residual: bool | None = None) -> dict:
+    """The model a matched point is matched to: `kwargs` at the baseline's segments value, and with shortcut
+    branches or without them where `residual` says (None: as `kwargs`)."""
+    return {**kwargs, "segments": baseline_segments, **({} if residual is None else {"residual": bool(residual)})}
+
+
+def matched_width(kwargs: dict, quantity: str, baseline_segments=DEPTHWISE, residual: bool | None = None) -> dict:
+    """The width at which `kwargs`' segments value has the baseline's `quantity` (params or flops); the baseline
+    is `reference(kwargs, baseline_segments, residual)`.
 
     Returns the builder arguments to use (width_multiplier, width_divisor) with the target, the achieved count
     and its relative error; raises ValueError, naming the point, when no width comes within MATCH_TOLERANCE."""
     if quantity not in QUANTITIES:
         raise ValueError(f"Received model.match={quantity!r}; allowed: null, {', '.join(QUANTITIES)}.")
-    base = {**kwargs, "segments": baseline_segments}
-    target = counts(**base)[quantity]
+    target = counts(**reference(kwargs, baseline_segments, residual))[quantity]
     configured = {**builder_defaults(), **kwargs}
     segments = validate_segments(configured["segments"])
-    if segments == validate_segments(baseline_segments):
+    same_shortcuts = residual is None or bool(residual) == bool(configured["residual"])
+    if segments == validate_segments(baseline_segments) and same_shortcuts:
         return {"width_multiplier": float(configured["width_multiplier"]),
                 "width_divisor": int(configured["width_divisor"]), "target": target,
                 "achieved": target, "relative_error": 0.0}
@@ -135,23 +142,28 @@ def matched_width(kwargs: dict, quantity: str, baseline_segments=DEPTHWISE) -> d
                         "achieved": got, "relative_error": error}
         if abs(best["relative_error"]) <= MATCH_TOLERANCE:
             return best
+    shortcuts = "" if residual is None else f", residual={configured['residual']}"
+    reference_shortcuts = "" if residual is None else f" model.match_residual={bool(residual)}"
     raise ValueError(
-        f"Received segments={segments} with model.match={quantity}: no width comes within {MATCH_TOLERANCE:.0%} "
+        f"Received segments={segments}{shortcuts} with model.match={quantity}{reference_shortcuts}: no width comes within {MATCH_TOLERANCE:.0%} "
         f"of the baseline's {target:,} {quantity} (closest: {best['achieved']:,} at width_multiplier="
         f"{best['width_multiplier']}, widths multiples of {best['width_divisor']}); allowed: a segments value "
         f"that can be matched, or model.match=null.")
 
 
-def matched_kwargs(kwargs: dict, quantity: str) -> dict:
+def matched_kwargs(kwargs: dict, quantity: str, residual: bool | None = None) -> dict:
     """`kwargs` with the width (multiplier and divisor) at which its segments value matches the baseline."""
-    got = matched_width(kwargs, quantity)
+    got = matched_width(kwargs, quantity, residual=residual)
     return {**kwargs, "width_multiplier": got["width_multiplier"], "width_divisor": got["width_divisor"]}
 
 
-def match_params(quantity: str, configured: dict, matched: dict, baseline_segments=DEPTHWISE) -> dict[str, object]:
+def match_params(quantity: str, configured: dict, matched: dict, baseline_segments=DEPTHWISE,
+                 residual: bool | None = None) -> dict[str, object]:
     """What a matched run logs: the quantity, the baseline's count (at the configured width: the target), the
     matched model's count and the relative error."""
-    target = counts(**{**configured, "segments": baseline_segments})[quantity]
+    base = reference(configured, baseline_segments, residual)
+    target = counts(**base)[quantity]
     achieved = counts(**matched)[quantity]
-    return {"match.quantity": quantity, "match.baseline_segments": baseline_segments, "match.target": target,
+    return {"match.quantity": quantity, "match.baseline_segments": baseline_segments,
+            "match.baseline_residual": bool({**builder_defaults(), **base}["residual"]), "match.target": target,
             "match.achieved": achieved, "match.relative_error": round(achieved / target - 1.0, 6)}

@@ -54,10 +54,11 @@ def builder_kwargs(model: dict, optim: Optim, axes: dict, *, image_shape: tuple[
     preset = model_cfg.pop("preset")
     model_cfg.pop("weights")  # where training starts from (xablate.models.pretrained), not an argument
     match = model_cfg.pop("match")  # compute-matched spectrum: the width comes from the segments value
+    match_residual = model_cfg.pop("match_residual", None)  # the reference's shortcuts (None: this model's)
     recipe = {k: getattr(optim, k) for k in ("weight_decay", "dropout") if getattr(optim, k) is not None}
     kwargs = preset_kwargs(preset, **{**recipe, **model_cfg, **{axis: axes[axis] for axis in AXES}})
     kwargs.update(input_shape=tuple(image_shape), classes=int(num_classes))
-    return matched_kwargs(kwargs, match) if match and matched else kwargs
+    return matched_kwargs(kwargs, match, residual=match_residual) if match and matched else kwargs
 
 
 def compile_model(model, optimizer, num_classes: int, jit_compile="auto", run_eagerly: bool = False) -> None:
@@ -132,7 +133,8 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
     if job.model["match"]:  # the baseline's count (at the configured width), this model's, how far apart
         configured = builder_kwargs(job.model, job.optim, axes, image_shape=data.image_shape,
                                     num_classes=data.num_classes, matched=False)
-        log_params(client, run_id, match_params(job.model["match"], configured, kwargs))
+        log_params(client, run_id, match_params(job.model["match"], configured, kwargs,
+                                                residual=job.model.get("match_residual")))
     log_params(client, run_id, {
         **{f"builder.{k}": v for k, v in kwargs.items()},
         **summary.to_params(),

@@ -94,6 +94,7 @@ def validate_job(config: Job) -> None:
     preset = model.pop("preset")
     check_weights_setting(model.pop("weights"))  # where training starts from, not a builder argument
     match = model.pop("match")  # how the width is chosen (xablate.models.matching), not a builder argument
+    match_residual = model.pop("match_residual", None)  # the shortcuts of the model it is matched to
     if preset not in PRESETS:
         raise ValueError(f"Received model.preset={preset!r}; allowed: {', '.join(PRESETS)}.")
     for key in (*AXES, "input_shape", "classes"):
@@ -108,7 +109,7 @@ def validate_job(config: Job) -> None:
                   "input_shape": (size, size, 3)}
         check_build_kwargs(**kwargs)
         if match is not None:
-            check_build_kwargs(**matched_kwargs(kwargs, match))
+            check_build_kwargs(**matched_kwargs(kwargs, match, residual=match_residual))
     except TypeError as error:  # a non-numeric value where the builder compares numbers
         raise ValueError(f"Received a model setting of the wrong type ({error}); model: {model}.") from None
     except ValueError as error:  # the builder owns the ranges; name the setting as the user typed it
