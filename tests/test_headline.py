@@ -146,3 +146,36 @@ def test_studies_appear_in_natural_order_and_each_cost_once():
     rows = _rows(headline_markdown(table, compared, costs, {}))
     assert [(r[0], r[1], r[5]) for r in rows] == [("fig9", "a", "9 runs, 2.0 h of runs"), ("fig9", "b", "″"),
                                                   ("fig10", "a", "10 runs, 2.0 h of runs"), ("fig10", "b", "″")]
+
+
+def test_a_superseding_study_replaces_the_earlier_ones_rows_once_it_has_its_own(uri, tmp_path, monkeypatch):
+    """analysis.supersedes: round 2's rows stand in the headline for round 1's, which stay in verdict.md; before
+    round 2 has runs, round 1's rows stay."""
+    import time
+
+    later = {"analysis": {**FIG10["analysis"], "supersedes": "round1"}}
+    specs = {"round1": FIG10, "round2": later}
+    monkeypatch.setattr("xablate.analysis.report.load_study", lambda name: parse_study(name, specs[name]))
+    values = {"none": _seeds(0.90, 0.01, seed=1), "elu": _seeds(0.80, 0.01, seed=2), "relu": _seeds(0.82, 0.01, seed=3)}
+    for name in ("round1", "round2"):
+        _parent_with_claims(uri, name, specs[name])
+    time.sleep(0.01)
+    log_study(uri, "round1", values)
+    write_verdict(uri, tmp_path / "before", ["round1", "round2"])
+    assert [r[0] for r in _rows((tmp_path / "before" / "headline.md").read_text())] == ["round1"]
+    assert "Superseded" not in (tmp_path / "before" / "headline.md").read_text()
+    log_study(uri, "round2", {k: [v + 0.001 for v in vs] for k, vs in values.items()})
+    write_verdict(uri, tmp_path / "after", ["round1", "round2"])
+    headline = (tmp_path / "after" / "headline.md").read_text()
+    assert [r[0] for r in _rows(headline)] == ["round2"]
+    assert "Superseded (their rows stay in verdict.md, read as before): round1 by round2." in headline
+    verdict = (tmp_path / "after" / "verdict.md").read_text()
+    assert "| round1 |" in verdict and "| round2 |" in verdict
+
+
+@pytest.mark.parametrize("value", [["fig10"], "fig10"])
+def test_supersedes_names_earlier_studies(value):
+    assert parse_study("fig10_r2", {"analysis": {**FIG10["analysis"], "supersedes": value}}).supersedes == ("fig10",)
+    for bad in (3, ["fig10_r2"], [""]):
+        with pytest.raises(ValueError, match=r"Received analysis.supersedes=.*allowed: the name of an earlier study"):
+            parse_study("fig10_r2", {"analysis": {**FIG10["analysis"], "supersedes": bad}})

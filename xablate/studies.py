@@ -66,7 +66,7 @@ CLAIMS_TAG = "xablate.claims"  # on a sweep's parent run: the claims it started 
 SEQUENTIAL_TAG = "xablate.sequential"  # on a sweep's parent run: the sequential plan it started with (JSON)
 CLAIM_KINDS = ("better", "no_worse", "equivalent")
 NEEDS_MARGIN = ("no_worse", "equivalent")
-ANALYSIS_KEYS = ("title", "axes", "baseline", "metric", "beside", "claims", "sequential", "variance")
+ANALYSIS_KEYS = ("title", "axes", "baseline", "metric", "beside", "claims", "sequential", "variance", "supersedes")
 CLAIM_KEYS = ("claim", *CLAIM_KINDS, "than", "metric", "margin", "smallest_effect", "at")
 
 
@@ -120,6 +120,7 @@ class Study:
     tune: TuneSpec | None = None      # a tuning stage (hydra.sweeper.tune): one value of tune.key per variant
     pilot: PilotSpec | None = None    # a pilot pass (hydra.sweeper.pilot): its ranking is compared with the study's
     beside: str | None = None         # another study drawn in this one's trend figure, e.g. unmatched beside matched
+    supersedes: tuple[str, ...] = ()  # earlier studies of the same claims: the headline shows this one instead
     sequential: Any = None            # seeds until decided: xablate.analysis.sequential.SequentialSpec
     variance: tuple[str, ...] | None = None  # sources whose share of the spread it decomposes (xablate.analysis.variance)
 
@@ -250,6 +251,11 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
     if beside is not None and (not isinstance(beside, str) or not beside or beside == name):
         raise ValueError(f"Received analysis.beside={beside!r}{at}; allowed: the name of another study (drawn in "
                          f"this study's trend figure).")
+    supersedes = block.get("supersedes") or []
+    supersedes = [supersedes] if isinstance(supersedes, str) else supersedes
+    if not isinstance(supersedes, list) or not all(isinstance(s, str) and s and s != name for s in supersedes):
+        raise ValueError(f"Received analysis.supersedes={block['supersedes']!r}{at}; allowed: the name of an earlier "
+                         f"study (or a list of them) whose headline rows this study's replace.")
     from xablate.analysis.sequential import parse_sequential
 
     sequential = parse_sequential(block.get("sequential"), at)
@@ -258,7 +264,7 @@ def parse_study(name: str, data: dict, where: str = "") -> Study:
                          f"sequential design for a study that declares claims (its looks decide them).")
     return Study(name=name, title=str(block.get("title") or name), axes=axes, baseline=baseline, metric=metric,
                  claims=claims, declared=True, tune=tune, pilot=pilot, beside=beside, sequential=sequential,
-                 variance=_variance(block.get("variance"), at))
+                 variance=_variance(block.get("variance"), at), supersedes=tuple(supersedes))
 
 
 def _variance(block: Any, at: str) -> tuple[str, ...] | None:

@@ -108,10 +108,13 @@ def caveats(evidence: str) -> str:
 
 
 def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dict[str, pd.DataFrame],
-                      data: dict[str, str]) -> str:
+                      data: dict[str, str], superseded: dict[str, str] | None = None) -> str:
     """The headline table of the pre-registered rows of `table` (verdict rows) and `comparisons`; `costs`:
-    per study, sensitivity.stage_costs; `data`: per study, what it ran on (e.g. its data.source)."""
+    per study, sensitivity.stage_costs; `data`: per study, what it ran on (e.g. its data.source); `superseded`:
+    {earlier study: the study that supersedes it (analysis.supersedes) and has verdict rows}, whose rows give way."""
+    superseded = superseded or {}
     rows = table[table["registration"].astype(str).str.startswith(PRE_REGISTERED)] if len(table) else table
+    rows = rows[~rows["study"].isin(list(superseded))] if len(rows) else rows
     if rows.empty:
         return ("No claim in the store was recorded before its study's first run, so there is no headline yet; "
                 "every claim's verdict, exploratory ones included, is in verdict.md.\n")
@@ -138,4 +141,8 @@ def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dic
               "paired replicates per comparison, and the sequential look the outcome was read at (\"so far\": not "
               "yet decided, more seeds follow). Cost: every run of the study (pilot, tuning with its pruned trials, "
               "final), its hours summed run by run on the machine that ran it."]
+    if superseded:
+        lines += ["", "Superseded (their rows stay in verdict.md, read as before): " + "; ".join(
+            f"{old} by {new}" for old, new in sorted(superseded.items(), key=lambda item: natural_key(item[0])))
+            + "."]
     return "\n".join(lines) + "\n"
