@@ -179,3 +179,13 @@ def test_supersedes_names_earlier_studies(value):
     for bad in (3, ["fig10_r2"], [""]):
         with pytest.raises(ValueError, match=r"Received analysis.supersedes=.*allowed: the name of an earlier study"):
             parse_study("fig10_r2", {"analysis": {**FIG10["analysis"], "supersedes": bad}})
+
+
+@pytest.mark.parametrize("look, n, gives_way", [(0, 5, False), (1, 10, True), (None, 1, False), (None, 3, True)])
+def test_an_earlier_study_gives_way_only_once_its_successor_has_read_its_claims(look, n, gives_way):
+    structured = {"look_number": look, "looks_planned": 3 if look is not None else None,
+                  "next_look_n": 10 if look == 0 else None}
+    table = pd.concat([_table().assign(study=name) for name in ("old", "new")])
+    compared = pd.DataFrame([_comparison(study="old", n=10), _comparison(study="new", n=n, **structured)])
+    rows = _rows(headline_markdown(table, compared, {}, {}, {"new": ("old",)}))
+    assert [r[0] for r in rows] == (["new"] if gives_way else ["new", "old"])

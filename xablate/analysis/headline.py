@@ -69,6 +69,14 @@ def describe_seeds(compared: pd.DataFrame) -> str:
     return f"{n} (look {int(first['look_number'])} of {planned}{going_on})"
 
 
+def _has_read(comparisons: pd.DataFrame, study: str) -> bool:
+    """Whether `study` has read its claims: comparisons with paired seeds, past its first look."""
+    if not len(comparisons):
+        return False
+    rows = comparisons[comparisons["study"] == study]
+    return bool(len(rows)) and rows["n"].max() >= 2 and not before_first_look(rows)
+
+
 def before_first_look(compared: pd.DataFrame) -> bool:
     return bool((compared["look_number"] == 0).any())
 
@@ -108,11 +116,12 @@ def caveats(evidence: str) -> str:
 
 
 def headline_markdown(table: pd.DataFrame, comparisons: pd.DataFrame, costs: dict[str, pd.DataFrame],
-                      data: dict[str, str], superseded: dict[str, str] | None = None) -> str:
+                      data: dict[str, str], supersedes: dict[str, tuple[str, ...]] | None = None) -> str:
     """The headline table of the pre-registered rows of `table` (verdict rows) and `comparisons`; `costs`:
-    per study, sensitivity.stage_costs; `data`: per study, what it ran on (e.g. its data.source); `superseded`:
-    {earlier study: the study that supersedes it (analysis.supersedes) and has verdict rows}, whose rows give way."""
-    superseded = superseded or {}
+    per study, sensitivity.stage_costs; `data`: per study, what it ran on (e.g. its data.source); `supersedes`:
+    {study: the earlier studies it supersedes (analysis.supersedes)}, whose rows give way once it has read its
+    claims (at its first look, or with any runs in a fixed design)."""
+    superseded = {old: new for new, olds in (supersedes or {}).items() if _has_read(comparisons, new) for old in olds}
     rows = table[table["registration"].astype(str).str.startswith(PRE_REGISTERED)] if len(table) else table
     rows = rows[~rows["study"].isin(list(superseded))] if len(rows) else rows
     if rows.empty:

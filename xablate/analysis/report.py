@@ -293,9 +293,8 @@ def write_headline(uri: str, out: Path, pairs: list, table: pd.DataFrame, compar
     costs = {s.study.name: stage_costs(s) for s in selections}
     data = {s.study.name: data_description(s.runs) for s in selections}
     path = Path(out) / HEADLINE
-    reporting = set(table["study"]) if len(table) else set()
-    superseded = {old: s.study.name for s in selections if s.study.name in reporting for old in s.study.supersedes}
-    path.with_suffix(".md").write_text(headline_markdown(table, comparisons, costs, data, superseded))
+    supersedes = {s.study.name: s.study.supersedes for s in selections if s.study.supersedes}
+    path.with_suffix(".md").write_text(headline_markdown(table, comparisons, costs, data, supersedes))
     read = [f for s in selections for f in (s.runs, s.pilot, s.tuning) if f is not None and len(f)]
     _sidecar(path, uri, {"studies": [s.study.name for s in selections], "pilot": True, "tuning": True},
              pd.concat(read) if read else runs_frame(uri, study="-"))
