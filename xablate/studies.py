@@ -44,7 +44,7 @@ import yaml
 from xablate.config import REPLICATE_KEYS
 from xablate.paths import project_root
 from xablate.staging import PilotSpec, TuneSpec, parse_pilot, parse_tune
-from xablate.sweeps import swept_keys
+from xablate.sweeps import as_override, swept_keys
 
 METRICS = {
     # name: (label, higher is better, (lowest, highest) possible)
@@ -389,18 +389,7 @@ def _label(variant: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in _spelled(variant).items())
 
 
-def _as_override(value: Any) -> str:
-    """A value as the sweep writes it on the command line (true, 4, none, null), whatever its YAML or Hydra
-    spelling: YAML's null is `null`, the string "none" (intermediate_act's) stays `none`."""
-    if value is None:
-        return "null"
-    text = str(value)
-    if text.lower() in ("true", "false", "none", "null"):
-        return text.lower()
-    try:  # 1e-7, 1.0e-7 and 0.0000001 are one value
-        return str(float(text)) if not text.isdigit() else text
-    except ValueError:
-        return text
+_as_override = as_override  # the name the study code has always used
 
 
 def check_claims_made(study: Study, jobs: list[list[str]], job_config: dict) -> None:

@@ -8,7 +8,7 @@ key replaces an earlier one; the last key varies fastest); `swept_keys` the keys
 from __future__ import annotations
 
 import itertools
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -47,6 +47,20 @@ def swept_keys(declared: Mapping[str, object] | None, arguments: Iterable[str]) 
     return keys
 
 
+def as_override(value: Any) -> str:
+    """A value as the sweep writes it on the command line (true, 4, none, null), whatever its YAML or Hydra
+    spelling: YAML's null is `null`, the string "none" (intermediate_act's) stays `none`."""
+    if value is None:
+        return "null"
+    text = str(value)
+    if text.lower() in ("true", "false", "none", "null"):
+        return text.lower()
+    try:  # 1e-7, 1.0e-7 and 0.0000001 are one value
+        return str(float(text)) if not text.isdigit() else text
+    except ValueError:
+        return text
+
+
 def excluding(jobs: list[list[str]], exclude: Iterable[Mapping[str, object]] | None,
               declared: list[list[str]] | None = None) -> list[list[str]]:
     """The grid without the cells an experiment excludes (`hydra.sweeper.exclude`: a list of {key: value}, each
@@ -54,14 +68,12 @@ def excluding(jobs: list[list[str]], exclude: Iterable[Mapping[str, object]] | N
 
     Each entry must name keys the experiment's declared grid (`declared`, else `jobs`) varies, at values it takes:
     a typo raises ValueError naming it rather than running the cell it meant to drop."""
-    from xablate.studies import _as_override
-
     entries = list(exclude or [])
     taken: dict[str, set[str]] = {}
     for job in (declared if declared is not None else jobs):
         for override in job:
             key, _, value = override.lstrip("+~").partition("=")
-            taken.setdefault(key, set()).add(_as_override(value))
+            taken.setdefault(key, set()).add(as_override(value))
     varied = {key for key, values in taken.items() if len(values) > 1}
     kept = list(jobs)
     for entry in entries:
@@ -69,14 +81,14 @@ def excluding(jobs: list[list[str]], exclude: Iterable[Mapping[str, object]] | N
             raise ValueError(f"Received hydra.sweeper.exclude entry {entry!r}; allowed: a mapping of swept keys to "
                              f"one of their values, e.g. {{residual: true, model.match: params}}.")
         for key, value in entry.items():
-            if key not in varied or _as_override(value) not in taken[key]:
+            if key not in varied or as_override(value) not in taken[key]:
                 allowed = (f"{key} in {', '.join(sorted(taken[key]))}" if key in varied
                            else f"a key the sweep varies ({', '.join(sorted(varied)) or 'none'})")
                 raise ValueError(f"Received hydra.sweeper.exclude entry {dict(entry)!r} with {key}={value!r}; "
                                  f"allowed: {allowed}.")
-        wanted = {f"{key}={_as_override(value)}" for key, value in entry.items()}
+        wanted = {f"{key}={as_override(value)}" for key, value in entry.items()}
         kept = [job for job in kept
-                if not wanted <= {f"{o.lstrip('+~').partition('=')[0]}={_as_override(o.partition('=')[2])}"
+                if not wanted <= {f"{o.lstrip('+~').partition('=')[0]}={as_override(o.partition('=')[2])}"
                                   for o in job}]
     if entries and jobs and not kept:
         raise ValueError(f"Received a sweep whose every job hydra.sweeper.exclude drops ({entries!r}); allowed: "
