@@ -138,3 +138,22 @@ def test_status_finds_the_users_own_sweep_by_the_command_it_recorded(tmp_path, c
     code, out, err = status(capsys, "--study", "mine", "--uri", uri)
     assert code == 2 and "or one with a sweep in" in err and "(default)" in err
     assert "xablate status intermediate_act=relu,elu,none" in err
+
+
+def test_a_crossed_study_typed_down_to_one_cell_prints_one_command():
+    """A study crossed at its tuned rate, every swept key fixed on the command line: its cells (one per tuned
+    rate) are one job, so status prints that one command (it used to fail deduplicating on no keys)."""
+    import pandas as pd
+
+    from xablate.analysis.status import StudyStatus, format_status
+
+    cells = pd.DataFrame([{"optim.learning_rate": lr, "state": state, "run_id": "", "reason": ""}
+                          for lr, state in ((0.001, "done"), (0.003, "missing"))])
+    status = StudyStatus("s", "sqlite:///x.db", ["experiment=s", "seed=0"], [], cells,
+                         crossed="optim.learning_rate")
+    assert status.commands() == ["python run.py -m experiment=s seed=0"]
+    assert "missing: 1" in format_status(status)
+    both = StudyStatus("s", "sqlite:///x.db", ["experiment=s"], ["seed"],
+                       cells.assign(seed="0").pipe(lambda c: pd.concat([c, c.assign(seed="1", state="done")])),
+                       crossed="optim.learning_rate")
+    assert both.commands() == ["python run.py -m experiment=s seed=0"]  # seed 1's job is done

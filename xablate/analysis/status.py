@@ -52,7 +52,11 @@ class StudyStatus:
     def commands(self) -> list[str]:
         """`python run.py -m …` commands that run only the cells still to run (grouped on the last key)."""
         # a job of a crossed study runs its cells at every tuned value (those done are skipped): one per job
-        jobs = (lambda cells: cells.drop_duplicates(self.sweep_keys)) if self.crossed else (lambda cells: cells)  # noqa
+        def jobs(cells):  # without swept keys (one cell typed out), every crossed cell is that one job's
+            if not self.crossed:
+                return cells
+            return cells.drop_duplicates(self.sweep_keys) if self.sweep_keys else cells.iloc[:1]
+
         todo = jobs(self.cells[self.cells["state"].isin(TO_RUN)])
         if todo.empty:
             return []
