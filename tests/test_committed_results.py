@@ -156,3 +156,25 @@ def test_the_committed_store_records_no_absolute_path():
     uris = {line.strip() for path in configs for line in path.read_text().splitlines()
             if line.strip().startswith("uri:")}
     assert uris == {"uri: sqlite:///results/store/mlflow.db"}, uris
+
+
+def test_a_bare_status_reads_each_fashion_study_in_the_committed_store():
+    """The fashion study files name the committed store (tracking.uri), so `xablate status` with no argument
+    checks them there: each round-2 study decided (or at its last look) is done; one still running is shown there
+    with its command; with MLFLOW_TRACKING_URI set, the user's store wins."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    status = subprocess.run([XABLATE, "status"], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    committed = f"sqlite:///{ROOT / 'results' / 'store' / 'mlflow.db'}"
+    for study in (*FASHION, *ROUND_2.values()):
+        assert (f"study {study!r} in {committed}: " in status.stdout
+                or f"study {study!r}: not started in {committed} " in status.stdout), (study, status.stdout[-3000:])
+    for study in DECIDED:
+        block = status.stdout.split(f"study {study!r} in {committed}: ", 1)[1].split("\nstudy ", 1)[0]
+        assert "missing: 0" in block and "nothing left to run" in block, (study, block)
+    assert f"study 'fig9_residual': not started in sqlite:///{ROOT / 'mlflow.db'}" in status.stdout or \
+        f"study 'fig9_residual' in sqlite:///{ROOT / 'mlflow.db'}" in status.stdout  # no store named: the project's
+    elsewhere = subprocess.run([XABLATE, "status"], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                               env={**env, "MLFLOW_TRACKING_URI": "sqlite:////nonexistent-xablate/mlflow.db"})
+    assert "study 'fashion_fig10_r2': not started in sqlite:////nonexistent-xablate/mlflow.db" in elsewhere.stdout

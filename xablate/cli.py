@@ -7,6 +7,7 @@ machines)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -266,7 +267,7 @@ def run_status(args) -> int:
 
     from xablate.analysis.status import (TO_RUN, format_status, latest_sweep_arguments, started_studies,
                                          study_status)
-    from xablate.studies import declared_studies
+    from xablate.studies import declared_store, declared_studies
     from xablate.tracking.store import check_store_to_read, resolve_tracking_uri, store_missing
 
     experiments = declared_studies()
@@ -283,6 +284,10 @@ def run_status(args) -> int:
     # a sweep of its own (or an experiment/study named in the overrides) is one grid; nothing: every study
     own_grid = any(o.is_sweep_override() or o.get_key_element() in ("experiment", "study") for o in parsed)
     started = started_studies(uri)
+    chosen = bool(args.uri or "tracking.uri" in typed or os.environ.get("MLFLOW_TRACKING_URI"))
+    stores = {} if chosen else {s: resolve_tracking_uri(declared_store(s)) for s in experiments
+                                if declared_store(s)}  # a study file that names its store is read there
+    started_in = {u: started_studies(u) for u in set(stores.values())}
     sweeps = {s: latest_sweep_arguments(uri, s) for s in started if s not in experiments}
     undeclared = sorted(s for s, arguments in sweeps.items() if arguments)
     studies = args.study or ([None] if own_grid else [*experiments, *undeclared])
@@ -297,8 +302,10 @@ def run_status(args) -> int:
             print(f"study {study!r}: single runs in {uri}, no sweep to check against", flush=True)
     incomplete, checked, skipped = False, 0, []
     for study in studies:
-        if study is not None and not args.study and not args.overrides and study not in started:  # one line
-            print(f"study {study!r}: not started in {uri} (python run.py -m experiment={study})", flush=True)
+        where = stores.get(study, uri)
+        if study is not None and not args.study and not args.overrides and \
+                study not in started_in.get(where, started):  # one line
+            print(f"study {study!r}: not started in {where} (python run.py -m experiment={study})", flush=True)
             continue
         if study in undeclared:
             arguments = [*sweeps[study], *overrides]
@@ -306,7 +313,7 @@ def run_status(args) -> int:
             arguments = ([f"experiment={study}"] if study else []) + overrides
         try:
             if study in experiments:  # the composition its runs were made with (e.g. design=cpu_repro)
-                arguments = with_recorded_composition(study, arguments, uri)
+                arguments = with_recorded_composition(study, arguments, where)
             status = study_status(arguments)
         except Exception as error:  # a bad override: say which, as run.py would
             print(f"xablate: {' '.join(arguments)}: {error}", file=sys.stderr)

@@ -152,6 +152,19 @@ def declared_studies() -> list[str]:
     return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
 
 
+def declared_store(name: str) -> str | None:
+    """The store a study file keeps its runs in (its `tracking.uri`, e.g. the committed reproduction's
+    results/store/mlflow.db), a relative path read from the project's root; None when the file names none."""
+    path = experiments_dir() / f"{name}.yaml"
+    configured = ((read_study_file(path).get("tracking") or {}).get("uri")) if path.exists() else None
+    if not configured:
+        return None
+    configured = str(configured)
+    if "://" not in configured and not Path(configured).is_absolute():
+        return f"sqlite:///{project_root() / configured}"
+    return configured
+
+
 def read_study_file(path: Path) -> dict:
     """A study file's contents; ValueError in one line naming the file and line for a YAML error."""
     try:
