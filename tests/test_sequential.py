@@ -72,3 +72,22 @@ def test_a_sequential_study_needs_the_staged_sweeper(tmp_path):
     assert proc.returncode != 0
     assert "allowed: the staged sweeper, which adds seeds look by look" in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_look_is_reached_only_when_every_comparison_has_its_seeds(tmp_path):
+    """Two variants at 10 seeds, the third at none: the first look (n=10) is still to be read, so status asks for
+    10 seeds, not the second look's 15 (it used to take the most seeds any comparison had)."""
+    from made_up_store import log_study
+    from xablate.analysis.status import _sequential_progress
+    from xablate.studies import parse_study
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    study = parse_study("looks", {"analysis": {
+        "axes": ["intermediate_act"], "baseline": {"intermediate_act": "none"},
+        "sequential": {"looks": [10, 15, 20], "spending": "pocock"},
+        "claims": [{"claim": "none beats elu and relu", "metric": "test_accuracy", "better": "none",
+                    "than": ["elu", "relu"]}]}})
+    close = [0.85 + 0.001 * (i % 3) for i in range(10)]
+    log_study(uri, "looks", {"none": close, "elu": [v - 0.0005 for v in close]})
+    needed, note = _sequential_progress(uri, study)
+    assert needed == 10 and "undecided at n=0; next look at n=10" in note, note

@@ -193,7 +193,7 @@ def _sequential_progress(uri: str, study) -> tuple[int, str]:
     selection = select_runs(runs, study, config_defaults, crossed_choices(uri, study))
     history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
     table, rows = verdict_tables([(selection, history)], uncertainty=False)  # the decisions only
-    reached = rows.groupby("claim")["n"].max() if not rows.empty else None
+    reached = rows.groupby("claim")["n"].min() if not rows.empty else None  # a look is reached when every comparison is
     if reached is None or rows.empty:
         return spec.looks[0], f"sequential: first look at n={spec.looks[0]}"
     if (table["verdict"] != INCONCLUSIVE).all():
