@@ -53,6 +53,7 @@ CASES = [
                                    "warm-up) to train.epochs - 1 = 1"),
     ("train.run_eagerly=true train.jit_compile=true", "Received train.run_eagerly=true with train.jit_compile=true"),
     ("model.match=bytes", "Received model.match='bytes'; allowed: null, params, flops"),
+    ("model.match_residual=maybe", "Received model.match_residual='maybe'; allowed: null, true or false"),
     ("data.augment.brightness_mode=sideways", "Received data.augment.brightness_mode='sideways'; allowed: additive, "
                                               "multiplicative"),
     ("data.augment.shear_degrees=90", "Received data.augment.shear_degrees=90"),

@@ -145,6 +145,8 @@ def test_the_grid_is_the_one_hydras_basic_sweeper_makes(declared, arguments):
      "Received hydra.sweeper.tune.pruner='patient'; allowed: none, median, successive_halving, hyperband"),
     (["experiment=fig9_tuned", "hydra.sweeper.tune.trials=3"],
      "Received hydra.sweeper.tune.trials=3; allowed: more than startup=4"),
+    (["experiment=fashion_fig9_r2", "hydra.sweeper.exclude=[{residual:true,model.mach:params}]"],
+     "with model.mach='params'; allowed: a key the sweep varies (model.match, residual)"),
 ])
 def test_a_claim_the_sweep_cannot_test_is_refused_before_the_parent_run(tmp_path, capsys, overrides, message):
     from xablate.config import compose_job

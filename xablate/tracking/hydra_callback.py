@@ -152,7 +152,7 @@ def refuse_unknown_keys(config: DictConfig) -> None:
     from xablate.config import flatten
     from xablate.staging import parse_pilot, parse_tune
     from xablate.studies import check_claims_made, check_study_name, parse_study
-    from xablate.sweeps import expand
+    from xablate.sweeps import excluding, expand
     from xablate.command_line import check_sweep_values
 
     job = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
@@ -163,6 +163,10 @@ def refuse_unknown_keys(config: DictConfig) -> None:
         check_known_keys(flatten(job))
         check_override_keys(overrides, groups)
         check_study_name(job.get("study"))
+        if sweeper.get("exclude") is not None:  # the cells it drops name the declared grid's keys and values
+            grid = sweeper.get("params")
+            grid = OmegaConf.to_container(grid, resolve=False) if grid else {}
+            excluding(expand(grid, []), OmegaConf.to_container(sweeper.get("exclude"), resolve=True))
         for block, parse in (("tune", parse_tune), ("pilot", parse_pilot)):  # the staged sweeper's stages
             if sweeper.get(block) is not None:
                 parsed = parse(OmegaConf.to_container(sweeper.get(block), resolve=True))

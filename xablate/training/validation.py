@@ -95,6 +95,9 @@ def validate_job(config: Job) -> None:
     check_weights_setting(model.pop("weights"))  # where training starts from, not a builder argument
     match = model.pop("match")  # how the width is chosen (xablate.models.matching), not a builder argument
     match_residual = model.pop("match_residual", None)  # the shortcuts of the model it is matched to
+    if match_residual is not None and not isinstance(match_residual, bool):
+        raise ValueError(f"Received model.match_residual={match_residual!r}; allowed: null, true or false (the "
+                         f"model model.match matches to has shortcut branches or not).")
     if preset not in PRESETS:
         raise ValueError(f"Received model.preset={preset!r}; allowed: {', '.join(PRESETS)}.")
     for key in (*AXES, "input_shape", "classes"):
