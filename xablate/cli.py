@@ -285,8 +285,8 @@ def run_status(args) -> int:
     own_grid = any(o.is_sweep_override() or o.get_key_element() in ("experiment", "study") for o in parsed)
     started = started_studies(uri)
     chosen = bool(args.uri or "tracking.uri" in typed or os.environ.get("MLFLOW_TRACKING_URI"))
-    stores = {} if chosen else {s: resolve_tracking_uri(declared_store(s)) for s in experiments
-                                if declared_store(s)}  # a study file that names its store is read there
+    named = {} if chosen else {s: declared_store(s) for s in experiments}  # a study file naming its store
+    stores = {s: resolve_tracking_uri(store) for s, store in named.items() if store}  # is read there
     started_in = {u: started_studies(u) for u in set(stores.values())}
     sweeps = {s: latest_sweep_arguments(uri, s) for s in started if s not in experiments}
     undeclared = sorted(s for s, arguments in sweeps.items() if arguments)
