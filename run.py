@@ -1,7 +1,6 @@
 """Hydra entry point: compose conf/, turn the config into plain Python once, and call xablate's trainer."""
 
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -21,17 +20,13 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 
-def _interrupt_on_sigterm(signum, frame):
-    # Slurm time limits, `kill` and worker shutdown send SIGTERM: end the run as KILLED, not left RUNNING.
-    raise KeyboardInterrupt(f"received signal {signum}")
-
-
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
     from xablate.backend import start_like_a_job
     from xablate.launch import assign_gpu
+    from xablate.training import stop_request
 
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    stop_request.install()  # SIGINT/SIGTERM end the run KILLED, even where their first KeyboardInterrupt is lost
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     if multirun:  # before TensorFlow looks for GPUs

@@ -17,7 +17,8 @@ import pytest
 from mlflow import MlflowClient
 
 from helpers import ROOT, run_py, runs_of
-from xablate.training.callbacks import interrupts_held
+from xablate.training import stop_request
+from xablate.training.callbacks import StopOnSignal, interrupts_held
 
 EPOCHS = 6
 
@@ -55,8 +56,9 @@ def interrupt_after_first_checkpoint(store, study, signum):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    (folder,) = (root / "checkpoints" / study).iterdir()
-    return proc.returncode, output, folder
+    folders = list((root / "checkpoints" / study).iterdir())
+    assert len(folders) == 1, output[-3000:]  # none: the run trained on to FINISHED and deleted it
+    return proc.returncode, output, folders[0]
 
 
 def assert_killed_with_its_checkpoint(store, study, signum):
@@ -150,3 +152,35 @@ def held_sigint_is_delivered():
     thread.start()
     thread.join()
     assert errors == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one, on purpose
+def test_a_signal_whose_interrupt_a_finalizer_swallowed_still_stops_training_at_the_next_batch():
+    """Python raises a signal's KeyboardInterrupt wherever the main thread is; inside a `__del__` it is printed
+    and lost (TensorFlow runs finalizers while it trains). run.py's handlers note the signal, and StopOnSignal
+    raises it again after the next batch."""
+    import keras
+    import numpy as np
+
+    class FinalizedDuringTheSignal:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, inside the finalizer
+
+    previous = {signum: signal.getsignal(signum) for signum in stop_request.SIGNALS}
+    stop_request.install()
+    batches = []
+    try:
+        doomed = FinalizedDuringTheSignal()
+        del doomed  # no KeyboardInterrupt here: the finalizer swallowed it
+        assert stop_request._received == [signal.SIGINT]
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        counter = keras.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: batches.append(batch))
+        with pytest.raises(KeyboardInterrupt, match=f"received signal {int(signal.SIGINT)}"):
+            model.fit(np.zeros((8, 2)), np.zeros((8, 1)), batch_size=2, epochs=3, verbose=0,
+                      callbacks=[StopOnSignal(), counter])
+    finally:
+        stop_request.forget()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert batches == [0]  # stopped after the first batch of 12

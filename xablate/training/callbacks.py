@@ -14,6 +14,7 @@ from mlflow.entities import Metric
 from xablate.training.checkpoint import CheckpointState, EpochCheckpoint
 from xablate.training.divergence import DivergenceGuard
 from xablate.training.recipes import current_learning_rate
+from xablate.training.stop_request import raise_if_requested
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
@@ -58,6 +59,19 @@ class MlflowEpochLogger(keras.callbacks.Callback):
                 reference = self.guard.reference_loss if self.guard is not None else None
                 self.checkpoint.save(self.model, CheckpointState(self.run_id, epoch, self.history, reference))
             log_epochs(self.client, self.run_id, [self.history[-1]])
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Raises a received SIGINT/SIGTERM again after every training batch and epoch
+    (xablate.training.stop_request): the first KeyboardInterrupt may have been swallowed inside a finalizer. No
+    test-batch hook: it would make Keras' evaluation synchronous (the divergence guard already has a train-batch
+    one)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        raise_if_requested()
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise_if_requested()
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from xablate.training.finetune import set_base_trainable
 from xablate.tracking.identity import param_value, recorded_config
 from xablate.tracking.predictions import PREDICTIONS_ARTIFACT, PREDICTIONS_TAG, predict_split, predictions_bytes
 from xablate.training.batchnorm import PreciseBatchNorm
-from xablate.training.callbacks import MlflowEpochLogger, log_missing_steps
+from xablate.training.callbacks import MlflowEpochLogger, StopOnSignal, log_missing_steps
 from xablate.training.checkpoint import advance_shuffle
 from xablate.training.devices import distribution_scope, set_precision
 from xablate.training.divergence import DivergenceGuard
@@ -206,7 +206,7 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         # while the base is frozen its batch-norm statistics stay the pretrained ones (no recomputation)
         phase_evaluation = [c for c in evaluation if not (frozen_phase and isinstance(c, PreciseBatchNorm))]
         model.fit(data.train, validation_data=data.validation, epochs=until, initial_epoch=start,
-                  callbacks=[_TrainingEnds(logger), *phase_evaluation, guard, logger,
+                  callbacks=[StopOnSignal(), _TrainingEnds(logger), *phase_evaluation, guard, logger,
                              *([job.pruning] if job.pruning is not None else []), *job.context.callbacks],
                   shuffle=False, verbose=_verbosity(train_cfg.verbose))  # the pipeline shuffles
         separate_ema_buffers(model.optimizer)

@@ -33,6 +33,7 @@ from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachabl
 from xablate.tracking import native_crash
 from xablate.tracking.wall_time import resume_tags
 from xablate.training.checkpoint import CRASH_DIR, EpochCheckpoint, checkpoint_root
+from xablate.training.stop_request import raise_if_requested
 from xablate.training.divergence import RunDiverged
 from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
 from xablate.staging import STAGE_TAG, TUNED_KEY_TAG
@@ -141,6 +142,7 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
             log_params(client, run_id, {k: as_recorded(k, v) for k, v in flatten(job.cfg).items()
                                         if not k.startswith("analysis")})
             history, summary = fit_with_oom_retry(job)
+            raise_if_requested()  # a signal whose KeyboardInterrupt was swallowed: KILLED, not FINISHED
     except RunDiverged as diverged:
         _record_divergence(client, run_id, diverged)
         diverged.run_id = run_id  # the staged sweeper scores a diverged tuning run instead of failing the sweep
