@@ -16,6 +16,7 @@ batch, as what it decided is then in the store. Only the FAILED run's resume tra
 its checkpoint.
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -310,3 +311,27 @@ def test_log_missing_steps_logs_only_the_checkpointed_epochs_mlflow_missed(store
         assert points == [(row["epoch"], pytest.approx(row[key])) for row in history], key
     assert log_missing_steps(client, run_id, history) == 0  # a second resume adds nothing
     assert len(client.get_metric_history(run_id, "loss")) == 3
+
+
+def test_a_run_resumed_with_its_store_named_another_way_keeps_its_first_params_and_records_the_change(store):
+    """MLflow refuses to change a logged param. A study file naming its store `results/store/mlflow.db` resumed a
+    run first started with `tracking.uri=sqlite:///results/store/mlflow.db`, and the resume failed on that."""
+    root, uri = store
+
+    def attempt(named, heartbeat):
+        cfg = compose_job(["debug=default", "train.save_model=false", "study=renamed", f"tracking.uri={named}",
+                           f"tracking.heartbeat_seconds={heartbeat}"])
+        with pytest.raises(RuntimeError, match="stopped by the test"):
+            train(cfg, RunContext(output_dir=root / "jobs" / "renamed", callbacks=[StopBeforeTraining()]))
+
+    attempt(uri, 30)
+    (first,) = runs_of(uri, "renamed")
+    assert first.info.status == "FAILED" and first.data.params["tracking.uri"] == "sqlite:///.../mlflow.db"
+    attempt(str(root / "mlflow.db"), 45)  # the same store as a path, another heartbeat: resumed, not a new run
+    (run,) = runs_of(uri, "renamed")
+    assert run.info.run_id == first.info.run_id
+    assert run.data.tags["xablate.resumes"] == "1"
+    assert run.data.tags["xablate.error"] == "RuntimeError: stopped by the test before the first batch"
+    assert run.data.params == first.data.params  # the first attempt's values stay
+    assert json.loads(run.data.tags["xablate.resume_changed_params"]) == {
+        "tracking.uri": ["sqlite:///.../mlflow.db", ".../mlflow.db"], "tracking.heartbeat_seconds": ["30", "45"]}

@@ -266,6 +266,20 @@ def _metric(key, value, step: int = 0):
     return Metric(key, float(value), int(time.time() * 1000), step)
 
 
+def unlogged_params(logged: dict[str, str], params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """A resumed run's params. MLflow refuses to change a logged value, so what an earlier attempt logged stays:
+    returns the params not logged yet, and the logged ones this attempt would change, {key: [logged, now]}.
+    Only settings outside the run's identity can differ (the same store named another way, a heartbeat): the
+    identity that matched the run covers the rest."""
+    fresh, changed = {}, {}
+    for key, value in params.items():
+        if key not in logged:
+            fresh[key] = value
+        elif logged[key] != param_value(value):
+            changed[key] = [logged[key], param_value(value)]
+    return fresh, changed
+
+
 def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
     items = [Param(k, param_value(v)) for k, v in params.items()]
     for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
