@@ -10,7 +10,7 @@ from scipy import stats
 
 from made_up_store import log_study
 from test_verdicts import FIG10, _parent_with_claims, _seeds
-from xablate.analysis.headline import describe_cost, describe_seeds, headline_markdown
+from xablate.analysis.headline import describe_cost, describe_effects, describe_seeds, headline_markdown
 from xablate.analysis.report import write_verdict
 from xablate.studies import parse_study
 
@@ -189,3 +189,25 @@ def test_an_earlier_study_gives_way_only_once_its_successor_has_read_its_claims(
     compared = pd.DataFrame([_comparison(study="old", n=10), _comparison(study="new", n=n, **structured)])
     rows = _rows(headline_markdown(table, compared, {}, {}, {"new": ("old",)}))
     assert [r[0] for r in rows] == (["new"] if gives_way else ["new", "old"])
+
+
+@pytest.mark.parametrize("pairs, expected", [
+    ([("intermediate_act=none", "intermediate_act=elu"), ("intermediate_act=none", "intermediate_act=relu")],
+     "; intermediate_act: none − elu: +0.0100 [+0.0020, +0.0180] held; none − relu: +0.0100 [+0.0020, +0.0180] held"),
+    ([("intermediate_act=none,optim.learning_rate=0.00187", "intermediate_act=elu,optim.learning_rate=0.00187"),
+      ("intermediate_act=none,optim.learning_rate=0.00311", "intermediate_act=elu,optim.learning_rate=0.00311")],
+     "; intermediate_act: none − elu at lr=0.00187: +0.0100 [+0.0020, +0.0180] held; "
+     "none − elu at lr=0.00311: +0.0100 [+0.0020, +0.0180] held"),
+    ([("intermediate_act=none,optim.learning_rate=0.00187", "intermediate_act=elu,optim.learning_rate=0.00311")],
+     ": act=none · lr=0.00187 − act=elu · lr=0.00311: +0.0100 [+0.0020, +0.0180]"),
+    ([("residual=False,model.match=null", "residual=True,model.match=null"),
+      ("residual=False,model.match=params", "residual=True,model.match=null")],
+     ": residual=False − residual=True at match=null: +0.0100 [+0.0020, +0.0180] held; "
+     "residual=False · match=params − residual=True · match=null: +0.0100 [+0.0020, +0.0180] held"),
+    ([("cell a", "cell b")], ": cell a − cell b: +0.0100 [+0.0020, +0.0180]"),
+])
+def test_each_effect_names_what_its_two_cells_differ_in_and_what_they_share(pairs, expected):
+    """A crossed or multi-axis claim: `none − elu at lr=0.00187`, not two whole cell labels."""
+    compared = pd.DataFrame([dict(variant=v, baseline=b, delta=0.01, ci_low=0.002, ci_high=0.018, n=10,
+                                  metric="test_accuracy", outcome="held") for v, b in pairs])
+    assert describe_effects(compared) == "test accuracy (final weights)" + expected

@@ -29,28 +29,55 @@ def natural_key(name: str) -> list:
 
 
 def describe_effects(compared: pd.DataFrame) -> str:
-    """Each comparison's difference and interval in the metric's units, e.g. `elu − none: -0.0040 [...]`."""
+    """Each comparison's difference and interval in the metric's units, e.g. `elu − none: -0.0040 [...]`; a
+    comparison of cells of several axes names only what differs, and what the two share after `at`:
+    `none − elu at lr=0.00187` (matched), `act=none · lr=0.00187 − act=elu · lr=0.00311` (each at its own)."""
     if compared.empty:
         return ""
     if compared["n"].max() < 2:
         return "— (no paired seeds yet)"
     metric = compared["metric"].iloc[0]
     label, higher, _ = METRICS.get(metric, (metric, True, None))
-    labels = [*compared["variant"], *compared["baseline"]]
-    axes = {str(v).split("=", 1)[0] for v in labels}
-    single = len(axes) == 1 and all("," not in str(v) and "=" in str(v) for v in labels)
-
-    def short(v):  # `intermediate_act=elu` -> `elu` when every label names the one axis
-        return str(v).split("=", 1)[1] if single else str(v)
-
+    pairs = [(_settings(c.variant), _settings(c.baseline)) for c in compared.itertuples()]
+    if all(v is not None and b is not None and v.keys() == b.keys() for v, b in pairs):
+        differing = {key for v, b in pairs for key in v if v[key] != b[key]}
+        axis = next(iter(differing)) if len(differing) == 1 else None
+        texts = [_difference(v, b, axis) for v, b in pairs]
+    else:  # labels that are not axis=value settings: as they are
+        axis, texts = None, [f"{c.variant} − {c.baseline}" for c in compared.itertuples()]
     several = len(compared) > 1  # each comparison's own outcome, when the claim's combines several
-    parts = [f"{short(c.variant)} − {short(c.baseline)}: {c.delta:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+    parts = [f"{text}: {c.delta:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
              + (f" {c.outcome}" if several and isinstance(getattr(c, "outcome", None), str) else "")
-             for c in compared.itertuples()]
+             for text, c in zip(texts, compared.itertuples())]
     levels = sorted(set(compared["confidence"].dropna())) if "confidence" in compared else []
     level = f", {confidence_label(levels[0])}" if len(levels) == 1 else ""
-    prefix = f"{label}{'' if higher else ', lower is better'}{level}" + (f"; {axes.pop()}" if single else "")
+    prefix = f"{label}{'' if higher else ', lower is better'}{level}" + (f"; {axis}" if axis else "")
     return f"{prefix}: " + "; ".join(parts)
+
+
+def _settings(label) -> dict[str, str] | None:
+    """`intermediate_act=none,optim.learning_rate=0.00187` as {axis: value}; None for any other label."""
+    parts = str(label).split(",")
+    if not all("=" in part for part in parts):
+        return None
+    return dict(part.split("=", 1) for part in parts)
+
+
+def _difference(variant: dict, baseline: dict, axis: str | None) -> str:
+    """One comparison's `variant − baseline`: values only where the claim varies one axis (`axis`), else each
+    differing setting as run names show it; the settings both share after `at`."""
+    from xablate.config import short_name
+
+    def named(settings: dict, keys) -> str:
+        return " · ".join(f"{short_name(key)}={settings[key]}" for key in keys)
+
+    differ = [key for key in variant if variant[key] != baseline[key]]
+    shared = [key for key in variant if variant[key] == baseline[key]]
+    if axis is not None:
+        text = f"{variant[axis]} − {baseline[axis]}"
+    else:
+        text = f"{named(variant, differ)} − {named(baseline, differ)}"
+    return text + (f" at {named(variant, shared)}" if shared else "")
 
 
 def describe_seeds(compared: pd.DataFrame) -> str:
