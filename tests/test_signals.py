@@ -34,14 +34,15 @@ def job(store, study):
             f"tracking.uri={store[1]}"]
 
 
-def interrupt_after_first_checkpoint(store, study, signum):
-    """Starts `python run.py` and sends it `signum` once its first epoch is checkpointed; returns the process's
-    exit code and the checkpoint folder."""
+def interrupt_after_first_checkpoint(store, study, signum, *sweep):
+    """Starts `python run.py` (`python run.py -m <sweep>` when given) and sends it `signum` once its first epoch is
+    checkpointed; returns the process's exit code, its output and the checkpoint folder."""
     root, _ = store
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     for inherited in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
         env.pop(inherited, None)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *job(store, study)], cwd=root, env=env,
+    command = [sys.executable, str(ROOT / "run.py"), *(["-m", *sweep] if sweep else []), *job(store, study)]
+    proc = subprocess.Popen(command, cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=as_from_a_terminal)
     try:
         deadline = time.time() + 300
@@ -101,6 +102,17 @@ def test_sigterm_ends_the_run_killed_and_the_same_command_resumes_it_under_its_r
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert sorted(steps) == list(range(EPOCHS)), (key, steps)  # every epoch once: none lost, none repeated
     assert not folder.exists()  # a finished run deletes its checkpoint
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_sigterm_leaves_its_parent_killed_as_its_run(store):
+    """Not FAILED: nothing failed. (A sweep killed by SIGKILL is closed KILLED by the next command.)"""
+    code, output, _ = interrupt_after_first_checkpoint(store, "sweep_sigterm", signal.SIGTERM, "seed=0,1")
+    assert code != 0, output[-3000:]
+    (parent,) = runs_of(store[1], "sweep_sigterm", role="sweep")
+    (child,) = runs_of(store[1], "sweep_sigterm", role="job")
+    assert (parent.info.status, child.info.status) == ("KILLED", "KILLED"), output[-3000:]
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
 
 
 def as_from_a_terminal():

@@ -6,7 +6,8 @@ experiment (so parallel jobs never create them concurrently), starts the parent 
 it. Hydra turns callback exceptions into warnings, so failures here are also printed loudly.
 
 When a job raises, Hydra's basic sweeper re-raises after the batch and never calls `on_multirun_end`; an
-atexit hook then closes the parent (FAILED) and prints the summary, so no parent is left RUNNING.
+atexit hook then closes the parent (FAILED; KILLED when a signal stopped the sweep) and prints the summary, so no
+parent is left RUNNING.
 
 Once the parent is closed, the study's conclusion as it stands (per-variant means and intervals of its claimed
 metrics, the verdict, the figures) is logged on it (xablate.tracking.parent_summary), so the MLflow UI shows it
@@ -29,6 +30,7 @@ from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
 from xablate.tracking.provenance import source_state
 from xablate.tracking.store import PARENT_RUN_FILE, SKIPPED_DIR, open_experiment, resolve_tracking_uri
 from xablate.tracking.wall_time import wall_seconds
+from xablate.training.stop_request import stopped_by_signal
 
 
 class MlflowSweepCallback(Callback):
@@ -107,7 +109,9 @@ class MlflowSweepCallback(Callback):
         skipped = [client.get_run(path.read_text().strip()) for path in sorted(self.skipped_dir.glob("*"))]
         failed = [child for child in children if child.info.status != "FINISHED" and _status(child) != "PRUNED"]
         ok = not failed and not jobs_raised and (children or skipped)
-        client.set_terminated(parent_id, status="FINISHED" if ok else "FAILED")
+        # stopped (Ctrl-C, SIGTERM: xablate.training.stop_request) reads KILLED, as its interrupted child does
+        interrupted = stopped_by_signal() or any(child.info.status == "KILLED" for child in failed)
+        client.set_terminated(parent_id, status="FINISHED" if ok else "KILLED" if interrupted else "FAILED")
         if ok and not children:  # every job was in the store already: a parent of nothing is not kept
             client.delete_run(parent_id)
             print(f"[xablate] every job of this sweep was already in the store ({len(skipped)} skipped); its empty "

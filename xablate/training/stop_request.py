@@ -32,6 +32,10 @@ def raise_if_requested() -> None:
         raise KeyboardInterrupt(f"received signal {_received[0]}")
 
 
+def stopped_by_signal() -> bool:
+    return bool(_received)
+
+
 def forget() -> None:
     """For tests that send themselves a signal."""
     _received.clear()
