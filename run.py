@@ -29,6 +29,8 @@ def main(cfg: DictConfig) -> dict:
     stop_request.install()  # SIGINT/SIGTERM end the run KILLED, even where their first KeyboardInterrupt is lost
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun and "BasicLauncher" not in str(hydra_cfg.launcher.get("_target_", "")):
+        stop_request.forget()  # a worker process that outlives its jobs (joblib, Ray): an earlier job's signal
     if multirun:  # before TensorFlow looks for GPUs
         assign_gpu(hydra_cfg.job.num, str(hydra_cfg.launcher.get("_target_", "")))
     # the backend, oneDNN's state (xablate/onednn.py: a native crash on AVX-512 CPUs), TensorFlow started quietly

@@ -205,6 +205,8 @@ def test_an_earlier_study_gives_way_only_once_its_successor_has_read_its_claims(
      ": residual=False − residual=True at match=null: +0.0100 [+0.0020, +0.0180] held; "
      "residual=False · match=params − residual=True · match=null: +0.0100 [+0.0020, +0.0180] held"),
     ([("cell a", "cell b")], ": cell a − cell b: +0.0100 [+0.0020, +0.0180]"),
+    ([("intermediate_act=none,optim.learning_rate=0.001", "intermediate_act=none,optim.learning_rate=0.001")],
+     ": act=none · lr=0.001 − act=none · lr=0.001: +0.0100 [+0.0020, +0.0180]"),
 ])
 def test_each_effect_names_what_its_two_cells_differ_in_and_what_they_share(pairs, expected):
     """A crossed or multi-axis claim: `none − elu at lr=0.00187`, not two whole cell labels."""

@@ -34,6 +34,7 @@ from xablate.config import compose_job
 from xablate.tracking.previous_runs import owner_alive, owner_tags, plan_run
 from xablate.tracking.store import git_commit, open_experiment
 from xablate.training.callbacks import log_missing_steps
+from xablate.training.fitting import unlogged_params
 from xablate.training.trainer import RunContext, train
 
 
@@ -335,3 +336,11 @@ def test_a_run_resumed_with_its_store_named_another_way_keeps_its_first_params_a
     assert run.data.params == first.data.params  # the first attempt's values stay
     assert json.loads(run.data.tags["xablate.resume_changed_params"]) == {
         "tracking.uri": ["sqlite:///.../mlflow.db", ".../mlflow.db"], "tracking.heartbeat_seconds": ["30", "45"]}
+
+
+def test_a_value_mlflow_cut_at_its_length_limit_is_not_a_change_on_resume():
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    long = "x" * (MAX_PARAM_VAL_LENGTH + 1000)
+    fresh, changed = unlogged_params({"a": long[:MAX_PARAM_VAL_LENGTH], "b": "1"}, {"a": long, "b": 2, "c": [3]})
+    assert fresh == {"c": [3]} and changed == {"b": ["1", "2"]}

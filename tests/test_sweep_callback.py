@@ -70,3 +70,43 @@ def test_variant_tags_are_repaired_from_params(tmp_path):
     assert [t["xablate.variant"] for t in tags] == ["intermediate_act=elu"] * 2 + ["intermediate_act=relu"] * 2
     assert json.loads(tags[0]["xablate.axes"]) == {"intermediate_act": "elu"}
     assert retag_variants(uri, "s", ["intermediate_act"]) == 0
+
+
+def test_a_stopped_sweep_closes_its_parent_killed_unless_a_child_failed_otherwise(tmp_path):
+    """Ctrl-C/SIGTERM: KILLED, like its interrupted run; a child that FAILED for its own reason keeps the parent
+    FAILED, so a stop never hides a failure."""
+    import signal
+
+    from xablate.training import stop_request
+
+    uri = sqlite_uri(tmp_path)
+    previous = {signum: signal.getsignal(signum) for signum in stop_request.SIGNALS}
+
+    def close(sweep: str, children: list[str], stopped: bool) -> str:
+        cfg = compose_job([f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / sweep}",
+                           "experiment=fig10_intermediate_act", "hydra.sweeper.params.seed='0,1'"], hydra=True)
+        callback = MlflowSweepCallback()
+        callback.on_multirun_start(cfg)
+        parent = (tmp_path / sweep / PARENT_RUN_FILE).read_text()
+        client, experiment_id = open_experiment(uri, "fig10_intermediate_act")
+        for status in children:
+            child = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent}).info.run_id
+            client.set_terminated(child, status=status)
+        if stopped:
+            stop_request._received.append(signal.SIGTERM)
+        try:
+            callback._close_parent(jobs_raised=stopped)
+        finally:
+            stop_request.forget()
+        return client.get_run(parent).info.status
+
+    try:
+        assert close("a", ["FINISHED", "KILLED"], stopped=True) == "KILLED"
+        assert close("b", ["FAILED", "KILLED"], stopped=True) == "FAILED"
+        assert close("c", ["FINISHED"], stopped=True) == "KILLED"  # stopped between two jobs
+        assert close("d", ["FINISHED", "KILLED"], stopped=False) == "KILLED"  # the stop reached a worker only
+        assert close("e", ["FINISHED", "FAILED"], stopped=False) == "FAILED"
+        assert close("f", ["FINISHED", "FINISHED"], stopped=False) == "FINISHED"
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -73,6 +73,8 @@ def _difference(variant: dict, baseline: dict, axis: str | None) -> str:
 
     differ = [key for key in variant if variant[key] != baseline[key]]
     shared = [key for key in variant if variant[key] == baseline[key]]
+    if not differ:  # the same cell on both sides: its whole label
+        return f"{named(variant, shared)} − {named(baseline, shared)}"
     if axis is not None:
         text = f"{variant[axis]} − {baseline[axis]}"
     else:

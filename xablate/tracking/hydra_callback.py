@@ -30,7 +30,7 @@ from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
 from xablate.tracking.provenance import source_state
 from xablate.tracking.store import PARENT_RUN_FILE, SKIPPED_DIR, open_experiment, resolve_tracking_uri
 from xablate.tracking.wall_time import wall_seconds
-from xablate.training.stop_request import stopped_by_signal
+from xablate.training import stop_request
 
 
 class MlflowSweepCallback(Callback):
@@ -41,6 +41,7 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         refuse_unknown_keys(config)  # before the store or the parent run exists
+        stop_request.install()  # the launching process too (joblib, Ray): stopped, it closes the parent KILLED
         try:
             uri = resolve_tracking_uri(config.tracking.uri)
             client, experiment_id = open_experiment(uri, str(config.tracking.experiment))
@@ -91,7 +92,8 @@ class MlflowSweepCallback(Callback):
         self._close_parent()
 
     def _close_parent(self, jobs_raised: bool = False) -> None:
-        """Ends the parent run: FINISHED when every child finished, else FAILED; prints the summary.
+        """Ends the parent run: FINISHED when every child finished; KILLED when a signal stopped the sweep and no
+        child failed otherwise; else FAILED. Prints the summary.
 
         `jobs_raised`: called at exit because a job raised (Hydra skips on_multirun_end then), possibly before
         its run existed (a refused setting), so the sweep failed whatever its children say."""
@@ -109,8 +111,9 @@ class MlflowSweepCallback(Callback):
         skipped = [client.get_run(path.read_text().strip()) for path in sorted(self.skipped_dir.glob("*"))]
         failed = [child for child in children if child.info.status != "FINISHED" and _status(child) != "PRUNED"]
         ok = not failed and not jobs_raised and (children or skipped)
-        # stopped (Ctrl-C, SIGTERM: xablate.training.stop_request) reads KILLED, as its interrupted child does
-        interrupted = stopped_by_signal() or any(child.info.status == "KILLED" for child in failed)
+        # stopped (Ctrl-C, SIGTERM: xablate.training.stop_request) reads KILLED, as its interrupted child does;
+        # a child that failed for another reason keeps the parent FAILED
+        interrupted = (stop_request.stopped_by_signal() or bool(failed)) and all(c.info.status == "KILLED" for c in failed)
         client.set_terminated(parent_id, status="FINISHED" if ok else "KILLED" if interrupted else "FAILED")
         if ok and not children:  # every job was in the store already: a parent of nothing is not kept
             client.delete_run(parent_id)

@@ -63,9 +63,9 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
 class StopOnSignal(keras.callbacks.Callback):
     """Raises a received SIGINT/SIGTERM again after every training batch and epoch
-    (xablate.training.stop_request): the first KeyboardInterrupt may have been swallowed inside a finalizer. No
-    test-batch hook: it would make Keras' evaluation synchronous (the divergence guard already has a train-batch
-    one)."""
+    (xablate.training.stop_request): the first KeyboardInterrupt may have been swallowed inside a finalizer. It
+    comes after the epoch logger, so an epoch that completed is checkpointed first. No test-batch hook: it would
+    make Keras' evaluation synchronous (the divergence guard already has a train-batch one)."""
 
     def on_train_batch_end(self, batch, logs=None):
         raise_if_requested()
@@ -98,7 +98,7 @@ def interrupts_held(signals=(signal.SIGINT, signal.SIGTERM)):
         for signum in dict.fromkeys(received):
             handler = previous[signum]
             if callable(handler):
-                handler(signum, None)  # Python's default_int_handler, or run.py's SIGTERM handler: KeyboardInterrupt
+                handler(signum, None)  # stop_request's handler (run.py), or Python's default_int_handler: KeyboardInterrupt
             elif handler == signal.SIG_DFL:
                 signal.raise_signal(signum)
 

@@ -44,6 +44,8 @@ from xablate.training.memory import halved_batch, is_out_of_memory
 from xablate.training.recipes import build_optimizer, separate_ema_buffers
 from xablate.training.reuse import COMPILED, architecture_key, replay_build_peek, reusable, start_job
 
+RESUME_CHANGED_TAG = "xablate.resume_changed_params"  # a resumed run's params that this attempt would change
+
 
 def builder_kwargs(model: dict, optim: Optim, axes: dict, *, image_shape: tuple[int, int, int], num_classes: int,
                    matched: bool = True) -> dict[str, Any]:
@@ -206,7 +208,7 @@ def _fit_in_scope(job: Job, data, accumulation: int | None, replicas: int, pretr
         # while the base is frozen its batch-norm statistics stay the pretrained ones (no recomputation)
         phase_evaluation = [c for c in evaluation if not (frozen_phase and isinstance(c, PreciseBatchNorm))]
         model.fit(data.train, validation_data=data.validation, epochs=until, initial_epoch=start,
-                  callbacks=[StopOnSignal(), _TrainingEnds(logger), *phase_evaluation, guard, logger,
+                  callbacks=[_TrainingEnds(logger), *phase_evaluation, guard, logger, StopOnSignal(),
                              *([job.pruning] if job.pruning is not None else []), *job.context.callbacks],
                   shuffle=False, verbose=_verbosity(train_cfg.verbose))  # the pipeline shuffles
         separate_ema_buffers(model.optimizer)
@@ -267,23 +269,39 @@ def _metric(key, value, step: int = 0):
 
 
 def unlogged_params(logged: dict[str, str], params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """A resumed run's params. MLflow refuses to change a logged value, so what an earlier attempt logged stays:
-    returns the params not logged yet, and the logged ones this attempt would change, {key: [logged, now]}.
-    Only settings outside the run's identity can differ (the same store named another way, a heartbeat): the
-    identity that matched the run covers the rest."""
+    """Of `params`, those not logged yet, and the logged ones whose value differs, {key: [logged, now]} (compared
+    as MLflow stores them: cut at its length limit)."""
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
     fresh, changed = {}, {}
     for key, value in params.items():
+        now = param_value(value)
         if key not in logged:
             fresh[key] = value
-        elif logged[key] != param_value(value):
-            changed[key] = [logged[key], param_value(value)]
+        elif logged[key] != now[:MAX_PARAM_VAL_LENGTH]:
+            changed[key] = [logged[key], now]
     return fresh, changed
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
-    items = [Param(k, param_value(v)) for k, v in params.items()]
+    """Logs `params` on the run. A resumed run keeps what an earlier attempt logged (MLflow refuses to change a
+    value): each that this attempt would change is recorded in the tag xablate.resume_changed_params,
+    {key: [logged, this attempt's]}. Only settings outside the run's identity can differ there (the same store
+    named another way, a heartbeat, the pretrained file's cache path, the replicas of another node); the identity
+    that matched the run covers the rest."""
+    run = client.get_run(run_id)
+    fresh, changed = unlogged_params(run.data.params, params)
+    items = [Param(k, param_value(v)) for k, v in fresh.items()]
     for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
         client.log_batch(run_id, params=items[start:start + 100])
+    if changed:
+        recorded = {**json.loads(run.data.tags.get(RESUME_CHANGED_TAG, "{}")),
+                    **{key: [value[:200] for value in pair] for key, pair in changed.items()}}
+        text = json.dumps(recorded)
+        while len(text) > 5000:  # MLflow's tag limit: the last keys give way, the JSON stays whole
+            recorded.pop(next(reversed(recorded)))
+            text = json.dumps(recorded)
+        client.set_tag(run_id, RESUME_CHANGED_TAG, text)
 
 
 def write_and_log(client: MlflowClient, run_id: str, path: Path, text: str) -> None:

@@ -15,10 +15,12 @@ _received: list[int] = []
 
 
 def install() -> None:
-    """Both signals end the run as KILLED, not left RUNNING. Only the main thread may install handlers."""
+    """Both signals end the run as KILLED, not left RUNNING. A signal the process was started ignoring stays
+    ignored (a background job's Ctrl-C); only the main thread may install handlers."""
     if threading.current_thread() is threading.main_thread():
         for signum in SIGNALS:
-            signal.signal(signum, _stop)
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, _stop)
 
 
 def _stop(signum, frame) -> None:
@@ -33,9 +35,12 @@ def raise_if_requested() -> None:
 
 
 def stopped_by_signal() -> bool:
+    """Whether this process (not another of the sweep) received SIGINT/SIGTERM since it started or last forgot."""
     return bool(_received)
 
 
 def forget() -> None:
-    """For tests that send themselves a signal."""
+    """A launcher's worker process, which outlives its jobs, starts each job with no signal received (a cancelled
+    earlier task's does not stop the next); the basic launcher's one process does not forget: the user's Ctrl-C
+    stops the sweep. Tests that send themselves a signal forget it too."""
     _received.clear()

@@ -35,13 +35,10 @@ from xablate.tracking.wall_time import resume_tags
 from xablate.training.checkpoint import CRASH_DIR, EpochCheckpoint, checkpoint_root
 from xablate.training.stop_request import raise_if_requested
 from xablate.training.divergence import RunDiverged
-from xablate.training.fitting import (builder_kwargs, fit_with_oom_retry, log_params, unlogged_params,  # noqa: F401
-                                      write_and_log)
+from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
 from xablate.staging import STAGE_TAG, TUNED_KEY_TAG
 from xablate.tuning import PRUNED
 from xablate.training.job import Job, RunContext  # noqa: F401  (RunContext: callers import it from here)
-
-RESUME_CHANGED_TAG = "xablate.resume_changed_params"  # {key: [logged, this attempt's]}: outside the identity
 
 
 @dataclass
@@ -142,12 +139,8 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     try:
         with Heartbeat(client, run_id, float(tracking.heartbeat_seconds)), \
                 system_metrics(tracking, uri, run_id, resumed=plan.action == "resume"):
-            params = {k: as_recorded(k, v) for k, v in flatten(job.cfg).items() if not k.startswith("analysis")}
-            if plan.action == "resume":
-                params, changed = unlogged_params(plan.run.data.params, params)
-                if changed:
-                    client.set_tag(run_id, RESUME_CHANGED_TAG, json.dumps(changed)[:5000])
-            log_params(client, run_id, params)
+            log_params(client, run_id, {k: as_recorded(k, v) for k, v in flatten(job.cfg).items()
+                                        if not k.startswith("analysis")})  # a resumed run keeps its first values
             history, summary = fit_with_oom_retry(job)
             raise_if_requested()  # a signal whose KeyboardInterrupt was swallowed: KILLED, not FINISHED
     except RunDiverged as diverged:
