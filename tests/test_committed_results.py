@@ -159,6 +159,10 @@ def test_the_committed_store_records_no_absolute_path():
             if line.strip().startswith("uri:")}
     # the store as a command named it (round 1) or as the fashion study files name it (round 2): relative both
     assert uris <= {"uri: sqlite:///results/store/mlflow.db", "uri: results/store/mlflow.db"}, uris
+    tracebacks = list((ROOT / "results" / "store" / "mlartifacts").glob("*/*/artifacts/traceback.txt"))
+    assert len(tracebacks) >= 5
+    frames = [line for path in tracebacks for line in path.read_text().splitlines() if 'File "/' in line]
+    assert frames == []  # each frame relative to the project or to its library (xablate.paths.portable_traceback)
 
 
 def test_a_bare_status_reads_each_fashion_study_in_the_committed_store():

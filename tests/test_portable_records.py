@@ -2,7 +2,7 @@
 
 import pytest
 
-from xablate.paths import portable, project_root
+from xablate.paths import portable, portable_traceback, project_root
 
 
 @pytest.mark.parametrize("recorded, portable_text", [
@@ -18,6 +18,23 @@ from xablate.paths import portable, project_root
 ])
 def test_paths_inside_the_project_are_relative_others_named_by_their_last_part(recorded, portable_text):
     assert portable(recorded.format(root=project_root())) == portable_text
+
+
+def test_a_traceback_artifact_names_its_frames_by_project_or_library_path():
+    root = project_root()
+    text = (f'Traceback (most recent call last):\n  File "{root}/run.py", line 52, in main\n'
+            f'  File "{root}/.venv/lib/python3.11/site-packages/mlflow/client.py", line 9, in log_batch\n'
+            '  File "/usr/lib/python3.11/contextlib.py", line 3, in __exit__\n'
+            '  File "/opt/tool/plugin.py", line 1, in <module>\n'
+            '  File "<frozen runpy>", line 88, in _run_code\n'
+            f"OSError: cannot write {root}/results/x.csv\n")
+    assert portable_traceback(text) == (
+        'Traceback (most recent call last):\n  File "run.py", line 52, in main\n'
+        '  File ".../site-packages/mlflow/client.py", line 9, in log_batch\n'
+        '  File ".../lib/python3.11/contextlib.py", line 3, in __exit__\n'
+        '  File ".../plugin.py", line 1, in <module>\n'
+        '  File "<frozen runpy>", line 88, in _run_code\n'
+        "OSError: cannot write results/x.csv\n")
 
 
 def test_the_config_artifact_records_values_as_the_params_do():

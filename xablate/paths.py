@@ -52,6 +52,28 @@ def _portable_word(word: str) -> str:
     return key + eq + prefix + ".../" + path_.name
 
 
+def portable_traceback(text: str) -> str:
+    """A traceback as a run's artifact keeps it: each frame's file relative to the project, or from its
+    site-packages (or the Python library) on, any other by its name; the project's folder elsewhere in the text
+    left out. `File "/home/me/xablate/.venv/lib/python3.11/site-packages/mlflow/client.py"` ->
+    `File ".../site-packages/mlflow/client.py"`."""
+    root = project_root()
+
+    def frame(match: re.Match) -> str:
+        path = Path(match.group(1))
+        inside = (re.search(r"/((?:site|dist)-packages/.*)$", match.group(1))
+                  or re.search(r"/(lib/python3\.\d+/.*)$", match.group(1)))
+        if inside:
+            shown = f".../{inside.group(1)}"
+        elif path.is_relative_to(root):
+            shown = path.relative_to(root).as_posix()
+        else:
+            shown = f".../{path.name}"
+        return f'File "{shown}"'
+
+    return re.sub(r'File "(/[^"]+)"', frame, text).replace(f"{root}{os.sep}", "")
+
+
 def portable_uri(uri: str) -> str:
     """A SQLite store inside the project is recorded relative to it, so a clone elsewhere finds it."""
     if uri.startswith("sqlite:///"):

@@ -23,7 +23,7 @@ from xablate.models.pretrained import weights_file
 from xablate.onednn import apply as apply_onednn, cpu_model
 from xablate.gate import parse_job
 from xablate.schema import Tracking
-from xablate.paths import portable
+from xablate.paths import portable, portable_traceback
 from xablate.tracking.identity import as_recorded
 from xablate.tracking.previous_runs import (HEARTBEAT_TAG, IDENTITY_TAG, OUTCOME_TAG, Heartbeat, Plan, owner_tags,
                                             plan_run)
@@ -270,7 +270,7 @@ def _record_failure(client: MlflowClient, run_id: str, error: BaseException, out
     try:
         client.set_tag(run_id, "xablate.error", f"{type(error).__name__}: {error}"[:4000])
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_and_log(client, run_id, output_dir / "traceback.txt", traceback.format_exc())
+        write_and_log(client, run_id, output_dir / "traceback.txt", portable_traceback(traceback.format_exc()))
     finally:
         client.set_terminated(run_id, status=status)
 
