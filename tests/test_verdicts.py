@@ -555,3 +555,37 @@ def test_bench_sequential_refuses_a_bad_uri_in_one_line(capsys):
 
     assert xablate_main(["bench", "sequential", "--uri", "ftp://nowhere"]) == 2
     assert "Received --uri='ftp://nowhere'; allowed: http(s)://" in capsys.readouterr().err
+
+
+def test_the_sequential_stop_reads_each_claim_in_the_verdicts_holm_family(uri, monkeypatch):
+    """Two pre-registered claims, each p = 0.0255 at the first look (Pocock's nominal 0.0354 for looks 6, 10):
+    alone each would be decided there; in the verdict's family (the study's pre-registered claims, Holm: 2p =
+    0.051) neither is. Status and the staged sweeper read the claims with the verdict's labels, so both ask for
+    the second look (they read each claim alone before, and a sweep could stop where the verdict decides not)."""
+    import time
+
+    from xablate.analysis.registration import registered_labels
+    from xablate.analysis.sequential import SequentialSpec
+    from xablate.analysis.status import _sequential_progress
+    from xablate.analysis.verdicts import verdict_tables
+
+    base = list(np.random.default_rng(0).uniform(0.80, 0.85, 6))
+    diffs = [d + 0.0015 for d in (0.011, 0.002, 0.018, 0.009, 0.015, -0.003)]
+    p = stats.ttest_1samp(diffs, 0).pvalue
+    nominal = SequentialSpec((6, 10), "pocock").nominal(0, 2)
+    assert p < nominal < 2 * p
+    claims = [{"claim": f"none beats {o}", "metric": "test_accuracy", "better": "none", "than": [o]}
+              for o in ("elu", "relu")]
+    spec = {"analysis": {**FIG10["analysis"], "sequential": {"looks": [6, 10], "spending": "pocock"},
+                         "claims": claims}}
+    _parent_with_claims(uri, "family", spec)  # recorded before the runs: pre-registered
+    time.sleep(0.01)
+    log_study(uri, "family", {"none": [b + d for b, d in zip(base, diffs)], "elu": base, "relu": base})
+    selection, history = _analysed(uri, "family", spec, monkeypatch)
+    table, rows = verdict_tables([(selection, history)], registered_labels(uri, selection))
+    assert table["verdict"].tolist() == [INCONCLUSIVE, INCONCLUSIVE]
+    assert rows["p_holm"].tolist() == pytest.approx([2 * p, 2 * p]) and _look(rows) == (1, 2, 10)
+    alone, _ = verdict_tables([(selection, history)], uncertainty=False)  # what the stop read before
+    assert alone["verdict"].tolist() == [REPRODUCED, REPRODUCED]
+    assert _sequential_progress(uri, parse_study("family", spec)) == (
+        10, "sequential: undecided at n=6; next look at n=10 (6, 10)")

@@ -147,6 +147,7 @@ class StagedSweeper(Sweeper):
         from xablate.analysis.plans import crossed_choices
         from xablate.analysis.report import config_defaults
         from xablate.analysis.store import HISTORY_MEASURES, history_frame, runs_frame, select_runs
+        from xablate.analysis.registration import registered_labels
         from xablate.analysis.verdicts import INCONCLUSIVE, verdict_tables
         from xablate.tracking.store import resolve_tracking_uri
 
@@ -165,7 +166,8 @@ class StagedSweeper(Sweeper):
             selection = select_runs(runs[runs["run_id"].isin(run_ids)].reset_index(drop=True), study,
                                     config_defaults(), crossed_choices(uri, study))
             history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
-            table, _ = verdict_tables([(selection, history)], uncertainty=False)
+            # in the verdict's Holm families: a look stops the seeds only where the verdict decides too
+            table, _ = verdict_tables([(selection, history)], registered_labels(uri, selection), uncertainty=False)
             for row in table.itertuples():
                 print(f"  {row.claim}: {row.verdict}", flush=True)
             if not table.empty and (table["verdict"] != INCONCLUSIVE).all():

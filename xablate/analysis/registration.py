@@ -65,3 +65,13 @@ def registrations(uri: str, study: str, claims: list[Claim], runs: pd.DataFrame)
         else:
             labels[claim.text] = f"exploratory (first recorded after {before} runs)"
     return labels
+
+
+def registered_labels(uri: str, selection) -> dict[tuple[str, str], str]:
+    """verdict_tables' `registered` for one study's selection. Every reader of a claim's decision passes it (the
+    verdict, the staged sweeper's sequential stop, status), so each reads the claim in the same Holm family: the
+    study's pre-registered claims together. Without it each claim is its own family, laxer, and a sweep could stop
+    at a look the verdict does not decide at."""
+    study = selection.study
+    return {(study.name, text): label
+            for text, label in registrations(uri, study.name, study.claims, selection.runs).items()}

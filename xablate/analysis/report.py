@@ -206,7 +206,7 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
 def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
     """The declared claims of `studies` against their runs: verdict.md (one row per claim: its outcome and
     evidence) and verdict.csv (one row per comparison, every number it rests on)."""
-    from xablate.analysis.registration import registrations
+    from xablate.analysis.registration import registered_labels
     from xablate.analysis.verdicts import verdict_tables
 
     uri = resolve_tracking_uri(uri)
@@ -221,8 +221,7 @@ def write_verdict(uri: str | None, out: Path, studies: list[str]) -> list[Path]:
             history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
             pairs.append((selection, history))
             used.append(selection.runs)
-    registered = {(selection.study.name, text): label for selection, _ in pairs for text, label in
-                  registrations(uri, selection.study.name, selection.study.claims, selection.runs).items()}
+    registered = {key: label for selection, _ in pairs for key, label in registered_labels(uri, selection).items()}
     table, comparisons = verdict_tables(pairs, registered)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -181,6 +181,7 @@ def sequential_progress(uri: str, study) -> tuple[int, str]:
 def _sequential_progress(uri: str, study) -> tuple[int, str]:
     from xablate.analysis.report import config_defaults
     from xablate.analysis.store import HISTORY_MEASURES, history_frame, runs_frame, select_runs
+    from xablate.analysis.registration import registered_labels
     from xablate.analysis.verdicts import INCONCLUSIVE, verdict_tables
 
     spec = study.sequential
@@ -192,7 +193,8 @@ def _sequential_progress(uri: str, study) -> tuple[int, str]:
 
     selection = select_runs(runs, study, config_defaults, crossed_choices(uri, study))
     history = history_frame(uri, selection.runs, metrics=HISTORY_MEASURES, axes=selection.axes)
-    table, rows = verdict_tables([(selection, history)], uncertainty=False)  # the decisions only
+    table, rows = verdict_tables([(selection, history)], registered_labels(uri, selection),
+                                 uncertainty=False)  # the decisions only, in the verdict's Holm families
     reached = rows.groupby("claim")["n"].min() if not rows.empty else None  # a look is reached when every comparison is
     if reached is None or rows.empty:
         return spec.looks[0], f"sequential: first look at n={spec.looks[0]}"
