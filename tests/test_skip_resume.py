@@ -344,3 +344,26 @@ def test_a_value_mlflow_cut_at_its_length_limit_is_not_a_change_on_resume():
     long = "x" * (MAX_PARAM_VAL_LENGTH + 1000)
     fresh, changed = unlogged_params({"a": long[:MAX_PARAM_VAL_LENGTH], "b": "1"}, {"a": long, "b": 2, "c": [3]})
     assert fresh == {"c": [3]} and changed == {"b": ["1", "2"]}
+
+
+def test_a_tuning_run_never_stands_in_for_a_final_replicate_nor_a_final_run_for_a_trial(store, identity):
+    """The tuning runs chose the value the finals are read at: as final replicates their scores would be selected
+    ones (and they keep no per-image predictions). A pilot run may still be a final replicate."""
+    def plan(study, stage):
+        client, experiment_id = open_experiment(store[1], study)
+        return plan_run(client, experiment_id, identity, force=False, stale_after_seconds=600, stage=stage)
+
+    tuned = hand_made_run(store, "tuned", identity, "FINISHED", **{"xablate.stage": "tune"})
+    final = plan("tuned", "final")
+    assert (final.action, final.run) == ("new", None)
+    assert final.reason == (f"run {tuned} of the same config was trained by the tune stage, which does not stand "
+                            f"in for a final job (xablate.staging.may_serve)")
+    assert (plan("tuned", "tune").action, plan("tuned", "tune").run.info.run_id) == ("skip", tuned)
+    trained = hand_made_run(store, "finals", identity, "FINISHED", **{"xablate.stage": "final"})
+    assert plan("finals", "tune").action == "new" and plan("finals", "final").run.info.run_id == trained
+    piloted = hand_made_run(store, "piloted", identity, "FINISHED", **{"xablate.stage": "pilot"})
+    assert (plan("piloted", "final").action, plan("piloted", "final").run.info.run_id) == ("skip", piloted)
+    legacy = hand_made_run(store, "legacy", identity, "FINISHED", **{"xablate.stage": "tune,final"})
+    assert plan("legacy", "final").action == "new" and plan("legacy", "tune").run.info.run_id == legacy
+    untagged = hand_made_run(store, "untagged", identity, "FINISHED")  # from before stages: serves as it did
+    assert plan("untagged", "final").run.info.run_id == untagged == plan("untagged", "tune").run.info.run_id

@@ -176,3 +176,13 @@ def test_a_horizon_shorter_than_the_run_is_refused():
 
     with pytest.raises(ValueError, match=r"horizon_epochs=0; allowed: null \(the run's train.epochs\) or an integer"):
         validate_recipe(Optim(schedule=Schedule(horizon_epochs=0)))
+
+
+@pytest.mark.parametrize("stages, stage, counts", [
+    ("final", "final", True), ("tune", "final", False), ("tune", "tune", True),
+    ("tune,final", "final", False), ("tune,final", "tune", True),  # an earlier version's reuse: tuning only
+    ("pilot,final", "final", True), ("pilot", "tune", False), (None, "final", True)])
+def test_a_tuning_run_counts_in_its_own_stage_only(stages, stage, counts):
+    from xablate.staging import serves
+
+    assert serves(stages, stage) is counts

@@ -35,6 +35,27 @@ STAGE_TAG = "xablate.stage"
 TUNED_KEY = "tracking.tuned_key"
 TUNED_KEY_TAG = "xablate.tuned_key"
 STAGES = ("pilot", "tune", "final")
+
+
+def trained_by(tags: dict) -> str | None:
+    """The stage that trained a run: the first of its `xablate.stage` tag (a run another stage reused has both);
+    None for a run from before the tag existed."""
+    return tags[STAGE_TAG].split(",")[0] if STAGE_TAG in tags else None
+
+
+def may_serve(trained: str | None, stage: str) -> bool:
+    """Whether a finished run trained by stage `trained` stands in for a job of `stage` with the same config. A
+    pilot run may be a final replicate; a tuning run never is, nor a final run a tuning trial: the tuning runs
+    chose the value the finals are read at, so as final replicates their scores would be selected ones (and they
+    keep no per-image test predictions). A run from before the stage tag (None) serves as it always did."""
+    return trained is None or trained == stage or "tune" not in (trained, stage)
+
+
+def serves(stages: str | None, stage: str) -> bool:
+    """Whether a run whose `xablate.stage` tag is `stages` counts in `stage`: one of its stages, as may_serve
+    allows (`tune,final`, a tuning run an earlier version reused as a final replicate, counts as tuning only)."""
+    parts = str(stages or "final").split(",")
+    return stage in parts and may_serve(parts[0], stage)
 # name: (MLflow metric of the run, higher is better) — validation only: tuning never sees the test split
 TUNE_METRICS = {
     "final_val_accuracy": ("val_accuracy", True),

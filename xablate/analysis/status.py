@@ -22,7 +22,7 @@ from xablate.analysis.plans import recorded_choices  # noqa: F401 - status reads
 from xablate.dotted import get_dotted
 from xablate.paths import project_root
 from xablate.gate import parse_job
-from xablate.staging import REPLICATE_KEYS, STAGE_TAG, crossed_levels, override_key, parse_tune, \
+from xablate.staging import REPLICATE_KEYS, STAGE_TAG, crossed_levels, override_key, parse_tune, serves, \
     replicate_choice, replicate_index, variant_name, with_overrides
 from xablate.sweeps import excluding, expand, swept_keys
 from xablate.data.digest import source_digest
@@ -290,7 +290,7 @@ def study_status(arguments: list[str], *, backend: str | None = None) -> StudySt
     for row, cell in zip(rows, identities):
         same_data = [r for identity, digest in cell for r in by_identity.get(identity, [])
                      if r.data.tags.get(DATA_DIGEST_TAG, digest) == digest
-                     and "final" in r.data.tags.get(STAGE_TAG, "final").split(",")]
+                     and serves(r.data.tags.get(STAGE_TAG), "final")]
         state, run = variant_state(sorted(same_data, key=lambda r: -r.info.start_time), stale)
         row.update(state=state, run_id=run.info.run_id if run else "",
                    reason=(run.data.tags.get("xablate.error", "") if run and state in ("failed", "diverged") else ""))

@@ -97,7 +97,7 @@ def _row(run) -> dict:
         "run_name": info.run_name,
         "study": tags.get("xablate.study"),
         "sweep": tags.get("mlflow.parentRunId"),
-        "stage": tags.get("xablate.stage", "final"),  # pilot, tune, final; "tune,final": one run serving both
+        "stage": tags.get("xablate.stage", "final"),  # pilot, tune, final; "pilot,final": one run serving both
         "tuned_key": tags.get("xablate.tuned_key"),    # the key a staged sweep tuned per variant, if any
         "seed": _number(params.get("seed"), int),
         "split_seed": _number(params.get("data.split_seed"), int),
@@ -226,8 +226,10 @@ class Selection:
 
 def in_stage(runs: pd.DataFrame, stage: str) -> pd.Series:
     """Which runs belong to a stage of a staged study (pilot, tune, final); unstaged runs are final."""
+    from xablate.staging import serves
+
     stages = runs["stage"] if "stage" in runs else pd.Series("final", index=runs.index)
-    return stages.fillna("final").map(lambda stages: stage in str(stages).split(",")).astype(bool)
+    return stages.fillna("final").map(lambda stages: serves(stages, stage)).astype(bool)
 
 
 def _replicate(row) -> tuple:

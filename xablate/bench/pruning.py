@@ -63,7 +63,7 @@ def run_search(folder: Path, pruner: str, *, trials: int, seeds: int, startup: i
         raise RuntimeError(f"the {pruner} search failed:\n{done.stderr[-3000:]}")
     client = MlflowClient(uri)
     experiment_id = client.get_experiment_by_name(STUDY).experiment_id
-    # a tuning run at the full budget may also be a final replicate (tagged "tune,final"): it counts here too
+    # every run the tuning stage trained (a tuning run is never a final replicate: xablate.staging.may_serve)
     runs = client.search_runs([experiment_id], filter_string="tags.`xablate.stage` LIKE '%tune%'",
                               max_results=10_000)
     parent = client.search_runs([experiment_id], filter_string="tags.`xablate.tune.choices` != ''", max_results=1)

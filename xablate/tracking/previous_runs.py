@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from xablate.data.digest import DATA_DIGEST_TAG
+from xablate.staging import may_serve, trained_by
 from xablate.tracking import native_crash
 from xablate.tracking.wall_time import ATTEMPT_START_TAG
 
@@ -127,10 +128,20 @@ def variant_state(runs: list[Run], stale_after_seconds: float) -> tuple[str, Run
 
 
 def plan_run(client: MlflowClient, experiment_id: str, identity: str, *, force: bool,
-             stale_after_seconds: float, data_digest: str | None = None, crash_dir: Path | None = None) -> Plan:
+             stale_after_seconds: float, data_digest: str | None = None, crash_dir: Path | None = None,
+             stage: str | None = None) -> Plan:
+    """What a job does with the study's runs of its identity; with `stage` (a staged sweep's job), only the runs
+    that may serve that stage count (xablate.staging.may_serve)."""
     if force:
         return Plan("new")
     runs = job_runs(client, experiment_id, identity, data_digest)
+    if stage is not None:
+        kept = [run for run in runs if may_serve(trained_by(run.data.tags), stage)]
+        if not kept and runs:
+            return Plan("new", None, f"run {runs[0].info.run_id} of the same config was trained by the "
+                                     f"{trained_by(runs[0].data.tags)} stage, which does not stand in for a "
+                                     f"{stage} job (xablate.staging.may_serve)")
+        runs = kept
     state, run = variant_state(runs, stale_after_seconds)
     if state == "failed" and run.info.status == "RUNNING" and crash_dir is not None \
             and native_crash.record_if_crashed(client, run, crash_dir):  # died natively; the watcher did not say

@@ -9,7 +9,7 @@ startTime, lifecycleFilter, modelVersionFilter, datasetsFilter); grouping and co
 listed in the page's saved-views menu. `save_study_view` writes that tag to the store being served (a copy, for
 a committed store: xablate.tracking.ui_store) and returns the page's address.
 
-Final stage: runs tagged `xablate.stage` with `final` among its comma-joined stages (`tune,final`: a run that
+Final stage: runs tagged `xablate.stage` with `final` among its comma-joined stages (`pilot,final`: a run that
 served both); runs from before the tag existed have none and count as final (xablate.analysis.store.in_stage).
 MLflow's filter grammar has AND only, so a study whose runs all lack the tag is filtered on its absence, and a
 study with both kinds lists its tagged final runs and says how many untagged ones it leaves out.

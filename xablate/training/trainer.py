@@ -73,7 +73,10 @@ def train(cfg: dict, context: RunContext) -> TrainResult:
     commit = source.commit
     crashes = checkpoint_root(job.train.checkpoint_dir, uri) / CRASH_DIR
     plan = plan_run(client, experiment_id, identity, data_digest=digest, force=bool(config.force),
-                    stale_after_seconds=float(tracking.stale_after_seconds), crash_dir=crashes)
+                    stale_after_seconds=float(tracking.stale_after_seconds), crash_dir=crashes,
+                    stage=job.stage)
+    if plan.action == "new" and plan.reason:
+        print(f"[xablate] training {label} anew: {plan.reason}", flush=True)
     if plan.action == "skip" and plan.run.data.tags.get(OUTCOME_TAG) == PRUNED and job.stage != "tune":
         print(f"[xablate] training {label} anew: run {plan.run.info.run_id} of the same config was pruned, and a "
               f"pruned tuning run does not stand in for a {job.stage} replicate", flush=True)
@@ -234,8 +237,9 @@ def _skip(plan, label: str, uri: str, commit: str | None, context: RunContext) -
 
 
 def _add_stage(client: MlflowClient, run, stage: str) -> None:
-    """A finished run reused by another stage (the same config: a tuning run at the full budget is also a final
-    replicate) is tagged with both, so the analysis finds it in each."""
+    """A finished run reused by another stage (the same config: a pilot run at the full budget is also a final
+    replicate; a tuning run never is, xablate.staging.may_serve) is tagged with both, so the analysis finds it in
+    each."""
     stages = run.data.tags.get(STAGE_TAG, "final").split(",")
     if stage not in stages:
         client.set_tag(run.info.run_id, STAGE_TAG, ",".join([*stages, stage]))
