@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 def main(cfg: DictConfig) -> dict:
     from xablate.backend import start_like_a_job
     from xablate.launch import assign_gpu
-    from xablate.training import stop_request
+    from xablate import stop_request
 
     stop_request.install()  # SIGINT/SIGTERM end the run KILLED, even where their first KeyboardInterrupt is lost
     hydra_cfg = HydraConfig.get()

@@ -71,11 +71,12 @@ def case(batch: int, cin: int, cout: int, size: int, stride: int, kernel: int, r
 
 
 HUNG = "hung"  # a corrupted heap may also deadlock glibc's allocator instead of aborting (seen on CI)
-FAULTS = (-6, -11, 134, 139, HUNG)
+FAULTS = (-6, -7, -11, 134, 135, 139, HUNG)  # a corrupted heap: SIGABRT, SIGSEGV, or SIGBUS (seen once here)
 
 
 def outcome(returncode: int | str) -> str:
-    return {0: "ok", 134: "crash (SIGABRT)", -6: "crash (SIGABRT)", 139: "crash (SIGSEGV)",
+    return {0: "ok", 134: "crash (SIGABRT)", -6: "crash (SIGABRT)", -7: "crash (SIGBUS)", 135: "crash (SIGBUS)",
+            139: "crash (SIGSEGV)",
             -11: "crash (SIGSEGV)", HUNG: "hung (killed)"}.get(returncode, f"exit {returncode}")
 
 

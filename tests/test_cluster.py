@@ -72,7 +72,8 @@ def test_a_node_lost_and_a_server_restarted_mid_run_leave_every_cell_finished_on
     assert "worker node killed" in events, seen["logs"]
     assert seen["second_exit"] == 0, seen["logs"]
     runs = seen["runs"]
-    assert Counter(r["identity"] for r in runs).most_common(1)[0][1] == 1  # no run twice
+    # no run twice (a tuning run and a final cell of one config are two runs: xablate.staging.may_serve)
+    assert Counter((r["identity"], (r["stage"] or "final").split(",")[0]) for r in runs).most_common(1)[0][1] == 1
     cells = sorted((r["optimizer"], r["seed"]) for r in finals(runs))
     assert cells == [("adam", "0"), ("adam", "1"), ("sgd", "0"), ("sgd", "1")]
     assert all(r["status"] == "FINISHED" for r in finals(runs))

@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from helpers import ROOT, run_py, runs_of
-from xablate.training import stop_request
+from xablate import stop_request
 from xablate.training.callbacks import StopOnSignal, interrupts_held
 
 EPOCHS = 6

@@ -77,7 +77,7 @@ def test_a_stopped_sweep_closes_its_parent_killed_unless_a_child_failed_otherwis
     FAILED, so a stop never hides a failure."""
     import signal
 
-    from xablate.training import stop_request
+    from xablate import stop_request
 
     uri = sqlite_uri(tmp_path)
     previous = {signum: signal.getsignal(signum) for signum in stop_request.SIGNALS}

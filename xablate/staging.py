@@ -45,10 +45,12 @@ def trained_by(tags: dict) -> str | None:
 
 def may_serve(trained: str | None, stage: str) -> bool:
     """Whether a finished run trained by stage `trained` stands in for a job of `stage` with the same config. A
-    pilot run may be a final replicate; a tuning run never is, nor a final run a tuning trial: the tuning runs
-    chose the value the finals are read at, so as final replicates their scores would be selected ones (and they
-    keep no per-image test predictions). A run from before the stage tag (None) serves as it always did."""
-    return trained is None or trained == stage or "tune" not in (trained, stage)
+    pilot run may be a tuning trial or a final replicate; a tuning run is never a final replicate, nor a final run
+    a tuning trial: a final run keeps its per-image test predictions (the accuracy bootstrap needs every final
+    cell's), and the final stage's runs are its own. Training is deterministic given the seed, so a final cell on
+    a seed the tuning used repeats that tuning run's score: a selection effect this does not remove (tuning on
+    seeds the finals do not use would). A run from before the stage tag (None) serves as it always did."""
+    return trained is None or trained == stage or {trained, stage} != {"tune", "final"}
 
 
 def serves(stages: str | None, stage: str) -> bool:

@@ -90,7 +90,8 @@ def _save_table(table: pd.DataFrame, path: Path, uri, query, runs) -> list[Path]
     return [path.with_suffix(s) for s in (".csv", ".md", ".tex")]
 
 
-def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection | None = None) -> dict:
+def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection | None = None,
+                  registered: dict | None = None) -> dict:
     """A study's figures by output name, chosen by its axes: one categorical axis (or none) -> Fig. 9/10-style
     curves; one ordered numeric axis (segments, a width, a learning rate) -> the metric against it with
     parameters and FLOPs below (and the `beside` study's, see beside_selection), plus the curves; two or more
@@ -122,7 +123,8 @@ def study_figures(selection: Selection, history: pd.DataFrame, beside: Selection
     main["capacity"] = capacity_figure(selection, metric,
                                        title=f"{title}: {metric_label(metric)} vs capacity, mean ± 95 % CI")
     if study.claims and not finished.empty:  # each comparison's difference, its CI and the claim's margin
-        _, rows = verdict_tables([(dataclasses.replace(selection), history)], uncertainty=False)  # (a copy)
+        # a copy; read in the verdict's Holm families when `registered` is given (registration.registered_labels)
+        _, rows = verdict_tables([(dataclasses.replace(selection), history)], registered, uncertainty=False)
         if not rows.empty:
             main["claims"] = claims_figure(rows, title=f"{study.title}: the claims' comparisons")
     if study.variance:  # each source of variance's share of the spread (xablate.analysis.variance)
@@ -174,7 +176,9 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
     if (runs["status"] == "FINISHED").sum() == 0:
         print(f"xablate: study {study!r} has no finished runs in {uri}; nothing written for it")
         return []
-    history = history_frame(uri, runs, axes=selection.axes)
+    # the curves' metrics, and the data loss a convergence claim reads (with_history_measures)
+    history = history_frame(uri, runs, metrics=["loss", "accuracy", "val_loss", "val_accuracy", "data_loss"],
+                            axes=selection.axes)
     query = {"study": study, **({"sweep": sweep} if sweep else {})}
     folder = Path(out) / study / (f"sweep-{sweep[:8]}" if sweep else "")
     folder.mkdir(parents=True, exist_ok=True)
@@ -184,7 +188,9 @@ def write_study(uri: str | None, study: str, out: Path, sweep: str | None = None
     extra = {**({"pilot": True} if selection.pilot is not None else {}),
              **({"tuning": True} if selection.tuning is not None else {})}
     read = pd.concat([runs, *(f for f in (selection.pilot, selection.tuning) if f is not None)])
-    for name, fig in study_figures(selection, history, beside).items():
+    from xablate.analysis.registration import registered_labels
+
+    for name, fig in study_figures(selection, history, beside, registered_labels(uri, selection)).items():
         if beside is not None and name == study:  # the trend figure draws the other study's runs too
             written += _save_figure(fig, folder / name, uri, {**query, "beside": beside.study.name},
                                     pd.concat([runs, beside.runs]))

@@ -30,7 +30,7 @@ from xablate.tracking.previous_runs import OUTCOME_TAG, owner_alive, owner_tags
 from xablate.tracking.provenance import source_state
 from xablate.tracking.store import PARENT_RUN_FILE, SKIPPED_DIR, open_experiment, resolve_tracking_uri
 from xablate.tracking.wall_time import wall_seconds
-from xablate.training import stop_request
+from xablate import stop_request
 
 
 class MlflowSweepCallback(Callback):
@@ -111,7 +111,7 @@ class MlflowSweepCallback(Callback):
         skipped = [client.get_run(path.read_text().strip()) for path in sorted(self.skipped_dir.glob("*"))]
         failed = [child for child in children if child.info.status != "FINISHED" and _status(child) != "PRUNED"]
         ok = not failed and not jobs_raised and (children or skipped)
-        # stopped (Ctrl-C, SIGTERM: xablate.training.stop_request) reads KILLED, as its interrupted child does;
+        # stopped (Ctrl-C, SIGTERM: xablate.stop_request) reads KILLED, as its interrupted child does;
         # a child that failed for another reason keeps the parent FAILED
         interrupted = (stop_request.stopped_by_signal() or bool(failed)) and all(c.info.status == "KILLED" for c in failed)
         client.set_terminated(parent_id, status="FINISHED" if ok else "KILLED" if interrupted else "FAILED")

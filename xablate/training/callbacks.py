@@ -14,7 +14,7 @@ from mlflow.entities import Metric
 from xablate.training.checkpoint import CheckpointState, EpochCheckpoint
 from xablate.training.divergence import DivergenceGuard
 from xablate.training.recipes import current_learning_rate
-from xablate.training.stop_request import raise_if_requested
+from xablate.stop_request import raise_if_requested
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
@@ -63,7 +63,7 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
 class StopOnSignal(keras.callbacks.Callback):
     """Raises a received SIGINT/SIGTERM again after every training batch and epoch
-    (xablate.training.stop_request): the first KeyboardInterrupt may have been swallowed inside a finalizer. It
+    (xablate.stop_request): the first KeyboardInterrupt may have been swallowed inside a finalizer. It
     comes after the epoch logger, so an epoch that completed is checkpointed first. No test-batch hook: it would
     make Keras' evaluation synchronous (the divergence guard already has a train-batch one)."""
 

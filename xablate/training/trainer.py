@@ -33,7 +33,7 @@ from xablate.tracking.store import (PARENT_RUN_FILE, SKIPPED_DIR, check_reachabl
 from xablate.tracking import native_crash
 from xablate.tracking.wall_time import resume_tags
 from xablate.training.checkpoint import CRASH_DIR, EpochCheckpoint, checkpoint_root
-from xablate.training.stop_request import raise_if_requested
+from xablate.stop_request import raise_if_requested
 from xablate.training.divergence import RunDiverged
 from xablate.training.fitting import builder_kwargs, fit_with_oom_retry, log_params, write_and_log  # noqa: F401
 from xablate.staging import STAGE_TAG, TUNED_KEY_TAG
