@@ -180,6 +180,8 @@ def test_a_bare_status_reads_each_fashion_study_in_the_committed_store():
     for study in DECIDED:
         block = status.stdout.split(f"study {study!r} in {committed}: ", 1)[1].split("\nstudy ", 1)[0]
         assert "missing: 0" in block and "nothing left to run" in block, (study, block)
+    fig10 = status.stdout.split(f"study 'fashion_fig10_r2' in {committed}: ", 1)[1]
+    assert "sequential: undecided at its last look (n=20; looks 10, 15, 20)" in fig10  # done, one claim open
     assert f"study 'fig9_residual': not started in sqlite:///{ROOT / 'mlflow.db'}" in status.stdout or \
         f"study 'fig9_residual' in sqlite:///{ROOT / 'mlflow.db'}" in status.stdout  # no store named: the project's
     elsewhere = subprocess.run([XABLATE, "status"], capture_output=True, text=True, timeout=600, cwd=ROOT,

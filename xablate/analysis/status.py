@@ -207,6 +207,8 @@ def _sequential_progress(uri: str, study) -> tuple[int, str]:
     n = int(reached[reached.index.isin(undecided)].min())  # the claims still open set the pace
     later = [look for look in spec.looks if look > n]
     needed = later[0] if later else spec.looks[-1]
+    if not later:  # run to its last look: the study is done, undecided claims and all
+        return needed, f"sequential: undecided at its last look (n={n}; looks {', '.join(map(str, spec.looks))})"
     return needed, f"sequential: undecided at n={n}; next look at n={needed} ({', '.join(map(str, spec.looks))})"
 
 
