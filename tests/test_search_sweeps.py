@@ -218,9 +218,10 @@ def test_status_reads_a_searched_studys_choices_from_its_sweep_parent(searched):
 
 
 def test_a_search_runs_its_trials_in_parallel_through_the_joblib_launcher(tmp_path):
-    # two trials per variant at once, as parallel jobs (loky workers) reporting to one optuna.db
+    # two trials per variant at once, as parallel jobs (loky workers) reporting to one optuna.db; the tuning on
+    # seeds 1000, 1001 (seeds_from), which no final run repeats
     tune = {"space": {LR: {"log_uniform": [1.0e-3, 0.3]}}, "sampler": "random", "trials": 4, "parallel": 2,
-            "seeds": 2, "startup": 1, "pruner": "median", "epochs_fraction": 0.67}
+            "seeds": 2, "seeds_from": 1000, "startup": 1, "pruner": "median", "epochs_fraction": 0.67}
     uri = prepare(tmp_path, "parallel_debug", tune)
     done = subprocess.run([*command(tmp_path, "parallel_debug", uri), "hydra/launcher=parallel",
                            "hydra.launcher.n_jobs=2"], cwd=tmp_path, env=clean_env(), capture_output=True,
@@ -234,3 +235,14 @@ def test_a_search_runs_its_trials_in_parallel_through_the_joblib_launcher(tmp_pa
     assert all(r.info.status == "FINISHED" or r.data.tags.get("xablate.outcome") == "pruned" for r in runs)
     finals = [r for r in runs_of(uri, "parallel_debug", role="job") if "final" in r.data.tags["xablate.stage"]]
     assert len(finals) == 4 and all(r.info.status == "FINISHED" for r in finals)
+    assert {r.data.params["seed"] for r in runs} <= {"1000", "1001"} and "1000" in {r.data.params["seed"] for r in runs}
+    assert sorted(r.data.params["seed"] for r in finals) == ["0", "0", "1", "1"]
+    assert {s.user_attrs["seeds_from"] for s in optuna_studies(tmp_path).values()} == {1000}
+    # the same study typed with the tuning moved back onto the study's seeds: refused before any job starts
+    (tmp_path / "extra" / "experiment" / "parallel_debug.yaml").write_text(
+        experiment("parallel_debug", {**tune, "seeds_from": None}))
+    refused = subprocess.run(command(tmp_path, "parallel_debug", uri), cwd=tmp_path, env=clean_env(),
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0
+    assert "Received hydra.sweeper.tune.seeds_from=None, but the tuning study 'parallel_debug/" in refused.stderr
+    assert len(runs_of(uri, "parallel_debug", role="job")) == len(runs) + len(finals)

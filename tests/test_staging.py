@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from xablate.staging import (PilotSpec, TuneSpec, final_jobs, parse_pilot, parse_tune, pick, pilot_jobs, score,
-                             stage_budget, tune_jobs, variants_of)
+from xablate.staging import (PilotSpec, TuneSpec, check_tuning_seeds, final_jobs, parse_pilot, parse_tune, pick,
+                             pilot_jobs, score, stage_budget, tie_break_seeds, tune_jobs, tuning_replicates,
+                             variants_of)
 
 GRID = [["intermediate_act=none", "seed=0"], ["intermediate_act=none", "seed=1"],
         ["intermediate_act=elu", "seed=0"], ["intermediate_act=elu", "seed=1"]]
@@ -186,3 +187,38 @@ def test_a_tuning_run_counts_in_its_own_stage_only(stages, stage, counts):
     from xablate.staging import serves
 
     assert serves(stages, stage) is counts
+
+
+def test_with_seeds_from_the_tuning_trains_on_seeds_no_final_run_uses():
+    tune = TuneSpec(key="optim.learning_rate", values=[0.001, 0.003], seeds=2, seeds_from=1000)
+    jobs = tune_jobs(GRID, tune, full_epochs=20)
+    assert [next(o for o in job if o.startswith("seed=")) for _, _, job in jobs] == ["seed=1000", "seed=1001"] * 4
+    # every replicate key the job sets moves with the seed, so no source of variance is shared with a final run
+    split = tuning_replicates([["act=none", "seed=0", "data.split_seed=0"], ["act=none", "seed=1", "data.split_seed=1"]],
+                              tune, 0, 2)
+    assert split == [["act=none", "seed=1000", "data.split_seed=1000"], ["act=none", "seed=1001", "data.split_seed=1001"]]
+    # a tie-break's replicates follow the tuning's in its band, even where the study has no more of its own
+    assert tie_break_seeds(GRID[:2], 2, 1000) == [["intermediate_act=none", "seed=1002"],
+                                                  ["intermediate_act=none", "seed=1003"]]
+    assert tie_break_seeds(GRID[:2], 2) == []
+    # without it, the study's first replicates (the committed studies' tuning, unchanged)
+    plain = tune_jobs(GRID, TuneSpec(key="optim.learning_rate", values=[1, 2], seeds=2), full_epochs=20)
+    assert [next(o for o in job if o.startswith("seed=")) for _, _, job in plain] == ["seed=0", "seed=1"] * 4
+    assert parse_tune({"key": "optim.learning_rate", "values": [1, 2], "seeds_from": 1000}).seeds_from == 1000
+    assert parse_tune({"space": {"optim.learning_rate": {"log_uniform": [1e-4, 1e-2]}}, "seeds_from": 500,
+                       "sampler": "random", "trials": 2}).seeds_from == 500
+
+
+@pytest.mark.parametrize("value", [0, -3, True, "1000", 1.5])
+def test_a_bad_seeds_from_is_refused_naming_the_setting(value):
+    with pytest.raises(ValueError, match=r"hydra\.sweeper\.tune\.seeds_from=.*allowed: an integer >= 1"):
+        parse_tune({"key": "optim.learning_rate", "values": [1, 2], "seeds_from": value})
+
+
+def test_a_seeds_from_whose_band_meets_the_studys_seeds_is_refused():
+    grid = [["act=none", f"seed={i}"] for i in range(20)]
+    check_tuning_seeds(grid, TuneSpec(key="k", values=[1, 2], seeds=2, seeds_from=20))  # 20..23: apart
+    with pytest.raises(ValueError, match=r"seeds_from=18; allowed: .*reach 19; the tuning's seeds 18\.\.21 would "
+                                         r"repeat seed 18"):
+        check_tuning_seeds(grid, TuneSpec(key="k", values=[1, 2], seeds=2, seeds_from=18))
+    check_tuning_seeds(grid, TuneSpec(key="k", values=[1, 2], seeds=2))  # the study's own seeds: not this check's

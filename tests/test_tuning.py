@@ -85,3 +85,22 @@ def test_every_seed_diverged_fails_the_trial_and_the_storage_sits_beside_the_sto
         storage_url("http://mlflow:5000", None)
     with pytest.raises(ValueError, match=r"Received tracking\.database='mlflow\.db'; allowed: a SQLAlchemy database"):
         storage_url("http://mlflow:5000", "mlflow.db")
+
+
+def test_a_tuning_study_keeps_one_seed_band(tmp_path):
+    # trials trained on the study's first seeds are never continued on seeds_from's band, nor the other way
+    spec = parse_search({**SPACE, "trials": 6})
+    path = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = open_study(path, "s/v", spec)
+    (trial, values), = ask(study, spec, 1)
+    tell(study, trial, [objective(values)])
+    with pytest.raises(ValueError, match=r"seeds_from=1000, but the tuning study 's/v' holds 1 trial\(s\) trained "
+                                         r"with seeds_from=None; allowed: that value"):
+        open_study(path, "s/v", spec, seeds_from=1000)
+    assert open_study(path, "s/v", spec).user_attrs["seeds_from"] is None
+    banded = open_study(path, "s/w", spec, seeds_from=1000)  # a new study takes the band it is opened with
+    (trial, values), = ask(banded, spec, 1)
+    tell(banded, trial, [objective(values)])
+    assert open_study(path, "s/w", spec, seeds_from=1000).user_attrs["seeds_from"] == 1000
+    with pytest.raises(ValueError, match="seeds_from=None, but the tuning study 's/w'"):
+        open_study(path, "s/w", spec)

@@ -6,7 +6,8 @@
         tune:                      # per variant: the best value of one key, picked on the validation split
           key: optim.learning_rate
           values: [3.0e-4, 1.0e-3, 3.0e-3]
-          seeds: 1                 # replicates per value (the study's first ones)
+          seeds: 1                 # replicates per value (the study's first ones, or with seeds_from:)
+          seeds_from: 1000         # tune on seeds 1000, 1001, ... that no final run uses (tuning_replicates)
           epochs_fraction: 0.33    # the tuning runs' budget: a share of the study's epochs, and/or
           budget: {data.limit_train: 1000}  # any overrides of their own
           metric: final_val_accuracy   # or best_val_accuracy, final_val_loss (validation only, never test)
@@ -78,6 +79,7 @@ class TuneSpec:
     metric: str = "final_val_accuracy"
     epochs_fraction: float | None = None
     search: Any = None        # xablate.tuning.SearchSpec: Optuna over a declared space (the `space` form)
+    seeds_from: int | None = None  # the tuning's replicates: seeds from here on (None: the study's first ones)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -101,6 +103,14 @@ def _seeds(block: dict, stage: str) -> int:
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise _error(f"{stage}.seeds", seeds, "an integer >= 1 (replicates per value, the study's first ones)")
     return seeds
+
+
+def _seeds_from(block: dict) -> int | None:
+    start = block.get("seeds_from")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 1):
+        raise _error("tune.seeds_from", start, "an integer >= 1 above every seed the study's own runs use (the "
+                                              "tuning then trains on seeds the finals never repeat), or null")
+    return start
 
 
 def _budget(block: dict, stage: str) -> dict:
@@ -129,7 +139,7 @@ def parse_tune(block: Any) -> TuneSpec | None:
         return None
     if not isinstance(block, dict):
         raise _error("tune", block, "a mapping with key, values and optionally seeds, budget, metric")
-    common = {"seeds", "budget", "metric", "epochs_fraction"}
+    common = {"seeds", "seeds_from", "budget", "metric", "epochs_fraction"}
     if "space" in block:
         return _parse_search_form(block, common)
     if "repeats" in block:
@@ -138,7 +148,8 @@ def parse_tune(block: Any) -> TuneSpec | None:
                                                        "values has none)")
     unknown = sorted(set(block) - {"key", "values", *common})
     if unknown:
-        allowed = "key, values, seeds, budget, epochs_fraction, metric (or the search form: space, sampler, trials, " \
+        allowed = "key, values, seeds, seeds_from, budget, epochs_fraction, metric (or the search form: space, " \
+                  "sampler, trials, " \
                   "startup, pruner)"
         raise _error(f"tune.{unknown[0]}", block[unknown[0]], allowed)
     key = block.get("key")
@@ -150,7 +161,7 @@ def parse_tune(block: Any) -> TuneSpec | None:
     metric = _metric(block)
     budget = _budget(block, "tune")
     return TuneSpec(key=key, values=list(values), seeds=_seeds(block, "tune"), budget=budget, metric=metric,
-                    epochs_fraction=_fraction(block, "tune", budget))
+                    epochs_fraction=_fraction(block, "tune", budget), seeds_from=_seeds_from(block))
 
 
 def _metric(block: dict) -> str:
@@ -178,7 +189,8 @@ def _parse_search_form(block: dict, common: set) -> TuneSpec:
     metric = _metric(block)
     budget = _budget(block, "tune")
     return TuneSpec(key=",".join(search.space), values=[], seeds=_seeds(block, "tune"), budget=budget,
-                    metric=metric, epochs_fraction=_fraction(block, "tune", budget), search=search)
+                    metric=metric, epochs_fraction=_fraction(block, "tune", budget), search=search,
+                    seeds_from=_seeds_from(block))
 
 
 def parse_pilot(block: Any) -> PilotSpec | None:
@@ -260,7 +272,7 @@ def tune_jobs(grid: list[list[str]], tune: TuneSpec, full_epochs: int) -> list[t
     out, budget = [], stage_budget(tune, full_epochs)
     for variant, jobs in variants_of(grid, tune.keys).items():
         for value in tune.values:
-            for job in jobs[:tune.seeds]:
+            for job in tuning_replicates(jobs, tune, 0, tune.seeds):
                 out.append((variant, value, with_overrides(job, {**budget, tune.key: value,
                                                                   STAGE_KEY: "tune", TUNED_KEY: tune.key})))
     return out
@@ -336,10 +348,42 @@ def tied_best(means: dict) -> list:
     return [k for k, m in finite.items() if m == best]
 
 
-def tie_break_seeds(jobs: list[list[str]], seeds: int) -> list[list[str]]:
+def tie_break_seeds(jobs: list[list[str]], seeds: int, seeds_from: int | None = None) -> list[list[str]]:
     """A variant's replicates a tie-break trains each tied setting on: the `seeds` after the tuning's own (its
-    first `seeds`), so that the tied settings are compared on new draws; none when the study has no more."""
-    return jobs[seeds:2 * seeds]
+    first `seeds`), so that the tied settings are compared on new draws; none when the study has no more (with
+    `seeds_from`, the tuning's band never runs out)."""
+    return tuning_replicates(jobs, TuneSpec(key="", values=[], seeds=seeds, seeds_from=seeds_from), seeds, 2 * seeds)
+
+
+def tuning_replicates(jobs: list[list[str]], tune: TuneSpec, start: int, stop: int) -> list[list[str]]:
+    """A variant's replicates start..stop-1 of the tuning stage. Without `tune.seeds_from`, the study's own (its
+    jobs[start:stop]): a final run on the same seed then repeats a tuning run exactly (training is deterministic
+    given the seed), a selection effect on the variant's tuned cell. With it, replicate i is the variant's job
+    with `seed` (and every other replicate key the job sets) at seeds_from + i: seeds no final run uses
+    (check_tuning_seeds)."""
+    if tune.seeds_from is None:
+        return jobs[start:stop]
+    out = []
+    for i in range(start, stop):
+        job = jobs[i] if i < len(jobs) else jobs[0]
+        moved = {override_key(o): tune.seeds_from + i for o in job if override_key(o) in REPLICATE_KEYS}
+        out.append(with_overrides(job, {**moved, "seed": tune.seeds_from + i}))
+    return out
+
+
+def check_tuning_seeds(grid: list[list[str]], tune: TuneSpec | None) -> None:
+    """Refuses a `tune.seeds_from` whose band (the tuning's replicates and a tie-break's) meets a seed the study's
+    own runs use: the tuning would no longer be apart from the finals."""
+    if tune is None or tune.seeds_from is None:
+        return
+    used = {int(o.split("=", 1)[1]) for job in grid for o in job
+            if override_key(o) in REPLICATE_KEYS and o.split("=", 1)[1].lstrip("-").isdigit()}
+    band = range(tune.seeds_from, tune.seeds_from + 2 * tune.seeds)
+    clash = sorted(used & set(band))
+    if clash:
+        raise _error("tune.seeds_from", tune.seeds_from,
+                     f"an integer above every seed the study's runs use (they reach {max(used)}; the tuning's "
+                     f"seeds {band.start}..{band.stop - 1} would repeat seed {clash[0]})")
 
 
 def pick(values: list, scores: dict[Any, list[float]]) -> tuple[Any, dict]:

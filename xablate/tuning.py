@@ -221,10 +221,12 @@ def make_pruner(name: str, startup: int, epochs: int):
     return optuna.pruners.NopPruner()
 
 
-def open_study(url: str, name: str, spec: SearchSpec, epochs: int = 1, metric: str = "final_val_accuracy"):
+def open_study(url: str, name: str, spec: SearchSpec, epochs: int = 1, metric: str = "final_val_accuracy",
+               seeds_from: int | None = None):
     """The variant's Optuna study in the storage at `url` (storage_url; created, or loaded as a killed stage left
     it). Its pruner's settings are stored with it (user attributes), so a job reporting to one of its trials
-    prunes by the same rule."""
+    prunes by the same rule; so is the tuning's seed band (`seeds_from`, staging.tuning_replicates): a study whose
+    trials trained on other seeds is refused, not continued on a mix."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -243,6 +245,12 @@ def open_study(url: str, name: str, spec: SearchSpec, epochs: int = 1, metric: s
         sampler = optuna.samplers.GridSampler(grid, seed=seed)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
                                 pruner=make_pruner(spec.pruner, spec.startup, epochs), load_if_exists=True)
+    if study.trials and study.user_attrs.get("seeds_from") != seeds_from:
+        raise ValueError(f"Received hydra.sweeper.tune.seeds_from={seeds_from!r}, but the tuning study {name!r} "
+                         f"holds {len(study.trials)} trial(s) trained with seeds_from="
+                         f"{study.user_attrs.get('seeds_from')!r}; allowed: that value (a tuning's trials share one "
+                         f"seed band), or a study begun afresh")
+    study.set_user_attr("seeds_from", seeds_from)
     study.set_user_attr("pruner", {"name": spec.pruner, "startup": spec.startup, "epochs": epochs,
                                    "metric": metric})
     return study

@@ -66,6 +66,7 @@ class StagedSweeper(Sweeper):
             arguments = [*arguments, f"seed=range({sequential.sequential.looks[-1]})"]  # up to the last look
         grid = excluding(expand(declared, arguments), self.exclude, expand(declared, []))
         self._grid = grid  # (a tie-break trains a variant's next replicates)
+        staging.check_tuning_seeds(grid, self.tune)
         swept = set(swept_keys(declared, arguments))
         both = [key for key in (self.tune.keys if self.tune is not None else ()) if key in swept]
         if both:
@@ -191,7 +192,7 @@ class StagedSweeper(Sweeper):
         # one Optuna study per variant and repeat (each repeat the whole search again, its own sampler seed)
         studies = {(v, k): tuning.open_study(
             path, tuning.repeat_study_name(str(self.config.study), staging.variant_name(v, swept), k),
-            tuning.repeat_spec(search, k), epochs=stage_epochs, metric=spec.metric)
+            tuning.repeat_spec(search, k), epochs=stage_epochs, metric=spec.metric, seeds_from=spec.seeds_from)
             for v in variants for k in range(search.repeats)}
         repeated = f", {search.repeats} repeats" if search.repeats > 1 else ""
         print(f"[xablate] tuning {', '.join(spec.keys)} per variant with Optuna ({search.sampler}, {search.trials} "
@@ -211,7 +212,7 @@ class StagedSweeper(Sweeper):
             def jobs_of(entries, seeds, scout):
                 out = []
                 for key, trial, values in entries:
-                    for job in variants[key[0]][seeds]:
+                    for job in staging.tuning_replicates(variants[key[0]], spec, *seeds):
                         extra = {**budget, **values, staging.STAGE_KEY: "tune", staging.TUNED_KEY: spec.key}
                         if scout:
                             extra[tuning.TRIAL_KEY] = tuning.trial_ref(studies[key], trial)
@@ -219,12 +220,12 @@ class StagedSweeper(Sweeper):
                 return out
 
             if search.pruner != "none":  # scouts first: each trial's first seed, which its pruner may stop
-                batches = [jobs_of(asked, slice(0, 1), True), None]
+                batches = [jobs_of(asked, (0, 1), True), None]
             else:
-                batches = [jobs_of(asked, slice(0, spec.seeds), False)]
+                batches = [jobs_of(asked, (0, spec.seeds), False)]
             for index, batch in enumerate(batches):
                 if batch is None:  # the other seeds of the trials their scouts did not prune
-                    batch = jobs_of([a for a in asked if id(a[1]) not in pruned], slice(1, spec.seeds), False)
+                    batch = jobs_of([a for a in asked if id(a[1]) not in pruned], (1, spec.seeds), False)
                 if not batch:
                     continue
                 results = self._launch([job for _, job in batch], tolerate_divergence=True)
@@ -373,7 +374,7 @@ class StagedSweeper(Sweeper):
 
         if len(tied) < 2:
             return None
-        extra = staging.tie_break_seeds(jobs, self.tune.seeds)
+        extra = staging.tie_break_seeds(jobs, self.tune.seeds, self.tune.seeds_from)
         name = staging.variant_name(variant, swept)
         if not extra:
             print(f"[xablate] {name}: settings {tied} tie and the study has no replicates beyond the tuning's: "
