@@ -55,3 +55,20 @@ def test_the_committed_tuning_is_flagged_where_a_review_found_it_thin():
     fig10 = selected_runs(uri, "fashion_fig10")
     none = tuning_saturation(fig10, chosen_values(fig10))["intermediate_act=none"]
     assert any("0.077 decades from its upper bound" in flag for flag in none)
+
+
+def test_a_tuning_on_the_finals_seeds_is_said_in_the_verdict():
+    # fashion_fig10_r2 tuned on seeds 0 and 1, which its final cells (seeds 0..19) use too; round-2 fig9 tunes from
+    # seed 1000 (tune.seeds_from), apart from its finals
+    from xablate.analysis.report import selected_runs
+    from xablate.analysis.verdicts import shared_seeds, shared_seeds_note
+
+    uri = f"sqlite:///{ROOT / 'results' / 'store' / 'mlflow.db'}"
+    assert shared_seeds(selected_runs(uri, "fashion_fig10_r2")) == [0, 1]
+    assert shared_seeds(selected_runs(uri, "fashion_spectrum_matched_r2")) == []  # untuned
+    assert shared_seeds_note([]) == ""
+    assert shared_seeds_note([0, 1]).startswith(" — tuned on the finals' seeds: seeds 0, 1 trained tuning runs too")
+    assert "seed 3 trained" in shared_seeds_note([3])
+    rows = [line for line in (ROOT / "results" / "verdict.md").read_text().splitlines()
+            if line.startswith("| fashion_fig10_r2 |")]
+    assert len(rows) == 3 and all("tuned on the finals' seeds: seeds 0, 1 trained" in row for row in rows)

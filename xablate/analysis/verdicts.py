@@ -371,6 +371,27 @@ def tuning_saturation(selection: Selection, chosen: dict[str, dict]) -> dict[str
     return flags
 
 
+def shared_seeds(selection: Selection) -> list[int]:
+    """The seeds both a tuning run and a final run of the study trained on. Training is deterministic given the
+    seed, so a final run on such a seed at its variant's chosen setting repeats the tuning run the choice was
+    selected on: a selection effect in that variant's favour at its own tuned value (hydra.sweeper.tune.seeds_from
+    keeps the two apart)."""
+    if selection.tuning is None or "seed" not in selection.tuning or "seed" not in selection.runs:
+        return []
+    as_ints = lambda column: {int(float(s)) for s in column.dropna()}  # noqa: E731
+    return sorted(as_ints(selection.tuning["seed"]) & as_ints(selection.runs["seed"]))
+
+
+def shared_seeds_note(seeds: list[int]) -> str:
+    """` — tuned on the finals' seeds: …` when the tuning trained on seeds the final runs use (shared_seeds)."""
+    if not seeds:
+        return ""
+    shown = ", ".join(map(str, seeds))
+    return (f" — tuned on the finals' seeds: seed{'s' if len(seeds) > 1 else ''} {shown} trained tuning runs too, so "
+            f"a final run there at its variant's tuned setting repeats a run the choice was selected on (a "
+            f"selection effect; tune.seeds_from keeps them apart)")
+
+
 def unsaturated_note(saturation: dict[str, list[str]], compared: list[dict]) -> str:
     """` — tuning not saturated: <variant>: <why>` for the compared variants whose tuning was not."""
     variants = dict.fromkeys(v for c in compared for v in (c["variant"], c["baseline"]))
@@ -514,6 +535,7 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
         selection.runs = with_history_measures(selection.runs, history)
         chosen = chosen_values(selection)
         saturation = tuning_saturation(selection, chosen) if chosen and uncertainty else {}
+        overlap = shared_seeds(selection) if chosen else []
         study_claims = [with_tuned_levels(selection, claim) for claim in selection.study.claims]
         label_of = {claim.text: (registered or {}).get((selection.study.name, claim.text), NOT_RECORDED)
                     for claim in study_claims}
@@ -535,7 +557,8 @@ def verdict_tables(selections: list[tuple[Selection, pd.DataFrame]],
             if chosen:  # a tuned study: the difference is between each variant at its own tuned values
                 tune = selection.study.tune
                 repeated = tune is not None and tune.search is not None and tune.search.repeats > 1
-                row["evidence"] += tuned_note(chosen, compared, repeated) + unsaturated_note(saturation, compared)
+                row["evidence"] += (tuned_note(chosen, compared, repeated) + unsaturated_note(saturation, compared)
+                                    + shared_seeds_note(overlap))
                 for c in compared:
                     c["tuned"] = (f"{c['variant']}: {describe_setting(chosen.get(c['variant'], {}))}; "
                                   f"{c['baseline']}: {describe_setting(chosen.get(c['baseline'], {}))}")
