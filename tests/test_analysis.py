@@ -178,7 +178,11 @@ def test_a_heatmaps_rows_are_in_the_axis_order_not_baseline_first():
     selection.variants = list(runs["variant"])
     panel = heatmap_figure(selection, "test_accuracy").axes[0]
     assert [t.get_text() for t in panel.get_yticklabels()] == ["6000", "10000", "15000"]
-    assert [t.get_text() for t in panel.get_xticklabels()] == ["train.epochs=4", "train.epochs=5", "train.epochs=12"]
+    assert [t.get_text() for t in panel.get_xticklabels()] == ["4", "5", "12"]  # the axis label names the key
+    assert panel.get_xlabel() == "train.epochs" and panel.get_xticklabels()[0].get_rotation() == 0
+    long = heatmap_figure(selection, "test_accuracy", title="a title " * 30)
+    lines = long.axes[0].get_title().splitlines()
+    assert len(lines) > 1 and max(map(len, lines)) <= long.get_figwidth() * 14  # wrapped to the figure's width
     cells = np.ma.filled(np.asarray(panel.collections[0].get_array()).reshape(3, 3).astype(float), np.nan)
     np.testing.assert_allclose([cells[0, 2], cells[1, 1], cells[2, 0]], [0.862, 0.871, 0.884])
     assert np.isnan(cells).sum() == 6  # the pilot's three points, not a grid

@@ -11,6 +11,7 @@ to what the metric can be, the split and the number of seeds per variant.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -279,20 +280,26 @@ def heatmap_figure(selection: Selection, metric: str, title: str = "") -> Figure
     annotated with its mean, CI half-width and n."""
     stats = variant_statistics(selection, metric)
     first, rest = selection.axes[0], selection.axes[1:]
-    stats["_column"] = [",".join(f"{a}={row[a]}" for a in rest) for _, row in stats.iterrows()]
+    # one column axis: its values (the axis names itself below them); more: each column's key=value pairs
+    stats["_column"] = [str(row[rest[0]]) if len(rest) == 1 else ",".join(f"{a}={row[a]}" for a in rest)
+                        for _, row in stats.iterrows()]
     rows = ordered(stats[first])  # like the columns, in the axis' own order (numbers ascending)
     columns = list(dict.fromkeys(stats.sort_values(rest, key=lambda s: s.map(axis_sort_key))["_column"]))
     means = stats.pivot_table(index=first, columns="_column", values="mean", aggfunc="first").reindex(rows)[columns]
     notes = stats.assign(_text=[f"{m:.3f}\n±{(h - l) / 2:.3f}\nn={n}" if not math.isnan(h) else f"{m:.3f}\nn={n}"
                                 for m, l, h, n in zip(stats["mean"], stats["low"], stats["high"], stats["n"])])
     text = notes.pivot_table(index=first, columns="_column", values="_text", aggfunc="first").reindex(rows)[columns]
-    fig = _new_figure(1.6 + 1.5 * len(columns), 1.2 + 0.9 * len(rows))
+    width = 2.4 + 1.5 * len(columns)
+    fig = _new_figure(width, 1.6 + 0.9 * len(rows))
     panel = fig.subplots()
     sns.heatmap(means.astype(float), annot=text.fillna(""), fmt="", cmap="viridis", ax=panel,
                 cbar_kws={"label": metric_label(metric)}, annot_kws={"fontsize": 7})
     panel.set_xlabel(",".join(rest))
     panel.set_ylabel(first)
-    panel.set_title(title or f"{metric_label(metric)}: mean over seeds", fontsize=9)
+    panel.tick_params(axis="x", labelrotation=0 if max(map(len, columns)) <= 12 else 30)
+    panel.tick_params(axis="y", labelrotation=0)
+    # the title wrapped to the figure's width (about 14 characters an inch at 9 pt), so it never runs off the page
+    panel.set_title(textwrap.fill(title or f"{metric_label(metric)}: mean over seeds", int(width * 14)), fontsize=9)
     return fig
 
 
