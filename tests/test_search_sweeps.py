@@ -244,5 +244,6 @@ def test_a_search_runs_its_trials_in_parallel_through_the_joblib_launcher(tmp_pa
     refused = subprocess.run(command(tmp_path, "parallel_debug", uri), cwd=tmp_path, env=clean_env(),
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0
-    assert "Received hydra.sweeper.tune.seeds_from=None, but the tuning study 'parallel_debug/" in refused.stderr
+    assert "Received hydra.sweeper.tune.seeds_from=null (the study's own first seeds), but the tuning study " \
+           "'parallel_debug/" in refused.stderr
     assert len(runs_of(uri, "parallel_debug", role="job")) == len(runs) + len(finals)

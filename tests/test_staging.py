@@ -197,6 +197,9 @@ def test_with_seeds_from_the_tuning_trains_on_seeds_no_final_run_uses():
     split = tuning_replicates([["act=none", "seed=0", "data.split_seed=0"], ["act=none", "seed=1", "data.split_seed=1"]],
                               tune, 0, 2)
     assert split == [["act=none", "seed=1000", "data.split_seed=1000"], ["act=none", "seed=1001", "data.split_seed=1001"]]
+    # a replicate key set to null keeps its meaning (data.subsample_seed=null: the first images, not a random draw)
+    assert tuning_replicates([["act=none", "seed=0", "data.subsample_seed=null"]], tune, 0, 1) == [
+        ["act=none", "data.subsample_seed=null", "seed=1000"]]
     # a tie-break's replicates follow the tuning's in its band, even where the study has no more of its own
     assert tie_break_seeds(GRID[:2], 2, 1000) == [["intermediate_act=none", "seed=1002"],
                                                   ["intermediate_act=none", "seed=1003"]]
@@ -211,7 +214,7 @@ def test_with_seeds_from_the_tuning_trains_on_seeds_no_final_run_uses():
 
 @pytest.mark.parametrize("value", [0, -3, True, "1000", 1.5])
 def test_a_bad_seeds_from_is_refused_naming_the_setting(value):
-    with pytest.raises(ValueError, match=r"hydra\.sweeper\.tune\.seeds_from=.*allowed: an integer >= 1"):
+    with pytest.raises(ValueError, match=r"hydra\.sweeper\.tune\.seeds_from=.*allowed: null, or a whole number >= 1"):
         parse_tune({"key": "optim.learning_rate", "values": [1, 2], "seeds_from": value})
 
 
@@ -222,3 +225,17 @@ def test_a_seeds_from_whose_band_meets_the_studys_seeds_is_refused():
                                          r"repeat seed 18"):
         check_tuning_seeds(grid, TuneSpec(key="k", values=[1, 2], seeds=2, seeds_from=18))
     check_tuning_seeds(grid, TuneSpec(key="k", values=[1, 2], seeds=2))  # the study's own seeds: not this check's
+    # a study that sets no seed runs its finals at the config's own `seed`
+    unseeded = [["act=none"], ["act=elu"]]
+    check_tuning_seeds(unseeded, TuneSpec(key="k", values=[1, 2], seeds=2, seeds_from=1000), default_seed=0)
+    with pytest.raises(ValueError, match=r"would repeat seed 1001"):
+        check_tuning_seeds(unseeded, TuneSpec(key="k", values=[1, 2], seeds=2, seeds_from=1000), default_seed=1001)
+
+
+def test_seeds_a_plan_adds_skip_the_tuning_band():
+    from xablate.analysis.plan import fresh_seeds
+
+    tune = TuneSpec(key="k", values=[1, 2], seeds=2, seeds_from=22)  # the tuning's 22, 23 and a tie-break's 24, 25
+    assert fresh_seeds(20, 5, tune) == [20, 21, 26, 27, 28]
+    assert fresh_seeds(20, 3) == [20, 21, 22]
+    assert fresh_seeds(20, 0, tune) == []

@@ -7,7 +7,7 @@ import math
 import optuna
 import pytest
 
-from xablate.tuning import SearchSpec, ask, open_study, parse_search, storage_url, tell
+from xablate.tuning import SearchSpec, ask, check_band, open_study, parse_search, storage_url, tell
 
 SPACE = {"space": {"optim.learning_rate": {"log_uniform": [1.0e-4, 1.0e-1]}}, "sampler": "tpe", "trials": 12,
          "startup": 4}
@@ -95,12 +95,15 @@ def test_a_tuning_study_keeps_one_seed_band(tmp_path):
     (trial, values), = ask(study, spec, 1)
     tell(study, trial, [objective(values)])
     with pytest.raises(ValueError, match=r"seeds_from=1000, but the tuning study 's/v' holds 1 trial\(s\) trained "
-                                         r"with seeds_from=None; allowed: that value"):
+                                         r"with seeds_from=null \(the study's own first seeds\); allowed: that value "
+                                         r".*optuna\.delete_study\(study_name='s/v'"):
         open_study(path, "s/v", spec, seeds_from=1000)
+    check_band(path, ["s/v", "s/never-opened"], None)  # the same band, and a study not there: nothing to refuse
+    assert "s/never-opened" not in {s.study_name for s in optuna.get_all_study_summaries(path)}  # nor created
     assert open_study(path, "s/v", spec).user_attrs["seeds_from"] is None
     banded = open_study(path, "s/w", spec, seeds_from=1000)  # a new study takes the band it is opened with
     (trial, values), = ask(banded, spec, 1)
     tell(banded, trial, [objective(values)])
     assert open_study(path, "s/w", spec, seeds_from=1000).user_attrs["seeds_from"] == 1000
-    with pytest.raises(ValueError, match="seeds_from=None, but the tuning study 's/w'"):
+    with pytest.raises(ValueError, match="seeds_from=null .*, but the tuning study 's/w' holds 1 trial.* seeds_from=1000;"):
         open_study(path, "s/w", spec)

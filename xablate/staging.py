@@ -108,8 +108,9 @@ def _seeds(block: dict, stage: str) -> int:
 def _seeds_from(block: dict) -> int | None:
     start = block.get("seeds_from")
     if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 1):
-        raise _error("tune.seeds_from", start, "an integer >= 1 above every seed the study's own runs use (the "
-                                              "tuning then trains on seeds the finals never repeat), or null")
+        raise _error("tune.seeds_from", start, "null, or a whole number >= 1 beyond every seed the study's own "
+                                              "runs use, e.g. 1000 (the tuning then trains on seeds no final run "
+                                              "repeats)")
     return start
 
 
@@ -366,18 +367,26 @@ def tuning_replicates(jobs: list[list[str]], tune: TuneSpec, start: int, stop: i
     out = []
     for i in range(start, stop):
         job = jobs[i] if i < len(jobs) else jobs[0]
-        moved = {override_key(o): tune.seeds_from + i for o in job if override_key(o) in REPLICATE_KEYS}
+        moved = {override_key(o): tune.seeds_from + i for o in job
+                 if override_key(o) in REPLICATE_KEYS and _whole(o.split("=", 1)[1])}  # null keeps its meaning
         out.append(with_overrides(job, {**moved, "seed": tune.seeds_from + i}))
     return out
 
 
-def check_tuning_seeds(grid: list[list[str]], tune: TuneSpec | None) -> None:
+def _whole(value: str) -> bool:
+    return value.strip().lstrip("-").isdigit()
+
+
+def check_tuning_seeds(grid: list[list[str]], tune: TuneSpec | None, default_seed: int | None = None) -> None:
     """Refuses a `tune.seeds_from` whose band (the tuning's replicates and a tie-break's) meets a seed the study's
-    own runs use: the tuning would no longer be apart from the finals."""
+    own runs use (`grid`: the study's whole grid, not only this command's seeds; `default_seed`: the config's
+    `seed`, which a job that sets none runs at): the tuning would no longer be apart from the finals."""
     if tune is None or tune.seeds_from is None:
         return
     used = {int(o.split("=", 1)[1]) for job in grid for o in job
-            if override_key(o) in REPLICATE_KEYS and o.split("=", 1)[1].lstrip("-").isdigit()}
+            if override_key(o) in REPLICATE_KEYS and _whole(o.split("=", 1)[1])}
+    if default_seed is not None and any(all(override_key(o) != "seed" for o in job) for job in grid):
+        used.add(int(default_seed))
     band = range(tune.seeds_from, tune.seeds_from + 2 * tune.seeds)
     clash = sorted(used & set(band))
     if clash:

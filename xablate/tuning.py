@@ -221,6 +221,29 @@ def make_pruner(name: str, startup: int, epochs: int):
     return optuna.pruners.NopPruner()
 
 
+def check_band(url: str, names: list[str], seeds_from: int | None) -> None:
+    """Refuses to go on with a tuning study (of `names`, in the storage at `url`) whose trials trained with another
+    `tune.seeds_from` (recorded on it by open_study; none recorded: the study's own first seeds): its trials would
+    mix two seed bands. Opens nothing that is not there."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = rdb_storage(url)
+    for name in names:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            continue
+        recorded = study.user_attrs.get("seeds_from")
+        if study.trials and recorded != seeds_from:
+            shown = lambda v: "null (the study's own first seeds)" if v is None else str(v)  # noqa: E731
+            raise ValueError(
+                f"Received hydra.sweeper.tune.seeds_from={shown(seeds_from)}, but the tuning study {name!r} holds "
+                f"{len(study.trials)} trial(s) trained with seeds_from={shown(recorded)}; allowed: that value (a "
+                f"tuning's trials share one seed band), or the search begun afresh (optuna.delete_study("
+                f"study_name={name!r}, storage={shown_url(url)!r}))")
+
+
 def open_study(url: str, name: str, spec: SearchSpec, epochs: int = 1, metric: str = "final_val_accuracy",
                seeds_from: int | None = None):
     """The variant's Optuna study in the storage at `url` (storage_url; created, or loaded as a killed stage left
@@ -243,13 +266,9 @@ def open_study(url: str, name: str, spec: SearchSpec, epochs: int = 1, metric: s
         grid = {k: (args if kind == "choice" else list(range(args[0], args[1] + 1)))
                 for k, (kind, args) in spec.space.items()}
         sampler = optuna.samplers.GridSampler(grid, seed=seed)
+    check_band(url, [name], seeds_from)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
                                 pruner=make_pruner(spec.pruner, spec.startup, epochs), load_if_exists=True)
-    if study.trials and study.user_attrs.get("seeds_from") != seeds_from:
-        raise ValueError(f"Received hydra.sweeper.tune.seeds_from={seeds_from!r}, but the tuning study {name!r} "
-                         f"holds {len(study.trials)} trial(s) trained with seeds_from="
-                         f"{study.user_attrs.get('seeds_from')!r}; allowed: that value (a tuning's trials share one "
-                         f"seed band), or a study begun afresh")
     study.set_user_attr("seeds_from", seeds_from)
     study.set_user_attr("pruner", {"name": spec.pruner, "startup": spec.startup, "epochs": epochs,
                                    "metric": metric})

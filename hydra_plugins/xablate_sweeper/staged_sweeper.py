@@ -66,8 +66,8 @@ class StagedSweeper(Sweeper):
             arguments = [*arguments, f"seed=range({sequential.sequential.looks[-1]})"]  # up to the last look
         grid = excluding(expand(declared, arguments), self.exclude, expand(declared, []))
         self._grid = grid  # (a tie-break trains a variant's next replicates)
-        staging.check_tuning_seeds(grid, self.tune)
         swept = set(swept_keys(declared, arguments))
+        self._check_tuning_seeds(declared, grid, sequential, swept)
         both = [key for key in (self.tune.keys if self.tune is not None else ()) if key in swept]
         if both:
             setting = "tune.key" if self.tune.search is None else f"tune.space.{both[0]}"
@@ -110,6 +110,23 @@ class StagedSweeper(Sweeper):
         else:
             returns += self._launch_sequentially(final, sequential)
         return returns
+
+    def _check_tuning_seeds(self, declared: dict, grid: List[List[str]], sequential, swept: set) -> None:
+        """Before any job: the tuning's seed band apart from every seed the study runs (its declared grid up to
+        its last look, this command's, the config's own `seed`), and the same band its searches' trials used."""
+        from xablate import staging, tuning
+        from xablate.sweeps import expand
+        from xablate.tracking.store import resolve_tracking_uri
+
+        if self.tune is None or (self.tune.seeds_from is None and self.tune.search is None):
+            return
+        whole = [f"seed=range({sequential.sequential.looks[-1]})"] if sequential is not None else []
+        staging.check_tuning_seeds([*grid, *expand(declared, whole)], self.tune, int(self.config.get("seed", 0)))
+        if self.tune.search is not None:
+            path = tuning.storage_url(resolve_tracking_uri(self.config.tracking.uri), self.config.tracking.database)
+            tuning.check_band(path, [tuning.repeat_study_name(str(self.config.study), staging.variant_name(v, swept), k)
+                                     for v in staging.variants_of(grid, self.tune.keys)
+                                     for k in range(self.tune.search.repeats)], self.tune.seeds_from)
 
     def _crossed_key(self) -> Optional[str]:
         """The tuned key a claim of the study is read at every variant's tuned value of (`at: {key: tuned}`)."""

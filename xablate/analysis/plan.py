@@ -39,6 +39,18 @@ def _comparisons(selection: Selection) -> list[tuple[str, str, str]]:
     return [(selection.metric, v, base) for v in selection.variants if v != base]
 
 
+def fresh_seeds(start: int, count: int, tune=None) -> list[int]:
+    """`count` seeds from `start` up, past the tuning's seed band (tune.seeds_from: the tuning's replicates and a
+    tie-break's), which no final run may repeat."""
+    band = range(tune.seeds_from, tune.seeds_from + 2 * tune.seeds) if tune is not None and tune.seeds_from else range(0)
+    out, seed = [], start
+    while len(out) < count:
+        if seed not in band:
+            out.append(seed)
+        seed += 1
+    return out
+
+
 def plan_seeds(selection: Selection, history: pd.DataFrame, target: float, arguments: list[str]) -> Plan:
     """Seeds per variant needed for a minimum detectable effect of `target` in every comparison."""
     runs = with_history_measures(selection.runs, history)
@@ -56,7 +68,7 @@ def plan_seeds(selection: Selection, history: pd.DataFrame, target: float, argum
     need = table["seeds_needed"].dropna()
     seeds = int(need.max()) if len(need) else seeds_now
     used = sorted(int(s) for s in finished["seed"].dropna().unique())
-    fresh = [s for s in range(max(used, default=-1) + 1, max(used, default=-1) + 1 + max(0, seeds - seeds_now))]
+    fresh = fresh_seeds(max(used, default=-1) + 1, max(0, seeds - seeds_now), selection.study.tune)
     command = ""
     if fresh:
         args = list(arguments) + [f"seed={','.join(map(str, fresh))}"]
