@@ -10,7 +10,9 @@ listed in the page's saved-views menu. `save_study_view` writes that tag to the 
 a committed store: xablate.tracking.ui_store) and returns the page's address.
 
 Final stage: runs tagged `xablate.stage` with `final` among its comma-joined stages (`pilot,final`: a run that
-served both); runs from before the tag existed have none and count as final (xablate.analysis.store.in_stage).
+served both), but for `tune,final` (a tuning run an earlier version let stand in for a final replicate: tuning
+only, xablate.staging.serves); runs from before the tag existed have none and count as final
+(xablate.analysis.store.in_stage).
 MLflow's filter grammar has AND only, so a study whose runs all lack the tag is filtered on its absence, and a
 study with both kinds lists its tagged final runs and says how many untagged ones it leaves out.
 """
@@ -29,7 +31,7 @@ VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 VIEW_NAME = "xablate: final runs by variant"
 VARIANT_TAG = "xablate.variant"
 JOB_RUNS = f"tags.`{VARIANT_TAG}` != ''"  # a study's job runs (its sweeps' parents carry no variant)
-FINAL_TAGGED = f"tags.`{STAGE_TAG}` LIKE '%final%'"
+FINAL_TAGGED = f"tags.`{STAGE_TAG}` LIKE '%final%' AND tags.`{STAGE_TAG}` != 'tune,final'"
 UNTAGGED = f"tags.`{STAGE_TAG}` IS NULL AND {JOB_RUNS}"
 # a claim's metric -> the run metric the table shows (train_loss_auc is computed from the `loss` curve; its
 # per-variant value is in the sweep parent's summary: xablate.tracking.parent_summary)
