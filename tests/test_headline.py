@@ -213,3 +213,13 @@ def test_each_effect_names_what_its_two_cells_differ_in_and_what_they_share(pair
     compared = pd.DataFrame([dict(variant=v, baseline=b, delta=0.01, ci_low=0.002, ci_high=0.018, n=10,
                                   metric="test_accuracy", outcome="held") for v, b in pairs])
     assert describe_effects(compared) == "test accuracy (final weights)" + expected
+
+
+def test_an_outcome_carries_the_caveats_its_evidence_names():
+    from xablate.analysis.headline import caveats
+    from xablate.analysis.verdicts import shared_seeds_note
+
+    assert caveats("") == ""
+    assert caveats("... — tuning not saturated: x" + shared_seeds_note([0, 1])) == (
+        " (a variant's tuning not saturated: verdict.md says why; tuned on seeds its final runs reuse: verdict.md "
+        "says why)")

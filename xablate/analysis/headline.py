@@ -135,6 +135,7 @@ CAVEATS = {  # what the verdict row says that the headline's reader must see bes
                                                       "the variants by construction",
     "different tuned settings": "each variant at its own tuned setting, not at a shared one",
     "tuning not saturated": "a variant's tuning not saturated: verdict.md says why",
+    "tuned on the finals' seeds": "tuned on seeds its final runs reuse: verdict.md says why",
 }
 
 
