@@ -80,7 +80,7 @@ def test_a_copy_of_the_committed_store_at_another_path_serves_its_artifacts(tmp_
 FASHION = ("fashion_fig9", "fashion_fig10", "fashion_spectrum_matched")  # round 1
 ROUND_2 = {"fashion_fig9": "fashion_fig9_r2", "fashion_fig10": "fashion_fig10_r2",
            "fashion_spectrum_matched": "fashion_spectrum_matched_r2"}  # each supersedes its round-1 study
-DECIDED = (*FASHION, "fashion_spectrum_matched_r2", "fashion_fig10_r2")  # each decided, or run to its last look
+DECIDED = (*FASHION, *ROUND_2.values())  # each decided, or run to its last look
 
 
 def _headline_studies() -> set[str]:
