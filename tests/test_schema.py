@@ -154,6 +154,13 @@ def test_a_bad_tuning_stage_is_refused_before_the_sweeps_parent_exists(tmp_path)
     assert "xablate: Received hydra.sweeper.tune.values=[]; allowed: a list of at least two distinct values." \
         in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
+    # a tuning seed band that meets the study's own seeds (fashion_fig9_r2 runs seeds 0..19 by its last look)
+    proc = run_py("-m", "experiment=fashion_fig9_r2", "debug=default", "hydra.sweeper.tune.seeds_from=5",
+                  f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "xablate: Received hydra.sweeper.tune.seeds_from=5; allowed: an integer above every seed the study's " \
+           "runs use (they reach 19; the tuning's seeds 5..8 would repeat seed 5)." in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.slow

@@ -177,6 +177,15 @@ def refuse_unknown_keys(config: DictConfig) -> None:
         for block, parse in (("tune", parse_tune), ("pilot", parse_pilot)):  # the staged sweeper's stages
             if sweeper.get(block) is not None:
                 parsed = parse(OmegaConf.to_container(sweeper.get(block), resolve=True))
+                if block == "tune" and parsed.seeds_from is not None:  # its seed band apart from the study's seeds
+                    from xablate.staging import check_tuning_seeds
+
+                    declared = sweeper.get("params")
+                    declared = OmegaConf.to_container(declared, resolve=False) if declared else {}
+                    looks = ((job.get("analysis") or {}).get("sequential") or {}).get("looks") or []
+                    whole = [f"seed=range({max(looks)})"] if looks else []
+                    check_tuning_seeds(expand(declared, overrides) + expand(declared, whole), parsed,
+                                       int(job.get("seed") or 0))
                 if block == "tune" and parsed.search is not None:  # its Optuna studies: where every job reaches them
                     from xablate.tuning import storage_url
 
